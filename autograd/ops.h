@@ -1,0 +1,96 @@
+// THE op list. Every differentiable op of BFCN is declared here; each lives, forward and backward
+// side by side, in autograd/ops/<group>.cpp. Everything else (DoReFa quantizers included) is
+// composed from these, so its gradient comes for free.
+//
+// Adding an op: (1) declare it here; (2) add a raw-pointer kernel pair in kernels/ if it is heavy;
+// (3) implement it in autograd/ops/<group>.cpp with make_op(); (4) add a case to the gradient-check
+// table in tests/autograd/grad_cases_test.cpp (and a PyTorch parity case if torch has it).
+//
+// Shapes: images are NCHW [N,C,H,W]; label maps [N,H,W] (i32 or u8). Binary ops take b with the
+// same shape as a, or b with one element (a broadcast scalar; its gradient is the sum).
+#pragma once
+
+#include <optional>
+#include <vector>
+
+#include "autograd/var.h"
+#include "core/rng.h"
+
+namespace bfcn {
+
+// ---- elementwise ----
+Var add(const Var& a, const Var& b);
+Var sub(const Var& a, const Var& b);
+Var mul(const Var& a, const Var& b);
+Var div(const Var& a, const Var& b);  // b must be nonzero
+Var scale(const Var& x, float s);     // s*x
+Var add_scalar(const Var& x, float c);
+Var relu(const Var& x);  // gradient 0 at x == 0 (as PyTorch)
+// Gradient passes where lo <= x <= hi (inclusive: DoReFa's 1[0 <= x <= 1] mask).
+Var clamp(const Var& x, float lo, float hi);
+Var tanh(const Var& x);
+Var abs(const Var& x);  // gradient sign(x), 0 at 0
+
+// ---- reductions (to one element, shape [1]) ----
+Var sum(const Var& x);
+Var mean(const Var& x);
+Var max_all(const Var& x);  // gradient to the first maximal element
+
+// ---- shape ----
+Var reshape(const Var& x, const Shape& shape);
+Var concat_channels(const std::vector<Var>& xs);  // NCHW along C
+
+// ---- neural network ----
+struct Conv2dArgs {
+  int stride_h = 1, stride_w = 1;
+  int pad_h = 0, pad_w = 0;
+  int dilation_h = 1, dilation_w = 1;
+  int groups = 1;
+  static Conv2dArgs square(int stride, int pad, int dilation = 1, int groups = 1) {
+    return {stride, stride, pad, pad, dilation, dilation, groups};
+  }
+};
+// x [N,C,H,W], w [K,C/groups,kh,kw], bias [K] or undefined Var → [N,K,Ho,Wo].
+Var conv2d(const Var& x, const Var& w, const Var& bias, const Conv2dArgs& args);
+
+struct Pool2dArgs {
+  int kernel_h = 2, kernel_w = 2;
+  int stride_h = 2, stride_w = 2;
+  int pad_h = 0, pad_w = 0;
+  bool ceil_mode = false;
+  bool count_include_pad = true;  // avg pool only (PyTorch's default)
+  static Pool2dArgs square(int kernel, int stride, int pad = 0) {
+    return {kernel, kernel, stride, stride, pad, pad, false, true};
+  }
+};
+Var max_pool2d(const Var& x, const Pool2dArgs& args);  // gradient to the first max in a window
+Var avg_pool2d(const Var& x, const Pool2dArgs& args);
+Var global_avg_pool(const Var& x);  // [N,C,H,W] → [N,C,1,1]
+
+// Training: normalise with batch statistics and update running_mean/running_var in place
+// (running = (1-momentum)*running + momentum*batch, unbiased variance, as PyTorch).
+// Eval: normalise with the running statistics. gamma/beta [C] (either may be undefined).
+Var batch_norm2d(const Var& x, const Var& gamma, const Var& beta, Tensor& running_mean,
+                 Tensor& running_var, bool training, float momentum = 0.1f, float eps = 1e-5f);
+
+// Bilinear resize of [N,C,H,W] to [N,C,out_h,out_w]; align_corners as in PyTorch.
+Var upsample_bilinear(const Var& x, int out_h, int out_w, bool align_corners);
+
+// Inverted dropout: in training zeroes with probability p and scales kept values by 1/(1-p).
+Var dropout(const Var& x, float p, bool training, Rng& rng);
+
+// Softmax cross-entropy over NCHW logits [N,C,H,W] and labels [N,H,W] (i32 or u8), mean over
+// pixels whose label != ignore_index (weighted mean when class_weights [C] is given, as PyTorch).
+// Labels outside [0,C) other than ignore_index are an error naming the value.
+Var softmax_cross_entropy(const Var& logits, const Tensor& labels, int ignore_index = 255,
+                          const Tensor& class_weights = Tensor());
+
+// ---- straight-through estimators (see Note [Straight-through estimators] in ops/ste.cpp) ----
+Var round_ste(const Var& x);  // forward round-half-to-even, backward identity
+Var sign_ste(const Var& x);   // forward sign with sign(0) = +1, backward identity
+
+// ---- non-differentiable helpers ----
+// argmax over C of [N,C,H,W] → i32 [N,H,W] (first maximal class on ties).
+Tensor argmax_channels(const Tensor& logits);
+
+}  // namespace bfcn

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The test command: installs dependencies, builds Release with warnings as errors, runs every
+# test with ctest, then builds the tests with ASan/UBSan and runs them again.
+# Exits non-zero on any failure.  Usage: scripts/test.sh [--no-sanitize]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=${JOBS:-$(nproc)}
+SANITIZE=1
+[ "${1:-}" = "--no-sanitize" ] && SANITIZE=0
+
+scripts/deps.sh
+
+if command -v clang-format >/dev/null; then
+  echo "== clang-format check"
+  git ls-files '*.cpp' '*.h' | xargs -r clang-format --dry-run -Werror
+fi
+
+echo "== Release build (warnings are errors)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DBFCN_WERROR=ON >/dev/null
+cmake --build build -j "$JOBS"
+echo "== tests (Release)"
+(cd build && OMP_NUM_THREADS=2 ctest --output-on-failure -j "$JOBS" --timeout 900)
+
+if [ "$SANITIZE" = 1 ]; then
+  echo "== ASan/UBSan build"
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBFCN_WERROR=ON -DBFCN_SANITIZE=ON \
+        -DBFCN_BUILD_BENCH=OFF >/dev/null
+  cmake --build build-asan -j "$JOBS"
+  echo "== tests (ASan/UBSan)"
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+     LSAN_OPTIONS=suppressions="$PWD/../scripts/lsan.supp" UBSAN_OPTIONS=print_stacktrace=1 \
+     OMP_NUM_THREADS=2 BFCN_SANITIZED=1 ctest --output-on-failure -j "$JOBS" --timeout 1800)
+fi
+echo "== all tests passed"
