@@ -1,0 +1,58 @@
+// DoReFa quantizers (tensorpack semantics, see docs/quantization.md and research/paper.md §6),
+// composed from the op set in autograd/ops.h so their gradients come from those ops: round_ste and
+// sign_ste carry the straight-through estimators, clamp carries the 1[0 <= x <= 1] mask, and tanh/
+// abs/max_all/div carry the k >= 2 weight normalisation. The one exception is the gradient
+// quantizer fg, whose forward is the identity and whose backward is not any derivative (a small
+// make_op op). Bit width 32 means "identity" everywhere; the other accepted widths are 1..8.
+#pragma once
+
+#include <string>
+
+#include "autograd/var.h"
+#include "core/rng.h"
+
+namespace bfcn {
+
+// Bit widths of one layer: weights, activations after it, gradients (32 = full precision).
+// w_scale_channel: 1-bit weights get one E = mean|W| per output channel instead of per layer.
+struct QuantSpec {
+  int w_bits = 32;
+  int a_bits = 32;
+  int g_bits = 32;
+  bool w_scale_channel = false;
+  bool operator==(const QuantSpec&) const = default;
+};
+
+// Throws ConfigError "layer '<layer>': <key> must be 1..8 or 32, got <bits>" (no layer part when
+// `layer` is empty) unless bits is 1..8 or 32.
+void check_bits(int bits, const char* key, const std::string& layer);
+
+// n = 2^k - 1; round_ste(x*n)/n (round half to even, identity gradient). k = 32: x unchanged.
+// x is expected in [0,1]; quantize_k itself does not clip.
+Var quantize_k(const Var& x, int k);
+
+// DoReFa fw on a weight w [K,...]:
+//   k = 1:  E*sign(w), sign(0) = +1, E = mean|w| over the whole tensor (per output channel when
+//           per_channel), a constant taken from w.value(); gradient dL/dw = dL/dy exactly.
+//   k >= 2: 2*quantize_k(tanh(w)/(2*max|tanh(w)|) + 0.5) - 1, in {2j/(2^k-1) - 1}; gradient through
+//           tanh and the max (as tensorpack, no stop-gradient). per_channel is ignored (no scale).
+//   k = 32: w unchanged.
+Var quantize_weight(const Var& w, int k, bool per_channel = false);
+
+// DoReFa activation: quantize_k(clamp(x,0,1), k), gradient masked to 0 <= x <= 1.
+// k = 32: x unchanged (the caller applies ReLU; see QuantAct).
+Var quantize_activation(const Var& x, int k);
+
+// DoReFa fg: forward identity; backward, for each sample b of g [N,...]:
+//   m = max|g_b|, u = clip(g_b/(2m) + 0.5 + U(-0.5/n, 0.5/n), 0, 1), g'_b = (round(u*n)/n - 0.5)*2m
+// (samples with m = 0 pass zeros). The noise is drawn from `rng` when backward runs, so rng must
+// outlive the graph. k = 32: x unchanged.
+Var quantize_gradient(const Var& x, int k, Rng& rng);
+
+// Tensor helpers shared with export and tests (no graph).
+// E = mean|w| as [1], or per output channel as [K] when per_channel. w [K,...].
+Tensor weight_scale(const Tensor& w, bool per_channel);
+// Forward value of quantize_weight(w, k, per_channel), computed without autograd.
+Tensor quantize_weight_value(const Tensor& w, int k, bool per_channel = false);
+
+}  // namespace bfcn
