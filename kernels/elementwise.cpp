@@ -1,10 +1,58 @@
+// Elementwise kernels: plain loops the compiler vectorises, threaded only above kParallelMin.
+// Reductions use fixed blocks (kBlock) so results are identical for every thread count.
 #include "kernels/elementwise.h"
+
+#include <cmath>
+#include <vector>
 
 namespace bfcn {
 
 namespace {
 constexpr int64_t kParallelMin = 1 << 15;  // below this, threads cost more than they save
+constexpr int64_t kBlock = 1 << 14;        // reduction block (elements)
+
+template <class F>
+void map1(const float* x, float* y, int64_t n, F f) {
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) y[i] = f(x[i]);
 }
+
+template <class F>
+void map2(const float* a, const float* b, float* y, int64_t n, F f) {
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) y[i] = f(a[i], b[i]);
+}
+
+template <class F>
+void map2_scalar(const float* a, float b, float* y, int64_t n, F f) {
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) y[i] = f(a[i], b);
+}
+
+template <class F>
+void binary(const float* a, const float* b, bool b_scalar, float* y, int64_t n, F f) {
+  if (b_scalar)
+    map2_scalar(a, b[0], y, n, f);
+  else
+    map2(a, b, y, n, f);
+}
+
+// Sum over fixed blocks of block_sum(begin, end), combined in block order.
+template <class F>
+double blocked_sum(int64_t n, F block_sum) {
+  const int64_t nb = (n + kBlock - 1) / kBlock;
+  if (nb <= 1) return n > 0 ? block_sum(0, n) : 0.0;
+  std::vector<double> part(static_cast<size_t>(nb));
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t end = b * kBlock + kBlock < n ? b * kBlock + kBlock : n;
+    part[static_cast<size_t>(b)] = block_sum(b * kBlock, end);
+  }
+  double s = 0.0;
+  for (double p : part) s += p;
+  return s;
+}
+}  // namespace
 
 void add_inplace_f32(float* y, const float* x, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
@@ -19,6 +67,105 @@ void axpy_f32(float* y, float a, const float* x, int64_t n) {
 void scale_inplace_f32(float* y, float a, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
   for (int64_t i = 0; i < n; ++i) y[i] *= a;
+}
+
+void binary_f32(BinaryOp op, const float* a, const float* b, bool b_scalar, float* y, int64_t n) {
+  switch (op) {
+    case BinaryOp::add:
+      return binary(a, b, b_scalar, y, n, [](float p, float q) { return p + q; });
+    case BinaryOp::sub:
+      return binary(a, b, b_scalar, y, n, [](float p, float q) { return p - q; });
+    case BinaryOp::mul:
+      return binary(a, b, b_scalar, y, n, [](float p, float q) { return p * q; });
+    case BinaryOp::div:
+      return binary(a, b, b_scalar, y, n, [](float p, float q) { return p / q; });
+  }
+}
+
+void scale_f32(const float* x, float s, float* y, int64_t n) {
+  map2_scalar(x, s, y, n, [](float p, float q) { return p * q; });
+}
+void add_scalar_f32(const float* x, float c, float* y, int64_t n) {
+  map2_scalar(x, c, y, n, [](float p, float q) { return p + q; });
+}
+void neg_f32(const float* x, float* y, int64_t n) {
+  map1(x, y, n, [](float v) { return -v; });
+}
+void mul_f32(const float* a, const float* b, float* y, int64_t n) {
+  map2(a, b, y, n, [](float p, float q) { return p * q; });
+}
+
+void div_grad_b_f32(const float* dy, const float* a, const float* b, bool b_scalar, float* y,
+                    int64_t n) {
+  if (b_scalar) {
+    const float bb = b[0] * b[0];
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
+    for (int64_t i = 0; i < n; ++i) y[i] = -dy[i] * a[i] / bb;
+  } else {
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
+    for (int64_t i = 0; i < n; ++i) y[i] = -dy[i] * a[i] / (b[i] * b[i]);
+  }
+}
+
+void relu_f32(const float* x, float* y, int64_t n) {
+  map1(x, y, n, [](float v) { return v > 0.0f ? v : 0.0f; });
+}
+void relu_backward_f32(const float* dy, const float* y, float* dx, int64_t n) {
+  map2(dy, y, dx, n, [](float g, float v) { return v > 0.0f ? g : 0.0f; });
+}
+
+void clamp_f32(const float* x, float lo, float hi, float* y, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] < lo ? lo : (x[i] > hi ? hi : x[i]);
+}
+void clamp_backward_f32(const float* dy, const float* x, float lo, float hi, float* dx, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) dx[i] = (x[i] >= lo && x[i] <= hi) ? dy[i] : 0.0f;
+}
+
+void tanh_f32(const float* x, float* y, int64_t n) {
+  map1(x, y, n, [](float v) { return std::tanh(v); });
+}
+void tanh_backward_f32(const float* dy, const float* y, float* dx, int64_t n) {
+  map2(dy, y, dx, n, [](float g, float v) { return g * (1.0f - v * v); });
+}
+
+void abs_f32(const float* x, float* y, int64_t n) {
+  map1(x, y, n, [](float v) { return std::fabs(v); });
+}
+void abs_backward_f32(const float* dy, const float* x, float* dx, int64_t n) {
+  map2(dy, x, dx, n, [](float g, float v) { return v > 0.0f ? g : (v < 0.0f ? -g : 0.0f); });
+}
+
+void round_half_even_f32(const float* x, float* y, int64_t n) {
+  // std::nearbyint honours the current rounding mode, which is round-to-nearest-even by default.
+  map1(x, y, n, [](float v) { return std::nearbyint(v); });
+}
+void sign_f32(const float* x, float* y, int64_t n) {
+  map1(x, y, n, [](float v) { return v >= 0.0f ? 1.0f : -1.0f; });
+}
+
+double sum_f64(const float* x, int64_t n) {
+  return blocked_sum(n, [x](int64_t b, int64_t e) {
+    double s = 0.0;
+    for (int64_t i = b; i < e; ++i) s += x[i];
+    return s;
+  });
+}
+
+double dot_f64(const float* a, const float* b, int64_t n) {
+  return blocked_sum(n, [a, b](int64_t s0, int64_t e) {
+    double s = 0.0;
+    for (int64_t i = s0; i < e; ++i) s += static_cast<double>(a[i]) * b[i];
+    return s;
+  });
+}
+
+int64_t argmax_first_f32(const float* x, int64_t n) {
+  int64_t best = 0;
+  for (int64_t i = 1; i < n; ++i)
+    if (x[i] > x[best] || (std::isnan(x[best]) && !std::isnan(x[i]))) best = i;
+  return best;
 }
 
 }  // namespace bfcn
