@@ -1,0 +1,120 @@
+// DoReFa quantizers composed from the op set (see autograd/quant.h for the maths). Only fg is a
+// hand-written op: its backward deliberately ignores the derivative of its (identity) forward.
+#include "autograd/quant.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "autograd/ops.h"
+#include "core/error.h"
+
+namespace bfcn {
+
+namespace {
+float levels(int k) { return static_cast<float>((1 << k) - 1); }  // n = 2^k - 1
+}  // namespace
+
+void check_bits(int bits, const char* key, const std::string& layer) {
+  if ((bits >= 1 && bits <= 8) || bits == 32) return;
+  if (layer.empty()) throw ConfigError(detail::concat(key, " must be 1..8 or 32, got ", bits));
+  throw ConfigError(
+      detail::concat("layer '", layer, "': ", key, " must be 1..8 or 32, got ", bits));
+}
+
+Var quantize_k(const Var& x, int k) {
+  check_bits(k, "bits", "");
+  if (k == 32) return x;
+  const float n = levels(k);
+  // Divide (not multiply by 1/n) so the levels are the correctly rounded j/n, as tf.round(x*n)/n.
+  return div(round_ste(scale(x, n)), Var(Tensor::full({1}, n)));
+}
+
+Tensor weight_scale(const Tensor& w, bool per_channel) {
+  BFCN_CHECK(w.ndim() >= 1 && w.numel() > 0, "weight_scale: expected a non-empty weight, got ",
+             w.shape());
+  const int64_t K = per_channel ? w.dim(0) : 1;
+  const int64_t per = w.numel() / K;
+  Tensor e = Tensor::empty({K});
+  const float* p = w.f32();
+  for (int64_t c = 0; c < K; ++c) {
+    double s = 0.0;
+    for (int64_t i = 0; i < per; ++i) s += std::fabs(p[c * per + i]);
+    e.f32()[c] = static_cast<float>(s / static_cast<double>(per));
+  }
+  return e;
+}
+
+Var quantize_weight(const Var& w, int k, bool per_channel) {
+  check_bits(k, "w_bits", "");
+  if (k == 32) return w;
+  if (k == 1) {
+    // y = E*sign(w). E is a constant (tensorpack's stop_gradient) and the whole quantizer has an
+    // identity STE, including the multiplication by E. It is written s - stop(s) + stop(E*s):
+    // the forward is exactly E*s (s - s = 0, 0 + E*s = E*s) and the gradient reaches w through
+    // sub, then sign_ste, unscaled and bit-exact.
+    const Var s = sign_ste(w);  // ±1, sign(0) = +1
+    const Tensor e = weight_scale(w.value(), per_channel);
+    const int64_t K = e.numel(), per = w.value().numel() / K;
+    Tensor es = Tensor::empty(w.shape());
+    const float* sp = s.value().f32();
+    for (int64_t c = 0; c < K; ++c)
+      for (int64_t i = 0; i < per; ++i) es.f32()[c * per + i] = e.f32()[c] * sp[c * per + i];
+    if (!s.requires_grad()) return Var(es);
+    return add(sub(s, s.detach()), Var(es));
+  }
+  // u = tanh(w)/max|tanh(w)| * 0.5 + 0.5 in [0,1]; y = 2*quantize_k(u) - 1. The max is a graph
+  // node (not stop-gradient), as in tensorpack.
+  const Var t = tanh(w);
+  Var m = max_all(abs(t));
+  // All-zero weights: tanh(w) = 0 everywhere; divide by 1 instead of 0 (u = 0.5, finite grads).
+  if (m.value().item() == 0.0f) m = add_scalar(m, 1.0f);
+  const Var u = add_scalar(scale(div(t, m), 0.5f), 0.5f);
+  return add_scalar(scale(quantize_k(u, k), 2.0f), -1.0f);
+}
+
+Tensor quantize_weight_value(const Tensor& w, int k, bool per_channel) {
+  NoGradGuard no_grad;
+  return quantize_weight(Var(w), k, per_channel).value();
+}
+
+Var quantize_activation(const Var& x, int k) {
+  check_bits(k, "a_bits", "");
+  if (k == 32) return x;
+  return quantize_k(clamp(x, 0.0f, 1.0f), k);
+}
+
+Var quantize_gradient(const Var& x, int k, Rng& rng) {
+  check_bits(k, "g_bits", "");
+  if (k == 32) return x;
+  // Not composed: the forward is the identity but the backward is DoReFa's stochastic requantizer
+  // of the incoming gradient, which is no op's derivative. The output shares x's storage.
+  Rng* r = &rng;
+  return make_op("quantize_gradient", x.value(), {x},
+                 [k, r](const Tensor& dy, const GradMask& need) -> std::vector<Tensor> {
+                   if (!need[0]) return {Tensor()};
+                   const float n = levels(k);
+                   const int64_t N = dy.dim(0), per = dy.numel() / std::max<int64_t>(N, 1);
+                   Tensor g = Tensor::empty(dy.shape());
+                   const float* d = dy.f32();
+                   float* o = g.f32();
+                   for (int64_t b = 0; b < N; ++b) {
+                     const float* db = d + b * per;
+                     float* ob = o + b * per;
+                     float m = 0.0f;  // per-sample max |g|
+                     for (int64_t i = 0; i < per; ++i) m = std::max(m, std::fabs(db[i]));
+                     if (m == 0.0f) {
+                       for (int64_t i = 0; i < per; ++i) ob[i] = 0.0f;
+                       continue;
+                     }
+                     for (int64_t i = 0; i < per; ++i) {
+                       float u = db[i] / m * 0.5f + 0.5f + r->uniform(-0.5f / n, 0.5f / n);
+                       u = std::min(1.0f, std::max(0.0f, u));
+                       const float q = std::nearbyint(u * n) / n;
+                       ob[i] = (q - 0.5f) * m * 2.0f;
+                     }
+                   }
+                   return {g};
+                 });
+}
+
+}  // namespace bfcn
