@@ -1,0 +1,339 @@
+// conv2d kernels: im2col/col2im on bounded column chunks + kernels/gemm.h, and direct references.
+// Per (image, group) with Cg = c/groups, Kg = k/groups, R = Cg*kh*kw rows, P = Ho*Wo columns:
+//   forward          Y[Kg,P]  = W[Kg,R] · col[R,P]
+//   backward-input   dcol[R,P] = W^T · dY, then col2im (scatter-add) into dx
+//   backward-weight  dW[Kg,R] += dY[Kg,P] · col^T   (summed over images, then chunks, in order)
+// The column dimension is cut into chunks so the col buffer stays <= 4 MiB; threads
+// live in the GEMM (split over columns or rows) and in im2col/col2im (split over rows/channels),
+// so every output element has one fixed summation order: results do not depend on thread count.
+#include "kernels/conv.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "kernels/gemm.h"
+
+namespace bfcn {
+
+namespace {
+int64_t g_col_budget = int64_t{1} << 20;  // floats in one im2col chunk (4 MiB)
+}  // namespace
+
+int64_t conv2d_set_col_budget(int64_t floats) {
+  const int64_t old = g_col_budget;
+  g_col_budget = floats > 0 ? floats : old;
+  return old;
+}
+
+bool ConvGeom::valid() const {
+  if (n < 1 || c < 1 || h < 1 || w < 1 || k < 1 || kh < 1 || kw < 1) return false;
+  if (stride_h < 1 || stride_w < 1 || dilation_h < 1 || dilation_w < 1) return false;
+  if (pad_h < 0 || pad_w < 0 || groups < 1 || c % groups != 0 || k % groups != 0) return false;
+  return out_h() >= 1 && out_w() >= 1 && h + 2 * pad_h >= dilation_h * (kh - 1) + 1 &&
+         w + 2 * pad_w >= dilation_w * (kw - 1) + 1;
+}
+
+namespace {
+
+constexpr int64_t kParallelMin = int64_t{1} << 15;
+
+// Grow-only aligned scratch for the column chunk of the calling thread.
+class ColBuffer {
+ public:
+  ColBuffer() = default;
+  ColBuffer(const ColBuffer&) = delete;
+  ColBuffer& operator=(const ColBuffer&) = delete;
+  ~ColBuffer() { std::free(p_); }
+  float* get(size_t n) {
+    if (n > cap_) {
+      std::free(p_);
+      p_ = static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64));
+      if (p_ == nullptr) std::abort();  // out of memory inside a kernel
+      cap_ = n;
+    }
+    return p_;
+  }
+
+ private:
+  float* p_ = nullptr;
+  size_t cap_ = 0;
+};
+thread_local ColBuffer t_col;
+
+struct Dims {
+  int64_t cg, kg, r, p, hw, ho, wo;
+  bool direct;  // 1x1, stride 1, no padding: the input image is already the col matrix
+};
+Dims dims_of(const ConvGeom& g) {
+  Dims d{};
+  d.cg = g.c / g.groups;
+  d.kg = g.k / g.groups;
+  d.r = d.cg * g.kh * g.kw;
+  d.ho = g.out_h();
+  d.wo = g.out_w();
+  d.p = d.ho * d.wo;
+  d.hw = g.h * g.w;
+  d.direct =
+      g.kh == 1 && g.kw == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 && g.pad_w == 0;
+  return d;
+}
+
+// Equal chunks of at most the budget/R columns, rounded up to the 16-wide GEMM tile.
+int64_t chunk_cols(const Dims& d) {
+  const int64_t max_cols = std::max<int64_t>(kGemmNr, g_col_budget / d.r);
+  const int64_t nchunks = (d.p + max_cols - 1) / max_cols;
+  const int64_t per = (d.p + nchunks - 1) / nchunks;
+  return std::min(d.p, (per + kGemmNr - 1) / kGemmNr * kGemmNr);
+}
+
+int64_t ceil_div_nonneg(int64_t a, int64_t b) { return a <= 0 ? 0 : (a + b - 1) / b; }
+
+// For kernel tap (i, j): the output columns ow whose input column iw = ow*sw + off_w is inside
+// [0, w) form [lo, hi).
+void valid_ow(const ConvGeom& g, int64_t wo, int64_t off_w, int64_t& lo, int64_t& hi) {
+  lo = std::min(wo, ceil_div_nonneg(-off_w, g.stride_w));
+  hi = g.w - 1 - off_w < 0 ? 0 : std::min(wo, (g.w - 1 - off_w) / g.stride_w + 1);
+  hi = std::max(hi, lo);
+}
+
+// col[R, np] = the columns [p0, p0+np) of im2col(x_g), x_g [Cg,h,w].
+void im2col_chunk(const ConvGeom& g, const Dims& d, const float* xg, int64_t p0, int64_t np,
+                  float* col) {
+  const int64_t khw = g.kh * g.kw;
+#pragma omp parallel for schedule(static) if (d.r * np >= kParallelMin && !omp_in_parallel())
+  for (int64_t r = 0; r < d.r; ++r) {
+    const int64_t ch = r / khw, ki = (r / g.kw) % g.kh, kj = r % g.kw;
+    const float* xc = xg + ch * d.hw;
+    const int64_t off_h = ki * g.dilation_h - g.pad_h, off_w = kj * g.dilation_w - g.pad_w;
+    int64_t lo, hi;
+    valid_ow(g, d.wo, off_w, lo, hi);
+    float* dst = col + r * np;
+    for (int64_t p = p0; p < p0 + np;) {
+      const int64_t oh = p / d.wo, ow0 = p % d.wo, ow1 = std::min(d.wo, ow0 + (p0 + np - p));
+      float* dd = dst + (p - p0) - ow0;  // dd[ow] is column (oh, ow)
+      const int64_t ih = oh * g.stride_h + off_h;
+      if (ih < 0 || ih >= g.h) {
+        std::fill(dd + ow0, dd + ow1, 0.0f);
+      } else {
+        const int64_t a = std::clamp(lo, ow0, ow1), b = std::clamp(hi, a, ow1);
+        std::fill(dd + ow0, dd + a, 0.0f);
+        const float* src = xc + ih * g.w;
+        if (g.stride_w == 1) {
+          std::memcpy(dd + a, src + a + off_w, static_cast<size_t>(b - a) * sizeof(float));
+        } else {
+          for (int64_t ow = a; ow < b; ++ow) dd[ow] = src[ow * g.stride_w + off_w];
+        }
+        std::fill(dd + b, dd + ow1, 0.0f);
+      }
+      p += ow1 - ow0;
+    }
+  }
+}
+
+// dx_g [Cg,h,w] += col2im of the chunk col[R, np] (columns [p0, p0+np)). One thread per channel,
+// taps in a fixed order.
+void col2im_chunk(const ConvGeom& g, const Dims& d, const float* col, int64_t p0, int64_t np,
+                  float* dxg) {
+  const int64_t khw = g.kh * g.kw;
+#pragma omp parallel for schedule(static) if (d.r * np >= kParallelMin && !omp_in_parallel())
+  for (int64_t ch = 0; ch < d.cg; ++ch) {
+    float* xc = dxg + ch * d.hw;
+    for (int64_t t = 0; t < khw; ++t) {
+      const int64_t r = ch * khw + t, ki = t / g.kw, kj = t % g.kw;
+      const int64_t off_h = ki * g.dilation_h - g.pad_h, off_w = kj * g.dilation_w - g.pad_w;
+      int64_t lo, hi;
+      valid_ow(g, d.wo, off_w, lo, hi);
+      const float* src = col + r * np;
+      for (int64_t p = p0; p < p0 + np;) {
+        const int64_t oh = p / d.wo, ow0 = p % d.wo, ow1 = std::min(d.wo, ow0 + (p0 + np - p));
+        const float* ss = src + (p - p0) - ow0;  // ss[ow] is column (oh, ow)
+        const int64_t ih = oh * g.stride_h + off_h;
+        if (ih >= 0 && ih < g.h) {
+          const int64_t a = std::clamp(lo, ow0, ow1), b = std::clamp(hi, a, ow1);
+          float* row = xc + ih * g.w;
+          for (int64_t ow = a; ow < b; ++ow) row[ow * g.stride_w + off_w] += ss[ow];
+        }
+        p += ow1 - ow0;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void conv2d_forward(const ConvGeom& g, const float* x, const float* w, const float* bias,
+                    float* y) {
+  assert(g.valid());
+  const Dims d = dims_of(g);
+  const int64_t chunk = d.direct ? d.p : chunk_cols(d);
+  float* col = d.direct ? nullptr : t_col.get(static_cast<size_t>(d.r * chunk));
+  for (int64_t in = 0; in < g.n; ++in)
+    for (int64_t gi = 0; gi < g.groups; ++gi) {
+      const float* xg = x + (in * g.c + gi * d.cg) * d.hw;
+      const float* wg = w + gi * d.kg * d.r;
+      float* yg = y + (in * g.k + gi * d.kg) * d.p;
+      for (int64_t p0 = 0; p0 < d.p; p0 += chunk) {
+        const int64_t np = std::min(chunk, d.p - p0);
+        if (d.direct) {
+          sgemm(d.kg, np, d.r, wg, d.r, 1, xg + p0, d.hw, 1, yg + p0, d.p, false);
+        } else {
+          im2col_chunk(g, d, xg, p0, np, col);
+          sgemm(d.kg, np, d.r, wg, d.r, 1, col, np, 1, yg + p0, d.p, false);
+        }
+      }
+    }
+  if (bias != nullptr) {
+#pragma omp parallel for schedule(static) if (g.n * g.k * d.p >= kParallelMin)
+    for (int64_t nk = 0; nk < g.n * g.k; ++nk) {
+      const float b = bias[nk % g.k];
+      float* row = y + nk * d.p;
+      for (int64_t i = 0; i < d.p; ++i) row[i] += b;
+    }
+  }
+}
+
+void conv2d_backward_input(const ConvGeom& g, const float* dy, const float* w, float* dx) {
+  assert(g.valid());
+  const Dims d = dims_of(g);
+  if (d.direct) {
+    for (int64_t in = 0; in < g.n; ++in)
+      for (int64_t gi = 0; gi < g.groups; ++gi)
+        // dx_g[Cg,P] = W_g^T · dY_g: A(i,k) = W[k*R + i]
+        sgemm(d.r, d.p, d.kg, w + gi * d.kg * d.r, 1, d.r, dy + (in * g.k + gi * d.kg) * d.p, d.p,
+              1, dx + (in * g.c + gi * d.cg) * d.hw, d.hw, false);
+    return;
+  }
+  std::fill(dx, dx + g.n * g.c * d.hw, 0.0f);
+  const int64_t chunk = chunk_cols(d);
+  float* col = t_col.get(static_cast<size_t>(d.r * chunk));
+  for (int64_t in = 0; in < g.n; ++in)
+    for (int64_t gi = 0; gi < g.groups; ++gi) {
+      const float* wg = w + gi * d.kg * d.r;
+      const float* dyg = dy + (in * g.k + gi * d.kg) * d.p;
+      float* dxg = dx + (in * g.c + gi * d.cg) * d.hw;
+      for (int64_t p0 = 0; p0 < d.p; p0 += chunk) {
+        const int64_t np = std::min(chunk, d.p - p0);
+        sgemm(d.r, np, d.kg, wg, 1, d.r, dyg + p0, d.p, 1, col, np, false);
+        col2im_chunk(g, d, col, p0, np, dxg);
+      }
+    }
+}
+
+void conv2d_backward_weight(const ConvGeom& g, const float* x, const float* dy, float* dw) {
+  assert(g.valid());
+  const Dims d = dims_of(g);
+  std::fill(dw, dw + g.k * d.r, 0.0f);
+  const int64_t chunk = d.direct ? d.p : chunk_cols(d);
+  float* col = d.direct ? nullptr : t_col.get(static_cast<size_t>(d.r * chunk));
+  for (int64_t in = 0; in < g.n; ++in)
+    for (int64_t gi = 0; gi < g.groups; ++gi) {
+      const float* xg = x + (in * g.c + gi * d.cg) * d.hw;
+      const float* dyg = dy + (in * g.k + gi * d.kg) * d.p;
+      float* dwg = dw + gi * d.kg * d.r;
+      for (int64_t p0 = 0; p0 < d.p; p0 += chunk) {
+        const int64_t np = std::min(chunk, d.p - p0);
+        // B(k=pixel, j=row r) = col[r, pixel]: the col matrix read transposed.
+        if (d.direct) {
+          sgemm(d.kg, d.r, np, dyg + p0, d.p, 1, xg + p0, 1, d.hw, dwg, d.r, true);
+        } else {
+          im2col_chunk(g, d, xg, p0, np, col);
+          sgemm(d.kg, d.r, np, dyg + p0, d.p, 1, col, 1, np, dwg, d.r, true);
+        }
+      }
+    }
+}
+
+void conv2d_backward_bias(const ConvGeom& g, const float* dy, float* db) {
+  assert(g.valid());
+  const int64_t p = g.out_h() * g.out_w();
+#pragma omp parallel for schedule(static) if (g.n * g.k * p >= kParallelMin)
+  for (int64_t kk = 0; kk < g.k; ++kk) {
+    float s = 0.0f;
+    for (int64_t in = 0; in < g.n; ++in) {
+      const float* row = dy + (in * g.k + kk) * p;
+      float part = 0.0f;
+      for (int64_t i = 0; i < p; ++i) part += row[i];
+      s += part;
+    }
+    db[kk] = s;
+  }
+}
+
+// ---- references ----
+
+namespace {
+// Calls f(in, oc, oh, ow, ic, ih, iw, wi) for every in-bounds (output, tap) pair: ic is the
+// absolute input channel and wi the flat weight index ((oc*Cg + ic%Cg)*kh + ki)*kw + kj.
+template <class F>
+void for_each_tap(const ConvGeom& g, F&& f) {
+  const int64_t cg = g.c / g.groups, kg = g.k / g.groups, ho = g.out_h(), wo = g.out_w();
+  for (int64_t in = 0; in < g.n; ++in)
+    for (int64_t oc = 0; oc < g.k; ++oc) {
+      const int64_t gi = oc / kg;
+      for (int64_t oh = 0; oh < ho; ++oh)
+        for (int64_t ow = 0; ow < wo; ++ow)
+          for (int64_t cc = 0; cc < cg; ++cc)
+            for (int64_t ki = 0; ki < g.kh; ++ki) {
+              const int64_t ih = oh * g.stride_h - g.pad_h + ki * g.dilation_h;
+              if (ih < 0 || ih >= g.h) continue;
+              for (int64_t kj = 0; kj < g.kw; ++kj) {
+                const int64_t iw = ow * g.stride_w - g.pad_w + kj * g.dilation_w;
+                if (iw < 0 || iw >= g.w) continue;
+                f(in, oc, oh, ow, gi * cg + cc, ih, iw, ((oc * cg + cc) * g.kh + ki) * g.kw + kj);
+              }
+            }
+    }
+}
+}  // namespace
+
+void conv2d_forward__ref(const ConvGeom& g, const float* x, const float* w, const float* bias,
+                         float* y) {
+  const int64_t ho = g.out_h(), wo = g.out_w(), np = g.n * g.k * ho * wo;
+  std::vector<double> acc(static_cast<size_t>(np), 0.0);
+  for_each_tap(g, [&](int64_t in, int64_t oc, int64_t oh, int64_t ow, int64_t ic, int64_t ih,
+                      int64_t iw, int64_t wi) {
+    acc[((in * g.k + oc) * ho + oh) * wo + ow] +=
+        static_cast<double>(x[((in * g.c + ic) * g.h + ih) * g.w + iw]) * w[wi];
+  });
+  for (int64_t i = 0; i < np; ++i)
+    y[i] = static_cast<float>(acc[i] + (bias ? bias[(i / (ho * wo)) % g.k] : 0.0f));
+}
+
+void conv2d_backward_input__ref(const ConvGeom& g, const float* dy, const float* w, float* dx) {
+  const int64_t ho = g.out_h(), wo = g.out_w(), nx = g.n * g.c * g.h * g.w;
+  std::vector<double> acc(static_cast<size_t>(nx), 0.0);
+  for_each_tap(g, [&](int64_t in, int64_t oc, int64_t oh, int64_t ow, int64_t ic, int64_t ih,
+                      int64_t iw, int64_t wi) {
+    acc[((in * g.c + ic) * g.h + ih) * g.w + iw] +=
+        static_cast<double>(dy[((in * g.k + oc) * ho + oh) * wo + ow]) * w[wi];
+  });
+  for (int64_t i = 0; i < nx; ++i) dx[i] = static_cast<float>(acc[i]);
+}
+
+void conv2d_backward_weight__ref(const ConvGeom& g, const float* x, const float* dy, float* dw) {
+  const int64_t ho = g.out_h(), wo = g.out_w(), nw = g.k * (g.c / g.groups) * g.kh * g.kw;
+  std::vector<double> acc(static_cast<size_t>(nw), 0.0);
+  for_each_tap(g, [&](int64_t in, int64_t oc, int64_t oh, int64_t ow, int64_t ic, int64_t ih,
+                      int64_t iw, int64_t wi) {
+    acc[wi] += static_cast<double>(dy[((in * g.k + oc) * ho + oh) * wo + ow]) *
+               x[((in * g.c + ic) * g.h + ih) * g.w + iw];
+  });
+  for (int64_t i = 0; i < nw; ++i) dw[i] = static_cast<float>(acc[i]);
+}
+
+void conv2d_backward_bias__ref(const ConvGeom& g, const float* dy, float* db) {
+  const int64_t p = g.out_h() * g.out_w();
+  for (int64_t kk = 0; kk < g.k; ++kk) {
+    double s = 0.0;
+    for (int64_t in = 0; in < g.n; ++in)
+      for (int64_t i = 0; i < p; ++i) s += dy[(in * g.k + kk) * p + i];
+    db[kk] = static_cast<float>(s);
+  }
+}
+
+}  // namespace bfcn

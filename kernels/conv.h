@@ -1,0 +1,48 @@
+// f32 2-D convolution kernels over raw NCHW pointers: forward, backward-input, backward-weight and
+// backward-bias, each with a direct `__ref` twin used by the tests. The fast path lowers to GEMM
+// per (image, group) on column chunks of a bounded im2col buffer (1x1/stride-1/no-pad convs use
+// the input itself), so memory stays small even for the 7x7 stem at 512x512. Outputs are
+// overwritten (not accumulated); no Tensor, no exceptions, preconditions are asserts.
+#pragma once
+
+#include <cstdint>
+
+namespace bfcn {
+
+struct ConvGeom {
+  int64_t n = 1, c = 1, h = 1, w = 1;  // input x [n,c,h,w]
+  int64_t k = 1, kh = 1, kw = 1;       // weight [k, c/groups, kh, kw]
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_h = 0, pad_w = 0;
+  int64_t dilation_h = 1, dilation_w = 1;
+  int64_t groups = 1;
+
+  int64_t out_h() const { return (h + 2 * pad_h - dilation_h * (kh - 1) - 1) / stride_h + 1; }
+  int64_t out_w() const { return (w + 2 * pad_w - dilation_w * (kw - 1) - 1) / stride_w + 1; }
+  // Multiply-adds of one forward pass.
+  int64_t macs() const { return n * k * out_h() * out_w() * (c / groups) * kh * kw; }
+  // True when the sizes are consistent (positive, divisible by groups, non-empty output).
+  bool valid() const;
+};
+
+// y [n,k,Ho,Wo] = conv(x [n,c,h,w], w [k,c/g,kh,kw]) + bias [k] (bias may be null).
+void conv2d_forward(const ConvGeom& g, const float* x, const float* w, const float* bias, float* y);
+// dx [n,c,h,w] from dy [n,k,Ho,Wo] and w.
+void conv2d_backward_input(const ConvGeom& g, const float* dy, const float* w, float* dx);
+// dw [k,c/g,kh,kw] from x and dy (summed over the batch).
+void conv2d_backward_weight(const ConvGeom& g, const float* x, const float* dy, float* dw);
+// db [k] = sum of dy over n, Ho, Wo.
+void conv2d_backward_bias(const ConvGeom& g, const float* dy, float* db);
+
+// Sets the im2col chunk budget in floats (default 1<<20) and returns the old one. Not thread-safe:
+// for tests, which use a tiny budget to exercise the chunked paths.
+int64_t conv2d_set_col_budget(int64_t floats);
+
+// Direct seven-loop references (double accumulation).
+void conv2d_forward__ref(const ConvGeom& g, const float* x, const float* w, const float* bias,
+                         float* y);
+void conv2d_backward_input__ref(const ConvGeom& g, const float* dy, const float* w, float* dx);
+void conv2d_backward_weight__ref(const ConvGeom& g, const float* x, const float* dy, float* dw);
+void conv2d_backward_bias__ref(const ConvGeom& g, const float* dy, float* db);
+
+}  // namespace bfcn

@@ -1,0 +1,209 @@
+// sgemm driver: packing, cache blocking, thread split, and the portable 6x16 microkernel.
+// Blocking follows BLIS's Zen sgemm choice (MC=144, KC=256, NC=3072): an A block stays in L2, one
+// B micro-panel (KC x 16) in L1. Edge tiles go through a 6x16 scratch tile so the microkernel only
+// ever sees full tiles, and it always adds its finished sum to C last: identical rounding for edge
+// and interior tiles, hence thread-count-independent results.
+#include "kernels/gemm.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/cpu_features.h"
+
+namespace bfcn {
+
+namespace {
+
+constexpr int64_t kMc = 144;  // multiple of kGemmMr
+constexpr int64_t kKc = 256;
+constexpr int64_t kNc = 3072;  // multiple of kGemmNr
+// Below this many multiply-adds a second thread costs more than it saves.
+constexpr int64_t kParallelMinMacs = int64_t{1} << 18;
+
+// A grow-only 64-byte-aligned scratch buffer, one per thread: no allocation in steady state.
+class ScratchBuffer {
+ public:
+  ScratchBuffer() = default;
+  ScratchBuffer(const ScratchBuffer&) = delete;
+  ScratchBuffer& operator=(const ScratchBuffer&) = delete;
+  ~ScratchBuffer() { std::free(p_); }
+  float* get(size_t n) {
+    if (n > cap_) {
+      std::free(p_);
+      size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+      p_ = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (p_ == nullptr) std::abort();  // out of memory inside a kernel: nothing sane to do
+      cap_ = n;
+    }
+    return p_;
+  }
+
+ private:
+  float* p_ = nullptr;
+  size_t cap_ = 0;
+};
+
+thread_local ScratchBuffer t_apack;
+thread_local ScratchBuffer t_bpack;
+
+// Ap: ceil(mc/MR) panels, each kc groups of MR row values (zero-padded rows past mc).
+void pack_a(int64_t mc, int64_t kc, const float* a, int64_t rs, int64_t cs, float* ap) {
+  for (int64_t ir = 0; ir < mc; ir += kGemmMr) {
+    const int64_t mr = std::min<int64_t>(kGemmMr, mc - ir);
+    float* dst = ap + ir * kc;
+    if (mr == kGemmMr && rs == 1) {  // A^T stored row-major: each group is contiguous
+      for (int64_t p = 0; p < kc; ++p)
+        for (int i = 0; i < kGemmMr; ++i) dst[p * kGemmMr + i] = a[(ir + i) + p * cs];
+      continue;
+    }
+    for (int64_t i = 0; i < kGemmMr; ++i) {
+      if (i < mr) {
+        const float* src = a + (ir + i) * rs;
+        for (int64_t p = 0; p < kc; ++p) dst[p * kGemmMr + i] = src[p * cs];
+      } else {
+        for (int64_t p = 0; p < kc; ++p) dst[p * kGemmMr + i] = 0.0f;
+      }
+    }
+  }
+}
+
+// Bp: ceil(nc/NR) panels, each kc groups of NR column values (zero-padded columns past nc).
+void pack_b(int64_t kc, int64_t nc, const float* b, int64_t rs, int64_t cs, float* bp) {
+  for (int64_t jr = 0; jr < nc; jr += kGemmNr) {
+    const int64_t nr = std::min<int64_t>(kGemmNr, nc - jr);
+    float* dst = bp + jr * kc;
+    if (nr == kGemmNr && cs == 1) {  // row-major B: copy 16 consecutive floats per k
+      for (int64_t p = 0; p < kc; ++p)
+        std::memcpy(dst + p * kGemmNr, b + p * rs + jr, kGemmNr * sizeof(float));
+      continue;
+    }
+    // Column by column: sequential reads when B is stored transposed (rs == 1).
+    for (int64_t j = 0; j < kGemmNr; ++j) {
+      if (j < nr) {
+        const float* src = b + (jr + j) * cs;
+        for (int64_t p = 0; p < kc; ++p) dst[p * kGemmNr + j] = src[p * rs];
+      } else {
+        for (int64_t p = 0; p < kc; ++p) dst[p * kGemmNr + j] = 0.0f;
+      }
+    }
+  }
+}
+
+void gemm_serial(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a, int64_t cs_a,
+                 const float* b, int64_t rs_b, int64_t cs_b, float* c, int64_t ldc, bool accumulate,
+                 GemmMicrokernel ukernel) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) {
+    if (!accumulate)
+      for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
+    return;
+  }
+  const int64_t kc_max = std::min(kKc, k);
+  const int64_t nc_max = (std::min(kNc, n) + kGemmNr - 1) / kGemmNr * kGemmNr;
+  const int64_t mc_max = (std::min(kMc, m) + kGemmMr - 1) / kGemmMr * kGemmMr;
+  float* bp = t_bpack.get(static_cast<size_t>(kc_max * nc_max));
+  float* ap = t_apack.get(static_cast<size_t>(kc_max * mc_max));
+  alignas(64) float tile[kGemmMr * kGemmNr];
+
+  for (int64_t jc = 0; jc < n; jc += kNc) {
+    const int64_t nc = std::min(kNc, n - jc);
+    for (int64_t pc = 0; pc < k; pc += kKc) {
+      const int64_t kc = std::min(kKc, k - pc);
+      const bool acc = accumulate || pc > 0;
+      pack_b(kc, nc, b + pc * rs_b + jc * cs_b, rs_b, cs_b, bp);
+      for (int64_t ic = 0; ic < m; ic += kMc) {
+        const int64_t mc = std::min(kMc, m - ic);
+        pack_a(mc, kc, a + ic * rs_a + pc * cs_a, rs_a, cs_a, ap);
+        for (int64_t jr = 0; jr < nc; jr += kGemmNr) {
+          const int64_t nr = std::min<int64_t>(kGemmNr, nc - jr);
+          for (int64_t ir = 0; ir < mc; ir += kGemmMr) {
+            const int64_t mr = std::min<int64_t>(kGemmMr, mc - ir);
+            float* cp = c + (ic + ir) * ldc + jc + jr;
+            if (mr == kGemmMr && nr == kGemmNr) {
+              ukernel(kc, ap + ir * kc, bp + jr * kc, cp, ldc, acc);
+              continue;
+            }
+            ukernel(kc, ap + ir * kc, bp + jr * kc, tile, kGemmNr, false);
+            for (int64_t i = 0; i < mr; ++i)
+              for (int64_t j = 0; j < nr; ++j)
+                cp[i * ldc + j] =
+                    acc ? cp[i * ldc + j] + tile[i * kGemmNr + j] : tile[i * kGemmNr + j];
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void sgemm_ukernel_6x16__ref(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
+                             bool accumulate) {
+  float acc[kGemmMr][kGemmNr] = {};
+  for (int64_t p = 0; p < kc; ++p)
+    for (int i = 0; i < kGemmMr; ++i) {
+      const float av = ap[p * kGemmMr + i];
+      for (int j = 0; j < kGemmNr; ++j) acc[i][j] += av * bp[p * kGemmNr + j];
+    }
+  for (int i = 0; i < kGemmMr; ++i)
+    for (int j = 0; j < kGemmNr; ++j)
+      c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
+}
+
+GemmMicrokernel sgemm_active_ukernel() {
+  static const GemmMicrokernel k = active_isa() >= Isa::avx2 && cpu_features().fma
+                                       ? sgemm_ukernel_6x16__avx2
+                                       : sgemm_ukernel_6x16__ref;
+  return k;
+}
+
+void sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a, int64_t cs_a,
+           const float* b, int64_t rs_b, int64_t cs_b, float* c, int64_t ldc, bool accumulate,
+           int max_threads) {
+  assert(m >= 0 && n >= 0 && k >= 0);
+  const GemmMicrokernel uk = sgemm_active_ukernel();
+  int nt = max_threads > 0 ? max_threads : omp_get_max_threads();
+  if (omp_in_parallel() || m * n * k < kParallelMinMacs) nt = 1;
+  // Split columns when there are enough for every thread to get a few 16-wide panels, else rows.
+  // Range starts stay multiples of the tile size, so the tile grid (and the rounding) is unchanged.
+  bool split_n = n >= int64_t{nt} * 4 * kGemmNr;
+  if (!split_n && m < int64_t{nt} * 2 * kGemmMr) nt = 1;
+  if (nt <= 1) {
+    gemm_serial(m, n, k, a, rs_a, cs_a, b, rs_b, cs_b, c, ldc, accumulate, uk);
+    return;
+  }
+  const int64_t unit = split_n ? kGemmNr : kGemmMr;
+  const int64_t total = split_n ? n : m;
+  const int64_t per = ((total + nt - 1) / nt + unit - 1) / unit * unit;
+#pragma omp parallel num_threads(nt)
+  {
+    const int64_t t = omp_get_thread_num();
+    const int64_t lo = std::min(total, t * per), hi = std::min(total, lo + per);
+    if (lo < hi) {
+      if (split_n)
+        gemm_serial(m, hi - lo, k, a, rs_a, cs_a, b + lo * cs_b, rs_b, cs_b, c + lo, ldc,
+                    accumulate, uk);
+      else
+        gemm_serial(hi - lo, n, k, a + lo * rs_a, rs_a, cs_a, b, rs_b, cs_b, c + lo * ldc, ldc,
+                    accumulate, uk);
+    }
+  }
+}
+
+void sgemm__ref(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a, int64_t cs_a,
+                const float* b, int64_t rs_b, int64_t cs_b, float* c, int64_t ldc,
+                bool accumulate) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double s = accumulate ? c[i * ldc + j] : 0.0;
+      for (int64_t p = 0; p < k; ++p)
+        s += static_cast<double>(a[i * rs_a + p * cs_a]) * b[p * rs_b + j * cs_b];
+      c[i * ldc + j] = static_cast<float>(s);
+    }
+}
+
+}  // namespace bfcn

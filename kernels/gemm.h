@@ -1,0 +1,36 @@
+// f32 GEMM over raw strided pointers: C[M,N] = A[M,K]·B[K,N] (+ C when accumulate).
+// Goto/BLIS-style: pack A into MR-row panels and B into NR-column panels (any strides, so
+// transposes are free at pack time), then a 6x16 register-tile microkernel (AVX2+FMA when the CPU
+// has it, portable C++ otherwise). Threads split C into disjoint column (or row) ranges, and every
+// element is summed in the same k order whatever the split: results do not depend on thread count.
+#pragma once
+
+#include <cstdint>
+
+namespace bfcn {
+
+// Element (i,k) of A is A[i*rs_a + k*cs_a]; (k,j) of B is B[k*rs_b + j*cs_b]; C is row-major with
+// leading dimension ldc. max_threads <= 0 means omp_get_max_threads(); inside an OpenMP parallel
+// region the call always runs on the calling thread.
+void sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a, int64_t cs_a,
+           const float* b, int64_t rs_b, int64_t cs_b, float* c, int64_t ldc, bool accumulate,
+           int max_threads = 0);
+
+// Plain triple loop with double accumulation, for tests.
+void sgemm__ref(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a, int64_t cs_a,
+                const float* b, int64_t rs_b, int64_t cs_b, float* c, int64_t ldc, bool accumulate);
+
+// Microkernel contract (one 6x16 tile): C[6,16] (+)= Ap·Bp where Ap holds kc groups of 6 values
+// (one per row) and Bp kc groups of 16 (one per column), both 32-byte aligned.
+constexpr int kGemmMr = 6;
+constexpr int kGemmNr = 16;
+using GemmMicrokernel = void (*)(int64_t kc, const float* ap, const float* bp, float* c,
+                                 int64_t ldc, bool accumulate);
+void sgemm_ukernel_6x16__ref(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
+                             bool accumulate);
+void sgemm_ukernel_6x16__avx2(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
+                              bool accumulate);
+// The microkernel for kernels/cpu_features.h's active_isa().
+GemmMicrokernel sgemm_active_ukernel();
+
+}  // namespace bfcn
