@@ -1,0 +1,130 @@
+// FCN-32s/16s/8s and dilated heads: score convs, bilinear upsampling and skip sums.
+#include "layers/fcn.h"
+
+#include "autograd/ops.h"
+#include "layers/batch_norm.h"
+
+namespace bfcn {
+namespace {
+
+// The spec of a head conv; `last` convs (the ones producing class scores) are FP with
+// first_last_fp.
+QuantSpec head_spec(const QuantConfig& q, const std::string& name, bool last) {
+  QuantSpec s = q.spec_for(name);
+  if (last && q.first_last_fp()) s.w_bits = s.g_bits = 32;
+  return s;
+}
+
+std::shared_ptr<Conv2d> score_conv(int in, int n_classes, const std::string& name,
+                                   const QuantConfig& q, Rng& rng) {
+  Conv2dOptions o;
+  o.in_channels = in;
+  o.out_channels = n_classes;
+  o.kernel = 1;
+  o.bias = true;
+  return make_conv(o, head_spec(q, name, true), rng);
+}
+
+// Bilinear resize, skipped when the size already matches (it is the identity then).
+Var resize(const Var& x, int64_t h, int64_t w) {
+  if (x.dim(2) == h && x.dim(3) == w) return x;
+  return upsample_bilinear(x, static_cast<int>(h), static_cast<int>(w), false);
+}
+
+Shape resized(const Shape& s, int64_t h, int64_t w) { return Shape{s[0], s[1], h, w}; }
+
+}  // namespace
+
+const std::vector<std::string>& fcn_head_names() {
+  static const std::vector<std::string> names = {"fcn32s", "fcn16s", "fcn8s", "dilated"};
+  return names;
+}
+
+FcnHead::FcnHead(const FcnHeadOptions& o, Rng& rng) : Module("FcnHead"), opt_(o) {
+  const QuantConfig& q = o.quant;
+  BFCN_CHECK_CONFIG(o.n_classes >= 1, "FcnHead: n_classes must be >= 1, but got ", o.n_classes);
+  if (o.kind == "dilated") {
+    if (o.head_channels <= 0) {
+      classifier = register_module("classifier",
+                                   score_conv(o.channels[3], o.n_classes, "classifier", q, rng));
+    } else {
+      auto chain = std::make_shared<ModuleChain>();
+      Conv2dOptions c3;
+      c3.in_channels = o.channels[3];
+      c3.out_channels = o.head_channels;
+      c3.kernel = 3;
+      c3.padding = 1;
+      chain->append(make_conv(c3, head_spec(q, "classifier.0", false), rng));
+      chain->append(std::make_shared<BatchNorm2d>(o.head_channels));
+      chain->append(make_act(q.spec_for("classifier.0").a_bits));
+      chain->append(score_conv(o.head_channels, o.n_classes, "classifier.3", q, rng));
+      classifier = register_module("classifier", chain);
+    }
+  } else if (o.kind == "fcn32s" || o.kind == "fcn16s" || o.kind == "fcn8s") {
+    score_layer4 = register_module("score_layer4",
+                                   score_conv(o.channels[3], o.n_classes, "score_layer4", q, rng));
+    if (o.kind != "fcn32s")
+      score_layer3 = register_module(
+          "score_layer3", score_conv(o.channels[2], o.n_classes, "score_layer3", q, rng));
+    if (o.kind == "fcn8s")
+      score_layer2 = register_module(
+          "score_layer2", score_conv(o.channels[1], o.n_classes, "score_layer2", q, rng));
+  } else {
+    BFCN_CHECK_CONFIG(false,
+                      "FcnHead: head must be one of fcn32s, fcn16s, fcn8s, dilated, but got '",
+                      o.kind, "'");
+  }
+}
+
+Var FcnHead::forward(const Var&) {
+  BFCN_CHECK(false, "FcnHead: forward() needs the layer1..layer4 features; call forward_features");
+  return {};
+}
+
+Var FcnHead::forward_features(const std::vector<Var>& feats, int out_h, int out_w) {
+  BFCN_CHECK(feats.size() == 4, "FcnHead: expected 4 feature maps (layer1..layer4), but got ",
+             feats.size());
+  Var s;
+  if (classifier) {
+    s = classifier->forward(feats[3]);
+  } else {
+    s = score_layer4->forward(feats[3]);
+    if (score_layer3) {
+      Var s3 = score_layer3->forward(feats[2]);  // [N,K,H/16,W/16] at output stride 32
+      s = add(resize(s, s3.dim(2), s3.dim(3)), s3);
+    }
+    if (score_layer2) {
+      Var s2 = score_layer2->forward(feats[1]);  // [N,K,H/8,W/8]
+      s = add(resize(s, s2.dim(2), s2.dim(3)), s2);
+    }
+  }
+  return resize(s, out_h, out_w);
+}
+
+void FcnHead::summarize(const std::array<SummaryCursor, 4>& feats, int out_h, int out_w,
+                        std::vector<LayerInfo>& rows) const {
+  SummaryCursor c = feats[3];
+  c.rows = &rows;
+  if (classifier) {
+    summarize_module("classifier", *classifier, c);
+  } else {
+    summarize_module("score_layer4", *score_layer4, c);
+    const std::pair<const Conv2d*, int> skips[2] = {{score_layer3.get(), 2},
+                                                    {score_layer2.get(), 1}};
+    for (const auto& [conv, idx] : skips) {
+      if (!conv) continue;
+      SummaryCursor sc = feats[idx];
+      sc.rows = &rows;
+      const std::string name = idx == 2 ? "score_layer3" : "score_layer2";
+      summarize_module(name, *conv, sc);
+      if (c.shape != sc.shape)
+        summarize_op("up_to_" + name, "Upsample", resized(c.shape, sc.shape[2], sc.shape[3]), 32,
+                     c);
+      summarize_op("fuse_" + name, "Add", sc.shape, 32, c);
+    }
+  }
+  if (c.shape[2] != out_h || c.shape[3] != out_w)
+    summarize_op("upsample", "Upsample", resized(c.shape, out_h, out_w), 32, c);
+}
+
+}  // namespace bfcn

@@ -1,0 +1,336 @@
+// ResNet backbones (torchvision layout) and the DoReFa pre-activation ResNet-18.
+#include "layers/resnet.h"
+
+#include "autograd/ops.h"
+#include "layers/activation.h"
+#include "layers/batch_norm.h"
+#include "layers/pool.h"
+
+namespace bfcn {
+namespace {
+
+// DoReFa's BN (tensorpack): eps 1e-4; torchvision: 1e-5. Momentum 0.1 (PyTorch convention) in both.
+constexpr float kPreactBnEps = 1e-4f;
+
+Conv2dOptions conv_opts(int in, int out, int kernel, int stride, int pad, int dilation,
+                        bool bias = false) {
+  Conv2dOptions o;
+  o.in_channels = in;
+  o.out_channels = out;
+  o.kernel = kernel;
+  o.stride = stride;
+  o.padding = pad;
+  o.dilation = dilation;
+  o.bias = bias;
+  return o;
+}
+
+std::shared_ptr<Conv2d> conv_named(const std::string& name, const Conv2dOptions& o,
+                                   const QuantConfig& q, Rng& rng) {
+  return make_conv(o, q.spec_for(name), rng);
+}
+
+int a_bits_of(const QuantConfig& q, const std::string& conv_name) {
+  return q.spec_for(conv_name).a_bits;
+}
+
+int act_bits(const Module& m) {
+  if (const auto* qa = dynamic_cast<const QuantAct*>(&m)) return qa->a_bits();
+  return 32;
+}
+
+std::shared_ptr<ModuleChain> make_downsample(int in, int out, int stride, const std::string& prefix,
+                                             const QuantConfig& q, Rng& rng) {
+  auto ds = std::make_shared<ModuleChain>();
+  ds->append(conv_named(prefix + "downsample.0", conv_opts(in, out, 1, stride, 0, 1), q, rng));
+  ds->append(std::make_shared<BatchNorm2d>(out));
+  return ds;
+}
+
+}  // namespace
+
+const std::vector<std::string>& resnet_arch_names() {
+  static const std::vector<std::string> names = {"resnet18", "resnet34", "resnet50",
+                                                 "resnet18_preact"};
+  return names;
+}
+
+std::shared_ptr<Conv2d> make_conv(const Conv2dOptions& o, const QuantSpec& q, Rng& rng) {
+  if (q.w_bits >= 32 && q.g_bits >= 32) return std::make_shared<Conv2d>(o, rng);
+  return std::make_shared<QConv2d>(o, q, rng);
+}
+
+std::shared_ptr<Module> make_act(int a_bits) {
+  if (a_bits >= 32) return std::make_shared<ReLU>();
+  return std::make_shared<QuantAct>(a_bits);
+}
+
+void ModuleChain::append(std::shared_ptr<Module> m) {
+  register_module(std::to_string(children().size()), std::move(m));
+}
+
+Var ModuleChain::forward(const Var& x) {
+  Var y = x;
+  for (const auto& [name, m] : children()) y = m->forward(y);
+  return y;
+}
+
+// ---- BasicBlock ----
+
+BasicBlock::BasicBlock(int in, int planes, int stride, int dilation, const std::string& prefix,
+                       const QuantConfig& q, Rng& rng)
+    : ResBlock("BasicBlock") {
+  conv1 = register_module(
+      "conv1",
+      conv_named(prefix + "conv1", conv_opts(in, planes, 3, stride, dilation, dilation), q, rng));
+  bn1 = register_module("bn1", std::make_shared<BatchNorm2d>(planes));
+  act1 = register_module("act1", make_act(a_bits_of(q, prefix + "conv1")));
+  conv2 = register_module(
+      "conv2",
+      conv_named(prefix + "conv2", conv_opts(planes, planes, 3, 1, dilation, dilation), q, rng));
+  bn2 = register_module("bn2", std::make_shared<BatchNorm2d>(planes));
+  if (stride != 1 || in != planes)
+    downsample = register_module("downsample", make_downsample(in, planes, stride, prefix, q, rng));
+  act2 = register_module("act2", make_act(a_bits_of(q, prefix + "conv2")));
+}
+
+Var BasicBlock::forward(const Var& x) {
+  Var out = act1->forward(bn1->forward(conv1->forward(x)));
+  out = bn2->forward(conv2->forward(out));
+  Var identity = downsample ? downsample->forward(x) : x;
+  return act2->forward(add(out, identity));  // residual add in FP
+}
+
+void BasicBlock::summarize(const std::string& prefix, SummaryCursor& c) const {
+  SummaryCursor in = c;
+  summarize_module(prefix + "conv1", *conv1, c);
+  summarize_module(prefix + "bn1", *bn1, c);
+  summarize_module(prefix + "act1", *act1, c);
+  summarize_module(prefix + "conv2", *conv2, c);
+  summarize_module(prefix + "bn2", *bn2, c);
+  if (downsample) summarize_module(prefix + "downsample", *downsample, in);
+  summarize_op(prefix + "add", "Add", c.shape, 32, c);
+  summarize_module(prefix + "act2", *act2, c);
+}
+
+// ---- Bottleneck ----
+
+Bottleneck::Bottleneck(int in, int planes, int stride, int dilation, const std::string& prefix,
+                       const QuantConfig& q, Rng& rng)
+    : ResBlock("Bottleneck") {
+  const int out = planes * 4;
+  conv1 = register_module("conv1",
+                          conv_named(prefix + "conv1", conv_opts(in, planes, 1, 1, 0, 1), q, rng));
+  bn1 = register_module("bn1", std::make_shared<BatchNorm2d>(planes));
+  act1 = register_module("act1", make_act(a_bits_of(q, prefix + "conv1")));
+  conv2 = register_module(
+      "conv2", conv_named(prefix + "conv2",
+                          conv_opts(planes, planes, 3, stride, dilation, dilation), q, rng));
+  bn2 = register_module("bn2", std::make_shared<BatchNorm2d>(planes));
+  act2 = register_module("act2", make_act(a_bits_of(q, prefix + "conv2")));
+  conv3 = register_module("conv3",
+                          conv_named(prefix + "conv3", conv_opts(planes, out, 1, 1, 0, 1), q, rng));
+  bn3 = register_module("bn3", std::make_shared<BatchNorm2d>(out));
+  if (stride != 1 || in != out)
+    downsample = register_module("downsample", make_downsample(in, out, stride, prefix, q, rng));
+  act3 = register_module("act3", make_act(a_bits_of(q, prefix + "conv3")));
+}
+
+Var Bottleneck::forward(const Var& x) {
+  Var out = act1->forward(bn1->forward(conv1->forward(x)));
+  out = act2->forward(bn2->forward(conv2->forward(out)));
+  out = bn3->forward(conv3->forward(out));
+  Var identity = downsample ? downsample->forward(x) : x;
+  return act3->forward(add(out, identity));
+}
+
+void Bottleneck::summarize(const std::string& prefix, SummaryCursor& c) const {
+  SummaryCursor in = c;
+  summarize_module(prefix + "conv1", *conv1, c);
+  summarize_module(prefix + "bn1", *bn1, c);
+  summarize_module(prefix + "act1", *act1, c);
+  summarize_module(prefix + "conv2", *conv2, c);
+  summarize_module(prefix + "bn2", *bn2, c);
+  summarize_module(prefix + "act2", *act2, c);
+  summarize_module(prefix + "conv3", *conv3, c);
+  summarize_module(prefix + "bn3", *bn3, c);
+  if (downsample) summarize_module(prefix + "downsample", *downsample, in);
+  summarize_op(prefix + "add", "Add", c.shape, 32, c);
+  summarize_module(prefix + "act3", *act3, c);
+}
+
+// ---- PreactBlock ----
+
+PreactBlock::PreactBlock(int in, int planes, int stride, int dilation, bool project,
+                         const std::string& prefix, const QuantConfig& q, Rng& rng)
+    : ResBlock("PreactBlock") {
+  BFCN_CHECK(project || (stride == 1 && in == planes), "PreactBlock '", prefix,
+             "': a stride or channel change needs the projection shortcut");
+  if (stride != 1)
+    avgpool =
+        register_module("avgpool", std::make_shared<AvgPool2d>(Pool2dArgs::square(stride, stride)));
+  bn1 = register_module("bn1", std::make_shared<BatchNorm2d>(in, kPreactBnEps));
+  act1 = register_module("act1", make_act(a_bits_of(q, prefix + "conv1")));
+  if (project)
+    shortcut = register_module(
+        "shortcut", conv_named(prefix + "shortcut", conv_opts(in, planes, 1, 1, 0, 1), q, rng));
+  conv1 = register_module(
+      "conv1",
+      conv_named(prefix + "conv1", conv_opts(in, planes, 3, 1, dilation, dilation), q, rng));
+  bn2 = register_module("bn2", std::make_shared<BatchNorm2d>(planes, kPreactBnEps));
+  act2 = register_module("act2", make_act(a_bits_of(q, prefix + "conv2")));
+  conv2 = register_module(
+      "conv2",
+      conv_named(prefix + "conv2", conv_opts(planes, planes, 3, 1, dilation, dilation), q, rng));
+}
+
+Var PreactBlock::forward(const Var& x) {
+  Var xs = avgpool ? avgpool->forward(x) : x;
+  Var a = act1->forward(bn1->forward(xs));
+  Var res = shortcut ? shortcut->forward(a) : xs;
+  Var out = conv2->forward(act2->forward(bn2->forward(conv1->forward(a))));
+  return add(out, res);
+}
+
+void PreactBlock::summarize(const std::string& prefix, SummaryCursor& c) const {
+  if (avgpool) summarize_module(prefix + "avgpool", *avgpool, c);
+  summarize_module(prefix + "bn1", *bn1, c);
+  summarize_module(prefix + "act1", *act1, c);
+  SummaryCursor a = c;
+  if (shortcut) summarize_module(prefix + "shortcut", *shortcut, a);
+  summarize_module(prefix + "conv1", *conv1, c);
+  summarize_module(prefix + "bn2", *bn2, c);
+  summarize_module(prefix + "act2", *act2, c);
+  summarize_module(prefix + "conv2", *conv2, c);
+  summarize_op(prefix + "add", "Add", c.shape, 32, c);
+}
+
+// ---- rows for any module ----
+
+void summarize_module(const std::string& name, const Module& m, SummaryCursor& c) {
+  if (const auto* conv = dynamic_cast<const Conv2d*>(&m)) {
+    summarize_conv(name, *conv, c);
+  } else if (const auto* bn = dynamic_cast<const BatchNorm2d*>(&m)) {
+    summarize_bn(name, *bn, c);
+  } else if (dynamic_cast<const ReLU*>(&m) || dynamic_cast<const QuantAct*>(&m)) {
+    summarize_act(name, act_bits(m), c);
+  } else if (const auto* mp = dynamic_cast<const MaxPool2d*>(&m)) {
+    summarize_pool(name, "MaxPool2d", mp->args().kernel_h, mp->args().stride_h, mp->args().pad_h,
+                   c);
+  } else if (const auto* ap = dynamic_cast<const AvgPool2d*>(&m)) {
+    summarize_pool(name, "AvgPool2d", ap->args().kernel_h, ap->args().stride_h, ap->args().pad_h,
+                   c);
+  } else if (const auto* blk = dynamic_cast<const ResBlock*>(&m)) {
+    blk->summarize(name + ".", c);
+  } else if (dynamic_cast<const ModuleChain*>(&m)) {
+    for (const auto& [child, mod] : m.children()) summarize_module(name + "." + child, *mod, c);
+  } else {
+    BFCN_CHECK(false, "summary: layer '", name, "': no summary rule for module type '", m.type(),
+               "'");
+  }
+}
+
+// ---- ResNet ----
+
+ResNet::ResNet(const ResNetOptions& o, Rng& rng) : Module("ResNet"), opt_(o) {
+  const QuantConfig& q = o.quant;
+  int n_blocks[4];
+  bool bottleneck = false;
+  if (o.arch == "resnet18" || o.arch == "resnet18_preact") {
+    n_blocks[0] = n_blocks[1] = n_blocks[2] = n_blocks[3] = 2;
+  } else if (o.arch == "resnet34" || o.arch == "resnet50") {
+    n_blocks[0] = 3, n_blocks[1] = 4, n_blocks[2] = 6, n_blocks[3] = 3;
+    bottleneck = o.arch == "resnet50";
+  } else {
+    BFCN_CHECK_CONFIG(false, "ResNet: arch must be one of resnet18, resnet34, resnet50, ",
+                      "resnet18_preact, but got '", o.arch, "'");
+  }
+  BFCN_CHECK_CONFIG(o.output_stride == 32 || o.output_stride == 16 || o.output_stride == 8,
+                    "ResNet: output_stride must be 8, 16 or 32, but got ", o.output_stride);
+  preact_ = o.arch == "resnet18_preact";
+
+  // Stem. The stem conv's weights stay FP with first_last_fp; its activation still takes the
+  // configured a_bits so layer1 reads quantized activations.
+  QuantSpec stem = q.spec_for("conv1");
+  if (q.first_last_fp()) stem.w_bits = stem.g_bits = 32;
+  conv1_ = register_module("conv1",
+                           make_conv(conv_opts(o.in_channels, 64, 7, 2, 3, 1, preact_), stem, rng));
+  if (!preact_) {
+    bn1_ = register_module("bn1", std::make_shared<BatchNorm2d>(64));
+    act1_ = register_module("act1", make_act(stem.a_bits));
+  }
+  maxpool_ = register_module("maxpool", std::make_shared<MaxPool2d>(Pool2dArgs::square(3, 2, 1)));
+
+  // Stages, torchvision's _make_layer: a dilated stage turns its stride into dilation; its first
+  // block keeps the previous dilation.
+  const int planes[4] = {64, 128, 256, 512};
+  const int strides[4] = {1, 2, 2, 2};
+  const bool dilate[4] = {false, false, o.output_stride <= 8, o.output_stride <= 16};
+  const int expansion = bottleneck ? 4 : 1;
+  int in = 64, dilation = 1;
+  for (int s = 0; s < 4; ++s) {
+    int stride = strides[s];
+    const int prev_dilation = dilation;
+    if (dilate[s]) {
+      dilation *= stride;
+      stride = 1;
+    }
+    auto layer = std::make_shared<ModuleChain>();
+    const std::string lname = "layer" + std::to_string(s + 1);
+    for (int b = 0; b < n_blocks[s]; ++b) {
+      const std::string prefix = lname + "." + std::to_string(b) + ".";
+      const int bs = b == 0 ? stride : 1;
+      const int bd = b == 0 ? prev_dilation : dilation;
+      if (preact_)
+        layer->append(std::make_shared<PreactBlock>(in, planes[s], bs, bd, b == 0, prefix, q, rng));
+      else if (bottleneck)
+        layer->append(std::make_shared<Bottleneck>(in, planes[s], bs, bd, prefix, q, rng));
+      else
+        layer->append(std::make_shared<BasicBlock>(in, planes[s], bs, bd, prefix, q, rng));
+      in = planes[s] * expansion;
+    }
+    layers_[s] = register_module(lname, layer);
+    channels_[s] = in;
+  }
+  if (preact_) {
+    bn_final_ = register_module("bn_final", std::make_shared<BatchNorm2d>(in, kPreactBnEps));
+    act_final_ = register_module("act_final", make_act(32));
+  }
+}
+
+std::vector<Var> ResNet::features(const Var& x) {
+  Var y = conv1_->forward(x);
+  if (!preact_) y = act1_->forward(bn1_->forward(y));
+  y = maxpool_->forward(y);
+  std::vector<Var> feats;
+  for (int s = 0; s < 4; ++s) {
+    y = layers_[s]->forward(y);
+    feats.push_back(y);
+  }
+  if (preact_) feats[3] = act_final_->forward(bn_final_->forward(feats[3]));
+  return feats;
+}
+
+Var ResNet::forward(const Var& x) { return features(x).back(); }
+
+std::array<SummaryCursor, 4> ResNet::summarize(SummaryCursor& c) const {
+  summarize_module("conv1", *conv1_, c);
+  if (!preact_) {
+    summarize_module("bn1", *bn1_, c);
+    summarize_module("act1", *act1_, c);
+  }
+  summarize_module("maxpool", *maxpool_, c);
+  std::array<SummaryCursor, 4> out;
+  for (int s = 0; s < 4; ++s) {
+    summarize_module("layer" + std::to_string(s + 1), *layers_[s], c);
+    out[s] = c;
+  }
+  if (preact_) {
+    summarize_module("bn_final", *bn_final_, c);
+    summarize_module("act_final", *act_final_, c);
+    out[3] = c;
+  }
+  return out;
+}
+
+}  // namespace bfcn
