@@ -1,0 +1,54 @@
+// The training config: one JSON file with "model" (checked by build_model), "data" (checked by
+// DataConfig::from_json), "train" (checked here against a table of defaults: every key's type and
+// range) and an optional "init_from". Validation happens before anything is built, and every error
+// names the file and the JSON path ("c.json: train.lr: expected a number in (0, 10], but got -1").
+// `--set a.b=v` overrides one existing key; the value must have the type of the value it replaces.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "train/lr_schedule.h"
+#include "train/optim.h"
+
+namespace bfcn {
+
+struct TrainConfig {
+  OptimOptions optim;
+  double lr = 0.01;
+  int64_t iterations = 0;  // 0: derived from epochs
+  int64_t epochs = 0;
+  int batch = 8;
+  LrSchedule schedule;
+  double grad_clip = 0.0;           // global-norm clipping; 0 = off
+  int64_t eval_interval = 0;        // validate every N iterations; 0 = at the end only
+  int64_t log_interval = 10;        // a metrics.jsonl line every N iterations
+  int64_t checkpoint_interval = 0;  // ckpt_<iter>.h5 every N iterations; 0 = at the end only
+  int keep_last = 3;                // ckpt_<iter>.h5 files kept
+  uint64_t seed = 1;
+  int threads = 0;  // 0 = OpenMP default
+};
+
+// The "train" section with every key at its default value (the schema for validation).
+nlohmann::json default_train_json();
+
+// Reads a JSON file; IoError / ConfigError naming the file and the parse position.
+nlohmann::json load_json_file(const std::filesystem::path& file);
+
+// Fills "train" defaults and "init_from", applies `--set` overrides ("train.lr=0.005"; the value
+// is parsed as JSON, else taken as a string), and validates the top level and "train". The result
+// is the resolved config (model/data are validated by their own builders later). `source` prefixes
+// every error message.
+nlohmann::json resolve_config(const nlohmann::json& user, const std::vector<std::string>& sets,
+                              const std::string& source);
+
+// One `--set path=value` on an already resolved config (type-checked; unknown paths rejected).
+void apply_set(nlohmann::json& cfg, const std::string& expr, const std::string& source);
+
+// Typed view of a validated "train" section.
+TrainConfig parse_train_config(const nlohmann::json& train);
+
+}  // namespace bfcn
