@@ -1,0 +1,160 @@
+// Bit-serial convolution driver: per output row, im2col of packed words, the ISA popcount GEMM,
+// then the exact integer dot and the fused epilogue (see bitconv.h). The activation-count term
+// sum_k 2^k popcnt(a_k) of a patch is the sum of per-input-pixel counts, computed once per layer.
+#include "kernels/bitconv.h"
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "kernels/bitpack.h"
+
+namespace bfcn {
+
+int BitConvShape::row_words() const { return bitconv_row_words(taps(), in_c); }
+
+std::span<const BgemmVariant> bgemm_variants() {
+  static const BgemmVariant kVariants[] = {
+      {Isa::ref, "bgemm__ref", bgemm__ref},
+      {Isa::avx2, "bgemm__avx2_popcnt", bgemm__avx2_popcnt},
+      {Isa::avx2, "bgemm__avx2", bgemm__avx2},
+      {Isa::avx512, "bgemm__avx512", bgemm__avx512},
+  };
+  return kVariants;
+}
+
+const BgemmVariant& bgemm_active() {
+  // The last listed variant of the active level is its preferred one (measured fastest).
+  static const BgemmVariant* chosen = [] {
+    const Isa isa = active_isa();
+    const BgemmVariant* best = &bgemm_variants()[0];
+    for (const BgemmVariant& v : bgemm_variants())
+      if (v.isa == isa) best = &v;
+    return best;
+  }();
+  return *chosen;
+}
+
+namespace {
+
+// Per-thread scratch of one output row.
+struct RowScratch {
+  std::vector<uint64_t> patch;  // [OW][K][lp]
+  std::vector<int32_t> count;   // [OW] sum_k 2^k popcnt over the patch
+  std::vector<int32_t> acc;     // [OW][OC]
+};
+
+// act_count [H*W]: sum_k 2^k popcnt(in[pixel][k][:])
+std::vector<int32_t> activation_counts(const BitConvShape& s, const uint64_t* in) {
+  const int cw = bit_words(s.in_c);
+  const int64_t pixels = int64_t(s.in_h) * s.in_w;
+  std::vector<int32_t> counts(static_cast<size_t>(pixels));
+#pragma omp parallel for schedule(static) if (pixels > 4096)
+  for (int64_t p = 0; p < pixels; ++p) {
+    int32_t c = 0;
+    for (int k = 0; k < s.a_bits; ++k) {
+      int32_t pk = 0;
+      const uint64_t* src = in + (p * s.a_bits + k) * cw;
+      for (int i = 0; i < cw; ++i) pk += std::popcount(src[i]);
+      c += pk << k;
+    }
+    counts[size_t(p)] = c;
+  }
+  return counts;
+}
+
+// Builds the zero-padded patches of output row oy and their activation counts.
+void im2col_row(const BitConvShape& s, const uint64_t* in, const int32_t* act_count, int oy,
+                RowScratch& r) {
+  const int cw = bit_words(s.in_c), lp = s.row_words(), kb = s.a_bits, ow = s.out_w();
+  for (int ox = 0; ox < ow; ++ox) {
+    uint64_t* patch = r.patch.data() + int64_t(ox) * kb * lp;
+    std::memset(patch, 0, sizeof(uint64_t) * kb * lp);
+    int32_t count = 0;
+    for (int ky = 0; ky < s.kh; ++ky) {
+      const int iy = oy * s.stride - s.pad + ky * s.dilation;
+      if (iy < 0 || iy >= s.in_h) continue;
+      for (int kx = 0; kx < s.kw; ++kx) {
+        const int ix = ox * s.stride - s.pad + kx * s.dilation;
+        if (ix < 0 || ix >= s.in_w) continue;
+        const int64_t pix = int64_t(iy) * s.in_w + ix;
+        const uint64_t* src = in + pix * kb * cw;
+        const int t = ky * s.kw + kx;
+        for (int k = 0; k < kb; ++k)
+          std::memcpy(patch + k * lp + t * cw, src + k * cw, sizeof(uint64_t) * cw);
+        count += act_count[pix];
+      }
+    }
+    r.count[size_t(ox)] = count;
+  }
+}
+
+template <class RowFn>
+void for_each_row(const BitConvShape& s, const uint64_t* in, const uint64_t* w,
+                  const BgemmVariant& v, RowFn&& row_fn) {
+  const std::vector<int32_t> act_count = activation_counts(s, in);
+  const int oh = s.out_h(), ow = s.out_w(), lp = s.row_words(), oc = s.out_c;
+  const int32_t wmax = (1 << s.w_bits) - 1;
+#pragma omp parallel
+  {
+    RowScratch r;
+    r.patch.resize(size_t(ow) * s.a_bits * lp);
+    r.count.resize(size_t(ow));
+    r.acc.resize(size_t(ow) * oc);
+#pragma omp for schedule(dynamic, 1)
+    for (int oy = 0; oy < oh; ++oy) {
+      im2col_row(s, in, act_count.data(), oy, r);
+      v.fn(r.patch.data(), ow, w, oc, s.a_bits, s.w_bits, lp, r.acc.data(), oc);
+      for (int ox = 0; ox < ow; ++ox) {
+        int32_t* a = r.acc.data() + int64_t(ox) * oc;
+        const int32_t corr = wmax * r.count[size_t(ox)];
+        for (int o = 0; o < oc; ++o) a[o] = 2 * a[o] - corr;  // I = 2P - (2^M-1) S
+      }
+      row_fn(oy, r.acc.data());
+    }
+  }
+}
+
+}  // namespace
+
+void bitconv_int32(const BitConvShape& s, const uint64_t* in, const uint64_t* w, int32_t* out,
+                   const BgemmVariant& v) {
+  const int ow = s.out_w(), oc = s.out_c;
+  for_each_row(s, in, w, v, [&](int oy, const int32_t* acc) {
+    std::memcpy(out + int64_t(oy) * ow * oc, acc, sizeof(int32_t) * size_t(ow) * oc);
+  });
+}
+
+void bitconv_forward(const BitConvShape& s, const uint64_t* in, const uint64_t* w,
+                     const BitConvEpilogue& e, const BgemmVariant& v) {
+  const int ow = s.out_w(), oc = s.out_c, cwo = bit_words(oc);
+  const float levels = float((1 << e.out_bits) - 1);
+  for_each_row(s, in, w, v, [&](int oy, const int32_t* acc) {
+    const int64_t row = int64_t(oy) * ow;
+    for (int ox = 0; ox < ow; ++ox) {
+      const int32_t* a = acc + int64_t(ox) * oc;
+      if (e.out_f32) {
+        float* y = e.out_f32 + (row + ox) * oc;
+        const float* res = e.residual ? e.residual + (row + ox) * oc : nullptr;
+        for (int o = 0; o < oc; ++o) {
+          float val = float(a[o]) * e.mul[o] + e.add[o];
+          if (res) val += res[o];
+          y[o] = (e.relu && val < 0.0f) ? 0.0f : val;
+        }
+      } else {
+        uint64_t* y = e.out_packed + (row + ox) * e.out_bits * cwo;
+        std::memset(y, 0, sizeof(uint64_t) * e.out_bits * cwo);
+        for (int o = 0; o < oc; ++o) {
+          float val = float(a[o]) * e.mul[o] + e.add[o];
+          val = val > 0.0f ? (val < 1.0f ? val : 1.0f) : 0.0f;
+          const unsigned q = unsigned(std::nearbyint(val * levels));
+          for (int k = 0; k < e.out_bits; ++k)
+            y[k * cwo + (o >> 6)] |= uint64_t((q >> k) & 1u) << (o & 63);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace bfcn

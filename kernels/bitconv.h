@@ -1,0 +1,70 @@
+// Bit-serial convolution (Wm x Ak) over packed NHWC activations (see bitpack.h), raw pointers,
+// no exceptions. Per output row: im2col of packed words into a zero-padded patch buffer, a
+// popcount GEMM  P = sum_{m,k} 2^(m+k) popcnt(w_m AND a_k)  (the ISA variant), then the exact
+// integer dot  I = 2P - (2^M-1) * sum_k 2^k popcnt(a_k)  (paper.md §4) and a fused per-channel
+// epilogue that writes float or re-quantized packed activations for the next bit layer.
+// Padded pixels are zero bits, so zero padding is exact. OpenMP over output rows.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "kernels/cpu_features.h"
+
+namespace bfcn {
+
+struct BitConvShape {
+  int in_h = 0, in_w = 0, in_c = 0, out_c = 0;
+  int kh = 3, kw = 3, stride = 1, pad = 1, dilation = 1;
+  int a_bits = 2, w_bits = 1;
+  int out_h() const { return (in_h + 2 * pad - dilation * (kh - 1) - 1) / stride + 1; }
+  int out_w() const { return (in_w + 2 * pad - dilation * (kw - 1) - 1) / stride + 1; }
+  int taps() const { return kh * kw; }
+  int row_words() const;  // bitconv_row_words(taps, in_c)
+  int64_t macs() const { return int64_t(out_h()) * out_w() * out_c * in_c * taps(); }
+};
+
+// The popcount GEMM every variant implements:
+//   out[p*ldo + o] = sum_{m<M, k<K} 2^(m+k) * popcnt(w[o][m][:] AND a[p][k][:])
+// a [npix][K][lp], w [noc][M][lp], lp a multiple of 4. Exact in int32 for lp*64*(2^M-1)(2^K-1) <
+// 2^31.
+using BgemmFn = void (*)(const uint64_t* a, int npix, const uint64_t* w, int noc, int k_bits,
+                         int m_bits, int lp, int32_t* out, int ldo);
+
+struct BgemmVariant {
+  Isa isa;
+  const char* name;  // "bgemm__avx2"
+  BgemmFn fn;
+};
+
+void bgemm__ref(const uint64_t*, int, const uint64_t*, int, int, int, int, int32_t*, int);
+void bgemm__avx2_popcnt(const uint64_t*, int, const uint64_t*, int, int, int, int, int32_t*, int);
+void bgemm__avx2(const uint64_t*, int, const uint64_t*, int, int, int, int, int32_t*, int);
+void bgemm__avx512(const uint64_t*, int, const uint64_t*, int, int, int, int, int32_t*, int);
+
+// The one list of variants (ref first) that drives dispatch, tests and benchmarks.
+std::span<const BgemmVariant> bgemm_variants();
+// The variant for active_isa() (chosen once).
+const BgemmVariant& bgemm_active();
+
+// Output of bitconv_forward: float NHWC [OH*OW][OC] (out_f32) or packed [OH*OW][out_bits][cw(OC)].
+// value = I * mul[o] + add[o] (+ residual[p*OC+o] when residual is set, float mode only);
+// relu clamps at 0 (float mode); packed mode quantizes nearbyint(clip(value,0,1)*(2^out_bits-1)).
+struct BitConvEpilogue {
+  const float* mul = nullptr;  // [OC], required
+  const float* add = nullptr;  // [OC], required
+  float* out_f32 = nullptr;
+  const float* residual = nullptr;
+  bool relu = false;
+  uint64_t* out_packed = nullptr;
+  int out_bits = 0;
+};
+
+// Integer dot products I [OH*OW][OC] only (tests and the epilogue-free timing).
+void bitconv_int32(const BitConvShape& s, const uint64_t* in, const uint64_t* w, int32_t* out,
+                   const BgemmVariant& v);
+// Full layer: in packed [H*W][K][cw], w packed [OC][M][row_words].
+void bitconv_forward(const BitConvShape& s, const uint64_t* in, const uint64_t* w,
+                     const BitConvEpilogue& e, const BgemmVariant& v);
+
+}  // namespace bfcn

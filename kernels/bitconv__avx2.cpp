@@ -1,0 +1,139 @@
+// AVX2 popcount GEMMs. AVX2 has no vector popcount, so bgemm__avx2 counts bits with the nibble
+// lookup (vpshufb) into byte counters, weights the bit planes by Horner doubling in bytes, and
+// widens with vpsadbw only every kFlush chunks (before a byte can overflow). bgemm__avx2_popcnt is
+// the scalar 64-bit popcnt alternative, kept to measure which wins (docs/bench_runtime.md).
+#include <immintrin.h>
+
+#include "kernels/bitconv.h"
+
+namespace bfcn {
+namespace {
+
+inline __m256i popcnt_bytes(__m256i x, __m256i lut, __m256i low) {
+  const __m256i lo = _mm256_and_si256(x, low);
+  const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
+  return _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
+}
+
+inline int64_t hsum_u64(__m256i v) {
+  const __m128i s = _mm_add_epi64(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  return _mm_cvtsi128_si64(s) + _mm_extract_epi64(s, 1);
+}
+
+// P patches x O weight rows; byte counters per pair hold at most 8*(2^M-1)*(2^K-1) per chunk.
+template <int M, int K, int P, int O>
+void tile(const uint64_t* a, const uint64_t* w, int lp, int32_t* out, int ldo) {
+  constexpr int kMaxPerChunk = 8 * ((1 << M) - 1) * ((1 << K) - 1);
+  constexpr int kFlush = 255 / kMaxPerChunk;
+  static_assert(kFlush >= 1, "byte counters would overflow");
+  const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2,
+                                       1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+  const __m256i low = _mm256_set1_epi8(0x0f);
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i acc[P][O], tot[P][O];
+  for (int p = 0; p < P; ++p)
+    for (int o = 0; o < O; ++o) acc[p][o] = tot[p][o] = zero;
+  const int chunks = lp / 4;
+  int since = 0;
+  for (int c = 0; c < chunks; ++c) {
+    __m256i av[P][K];
+    for (int p = 0; p < P; ++p)
+      for (int k = 0; k < K; ++k)
+        av[p][k] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + (p * K + k) * lp) + c);
+    for (int o = 0; o < O; ++o) {
+      __m256i wv[M];
+      for (int m = 0; m < M; ++m)
+        wv[m] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + (o * M + m) * lp) + c);
+      for (int p = 0; p < P; ++p) {
+        // Horner over m then k: r = sum 2^(m+k) cnt(w_m & a_k)
+        __m256i r = zero;
+        for (int m = M - 1; m >= 0; --m) {
+          __m256i rk = popcnt_bytes(_mm256_and_si256(wv[m], av[p][K - 1]), lut, low);
+          for (int k = K - 2; k >= 0; --k)
+            rk = _mm256_add_epi8(_mm256_add_epi8(rk, rk),
+                                 popcnt_bytes(_mm256_and_si256(wv[m], av[p][k]), lut, low));
+          r = (m == M - 1) ? rk : _mm256_add_epi8(_mm256_add_epi8(r, r), rk);
+        }
+        acc[p][o] = _mm256_add_epi8(acc[p][o], r);
+      }
+    }
+    if (++since == kFlush) {
+      for (int p = 0; p < P; ++p)
+        for (int o = 0; o < O; ++o) {
+          tot[p][o] = _mm256_add_epi64(tot[p][o], _mm256_sad_epu8(acc[p][o], zero));
+          acc[p][o] = zero;
+        }
+      since = 0;
+    }
+  }
+  for (int p = 0; p < P; ++p)
+    for (int o = 0; o < O; ++o) {
+      tot[p][o] = _mm256_add_epi64(tot[p][o], _mm256_sad_epu8(acc[p][o], zero));
+      out[p * ldo + o] = int32_t(hsum_u64(tot[p][o]));
+    }
+}
+
+template <int M, int K>
+void run(const uint64_t* a, int npix, const uint64_t* w, int noc, int lp, int32_t* out, int ldo) {
+  constexpr int kP = 2, kO = 2;
+  const int64_t as = int64_t(K) * lp, ws = int64_t(M) * lp;
+  int o = 0;
+  for (; o + kO <= noc; o += kO) {
+    int p = 0;
+    for (; p + kP <= npix; p += kP)
+      tile<M, K, kP, kO>(a + p * as, w + o * ws, lp, out + int64_t(p) * ldo + o, ldo);
+    for (; p < npix; ++p)
+      tile<M, K, 1, kO>(a + p * as, w + o * ws, lp, out + int64_t(p) * ldo + o, ldo);
+  }
+  for (; o < noc; ++o) {
+    int p = 0;
+    for (; p + kP <= npix; p += kP)
+      tile<M, K, kP, 1>(a + p * as, w + o * ws, lp, out + int64_t(p) * ldo + o, ldo);
+    for (; p < npix; ++p)
+      tile<M, K, 1, 1>(a + p * as, w + o * ws, lp, out + int64_t(p) * ldo + o, ldo);
+  }
+}
+
+}  // namespace
+
+void bgemm__avx2_popcnt(const uint64_t* a, int npix, const uint64_t* w, int noc, int k_bits,
+                        int m_bits, int lp, int32_t* out, int ldo) {
+  for (int o = 0; o < noc; ++o)
+    for (int p = 0; p < npix; ++p) {
+      int64_t sum = 0;
+      for (int m = 0; m < m_bits; ++m) {
+        const uint64_t* wr = w + (int64_t(o) * m_bits + m) * lp;
+        for (int k = 0; k < k_bits; ++k) {
+          const uint64_t* ar = a + (int64_t(p) * k_bits + k) * lp;
+          int64_t c = 0;
+          for (int i = 0; i < lp; ++i) c += int64_t(_mm_popcnt_u64(wr[i] & ar[i]));
+          sum += c << (m + k);
+        }
+      }
+      out[int64_t(p) * ldo + o] = int32_t(sum);
+    }
+}
+
+void bgemm__avx2(const uint64_t* a, int npix, const uint64_t* w, int noc, int k_bits, int m_bits,
+                 int lp, int32_t* out, int ldo) {
+  switch (m_bits * 16 + k_bits) {
+    case 0x11:
+      return run<1, 1>(a, npix, w, noc, lp, out, ldo);
+    case 0x12:
+      return run<1, 2>(a, npix, w, noc, lp, out, ldo);
+    case 0x13:
+      return run<1, 3>(a, npix, w, noc, lp, out, ldo);
+    case 0x14:
+      return run<1, 4>(a, npix, w, noc, lp, out, ldo);
+    case 0x21:
+      return run<2, 1>(a, npix, w, noc, lp, out, ldo);
+    case 0x22:
+      return run<2, 2>(a, npix, w, noc, lp, out, ldo);
+    case 0x23:
+      return run<2, 3>(a, npix, w, noc, lp, out, ldo);
+    default:  // wider planes would overflow byte counters: scalar popcnt
+      return bgemm__avx2_popcnt(a, npix, w, noc, k_bits, m_bits, lp, out, ldo);
+  }
+}
+
+}  // namespace bfcn

@@ -1,0 +1,32 @@
+// Bit packing for the bit-serial runtime (raw pointers, no Tensor, no exceptions).
+// Activations are NHWC with channels packed per bit plane: pixel p holds `bits` planes of
+// cw = ceil(C/64) uint64 words; channel c is bit (c % 64) of word c / 64; unused tail bits are 0.
+// Weights are packed per output channel as `bits` planes of a zero-padded row of
+// bitconv_row_words() words laid out tap-major ([tap][cw]), the same layout as an im2col patch.
+// Weight levels: p in {0..2^M-1} stands for w = (2p - (2^M-1)) / (2^M-1); for M = 1 a SET bit is
+// +1.
+#pragma once
+
+#include <cstdint>
+
+namespace bfcn {
+
+// Words per bit plane for C channels.
+inline int bit_words(int c) { return (c + 63) / 64; }
+// Words per bit plane of one im2col row / one weight row: taps*cw rounded up to 4 (one 256-bit
+// chunk).
+inline int bitconv_row_words(int taps, int c) { return (taps * bit_words(c) + 3) / 4 * 4; }
+
+// q [pixels][c] with values < 2^bits  ->  out [pixels][bits][cw]
+void pack_act_q(const uint8_t* q, int64_t pixels, int c, int bits, uint64_t* out);
+// Inverse of pack_act_q.
+void unpack_act_q(const uint64_t* packed, int64_t pixels, int c, int bits, uint8_t* q);
+// Fused quantize + pack of float NHWC x [pixels][c]: v = x*mul[c] + add[c] (mul/add may be null for
+// 1/0), q = nearbyint(clip(v, 0, 1) * (2^bits - 1)), written packed like pack_act_q.
+void quantize_pack_act(const float* x, int64_t pixels, int c, int bits, const float* mul,
+                       const float* add, uint64_t* out);
+
+// p [oc][taps][c] with values < 2^bits  ->  out [oc][bits][bitconv_row_words(taps, c)]
+void pack_weights_q(const uint8_t* p, int oc, int taps, int c, int bits, uint64_t* out);
+
+}  // namespace bfcn

@@ -1,0 +1,299 @@
+// Bit packing and bit-serial convolution: bit order pinned by one-hot inputs, packing round trips,
+// the reference equals a float conv of the dequantized values, and every ISA variant equals the
+// reference exactly on odd shapes (C not a multiple of 64, borders, strides, dilations, 1x1/3x3).
+#include "kernels/bitconv.h"
+
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "core/rng.h"
+#include "kernels/bitpack.h"
+#include "tests/support/test_support.h"
+
+using namespace bfcn;
+
+namespace {
+
+std::vector<uint8_t> random_levels(Rng& rng, size_t n, int bits) {
+  std::vector<uint8_t> v(n);
+  for (auto& x : v) x = uint8_t(rng.next_u64() % (uint64_t(1) << bits));
+  return v;
+}
+
+// Integer dot I = sum (2p - (2^M-1)) * q over the window (zero padding), q [H][W][C], p
+// [OC][taps][C].
+std::vector<int32_t> direct_int_conv(const BitConvShape& s, const std::vector<uint8_t>& q,
+                                     const std::vector<uint8_t>& p) {
+  const int oh = s.out_h(), ow = s.out_w(), wmax = (1 << s.w_bits) - 1;
+  std::vector<int32_t> out(size_t(oh) * ow * s.out_c, 0);
+  for (int oy = 0; oy < oh; ++oy)
+    for (int ox = 0; ox < ow; ++ox)
+      for (int o = 0; o < s.out_c; ++o) {
+        int32_t sum = 0;
+        for (int ky = 0; ky < s.kh; ++ky)
+          for (int kx = 0; kx < s.kw; ++kx) {
+            const int iy = oy * s.stride - s.pad + ky * s.dilation;
+            const int ix = ox * s.stride - s.pad + kx * s.dilation;
+            if (iy < 0 || iy >= s.in_h || ix < 0 || ix >= s.in_w) continue;
+            for (int c = 0; c < s.in_c; ++c) {
+              const int wv = 2 * p[(size_t(o) * s.taps() + ky * s.kw + kx) * s.in_c + c] - wmax;
+              sum += wv * q[(size_t(iy) * s.in_w + ix) * s.in_c + c];
+            }
+          }
+        out[(size_t(oy) * ow + ox) * s.out_c + o] = sum;
+      }
+  return out;
+}
+
+struct Packed {
+  std::vector<uint8_t> q, p;
+  std::vector<uint64_t> in, w;
+};
+
+Packed make_case(const BitConvShape& s, Rng& rng) {
+  Packed c;
+  c.q = random_levels(rng, size_t(s.in_h) * s.in_w * s.in_c, s.a_bits);
+  c.p = random_levels(rng, size_t(s.out_c) * s.taps() * s.in_c, s.w_bits);
+  c.in.resize(size_t(s.in_h) * s.in_w * s.a_bits * bit_words(s.in_c));
+  pack_act_q(c.q.data(), int64_t(s.in_h) * s.in_w, s.in_c, s.a_bits, c.in.data());
+  c.w.resize(size_t(s.out_c) * s.w_bits * s.row_words());
+  pack_weights_q(c.p.data(), s.out_c, s.taps(), s.in_c, s.w_bits, c.w.data());
+  return c;
+}
+
+std::vector<int32_t> run_int(const BitConvShape& s, const Packed& c, const BgemmVariant& v) {
+  std::vector<int32_t> out(size_t(s.out_h()) * s.out_w() * s.out_c, -1);
+  bitconv_int32(s, c.in.data(), c.w.data(), out.data(), v);
+  return out;
+}
+
+std::vector<BitConvShape> sweep_shapes() {
+  std::vector<BitConvShape> shapes;
+  const int channels[] = {1, 3, 63, 64, 65, 130};
+  const int wa[][2] = {{1, 1}, {1, 2}, {1, 3}, {1, 4}, {2, 2}, {2, 1}, {3, 2}};
+  int i = 0;
+  for (int c : channels)
+    for (int k : {1, 3})
+      for (int stride : {1, 2})
+        for (int dil : {1, 2}) {
+          if (k == 1 && dil == 2) continue;
+          BitConvShape s;
+          s.in_h = 5 + (i % 4);
+          s.in_w = 7 - (i % 3);
+          s.in_c = c;
+          s.out_c = 1 + (i * 7) % 11;
+          s.kh = s.kw = k;
+          s.stride = stride;
+          s.dilation = dil;
+          s.pad = k == 3 ? dil : 0;
+          s.w_bits = wa[i % 7][0];
+          s.a_bits = wa[i % 7][1];
+          shapes.push_back(s);
+          ++i;
+        }
+  return shapes;
+}
+
+std::string describe(const BitConvShape& s) {
+  return "HxWxC " + std::to_string(s.in_h) + "x" + std::to_string(s.in_w) + "x" +
+         std::to_string(s.in_c) + " oc " + std::to_string(s.out_c) + " k" + std::to_string(s.kh) +
+         " s" + std::to_string(s.stride) + " d" + std::to_string(s.dilation) + " W" +
+         std::to_string(s.w_bits) + "A" + std::to_string(s.a_bits);
+}
+
+}  // namespace
+
+TEST_CASE("activation bit order is pinned by one-hot inputs", "[runtime][bitpack]") {
+  const int c = 130, bits = 2;
+  for (int ch : {0, 1, 63, 64, 65, 129})
+    for (int level : {1, 2, 3}) {
+      std::vector<uint8_t> q(c, 0);
+      q[size_t(ch)] = uint8_t(level);
+      std::vector<uint64_t> packed(size_t(bits) * bit_words(c), 0xdeadbeef);
+      pack_act_q(q.data(), 1, c, bits, packed.data());
+      for (int k = 0; k < bits; ++k)
+        for (int wi = 0; wi < bit_words(c); ++wi) {
+          const uint64_t expect =
+              (((level >> k) & 1) && wi == ch / 64) ? uint64_t{1} << (ch % 64) : 0;
+          CHECK(packed[size_t(k) * bit_words(c) + wi] == expect);
+        }
+    }
+}
+
+TEST_CASE("1-bit weights: a set bit is +1", "[runtime][bitpack]") {
+  // One input channel at level 3 (a=1 for K=2) against a one-hot weight: only the set bit is +1.
+  BitConvShape s;
+  s.in_h = s.in_w = 1;
+  s.in_c = 70;
+  s.out_c = 1;
+  s.kh = s.kw = 1;
+  s.pad = 0;
+  s.w_bits = 1;
+  s.a_bits = 2;
+  std::vector<uint8_t> q(70, 0), p(70, 0);
+  q[66] = 3;
+  p[66] = 1;
+  std::vector<uint64_t> in(2 * 2), w(size_t(s.row_words()));
+  pack_act_q(q.data(), 1, 70, 2, in.data());
+  pack_weights_q(p.data(), 1, 1, 70, 1, w.data());
+  CHECK(w[1] == uint64_t{1} << 2);
+  CHECK(w[0] == 0);
+  int32_t out = 0;
+  bitconv_int32(s, in.data(), w.data(), &out, bgemm_variants()[0]);
+  CHECK(out == 3);  // +1 * 3
+  p[66] = 0;
+  pack_weights_q(p.data(), 1, 1, 70, 1, w.data());
+  bitconv_int32(s, in.data(), w.data(), &out, bgemm_variants()[0]);
+  CHECK(out == -3);  // -1 * 3
+}
+
+TEST_CASE("activation packing round trips and quantize_pack matches", "[runtime][bitpack]") {
+  Rng rng(11);
+  for (int bits : {1, 2, 3, 4})
+    for (int c : {1, 63, 64, 65, 130}) {
+      const int64_t pixels = 7;
+      auto q = random_levels(rng, size_t(pixels) * c, bits);
+      std::vector<uint64_t> packed(size_t(pixels) * bits * bit_words(c));
+      pack_act_q(q.data(), pixels, c, bits, packed.data());
+      std::vector<uint8_t> back(q.size());
+      unpack_act_q(packed.data(), pixels, c, bits, back.data());
+      CHECK(back == q);
+      // Float values exactly on the levels (and outside [0,1]) quantize back to the same packing.
+      std::vector<float> x(q.size());
+      const float n = float((1 << bits) - 1);
+      for (size_t i = 0; i < q.size(); ++i) x[i] = float(q[i]) / n;
+      x[0] = -0.5f;
+      q[0] = 0;
+      if (x.size() > 1) {
+        x[1] = 3.0f;
+        q[1] = uint8_t(n);
+      }
+      pack_act_q(q.data(), pixels, c, bits, packed.data());
+      std::vector<uint64_t> packed2(packed.size(), ~uint64_t{0});
+      quantize_pack_act(x.data(), pixels, c, bits, nullptr, nullptr, packed2.data());
+      CHECK(packed2 == packed);
+    }
+}
+
+TEST_CASE("reference bit-serial conv equals the direct integer conv", "[runtime][bitconv]") {
+  Rng rng(3);
+  for (const BitConvShape& s : sweep_shapes()) {
+    INFO(describe(s));
+    const Packed c = make_case(s, rng);
+    REQUIRE(run_int(s, c, bgemm_variants()[0]) == direct_int_conv(s, c.q, c.p));
+  }
+}
+
+TEST_CASE("reference equals a float conv of the dequantized values", "[runtime][bitconv]") {
+  Rng rng(5);
+  BitConvShape s;
+  s.in_h = 9;
+  s.in_w = 6;
+  s.in_c = 65;
+  s.out_c = 5;
+  for (int wb : {1, 2}) {
+    s.w_bits = wb;
+    s.a_bits = 2;
+    const Packed c = make_case(s, rng);
+    const auto ints = run_int(s, c, bgemm_variants()[0]);
+    const float n = 3.0f, wn = float((1 << wb) - 1);
+    std::vector<float> mul(size_t(s.out_c), 1.0f / (wn * n)), add(size_t(s.out_c), 0.0f);
+    std::vector<float> y(ints.size());
+    BitConvEpilogue e;
+    e.mul = mul.data();
+    e.add = add.data();
+    e.out_f32 = y.data();
+    bitconv_forward(s, c.in.data(), c.w.data(), e, bgemm_variants()[0]);
+    double max_err = 0;
+    for (int oy = 0; oy < s.out_h(); ++oy)
+      for (int ox = 0; ox < s.out_w(); ++ox)
+        for (int o = 0; o < s.out_c; ++o) {
+          double ref = 0;
+          for (int ky = 0; ky < 3; ++ky)
+            for (int kx = 0; kx < 3; ++kx) {
+              const int iy = oy - 1 + ky, ix = ox - 1 + kx;
+              if (iy < 0 || iy >= s.in_h || ix < 0 || ix >= s.in_w) continue;
+              for (int ch = 0; ch < s.in_c; ++ch) {
+                const double wv =
+                    (2.0 * c.p[(size_t(o) * 9 + ky * 3 + kx) * s.in_c + ch] - wn) / wn;
+                ref += wv * c.q[(size_t(iy) * s.in_w + ix) * s.in_c + ch] / n;
+              }
+            }
+          max_err =
+              std::max(max_err, std::abs(ref - y[(size_t(oy) * s.out_w() + ox) * s.out_c + o]));
+        }
+    CHECK(max_err < 1e-4);
+  }
+}
+
+TEST_CASE("every bgemm variant equals the reference exactly", "[runtime][bitconv]") {
+  for (const BgemmVariant& v : bgemm_variants()) {
+    if (!isa_supported(v.isa)) {
+      WARN(std::string(v.name) + " skipped: this CPU lacks " + isa_name(v.isa));
+      continue;
+    }
+    INFO(v.name);
+    Rng rng(7);
+    for (const BitConvShape& s : sweep_shapes()) {
+      INFO(describe(s));
+      const Packed c = make_case(s, rng);
+      REQUIRE(run_int(s, c, v) == run_int(s, c, bgemm_variants()[0]));
+    }
+    // A wide layer with a long row (several flushes of the byte counters).
+    BitConvShape s;
+    s.in_h = 6;
+    s.in_w = 5;
+    s.in_c = 512;
+    s.out_c = 9;
+    for (int wb : {1, 2})
+      for (int ab : {1, 2, 4}) {
+        s.w_bits = wb;
+        s.a_bits = ab;
+        INFO(describe(s));
+        const Packed c = make_case(s, rng);
+        REQUIRE(run_int(s, c, v) == run_int(s, c, bgemm_variants()[0]));
+      }
+  }
+}
+
+TEST_CASE("packed epilogue re-quantizes like quantize_pack_act", "[runtime][bitconv]") {
+  Rng rng(9);
+  BitConvShape s;
+  s.in_h = 7;
+  s.in_w = 8;
+  s.in_c = 96;
+  s.out_c = 70;
+  s.stride = 2;
+  const Packed c = make_case(s, rng);
+  const int64_t pix = int64_t(s.out_h()) * s.out_w();
+  std::vector<float> mul(size_t(s.out_c)), add(size_t(s.out_c));
+  for (int o = 0; o < s.out_c; ++o) {
+    mul[size_t(o)] = 0.01f * float(1 + o % 5) * (o % 3 == 0 ? -1.0f : 1.0f);
+    add[size_t(o)] = 0.5f;
+  }
+  std::vector<float> y(size_t(pix) * s.out_c);
+  BitConvEpilogue ef;
+  ef.mul = mul.data();
+  ef.add = add.data();
+  ef.out_f32 = y.data();
+  bitconv_forward(s, c.in.data(), c.w.data(), ef, bgemm_active());
+  std::vector<uint64_t> expect(size_t(pix) * 2 * bit_words(s.out_c));
+  quantize_pack_act(y.data(), pix, s.out_c, 2, nullptr, nullptr, expect.data());
+  std::vector<uint64_t> got(expect.size(), ~uint64_t{0});
+  BitConvEpilogue ep;
+  ep.mul = mul.data();
+  ep.add = add.data();
+  ep.out_packed = got.data();
+  ep.out_bits = 2;
+  bitconv_forward(s, c.in.data(), c.w.data(), ep, bgemm_active());
+  CHECK(got == expect);
+  // The levels actually spread (the test would be vacuous if everything clipped to one level).
+  std::vector<uint8_t> q(size_t(pix) * s.out_c);
+  unpack_act_q(got.data(), pix, s.out_c, 2, q.data());
+  int seen[4] = {0, 0, 0, 0};
+  for (uint8_t v : q) seen[v]++;
+  for (int l = 0; l < 4; ++l) CHECK(seen[l] > 0);
+}
