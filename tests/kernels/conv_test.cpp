@@ -1,0 +1,192 @@
+// Fast conv2d kernels against the direct references: 1x1/3x3/7x7/rectangular kernels, strides 1-3,
+// padding 0-3, dilation 1-2, groups 1/2/4/depthwise, odd sizes, inputs smaller than the kernel,
+// batch 1 and 3, bias on/off, 1 and 2 threads (bitwise equal), and a tiny im2col budget that forces
+// the chunked paths.
+#include "kernels/conv.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+#include <vector>
+
+#include "core/rng.h"
+#include "tests/support/test_support.h"
+
+namespace bfcn {
+namespace {
+
+std::vector<float> random_vec(int64_t n, Rng& rng) {
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = rng.uniform(-1.0f, 1.0f);
+  return v;
+}
+
+double rel_err(const std::vector<float>& got, const std::vector<float>& want) {
+  double worst = 0.0, scale = 1.0;
+  for (size_t i = 0; i < want.size(); ++i) scale = std::max(scale, std::fabs(double(want[i])));
+  for (size_t i = 0; i < want.size(); ++i)
+    worst = std::max(worst, std::fabs(double(got[i]) - double(want[i])));
+  return worst / scale;
+}
+
+std::string describe(const ConvGeom& g) {
+  std::ostringstream os;
+  os << "x[" << g.n << "," << g.c << "," << g.h << "," << g.w << "] w[" << g.k << ","
+     << g.c / g.groups << "," << g.kh << "," << g.kw << "] stride " << g.stride_h << "x"
+     << g.stride_w << " pad " << g.pad_h << "x" << g.pad_w << " dil " << g.dilation_h << "x"
+     << g.dilation_w << " groups " << g.groups;
+  return os.str();
+}
+
+struct Case {
+  int64_t c, h, w, k, kh, kw, sh, sw, ph, pw, dh, dw, groups;
+};
+
+const Case kCases[] = {
+    // c  h   w   k  kh kw sh sw ph pw dh dw groups
+    {4, 5, 7, 8, 1, 1, 1, 1, 0, 0, 1, 1, 1},      // 1x1 direct path
+    {4, 9, 6, 5, 1, 1, 2, 2, 0, 0, 1, 1, 1},      // 1x1 stride 2
+    {3, 5, 5, 4, 1, 1, 1, 1, 1, 1, 1, 1, 1},      // 1x1 with padding
+    {5, 8, 8, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1},      // 3x3 same
+    {6, 9, 11, 10, 3, 3, 2, 2, 1, 1, 1, 1, 1},    // 3x3 stride 2, odd sizes
+    {3, 13, 10, 4, 3, 3, 3, 3, 0, 0, 1, 1, 1},    // stride 3, no padding
+    {4, 10, 9, 6, 3, 3, 1, 1, 2, 2, 2, 2, 1},     // dilation 2
+    {3, 19, 17, 8, 7, 7, 2, 2, 3, 3, 1, 1, 1},    // 7x7/2 stem
+    {3, 11, 12, 5, 5, 3, 2, 1, 2, 0, 1, 2, 1},    // rectangular kernel, mixed stride/dilation
+    {4, 7, 7, 6, 3, 3, 1, 1, 1, 1, 1, 1, 2},      // groups 2
+    {8, 6, 5, 8, 3, 3, 2, 1, 1, 1, 1, 1, 4},      // groups 4
+    {6, 7, 8, 6, 3, 3, 1, 1, 1, 1, 1, 1, 6},      // depthwise
+    {4, 6, 6, 8, 3, 3, 2, 2, 1, 1, 2, 2, 4},      // depthwise x2 multiplier, dilated
+    {3, 2, 3, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1},      // input smaller than the kernel
+    {2, 3, 2, 3, 7, 7, 1, 2, 3, 3, 1, 1, 1},      // 7x7 on 3x2 with padding 3
+    {2, 1, 1, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1},      // 1x1 image
+    {32, 12, 12, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1},  // R = 288 > one 256-deep K block
+};
+
+ConvGeom geom_of(const Case& cs, int64_t n) {
+  ConvGeom g;
+  g.n = n;
+  g.c = cs.c;
+  g.h = cs.h;
+  g.w = cs.w;
+  g.k = cs.k;
+  g.kh = cs.kh;
+  g.kw = cs.kw;
+  g.stride_h = cs.sh;
+  g.stride_w = cs.sw;
+  g.pad_h = cs.ph;
+  g.pad_w = cs.pw;
+  g.dilation_h = cs.dh;
+  g.dilation_w = cs.dw;
+  g.groups = cs.groups;
+  return g;
+}
+
+struct Results {
+  std::vector<float> y, dx, dw, db;
+};
+
+Results run_fast(const ConvGeom& g, const std::vector<float>& x, const std::vector<float>& w,
+                 const float* bias, const std::vector<float>& dy) {
+  Results r;
+  r.y.assign(static_cast<size_t>(g.n * g.k * g.out_h() * g.out_w()), -7.0f);
+  r.dx.assign(x.size(), -7.0f);  // garbage: kernels must overwrite
+  r.dw.assign(w.size(), -7.0f);
+  r.db.assign(static_cast<size_t>(g.k), -7.0f);
+  conv2d_forward(g, x.data(), w.data(), bias, r.y.data());
+  conv2d_backward_input(g, dy.data(), w.data(), r.dx.data());
+  conv2d_backward_weight(g, x.data(), dy.data(), r.dw.data());
+  conv2d_backward_bias(g, dy.data(), r.db.data());
+  return r;
+}
+
+void check_geom(const ConvGeom& g, Rng& rng) {
+  REQUIRE(g.valid());
+  const auto x = random_vec(g.n * g.c * g.h * g.w, rng);
+  const auto w = random_vec(g.k * (g.c / g.groups) * g.kh * g.kw, rng);
+  const auto b = random_vec(g.k, rng);
+  const auto dy = random_vec(g.n * g.k * g.out_h() * g.out_w(), rng);
+  Results want;
+  want.y.resize(dy.size());
+  want.dx.resize(x.size());
+  want.dw.resize(w.size());
+  want.db.resize(b.size());
+  for (bool with_bias : {false, true}) {
+    const float* bias = with_bias ? b.data() : nullptr;
+    conv2d_forward__ref(g, x.data(), w.data(), bias, want.y.data());
+    conv2d_backward_input__ref(g, dy.data(), w.data(), want.dx.data());
+    conv2d_backward_weight__ref(g, x.data(), dy.data(), want.dw.data());
+    conv2d_backward_bias__ref(g, dy.data(), want.db.data());
+    omp_set_num_threads(1);
+    const Results one = run_fast(g, x, w, bias, dy);
+    omp_set_num_threads(2);
+    const Results two = run_fast(g, x, w, bias, dy);
+    INFO(describe(g) << (with_bias ? " with bias" : " no bias"));
+    CHECK(rel_err(one.y, want.y) < 1e-4);
+    CHECK(rel_err(one.dx, want.dx) < 1e-4);
+    CHECK(rel_err(one.dw, want.dw) < 1e-4);
+    CHECK(rel_err(one.db, want.db) < 1e-4);
+    CHECK(one.y == two.y);
+    CHECK(one.dx == two.dx);
+    CHECK(one.dw == two.dw);
+    CHECK(one.db == two.db);
+  }
+}
+
+struct Restore {
+  int threads = omp_get_max_threads();
+  int64_t budget = conv2d_set_col_budget(int64_t{1} << 20);
+  ~Restore() {
+    omp_set_num_threads(threads);
+    conv2d_set_col_budget(budget);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("conv2d fast kernels match the direct reference") {
+  Restore restore;
+  Rng rng(2024);
+  for (const Case& cs : kCases)
+    for (int64_t n : {1, 3}) check_geom(geom_of(cs, n), rng);
+}
+
+TEST_CASE("conv2d chunked im2col paths match the reference") {
+  Restore restore;
+  conv2d_set_col_budget(64);  // a few output columns per chunk
+  Rng rng(99);
+  for (const Case& cs : kCases) check_geom(geom_of(cs, 2), rng);
+}
+
+TEST_CASE("conv2d threaded sizes match the reference and do not depend on thread count") {
+  Restore restore;
+  Rng rng(5);
+  const bool sanitized = std::getenv("BFCN_SANITIZED") != nullptr;
+  const int64_t hw = sanitized ? 16 : 40;
+  check_geom(geom_of({16, hw, hw, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1}, 1), rng);
+  check_geom(geom_of({3, 2 * hw, 2 * hw, 16, 7, 7, 2, 2, 3, 3, 1, 1, 1}, 1), rng);
+  check_geom(geom_of({64, hw / 2, hw / 2, 48, 1, 1, 1, 1, 0, 0, 1, 1, 1}, 2), rng);
+}
+
+TEST_CASE("ConvGeom rejects inconsistent sizes") {
+  ConvGeom g;
+  g.c = 4;
+  g.k = 6;
+  g.h = g.w = 5;
+  g.kh = g.kw = 3;
+  CHECK(g.valid());
+  CHECK(g.out_h() == 3);
+  g.groups = 4;  // k = 6 not divisible by 4
+  CHECK_FALSE(g.valid());
+  g.groups = 2;
+  CHECK(g.valid());
+  g.h = 2;  // 2 < 3 with no padding
+  CHECK_FALSE(g.valid());
+  g.pad_h = 1;
+  CHECK(g.valid());
+  CHECK(g.macs() == 1 * 6 * 2 * 3 * 2 * 9);
+}
+
+}  // namespace bfcn

@@ -1,0 +1,119 @@
+// sgemm against the triple-loop reference: all transpositions, edge sizes around the 6x16 tile
+// and the 256-deep K block, accumulate on/off, 1 and 2 threads (bitwise equal), both microkernels.
+#include "kernels/gemm.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "core/rng.h"
+#include "kernels/cpu_features.h"
+#include "tests/support/test_support.h"
+
+namespace bfcn {
+namespace {
+
+std::vector<float> random_vec(int64_t n, Rng& rng) {
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = rng.uniform(-1.0f, 1.0f);
+  return v;
+}
+
+// Max |got - want| over max(1, max|want|): the "relative" error used by the kernel tests.
+double rel_err(const std::vector<float>& got, const std::vector<float>& want) {
+  double worst = 0.0, scale = 1.0;
+  for (size_t i = 0; i < want.size(); ++i) scale = std::max(scale, std::fabs(double(want[i])));
+  for (size_t i = 0; i < want.size(); ++i)
+    worst = std::max(worst, std::fabs(double(got[i]) - double(want[i])));
+  return worst / scale;
+}
+
+struct ThreadsGuard {
+  int prev = omp_get_max_threads();
+  ~ThreadsGuard() { omp_set_num_threads(prev); }
+};
+
+}  // namespace
+
+TEST_CASE("sgemm matches the reference on edge shapes and transposes") {
+  ThreadsGuard guard;
+  Rng rng(7);
+  const int64_t sizes_m[] = {1, 5, 6, 7, 13, 150};
+  const int64_t sizes_n[] = {1, 15, 16, 17, 70};
+  const int64_t sizes_k[] = {1, 3, 255, 257};
+  int checked = 0;
+  for (int64_t m : sizes_m)
+    for (int64_t n : sizes_n)
+      for (int64_t k : sizes_k)
+        for (int ta = 0; ta < 2; ++ta)
+          for (int tb = 0; tb < 2; ++tb) {
+            const bool acc = ((m + n + k + ta + tb) % 2) == 0;
+            // Stored A is [m,k] (or [k,m] when transposed), B [k,n] (or [n,k]); C has ldc = n+3.
+            auto a = random_vec(m * k, rng), b = random_vec(k * n, rng);
+            const int64_t rs_a = ta ? 1 : k, cs_a = ta ? m : 1;
+            const int64_t rs_b = tb ? 1 : n, cs_b = tb ? k : 1;
+            const int64_t ldc = n + 3;
+            auto c0 = random_vec(m * ldc, rng);
+            auto want = c0;
+            sgemm__ref(m, n, k, a.data(), rs_a, cs_a, b.data(), rs_b, cs_b, want.data(), ldc, acc);
+            std::vector<float> got1 = c0, got2 = c0;
+            sgemm(m, n, k, a.data(), rs_a, cs_a, b.data(), rs_b, cs_b, got1.data(), ldc, acc, 1);
+            sgemm(m, n, k, a.data(), rs_a, cs_a, b.data(), rs_b, cs_b, got2.data(), ldc, acc, 2);
+            INFO("m=" << m << " n=" << n << " k=" << k << " ta=" << ta << " tb=" << tb
+                      << " acc=" << acc);
+            REQUIRE(rel_err(got1, want) < 1e-5);
+            REQUIRE(got1 == got2);  // thread-count independent, padding columns untouched
+            ++checked;
+          }
+  CHECK(checked == 6 * 5 * 4 * 4);
+}
+
+TEST_CASE("sgemm with k = 0 zeroes or keeps C") {
+  std::vector<float> c(12, 3.0f);
+  sgemm(3, 4, 0, nullptr, 0, 1, nullptr, 4, 1, c.data(), 4, true);
+  CHECK(c == std::vector<float>(12, 3.0f));
+  sgemm(3, 4, 0, nullptr, 0, 1, nullptr, 4, 1, c.data(), 4, false);
+  CHECK(c == std::vector<float>(12, 0.0f));
+}
+
+TEST_CASE("sgemm splits large problems over threads with identical results") {
+  ThreadsGuard guard;
+  Rng rng(11);
+  for (auto [m, n, k] : {std::array<int64_t, 3>{64, 1000, 300}, {500, 40, 300}}) {
+    auto a = random_vec(m * k, rng), b = random_vec(k * n, rng);
+    std::vector<float> want(static_cast<size_t>(m * n)), c1(want.size()), c2(want.size());
+    sgemm__ref(m, n, k, a.data(), k, 1, b.data(), n, 1, want.data(), n, false);
+    omp_set_num_threads(1);
+    sgemm(m, n, k, a.data(), k, 1, b.data(), n, 1, c1.data(), n, false);
+    omp_set_num_threads(2);
+    sgemm(m, n, k, a.data(), k, 1, b.data(), n, 1, c2.data(), n, false);
+    INFO("m=" << m << " n=" << n << " k=" << k);
+    CHECK(rel_err(c1, want) < 1e-5);
+    CHECK(c1 == c2);
+  }
+}
+
+TEST_CASE("sgemm microkernels agree") {
+  if (!cpu_features().avx2 || !cpu_features().fma) BFCN_SKIP("no AVX2+FMA on this CPU");
+  Rng rng(3);
+  for (int64_t kc : {1, 2, 5, 256}) {
+    // Packed panels are 32-byte aligned in the driver; the AVX2 kernel relies on it.
+    alignas(64) static float ap[256 * kGemmMr], bp[256 * kGemmNr];
+    for (int64_t i = 0; i < kc * kGemmMr; ++i) ap[i] = rng.uniform(-1.0f, 1.0f);
+    for (int64_t i = 0; i < kc * kGemmNr; ++i) bp[i] = rng.uniform(-1.0f, 1.0f);
+    for (bool acc : {false, true}) {
+      auto c0 = random_vec(kGemmMr * 20, rng);
+      auto r = c0, v = c0;
+      sgemm_ukernel_6x16__ref(kc, ap, bp, r.data(), 20, acc);
+      sgemm_ukernel_6x16__avx2(kc, ap, bp, v.data(), 20, acc);
+      INFO("kc=" << kc << " acc=" << acc);
+      CHECK(rel_err(v, r) < 1e-5);
+      for (int i = 0; i < kGemmMr; ++i)  // columns 16..19 of each row are outside the tile
+        for (int j = kGemmNr; j < 20; ++j) CHECK(v[i * 20 + j] == c0[i * 20 + j]);
+    }
+  }
+}
+
+}  // namespace bfcn
