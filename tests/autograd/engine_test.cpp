@@ -1,0 +1,104 @@
+// Engine semantics of Var/backward: accumulation, no-grad mode, closure freeing, seeding rules,
+// repeated backward calls and the need-mask.
+#include "autograd/ops.h"
+#include "tests/support/test_support.h"
+
+using namespace bfcn;
+
+namespace {
+Var leaf(std::vector<float> v, bool rg = true) {
+  const int64_t n = static_cast<int64_t>(v.size());
+  return Var(Tensor::from_vector(Shape{n}, v), rg);
+}
+}  // namespace
+
+TEST_CASE("a value used twice gets the sum of both gradients", "[engine]") {
+  Var x = leaf({1.0f, -2.0f, 3.0f});
+  Var y = mul(x, x);  // dy/dx = 2x through both operands
+  sum(add(y, x)).backward();
+  CHECK(x.grad().to_vector() == std::vector<float>{3.0f, -3.0f, 7.0f});
+}
+
+TEST_CASE("a gradient handed to two inputs is not aliased", "[engine]") {
+  // add() gives dy to both a and b; later accumulation into a must not change b's gradient.
+  Var a = leaf({1.0f, 2.0f});
+  Var b = leaf({3.0f, 4.0f});
+  Var s = add(a, b);
+  sum(add(s, scale(a, 2.0f))).backward();
+  CHECK(a.grad().to_vector() == std::vector<float>{3.0f, 3.0f});
+  CHECK(b.grad().to_vector() == std::vector<float>{1.0f, 1.0f});
+}
+
+TEST_CASE("NoGradGuard records nothing", "[engine]") {
+  Var x = leaf({1.0f, 2.0f});
+  Var y;
+  {
+    NoGradGuard guard;
+    CHECK_FALSE(grad_enabled());
+    y = relu(mul(x, x));
+  }
+  CHECK(grad_enabled());
+  CHECK_FALSE(y.requires_grad());
+  CHECK(y.node()->inputs.empty());
+  CHECK_FALSE(static_cast<bool>(y.node()->backward));
+  CHECK(y.value().to_vector() == std::vector<float>{1.0f, 4.0f});
+  CHECK_THROWS_AS(sum(y).backward(), Error);
+}
+
+TEST_CASE("backward frees closures and edges of the graph", "[engine]") {
+  Var x = leaf({1.0f, 2.0f});
+  Var h = tanh(x);
+  Var y = sum(h);
+  REQUIRE(static_cast<bool>(h.node()->backward));
+  y.backward();
+  CHECK_FALSE(static_cast<bool>(h.node()->backward));
+  CHECK_FALSE(static_cast<bool>(y.node()->backward));
+  CHECK(h.node()->inputs.empty());
+  CHECK_FALSE(h.grad().defined());  // intermediate gradients are not kept
+  CHECK(x.grad().defined());
+}
+
+TEST_CASE("backward of a non-scalar needs a seed", "[engine]") {
+  Var x = leaf({1.0f, 2.0f});
+  Var y = scale(x, 3.0f);
+  CHECK_THROWS_WITH(y.backward(), Catch::Contains("needs a scalar"));
+  y.backward(Tensor::from_vector(Shape{2}, {1.0f, 10.0f}));
+  CHECK(x.grad().to_vector() == std::vector<float>{3.0f, 30.0f});
+}
+
+TEST_CASE("leaves accumulate across two backward calls until zero_grad", "[engine]") {
+  Var x = leaf({1.0f, 2.0f});
+  sum(scale(x, 2.0f)).backward();
+  sum(scale(x, 5.0f)).backward();
+  CHECK(x.grad().to_vector() == std::vector<float>{7.0f, 7.0f});
+  x.zero_grad();
+  CHECK_FALSE(x.grad().defined());
+  sum(x).backward();
+  CHECK(x.grad().to_vector() == std::vector<float>{1.0f, 1.0f});
+}
+
+TEST_CASE("the need-mask skips inputs that do not require grad", "[engine]") {
+  Var a = leaf({1.0f, 2.0f}, true);
+  Var b = leaf({3.0f, 4.0f}, false);
+  sum(mul(a, b)).backward();
+  CHECK(a.grad().to_vector() == std::vector<float>{3.0f, 4.0f});
+  CHECK_FALSE(b.grad().defined());
+
+  // A closure sees need[i] exactly as the inputs' requires_grad.
+  GradMask seen;
+  Var c = leaf({1.0f}, false);
+  Var y = make_op("probe", Tensor::full(Shape{1}, 0.0f), {c, a},
+                  [&seen](const Tensor& dy, const GradMask& need) {
+                    seen = need;
+                    return std::vector<Tensor>{Tensor(), Tensor::full(Shape{2}, dy.item())};
+                  });
+  y.backward();
+  CHECK(seen == GradMask{false, true});
+}
+
+TEST_CASE("an op whose inputs need no grad returns a plain leaf", "[engine]") {
+  Var x = leaf({1.0f}, false);
+  Var y = tanh(x);
+  CHECK_FALSE(y.requires_grad());
+  CHECK(y.node()->inputs.empty());
+}
