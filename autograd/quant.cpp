@@ -57,19 +57,26 @@ Var quantize_weight(const Var& w, int k, bool per_channel) {
     const int64_t K = e.numel(), per = w.value().numel() / K;
     Tensor es = Tensor::empty(w.shape());
     const float* sp = s.value().f32();
+    const float* ep = e.f32();
+    float* out = es.f32();
     for (int64_t c = 0; c < K; ++c)
-      for (int64_t i = 0; i < per; ++i) es.f32()[c * per + i] = e.f32()[c] * sp[c * per + i];
+      for (int64_t i = 0; i < per; ++i) out[c * per + i] = ep[c] * sp[c * per + i];
     if (!s.requires_grad()) return Var(es);
     return add(sub(s, s.detach()), Var(es));
   }
-  // u = tanh(w)/max|tanh(w)| * 0.5 + 0.5 in [0,1]; y = 2*quantize_k(u) - 1. The max is a graph
-  // node (not stop-gradient), as in tensorpack.
+  // y = 2*quantize_k(u) - 1 with u = tanh_normalize(w) in [0,1].
+  const Var u = tanh_normalize(w);
+  return add_scalar(scale(quantize_k(u, k), 2.0f), -1.0f);
+}
+
+Var tanh_normalize(const Var& w) {
+  // u = tanh(w)/max|tanh(w)| * 0.5 + 0.5 (tensorpack's order). The max is a graph node (not
+  // stop-gradient), as in tensorpack, so a sliver of gradient reaches the arg-max element.
   const Var t = tanh(w);
   Var m = max_all(abs(t));
   // All-zero weights: tanh(w) = 0 everywhere; divide by 1 instead of 0 (u = 0.5, finite grads).
   if (m.value().item() == 0.0f) m = add_scalar(m, 1.0f);
-  const Var u = add_scalar(scale(div(t, m), 0.5f), 0.5f);
-  return add_scalar(scale(quantize_k(u, k), 2.0f), -1.0f);
+  return add_scalar(scale(div(t, m), 0.5f), 0.5f);
 }
 
 Tensor quantize_weight_value(const Tensor& w, int k, bool per_channel) {

@@ -39,6 +39,10 @@ Var quantize_k(const Var& x, int k);
 //   k = 32: w unchanged.
 Var quantize_weight(const Var& w, int k, bool per_channel = false);
 
+// The differentiable (non-STE) part of the k >= 2 weight quantizer: tanh(w)/(2*max|tanh(w)|) + 0.5,
+// in [0,1]. Exposed so it can be finite-difference checked; quantize_weight rounds its result.
+Var tanh_normalize(const Var& w);
+
 // DoReFa activation: quantize_k(clamp(x,0,1), k), gradient masked to 0 <= x <= 1.
 // k = 32: x unchanged (the caller applies ReLU; see QuantAct).
 Var quantize_activation(const Var& x, int k);

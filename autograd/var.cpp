@@ -82,17 +82,19 @@ void Var::backward(const Tensor& seed) const {
   BFCN_CHECK(seed.shape() == value().shape(), "backward: seed of shape ", seed.shape(),
              " for a value of shape ", value().shape());
   // Iterative DFS post-order gives a topological order (inputs before users).
-  std::vector<Node*> order;
+  // `order` owns its nodes: freeing a node's edges below must not destroy an intermediate that
+  // only that edge kept alive (temporaries such as quantize_k's inner round_ste) before it runs.
+  std::vector<std::shared_ptr<Node>> order;
   std::unordered_set<Node*> seen;
-  std::vector<std::pair<Node*, size_t>> stack{{node_.get(), 0}};
+  std::vector<std::pair<std::shared_ptr<Node>, size_t>> stack{{node_, 0}};
   seen.insert(node_.get());
   while (!stack.empty()) {
     auto& [n, i] = stack.back();
     if (i < n->inputs.size()) {
-      Node* child = n->inputs[i++].get();
-      if (child->requires_grad && !seen.count(child)) {
-        seen.insert(child);
-        stack.push_back({child, 0});
+      std::shared_ptr<Node> child = n->inputs[i++];
+      if (child->requires_grad && !seen.count(child.get())) {
+        seen.insert(child.get());
+        stack.push_back({std::move(child), 0});
       }
     } else {
       order.push_back(n);
@@ -101,7 +103,7 @@ void Var::backward(const Tensor& seed) const {
   }
   accumulate(node_->grad, seed.clone(), node_->op, node_->value.shape());
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
-    Node* n = *it;
+    Node* n = it->get();
     if (!n->backward) continue;  // a leaf: keeps its grad
     if (n->grad.defined()) {
       GradMask need(n->inputs.size());
@@ -120,6 +122,7 @@ void Var::backward(const Tensor& seed) const {
     n->backward = nullptr;
     n->inputs.clear();
     n->grad = Tensor();
+    it->reset();  // every user of n has run: release it (an intermediate dies here)
   }
 }
 

@@ -1,0 +1,321 @@
+// DoReFa quantizers: exact level sets, ties, sign(0), k = 32 identity, STE gradient masks, the
+// exact identity gradient of the 1-bit weight quantizer, finite differences of the tanh/max
+// normalisation, the gradient quantizer fg, and bit-width validation.
+#include "autograd/quant.h"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "autograd/ops.h"
+#include "core/error.h"
+#include "tests/support/test_support.h"
+
+using namespace bfcn;
+using bfcn::test::random_tensor;
+
+namespace {
+
+Var leaf(const Shape& s, const std::vector<float>& v) {
+  return Var(Tensor::from_vector(s, v), /*requires_grad=*/true);
+}
+
+// Runs backward from y with the given seed and returns x's gradient.
+Tensor grad_of(const Var& x, const Var& y, const Tensor& seed) {
+  y.backward(seed);
+  return x.grad();
+}
+
+// Central-difference gradient of sum(f(x) * r) w.r.t. x, in double.
+std::vector<double> numeric_grad(const std::function<Var(const Var&)>& f, const Tensor& x0,
+                                 const Tensor& r, double eps) {
+  NoGradGuard no_grad;
+  std::vector<double> g(static_cast<size_t>(x0.numel()));
+  const float* rp = r.f32();
+  auto loss = [&](const Tensor& x) {
+    const Tensor y = f(Var(x)).value();
+    double s = 0;
+    for (int64_t i = 0; i < y.numel(); ++i) s += double(y.f32()[i]) * rp[i];
+    return s;
+  };
+  for (int64_t i = 0; i < x0.numel(); ++i) {
+    Tensor xp = x0.clone(), xm = x0.clone();
+    xp.f32()[i] += static_cast<float>(eps);
+    xm.f32()[i] -= static_cast<float>(eps);
+    const double dx = double(xp.f32()[i]) - double(xm.f32()[i]);
+    g[static_cast<size_t>(i)] = (loss(xp) - loss(xm)) / dx;
+  }
+  return g;
+}
+
+bool in_levels(float v, const std::vector<float>& levels, float tol) {
+  for (float l : levels)
+    if (std::fabs(v - l) <= tol) return true;
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("quantize_k maps [0,1] onto j/(2^k-1) with half-to-even ties", "[quant]") {
+  // k=2, n=3: 0.5*3 = 1.5 ties to 2; k=1, n=1: 0.5 ties to 0; k=3, n=7: 0.5*7 = 3.5 ties to 4.
+  const Var x = leaf({6}, {0.0f, 0.25f, 0.5f, 0.75f, 0.9f, 1.0f});
+  CHECK(quantize_k(x, 2).value().to_vector() ==
+        std::vector<float>{0.0f, 1.0f / 3, 2.0f / 3, 2.0f / 3, 1.0f, 1.0f});
+  CHECK(quantize_k(x, 1).value().to_vector() ==
+        std::vector<float>{0.0f, 0.0f, 0.0f, 1.0f, 1.0f, 1.0f});
+  CHECK(quantize_k(x, 3).value().to_vector() ==
+        std::vector<float>{0.0f, 2.0f / 7, 4.0f / 7, 5.0f / 7, 6.0f / 7, 1.0f});
+  // Exact k=8 levels: j/255 for every j.
+  std::vector<float> all(256);
+  for (int j = 0; j < 256; ++j) all[size_t(j)] = float(j) / 255.0f;
+  CHECK(quantize_k(leaf({256}, all), 8).value().to_vector() == all);
+}
+
+TEST_CASE("k = 32 is the identity for every quantizer", "[quant]") {
+  Rng rng(1);
+  const Var w(random_tensor({4, 3, 3, 3}, rng, -2, 2), true);
+  Rng grng(2);
+  CHECK(quantize_k(w, 32).node() == w.node());
+  CHECK(quantize_weight(w, 32).node() == w.node());
+  CHECK(quantize_weight(w, 32, true).node() == w.node());
+  CHECK(quantize_activation(w, 32).node() == w.node());
+  CHECK(quantize_gradient(w, 32, grng).node() == w.node());
+}
+
+TEST_CASE("2-bit activations are in {0,1/3,2/3,1} and clip outside [0,1]", "[quant]") {
+  Rng rng(3);
+  const Tensor xt = random_tensor({2, 3, 7, 5}, rng, -0.5f, 1.5f);
+  const Tensor y = quantize_activation(Var(xt), 2).value();
+  const std::vector<float> levels = {0.0f, 1.0f / 3, 2.0f / 3, 1.0f};
+  std::set<float> seen;
+  for (int64_t i = 0; i < y.numel(); ++i) {
+    const float x = xt.f32()[i], v = y.f32()[i];
+    const float want = std::nearbyint(std::min(1.0f, std::max(0.0f, x)) * 3.0f) / 3.0f;
+    INFO("x = " << x);
+    REQUIRE(v == want);
+    REQUIRE(in_levels(v, levels, 0.0f));
+    seen.insert(v);
+  }
+  CHECK(seen.size() == 4);
+  // Out of range, boundaries and a tie (0.5*3 = 1.5 -> 2).
+  const Var e = leaf({7}, {-3.0f, -0.1f, 0.0f, 0.5f, 1.0f, 1.1f, 7.0f});
+  CHECK(quantize_activation(e, 2).value().to_vector() ==
+        std::vector<float>{0.0f, 0.0f, 0.0f, 2.0f / 3, 1.0f, 1.0f, 1.0f});
+  // 4-bit levels are j/15.
+  const Tensor y4 = quantize_activation(Var(xt), 4).value();
+  for (float v : y4.to_vector()) REQUIRE(std::fabs(v * 15.0f - std::nearbyint(v * 15.0f)) < 1e-5f);
+}
+
+TEST_CASE("activation gradient is masked to 0 <= x <= 1 (inclusive)", "[quant]") {
+  for (int k : {1, 2, 4}) {
+    const Var x = leaf({5}, {-0.1f, 0.0f, 0.5f, 1.0f, 1.1f});
+    const Tensor g =
+        grad_of(x, quantize_activation(x, k), Tensor::from_vector({5}, {1, 2, 3, 4, 5}));
+    const std::vector<float> gv = g.to_vector();
+    INFO("k = " << k);
+    CHECK(gv[0] == 0.0f);
+    CHECK(gv[1] == Approx(2.0f).epsilon(1e-6));
+    CHECK(gv[2] == Approx(3.0f).epsilon(1e-6));
+    CHECK(gv[3] == Approx(4.0f).epsilon(1e-6));
+    CHECK(gv[4] == 0.0f);
+  }
+}
+
+TEST_CASE("1-bit weights are exactly +-E with E = mean|W| and sign(0) = +1", "[quant]") {
+  Rng rng(4);
+  Tensor wt = random_tensor({4, 3, 3, 3}, rng, -1, 1);
+  wt.f32()[0] = 0.0f;
+  wt.f32()[5] = -0.0f;
+  wt.f32()[40] = 0.0f;
+  double s = 0;
+  for (float v : wt.to_vector()) s += std::fabs(v);
+  const float e = static_cast<float>(s / double(wt.numel()));
+  CHECK(weight_scale(wt, false).item() == e);
+  const Tensor y = quantize_weight(Var(wt, true), 1).value();
+  for (int64_t i = 0; i < y.numel(); ++i) {
+    INFO("i = " << i << " w = " << wt.f32()[i]);
+    REQUIRE(y.f32()[i] == (wt.f32()[i] >= 0.0f ? e : -e));
+  }
+  CHECK(y.f32()[0] == e);
+  CHECK(y.f32()[5] == e);
+  CHECK(quantize_weight_value(wt, 1).to_vector() == y.to_vector());
+}
+
+TEST_CASE("1-bit weights with per-channel scale use one E per output channel", "[quant]") {
+  Rng rng(5);
+  Tensor wt = random_tensor({3, 2, 3, 3}, rng, -1, 1);
+  for (int64_t i = 0; i < 18; ++i) wt.f32()[18 + i] *= 5.0f;  // channel 1 is 5x larger
+  const Tensor y = quantize_weight(Var(wt, true), 1, true).value();
+  const Tensor es = weight_scale(wt, true);
+  REQUIRE(es.numel() == 3);
+  for (int c = 0; c < 3; ++c) {
+    double s = 0;
+    for (int i = 0; i < 18; ++i) s += std::fabs(wt.f32()[c * 18 + i]);
+    const float e = static_cast<float>(s / 18.0);
+    CHECK(es.f32()[c] == e);
+    for (int i = 0; i < 18; ++i) {
+      const float w = wt.f32()[c * 18 + i];
+      REQUIRE(y.f32()[c * 18 + i] == (w >= 0 ? e : -e));
+    }
+  }
+  CHECK(es.f32()[1] > 3.0f * es.f32()[0]);
+}
+
+TEST_CASE("the gradient through the 1-bit weight quantizer equals the upstream gradient",
+          "[quant]") {
+  for (bool per_channel : {false, true}) {
+    Rng rng(6);
+    const Var w(random_tensor({4, 3, 3, 3}, rng, -3, 3), true);  // includes |w| > 1: no clip
+    const Tensor seed = random_tensor(w.shape(), rng, -2, 2);
+    const Tensor g = grad_of(w, quantize_weight(w, 1, per_channel), seed);
+    INFO("per_channel = " << per_channel);
+    CHECK(g.to_vector() == seed.to_vector());  // bit-exact
+  }
+}
+
+TEST_CASE("k-bit weights take the 2j/(2^k-1) - 1 levels", "[quant]") {
+  Rng rng(7);
+  const Tensor wt = random_tensor({8, 4, 3, 3}, rng, -2, 2);
+  for (int k : {2, 3, 4}) {
+    const float n = float((1 << k) - 1);
+    std::vector<float> levels;
+    for (int j = 0; j <= int(n); ++j) levels.push_back(2.0f * float(j) / n - 1.0f);
+    const Tensor y = quantize_weight(Var(wt, true), k).value();
+    double m = 0;
+    for (float v : wt.to_vector()) m = std::max(m, std::fabs(std::tanh(double(v))));
+    std::set<int> seen;
+    for (int64_t i = 0; i < y.numel(); ++i) {
+      const double u = std::tanh(double(wt.f32()[i])) / m * 0.5 + 0.5;
+      const double want = 2.0 * std::nearbyint(u * n) / n - 1.0;
+      INFO("k = " << k << " w = " << wt.f32()[i]);
+      REQUIRE(y.f32()[i] == Approx(want).margin(1e-6));
+      REQUIRE(in_levels(y.f32()[i], levels, 1e-6f));
+      seen.insert(int(std::lround((y.f32()[i] + 1.0f) * n / 2.0f)));
+    }
+    CHECK(int(seen.size()) == int(n) + 1);  // every level is used by this spread of weights
+  }
+  // 2-bit explicitly: {-1,-1/3,1/3,1}; the largest |w| maps to +-1.
+  const Var w2 = leaf({5}, {-2.0f, -0.1f, 0.1f, 0.3f, 2.0f});
+  const std::vector<float> y2 = quantize_weight(w2, 2).value().to_vector();
+  CHECK(y2[0] == Approx(-1.0f));
+  CHECK(y2[1] == Approx(-1.0f / 3));
+  CHECK(y2[2] == Approx(1.0f / 3));
+  CHECK(y2[3] == Approx(1.0f / 3));
+  CHECK(y2[4] == Approx(1.0f));
+}
+
+TEST_CASE("k-bit weights of an all-zero tensor stay finite", "[quant]") {
+  const Var w(Tensor::zeros({2, 2, 1, 1}), true);
+  const Tensor y = quantize_weight(w, 2).value();
+  for (float v : y.to_vector()) CHECK(v == Approx(1.0f / 3));  // u = 0.5 -> 1.5 ties to 2
+  const Tensor g = grad_of(w, quantize_weight(w, 2), Tensor::ones(w.shape()));
+  for (float v : g.to_vector()) CHECK(std::isfinite(v));
+  // 1-bit: E = 0, so the weights are exactly 0 but the gradient still passes.
+  CHECK(quantize_weight_value(Tensor::zeros({2, 2, 1, 1}), 1).to_vector() ==
+        std::vector<float>(4, 0.0f));
+}
+
+TEST_CASE("tanh/max normalisation matches finite differences, incl. the max path",
+          "[quant][grad]") {
+  Rng rng(8);
+  // Keep the arg-max of |tanh w| unique and well separated so the max is differentiable.
+  Tensor wt = random_tensor({3, 2, 2, 2}, rng, -1, 1);
+  wt.f32()[7] = 1.6f;
+  const Tensor r = random_tensor({3, 2, 2, 2}, rng, -1, 1);
+  const Var w(wt, true);
+  const Tensor g = grad_of(w, tanh_normalize(w), r);
+  const std::vector<double> num = numeric_grad(tanh_normalize, wt, r, 1e-3);
+  for (int64_t i = 0; i < wt.numel(); ++i) {
+    INFO("i = " << i);
+    CHECK(g.f32()[i] == Approx(num[size_t(i)]).margin(2e-3).epsilon(2e-3));
+  }
+  // The arg-max element gets a gradient through the max as well as through tanh: it differs from
+  // the tanh-only term 0.5*tanh'(w)/m * r.
+  const double m = std::tanh(1.6);
+  const double tanh_only = 0.5 * (1 - m * m) / m * r.f32()[7];
+  CHECK(std::fabs(g.f32()[7] - tanh_only) > 1e-3);
+
+  // quantize_weight's gradient is 2x the normalisation's (round is identity, scale(2)).
+  const Var w2(wt, true);
+  const Tensor gq = grad_of(w2, quantize_weight(w2, 2), r);
+  for (int64_t i = 0; i < wt.numel(); ++i)
+    CHECK(gq.f32()[i] == Approx(2.0f * g.f32()[i]).margin(1e-6).epsilon(1e-5));
+}
+
+TEST_CASE("gradient quantizer: identity forward, k-bit per-sample backward, seeded", "[quant]") {
+  Rng data(9);
+  const Tensor xt = random_tensor({3, 2, 4, 4}, data, -1, 1);
+  Tensor seed = random_tensor({3, 2, 4, 4}, data, -1, 1);
+  for (int64_t i = 0; i < 32; ++i) seed.f32()[32 + i] *= 100.0f;  // sample 1: larger scale
+  for (int64_t i = 0; i < 32; ++i) seed.f32()[64 + i] = 0.0f;     // sample 2: all zero
+
+  auto run = [&](int k, uint64_t s) {
+    Rng rng(s);
+    const Var x(xt, true);
+    const Var y = quantize_gradient(x, k, rng);
+    CHECK(y.value().to_vector() == xt.to_vector());
+    return grad_of(x, y, seed);
+  };
+  for (int k : {2, 4, 8}) {
+    const Tensor g = run(k, 11);
+    const float n = float((1 << k) - 1);
+    for (int b = 0; b < 3; ++b) {
+      float m = 0;
+      for (int i = 0; i < 32; ++i) m = std::max(m, std::fabs(seed.f32()[b * 32 + i]));
+      for (int i = 0; i < 32; ++i) {
+        const float v = g.f32()[b * 32 + i];
+        if (m == 0) {
+          REQUIRE(v == 0.0f);
+          continue;
+        }
+        // v = (j/n - 0.5)*2m for an integer j in [0,n]; dithering moves it at most one level.
+        const float j = (v / (2 * m) + 0.5f) * n;
+        INFO("k = " << k << " b = " << b << " v = " << v << " m = " << m);
+        REQUIRE(std::fabs(j - std::nearbyint(j)) < 1e-3f);
+        REQUIRE(j > -1e-3f);
+        REQUIRE(j < n + 1e-3f);
+        REQUIRE(std::fabs(v - seed.f32()[b * 32 + i]) <= 2 * m / n * 1.0001f + 1e-6f);
+      }
+    }
+    CHECK(run(k, 11).to_vector() == g.to_vector());  // deterministic for a seed
+    CHECK(run(k, 12).to_vector() != g.to_vector());  // and the noise depends on it
+  }
+}
+
+TEST_CASE("gradient quantizer is unbiased on average (dithering)", "[quant]") {
+  const Tensor xt = Tensor::zeros({1, 4});
+  const Tensor seed = Tensor::from_vector({1, 4}, {1.0f, 0.3f, -0.55f, 0.1f});
+  Rng rng(13);
+  std::vector<double> acc(4, 0.0);
+  const int trials = 4000;
+  for (int t = 0; t < trials; ++t) {
+    const Var x(xt, true);
+    const Tensor g = grad_of(x, quantize_gradient(x, 2, rng), seed);
+    for (int i = 0; i < 4; ++i) acc[size_t(i)] += g.f32()[i];
+  }
+  for (int i = 0; i < 4; ++i) CHECK(acc[size_t(i)] / trials == Approx(seed.f32()[i]).margin(0.03));
+}
+
+TEST_CASE("bit widths must be 1..8 or 32", "[quant][config]") {
+  for (int b : {1, 2, 3, 4, 5, 6, 7, 8, 32}) CHECK_NOTHROW(check_bits(b, "w_bits", "conv1"));
+  auto message = [](int b, const std::string& layer) {
+    try {
+      check_bits(b, "w_bits", layer);
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK(message(0, "layer2.0.conv1") == "layer 'layer2.0.conv1': w_bits must be 1..8 or 32, got 0");
+  CHECK(message(9, "x") == "layer 'x': w_bits must be 1..8 or 32, got 9");
+  CHECK(message(16, "") == "w_bits must be 1..8 or 32, got 16");
+  CHECK(message(-1, "") == "w_bits must be 1..8 or 32, got -1");
+  Rng rng(1);
+  const Var w(random_tensor({2, 2}, rng), true);
+  CHECK_THROWS_AS(quantize_weight(w, 0), ConfigError);
+  CHECK_THROWS_AS(quantize_activation(w, 9), ConfigError);
+  CHECK_THROWS_AS(quantize_gradient(w, 33, rng), ConfigError);
+}
