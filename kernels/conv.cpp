@@ -3,9 +3,10 @@
 //   forward          Y[Kg,P]  = W[Kg,R] · col[R,P]
 //   backward-input   dcol[R,P] = W^T · dY, then col2im (scatter-add) into dx
 //   backward-weight  dW[Kg,R] += dY[Kg,P] · col^T   (summed over images, then chunks, in order)
-// The column dimension is cut into chunks so the col buffer stays <= 4 MiB; threads
-// live in the GEMM (split over columns or rows) and in im2col/col2im (split over rows/channels),
-// so every output element has one fixed summation order: results do not depend on thread count.
+// The column dimension is cut into chunks so the col buffer stays <= 4 MiB per thread. Each call
+// opens one parallel region and gives every thread a disjoint slice of the output (forward:
+// columns; backward-input: input channels; backward-weight: rows of dW), so every output element
+// has one fixed summation order and results do not depend on the thread count.
 #include "kernels/conv.h"
 
 #include <omp.h>
@@ -40,7 +41,7 @@ bool ConvGeom::valid() const {
 
 namespace {
 
-constexpr int64_t kParallelMin = int64_t{1} << 15;
+constexpr int64_t kParallelMinMacs = int64_t{1} << 18;  // below this one thread is faster
 
 // Grow-only aligned scratch for the column chunk of the calling thread.
 class ColBuffer {
@@ -101,62 +102,61 @@ void valid_ow(const ConvGeom& g, int64_t wo, int64_t off_w, int64_t& lo, int64_t
   hi = std::max(hi, lo);
 }
 
-// col[R, np] = the columns [p0, p0+np) of im2col(x_g), x_g [Cg,h,w].
-void im2col_chunk(const ConvGeom& g, const Dims& d, const float* xg, int64_t p0, int64_t np,
-                  float* col) {
+// Rows [r0, r1) of im2col(x_g) restricted to the columns [p0, p0+np): col[r-r0, j], x_g [Cg,h,w].
+void im2col_rows(const ConvGeom& g, const Dims& d, const float* xg, int64_t p0, int64_t np,
+                 int64_t r0, int64_t r1, float* col) {
   const int64_t khw = g.kh * g.kw;
-#pragma omp parallel for schedule(static) if (d.r * np >= kParallelMin && !omp_in_parallel())
-  for (int64_t r = 0; r < d.r; ++r) {
+  for (int64_t r = r0; r < r1; ++r) {
     const int64_t ch = r / khw, ki = (r / g.kw) % g.kh, kj = r % g.kw;
     const float* xc = xg + ch * d.hw;
     const int64_t off_h = ki * g.dilation_h - g.pad_h, off_w = kj * g.dilation_w - g.pad_w;
     int64_t lo, hi;
     valid_ow(g, d.wo, off_w, lo, hi);
-    float* dst = col + r * np;
+    float* dst = col + (r - r0) * np;
     for (int64_t p = p0; p < p0 + np;) {
       const int64_t oh = p / d.wo, ow0 = p % d.wo, ow1 = std::min(d.wo, ow0 + (p0 + np - p));
-      float* dd = dst + (p - p0) - ow0;  // dd[ow] is column (oh, ow)
+      float* dd = dst + (p - p0);  // dd[ow - ow0] is column (oh, ow)
       const int64_t ih = oh * g.stride_h + off_h;
       if (ih < 0 || ih >= g.h) {
-        std::fill(dd + ow0, dd + ow1, 0.0f);
+        std::fill(dd, dd + (ow1 - ow0), 0.0f);
       } else {
         const int64_t a = std::clamp(lo, ow0, ow1), b = std::clamp(hi, a, ow1);
-        std::fill(dd + ow0, dd + a, 0.0f);
+        std::fill(dd, dd + (a - ow0), 0.0f);
         const float* src = xc + ih * g.w;
         if (g.stride_w == 1) {
-          std::memcpy(dd + a, src + a + off_w, static_cast<size_t>(b - a) * sizeof(float));
+          std::memcpy(dd + (a - ow0), src + (a + off_w),
+                      static_cast<size_t>(b - a) * sizeof(float));
         } else {
-          for (int64_t ow = a; ow < b; ++ow) dd[ow] = src[ow * g.stride_w + off_w];
+          for (int64_t ow = a; ow < b; ++ow) dd[ow - ow0] = src[ow * g.stride_w + off_w];
         }
-        std::fill(dd + b, dd + ow1, 0.0f);
+        std::fill(dd + (b - ow0), dd + (ow1 - ow0), 0.0f);
       }
       p += ow1 - ow0;
     }
   }
 }
 
-// dx_g [Cg,h,w] += col2im of the chunk col[R, np] (columns [p0, p0+np)). One thread per channel,
-// taps in a fixed order.
-void col2im_chunk(const ConvGeom& g, const Dims& d, const float* col, int64_t p0, int64_t np,
-                  float* dxg) {
+// dx_g channels [c0, c1) += col2im of col, whose rows are [c0*kh*kw, c1*kh*kw) and columns
+// [p0, p0+np). Taps in a fixed order.
+void col2im_channels(const ConvGeom& g, const Dims& d, const float* col, int64_t p0, int64_t np,
+                     int64_t c0, int64_t c1, float* dxg) {
   const int64_t khw = g.kh * g.kw;
-#pragma omp parallel for schedule(static) if (d.r * np >= kParallelMin && !omp_in_parallel())
-  for (int64_t ch = 0; ch < d.cg; ++ch) {
+  for (int64_t ch = c0; ch < c1; ++ch) {
     float* xc = dxg + ch * d.hw;
     for (int64_t t = 0; t < khw; ++t) {
-      const int64_t r = ch * khw + t, ki = t / g.kw, kj = t % g.kw;
+      const int64_t ki = t / g.kw, kj = t % g.kw;
       const int64_t off_h = ki * g.dilation_h - g.pad_h, off_w = kj * g.dilation_w - g.pad_w;
       int64_t lo, hi;
       valid_ow(g, d.wo, off_w, lo, hi);
-      const float* src = col + r * np;
+      const float* src = col + ((ch - c0) * khw + t) * np;
       for (int64_t p = p0; p < p0 + np;) {
         const int64_t oh = p / d.wo, ow0 = p % d.wo, ow1 = std::min(d.wo, ow0 + (p0 + np - p));
-        const float* ss = src + (p - p0) - ow0;  // ss[ow] is column (oh, ow)
+        const float* ss = src + (p - p0);  // ss[ow - ow0] is column (oh, ow)
         const int64_t ih = oh * g.stride_h + off_h;
         if (ih >= 0 && ih < g.h) {
           const int64_t a = std::clamp(lo, ow0, ow1), b = std::clamp(hi, a, ow1);
           float* row = xc + ih * g.w;
-          for (int64_t ow = a; ow < b; ++ow) row[ow * g.stride_w + off_w] += ss[ow];
+          for (int64_t ow = a; ow < b; ++ow) row[ow * g.stride_w + off_w] += ss[ow - ow0];
         }
         p += ow1 - ow0;
       }
@@ -164,94 +164,134 @@ void col2im_chunk(const ConvGeom& g, const Dims& d, const float* col, int64_t p0
   }
 }
 
+// Threads for one conv call: one parallel region per call (no per-chunk barriers); nested calls
+// and tiny problems stay on the calling thread.
+int conv_threads(const ConvGeom& g) {
+  if (omp_in_parallel() || g.macs() < kParallelMinMacs) return 1;
+  return omp_get_max_threads();
+}
+
+// [lo, hi) of `total` for thread t of nt, in multiples of `unit` (the last part takes the rest).
+void split_range(int64_t total, int64_t unit, int t, int nt, int64_t& lo, int64_t& hi) {
+  const int64_t per = ((total + nt - 1) / nt + unit - 1) / unit * unit;
+  lo = std::min(total, t * per);
+  hi = std::min(total, lo + per);
+}
+
 }  // namespace
 
+// Threads split the output columns P: each one im2cols and multiplies only its own columns.
 void conv2d_forward(const ConvGeom& g, const float* x, const float* w, const float* bias,
                     float* y) {
   assert(g.valid());
   const Dims d = dims_of(g);
-  const int64_t chunk = d.direct ? d.p : chunk_cols(d);
-  float* col = d.direct ? nullptr : t_col.get(static_cast<size_t>(d.r * chunk));
-  for (int64_t in = 0; in < g.n; ++in)
-    for (int64_t gi = 0; gi < g.groups; ++gi) {
-      const float* xg = x + (in * g.c + gi * d.cg) * d.hw;
-      const float* wg = w + gi * d.kg * d.r;
-      float* yg = y + (in * g.k + gi * d.kg) * d.p;
-      for (int64_t p0 = 0; p0 < d.p; p0 += chunk) {
-        const int64_t np = std::min(chunk, d.p - p0);
-        if (d.direct) {
-          sgemm(d.kg, np, d.r, wg, d.r, 1, xg + p0, d.hw, 1, yg + p0, d.p, false);
-        } else {
-          im2col_chunk(g, d, xg, p0, np, col);
-          sgemm(d.kg, np, d.r, wg, d.r, 1, col, np, 1, yg + p0, d.p, false);
+  const int nt = conv_threads(g);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int t = omp_get_thread_num(), nth = omp_get_num_threads();
+    int64_t q0, q1;
+    split_range(d.p, kGemmNr, t, nth, q0, q1);
+    const int64_t chunk = d.direct ? std::max<int64_t>(1, q1 - q0) : chunk_cols(d);
+    float* col = d.direct || q0 >= q1 ? nullptr : t_col.get(static_cast<size_t>(d.r * chunk));
+    for (int64_t in = 0; in < g.n && q0 < q1; ++in)
+      for (int64_t gi = 0; gi < g.groups; ++gi) {
+        const float* xg = x + (in * g.c + gi * d.cg) * d.hw;
+        const float* wg = w + gi * d.kg * d.r;
+        float* yg = y + (in * g.k + gi * d.kg) * d.p;
+        for (int64_t p0 = q0; p0 < q1; p0 += chunk) {
+          const int64_t np = std::min(chunk, q1 - p0);
+          if (d.direct) {
+            sgemm(d.kg, np, d.r, wg, d.r, 1, xg + p0, d.hw, 1, yg + p0, d.p, false, 1);
+          } else {
+            im2col_rows(g, d, xg, p0, np, 0, d.r, col);
+            sgemm(d.kg, np, d.r, wg, d.r, 1, col, np, 1, yg + p0, d.p, false, 1);
+          }
         }
+        if (bias != nullptr)
+          for (int64_t kk = 0; kk < d.kg; ++kk) {
+            const float b = bias[gi * d.kg + kk];
+            float* row = yg + kk * d.p;
+            for (int64_t i = q0; i < q1; ++i) row[i] += b;
+          }
       }
-    }
-  if (bias != nullptr) {
-#pragma omp parallel for schedule(static) if (g.n * g.k * d.p >= kParallelMin)
-    for (int64_t nk = 0; nk < g.n * g.k; ++nk) {
-      const float b = bias[nk % g.k];
-      float* row = y + nk * d.p;
-      for (int64_t i = 0; i < d.p; ++i) row[i] += b;
-    }
   }
 }
 
+// Threads split the input channels of each group: dcol rows of a channel, and its col2im, belong
+// to one thread.
 void conv2d_backward_input(const ConvGeom& g, const float* dy, const float* w, float* dx) {
   assert(g.valid());
   const Dims d = dims_of(g);
-  if (d.direct) {
-    for (int64_t in = 0; in < g.n; ++in)
-      for (int64_t gi = 0; gi < g.groups; ++gi)
-        // dx_g[Cg,P] = W_g^T · dY_g: A(i,k) = W[k*R + i]
-        sgemm(d.r, d.p, d.kg, w + gi * d.kg * d.r, 1, d.r, dy + (in * g.k + gi * d.kg) * d.p, d.p,
-              1, dx + (in * g.c + gi * d.cg) * d.hw, d.hw, false);
-    return;
-  }
-  std::fill(dx, dx + g.n * g.c * d.hw, 0.0f);
-  const int64_t chunk = chunk_cols(d);
-  float* col = t_col.get(static_cast<size_t>(d.r * chunk));
-  for (int64_t in = 0; in < g.n; ++in)
-    for (int64_t gi = 0; gi < g.groups; ++gi) {
-      const float* wg = w + gi * d.kg * d.r;
-      const float* dyg = dy + (in * g.k + gi * d.kg) * d.p;
-      float* dxg = dx + (in * g.c + gi * d.cg) * d.hw;
-      for (int64_t p0 = 0; p0 < d.p; p0 += chunk) {
-        const int64_t np = std::min(chunk, d.p - p0);
-        sgemm(d.r, np, d.kg, wg, 1, d.r, dyg + p0, d.p, 1, col, np, false);
-        col2im_chunk(g, d, col, p0, np, dxg);
+  const int64_t khw = g.kh * g.kw;
+  const int nt = conv_threads(g);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int t = omp_get_thread_num(), nth = omp_get_num_threads();
+    int64_t c0, c1;
+    split_range(d.cg, 1, t, nth, c0, c1);
+    const int64_t chunk = chunk_cols(d);
+    float* col =
+        d.direct || c0 >= c1 ? nullptr : t_col.get(static_cast<size_t>((c1 - c0) * khw * chunk));
+    for (int64_t in = 0; in < g.n && c0 < c1; ++in)
+      for (int64_t gi = 0; gi < g.groups; ++gi) {
+        const float* wg = w + gi * d.kg * d.r;  // A = W^T: A(i,k) = W[k*R + i]
+        const float* dyg = dy + (in * g.k + gi * d.kg) * d.p;
+        float* dxg = dx + (in * g.c + gi * d.cg) * d.hw;
+        if (d.direct) {
+          sgemm(c1 - c0, d.p, d.kg, wg + c0, 1, d.r, dyg, d.p, 1, dxg + c0 * d.hw, d.hw, false, 1);
+          continue;
+        }
+        std::fill(dxg + c0 * d.hw, dxg + c1 * d.hw, 0.0f);
+        for (int64_t p0 = 0; p0 < d.p; p0 += chunk) {
+          const int64_t np = std::min(chunk, d.p - p0);
+          sgemm((c1 - c0) * khw, np, d.kg, wg + c0 * khw, 1, d.r, dyg + p0, d.p, 1, col, np, false,
+                1);
+          col2im_channels(g, d, col, p0, np, c0, c1, dxg);
+        }
       }
-    }
+  }
 }
 
+// Threads split the rows R of dW (and of the col matrix they need); the pixel chunks, which set
+// the summation order, do not depend on the thread count.
 void conv2d_backward_weight(const ConvGeom& g, const float* x, const float* dy, float* dw) {
   assert(g.valid());
   const Dims d = dims_of(g);
-  std::fill(dw, dw + g.k * d.r, 0.0f);
+  const int nt = conv_threads(g);
   const int64_t chunk = d.direct ? d.p : chunk_cols(d);
-  float* col = d.direct ? nullptr : t_col.get(static_cast<size_t>(d.r * chunk));
-  for (int64_t in = 0; in < g.n; ++in)
-    for (int64_t gi = 0; gi < g.groups; ++gi) {
-      const float* xg = x + (in * g.c + gi * d.cg) * d.hw;
-      const float* dyg = dy + (in * g.k + gi * d.kg) * d.p;
-      float* dwg = dw + gi * d.kg * d.r;
-      for (int64_t p0 = 0; p0 < d.p; p0 += chunk) {
-        const int64_t np = std::min(chunk, d.p - p0);
-        // B(k=pixel, j=row r) = col[r, pixel]: the col matrix read transposed.
-        if (d.direct) {
-          sgemm(d.kg, d.r, np, dyg + p0, d.p, 1, xg + p0, 1, d.hw, dwg, d.r, true);
-        } else {
-          im2col_chunk(g, d, xg, p0, np, col);
-          sgemm(d.kg, d.r, np, dyg + p0, d.p, 1, col, 1, np, dwg, d.r, true);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int t = omp_get_thread_num(), nth = omp_get_num_threads();
+    int64_t r0, r1;
+    split_range(d.r, kGemmNr, t, nth, r0, r1);
+    float* col = d.direct || r0 >= r1 ? nullptr : t_col.get(static_cast<size_t>((r1 - r0) * chunk));
+    for (int64_t kk = 0; kk < g.k && r0 < r1; ++kk)
+      std::fill(dw + kk * d.r + r0, dw + kk * d.r + r1, 0.0f);
+    for (int64_t in = 0; in < g.n && r0 < r1; ++in)
+      for (int64_t gi = 0; gi < g.groups; ++gi) {
+        const float* xg = x + (in * g.c + gi * d.cg) * d.hw;
+        const float* dyg = dy + (in * g.k + gi * d.kg) * d.p;
+        float* dwg = dw + gi * d.kg * d.r;
+        for (int64_t p0 = 0; p0 < d.p; p0 += chunk) {
+          const int64_t np = std::min(chunk, d.p - p0);
+          // B(k = pixel, j = row r) = col[r, pixel]: the col matrix read transposed.
+          if (d.direct) {
+            sgemm(d.kg, r1 - r0, np, dyg + p0, d.p, 1, xg + r0 * d.hw + p0, 1, d.hw, dwg + r0, d.r,
+                  true, 1);
+          } else {
+            im2col_rows(g, d, xg, p0, np, r0, r1, col);
+            sgemm(d.kg, r1 - r0, np, dyg + p0, d.p, 1, col, 1, np, dwg + r0, d.r, true, 1);
+          }
         }
       }
-    }
+  }
 }
 
 void conv2d_backward_bias(const ConvGeom& g, const float* dy, float* db) {
   assert(g.valid());
   const int64_t p = g.out_h() * g.out_w();
-#pragma omp parallel for schedule(static) if (g.n * g.k * p >= kParallelMin)
+#pragma omp parallel for schedule(static) if (g.n * g.k * p >= kParallelMinMacs && \
+                                              !omp_in_parallel())
   for (int64_t kk = 0; kk < g.k; ++kk) {
     float s = 0.0f;
     for (int64_t in = 0; in < g.n; ++in) {

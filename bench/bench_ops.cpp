@@ -1,0 +1,209 @@
+// `bfcn bench ops`: conv2d forward / backward-data / backward-weight GMAC/s (kernels/conv.h) on the
+// ResNet-18 shapes at 512x512, batch 1, beside oneDNN fp32 forward (format_tag::any, inference) on
+// the same shape in the same run. Inputs are reordered outside the timed region; every figure is
+// the best of R runs after one warm-up. Backward passes are compared with oneDNN's forward (same
+// MAC count), as issue 2 asks. Also prints the max difference of our forward vs oneDNN's output.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <dnnl.hpp>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "bench/bench.h"
+#include "core/error.h"
+#include "core/rng.h"
+#include "kernels/conv.h"
+#include "kernels/cpu_features.h"
+
+namespace bfcn::bench {
+namespace {
+
+struct Layer {
+  const char* name;
+  ConvGeom g;
+};
+
+ConvGeom make_geom(int64_t c, int64_t hw, int64_t k, int64_t ks, int64_t stride, int64_t pad) {
+  ConvGeom g;
+  g.c = c;
+  g.h = g.w = hw;
+  g.k = k;
+  g.kh = g.kw = ks;
+  g.stride_h = g.stride_w = stride;
+  g.pad_h = g.pad_w = pad;
+  return g;
+}
+
+std::vector<Layer> resnet18_layers() {
+  return {{"stem 3->64 7x7/2 @512", make_geom(3, 512, 64, 7, 2, 3)},
+          {"64->64 3x3 @128", make_geom(64, 128, 64, 3, 1, 1)},
+          {"128->128 3x3 @64", make_geom(128, 64, 128, 3, 1, 1)},
+          {"256->256 3x3 @32", make_geom(256, 32, 256, 3, 1, 1)},
+          {"512->512 3x3 @16", make_geom(512, 16, 512, 3, 1, 1)}};
+}
+
+std::vector<float> random_vec(int64_t n, Rng& rng) {
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = rng.uniform(-1.0f, 1.0f);
+  return v;
+}
+
+// oneDNN fp32 forward inference on g; returns best seconds and fills y_out (NCHW) for checking.
+double onednn_forward_seconds(const ConvGeom& g, const std::vector<float>& x,
+                              const std::vector<float>& w, const std::vector<float>& b,
+                              std::vector<float>& y_out, int reps) {
+  using namespace dnnl;
+  using tag = memory::format_tag;
+  using dt = memory::data_type;
+  engine eng(engine::kind::cpu, 0);
+  stream s(eng);
+  const memory::dims src{g.n, g.c, g.h, g.w}, wei{g.k, g.c, g.kh, g.kw}, bia{g.k},
+      dst{g.n, g.k, g.out_h(), g.out_w()}, strides{g.stride_h, g.stride_w},
+      dil{g.dilation_h - 1, g.dilation_w - 1}, pad{g.pad_h, g.pad_w};
+  convolution_forward::desc desc(prop_kind::forward_inference, algorithm::convolution_direct,
+                                 memory::desc(src, dt::f32, tag::any),
+                                 memory::desc(wei, dt::f32, tag::any),
+                                 memory::desc(bia, dt::f32, tag::any),
+                                 memory::desc(dst, dt::f32, tag::any), strides, dil, pad, pad);
+  convolution_forward::primitive_desc pd(desc, eng);
+  memory user_src({src, dt::f32, tag::nchw}, eng, const_cast<float*>(x.data()));
+  memory user_wei({wei, dt::f32, tag::oihw}, eng, const_cast<float*>(w.data()));
+  memory user_bia({bia, dt::f32, tag::x}, eng, const_cast<float*>(b.data()));
+  memory user_dst({dst, dt::f32, tag::nchw}, eng, y_out.data());
+  memory src_m(pd.src_desc(), eng), wei_m(pd.weights_desc(), eng), bia_m(pd.bias_desc(), eng),
+      dst_m(pd.dst_desc(), eng);
+  reorder(user_src, src_m).execute(s, user_src, src_m);
+  reorder(user_wei, wei_m).execute(s, user_wei, wei_m);
+  reorder(user_bia, bia_m).execute(s, user_bia, bia_m);
+  convolution_forward conv(pd);
+  const double sec = best_seconds(
+      [&] {
+        conv.execute(s, {{DNNL_ARG_SRC, src_m},
+                         {DNNL_ARG_WEIGHTS, wei_m},
+                         {DNNL_ARG_BIAS, bia_m},
+                         {DNNL_ARG_DST, dst_m}});
+        s.wait();
+      },
+      reps);
+  reorder(dst_m, user_dst).execute(s, dst_m, user_dst);
+  s.wait();
+  return sec;
+}
+
+double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  double worst = 0.0, scale = 1e-30;
+  for (size_t i = 0; i < b.size(); ++i) scale = std::max(scale, std::fabs(double(b[i])));
+  for (size_t i = 0; i < b.size(); ++i) worst = std::max(worst, std::fabs(double(a[i]) - b[i]));
+  return worst / scale;
+}
+
+int run(const std::vector<std::string>& args) {
+  std::vector<int> thread_counts{1, 2};
+  std::string json_path;
+  int reps = 5;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&]() -> std::string {
+      BFCN_CHECK(i + 1 < args.size(), "bench ops: flag ", a, " needs a value");
+      return args[++i];
+    };
+    if (a == "--help" || a == "-h") {
+      std::printf(
+          "usage: bfcn bench ops [--threads N] [--reps R] [--json FILE]\n"
+          "  conv2d fwd / bwd-data / bwd-weight GMAC/s on ResNet-18 shapes at 512x512, batch 1,\n"
+          "  beside oneDNN fp32 forward. Default: 1 and 2 threads, R = 5.\n");
+      return 0;
+    } else if (a == "--threads") {
+      const std::string v = value();
+      int t = 0;
+      try {
+        t = std::stoi(v);
+      } catch (const std::exception&) {
+      }
+      BFCN_CHECK(t >= 1, "bench ops: --threads must be an integer >= 1, got '", v, "'");
+      thread_counts = {t};
+    } else if (a == "--reps") {
+      const std::string v = value();
+      try {
+        reps = std::stoi(v);
+      } catch (const std::exception&) {
+        reps = 0;
+      }
+      BFCN_CHECK(reps >= 1, "bench ops: --reps must be an integer >= 1, got '", v, "'");
+    } else if (a == "--json") {
+      json_path = value();
+    } else {
+      throw Error("bench ops: unknown flag '" + a + "' (try --help)");
+    }
+  }
+
+  std::printf("conv2d f32, batch 1, best of %d; isa %s; GMAC/s (ratio = ours / oneDNN fp32 fwd)\n",
+              reps, isa_name(active_isa()));
+  std::printf("%-24s %3s %6s | %8s %8s %8s | %8s | %6s %6s %6s | %8s\n", "layer", "thr", "GMAC",
+              "fwd", "bwd-data", "bwd-wgt", "oneDNN", "fwd", "bwd-d", "bwd-w", "max diff");
+  nlohmann::json out;
+  out["threads"] = thread_counts;
+  out["reps"] = reps;
+  out["isa"] = isa_name(active_isa());
+  out["layers"] = nlohmann::json::array();
+  Rng rng(1);
+  for (const Layer& layer : resnet18_layers()) {
+    const ConvGeom& g = layer.g;
+    const auto x = random_vec(g.n * g.c * g.h * g.w, rng);
+    const auto w = random_vec(g.k * g.c * g.kh * g.kw, rng);
+    const auto b = random_vec(g.k, rng);
+    const int64_t ny = g.n * g.k * g.out_h() * g.out_w();
+    const auto dy = random_vec(ny, rng);
+    std::vector<float> y(static_cast<size_t>(ny)), y_dnnl(y.size()), dx(x.size()), dw(w.size());
+    const double gmac = static_cast<double>(g.macs()) * 1e-9;
+    for (int t : thread_counts) {
+      omp_set_num_threads(t);
+      const double peer = gmac / onednn_forward_seconds(g, x, w, b, y_dnnl, reps);
+      const double fwd =
+          gmac /
+          best_seconds([&] { conv2d_forward(g, x.data(), w.data(), b.data(), y.data()); }, reps);
+      const double bwd_d =
+          gmac /
+          best_seconds([&] { conv2d_backward_input(g, dy.data(), w.data(), dx.data()); }, reps);
+      const double bwd_w =
+          gmac /
+          best_seconds([&] { conv2d_backward_weight(g, x.data(), dy.data(), dw.data()); }, reps);
+      const double diff = max_rel_diff(y, y_dnnl);
+      std::printf("%-24s %3d %6.3f | %8.2f %8.2f %8.2f | %8.2f | %6.2f %6.2f %6.2f | %8.1e\n",
+                  layer.name, t, gmac, fwd, bwd_d, bwd_w, peer, fwd / peer, bwd_d / peer,
+                  bwd_w / peer, diff);
+      std::fflush(stdout);
+      out["layers"].push_back({{"name", layer.name},
+                               {"threads", t},
+                               {"gmac", gmac},
+                               {"fwd_gmacs", fwd},
+                               {"bwd_data_gmacs", bwd_d},
+                               {"bwd_weight_gmacs", bwd_w},
+                               {"peer_onednn_fp32_gmacs", peer},
+                               {"fwd_ratio", fwd / peer},
+                               {"bwd_data_ratio", bwd_d / peer},
+                               {"bwd_weight_ratio", bwd_w / peer},
+                               {"max_rel_diff_vs_onednn", diff}});
+    }
+  }
+  if (!json_path.empty()) {
+    std::ofstream f(json_path);
+    BFCN_CHECK_IO(f.good(), "bench ops: cannot write --json file '", json_path,
+                  "' (check the folder exists and is writable)");
+    f << out.dump(2) << "\n";
+    BFCN_CHECK_IO(f.good(), "bench ops: failed writing '", json_path, "'");
+    std::printf("wrote %s\n", json_path.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+BFCN_REGISTER_BENCH("ops", "conv2d fwd/bwd GMAC/s vs oneDNN fp32 (ResNet-18 shapes, 512x512)", run);
+
+}  // namespace bfcn::bench
