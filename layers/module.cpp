@@ -11,7 +11,9 @@ void Module::train(bool on) {
 
 namespace {
 std::string join(const std::string& prefix, const std::string& name) {
-  return prefix.empty() ? name : prefix + "." + name;
+  // The module itself is named "" in named_modules(): no trailing dot for it.
+  if (prefix.empty()) return name;
+  return name.empty() ? prefix : prefix + "." + name;
 }
 }  // namespace
 
