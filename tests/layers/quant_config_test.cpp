@@ -1,0 +1,93 @@
+// QuantConfig: defaults, per-layer overrides by exact name or dotted prefix (longest wins per
+// field), first_last_fp, round trip, and the exact ConfigError messages for bad input.
+#include "layers/quant_config.h"
+
+#include "core/error.h"
+#include "tests/support/test_support.h"
+
+using namespace bfcn;
+using nlohmann::json;
+
+namespace {
+std::string error_of(const json& j) {
+  try {
+    QuantConfig::from_json(j, "model.quant");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+}  // namespace
+
+TEST_CASE("quant config: bad values give exact messages", "[layers][config]") {
+  CHECK(error_of({{"w_bits", 0}}) == "model.quant: w_bits must be 1..8 or 32, got 0");
+  CHECK(error_of({{"a_bits", 9}}) == "model.quant: a_bits must be 1..8 or 32, got 9");
+  CHECK(error_of({{"g_bits", 16}}) == "model.quant: g_bits must be 1..8 or 32, got 16");
+  CHECK(error_of({{"w_scale", "foo"}}) ==
+        "model.quant: w_scale must be \"layer\" or \"channel\", got \"foo\"");
+  CHECK(error_of({{"w_bit", 1}}) ==
+        "model.quant: unknown key 'w_bit' (known: w_bits, a_bits, g_bits, w_scale, "
+        "first_last_fp, overrides)");
+  CHECK(error_of({{"w_bits", "1"}}) == "model.quant: w_bits must be an integer, got \"1\"");
+  CHECK(error_of({{"w_bits", 1.5}}) == "model.quant: w_bits must be an integer, got 1.5");
+  CHECK(error_of({{"first_last_fp", 1}}) ==
+        "model.quant: first_last_fp must be true or false, got 1");
+  CHECK(error_of(json::array()) ==
+        "model.quant: expected an object like {\"w_bits\": 1, \"a_bits\": 2}, got []");
+  CHECK(error_of({{"overrides", {{"layer2.0.conv1", {{"w_bits", 0}}}}}}) ==
+        "model.quant.overrides.layer2.0.conv1: layer 'layer2.0.conv1': w_bits must be 1..8 or 32, "
+        "got 0");
+  CHECK(error_of({{"overrides", {{"layer4", {{"a_bit", 2}}}}}}) ==
+        "model.quant.overrides.layer4: layer 'layer4': unknown key 'a_bit' (known: w_bits, a_bits, "
+        "g_bits, w_scale)");
+  CHECK(error_of({{"overrides", {{"layer4", 2}}}}) ==
+        "model.quant.overrides.layer4: layer 'layer4': expected an object with w_bits, a_bits, "
+        "g_bits or w_scale, got 2");
+  CHECK(error_of({{"overrides", {{"layer4", {{"w_scale", "per"}}}}}}) ==
+        "model.quant.overrides.layer4: layer 'layer4': w_scale must be \"layer\" or \"channel\", "
+        "got \"per\"");
+}
+
+TEST_CASE("quant config: defaults, first_last_fp and overrides by prefix", "[layers][config]") {
+  const QuantConfig fp;
+  CHECK(fp.spec_for("anything") == QuantSpec{});
+  CHECK(fp.first_last_fp());
+
+  const json j = json::parse(R"({"w_bits": 1, "a_bits": 2, "w_scale": "layer",
+      "first_last_fp": false,
+      "overrides": {"layer4": {"w_bits": 2}, "layer4.1": {"a_bits": 4, "w_scale": "channel"},
+                    "layer2.0.conv1": {"a_bits": 4}, "classifier": {"w_bits": 32, "a_bits": 32}}})");
+  const QuantConfig c = QuantConfig::from_json(j, "model.quant");
+  CHECK_FALSE(c.first_last_fp());
+  CHECK(c.default_spec() == QuantSpec{1, 2, 32, false});
+  CHECK(c.spec_for("layer1.0.conv1") == QuantSpec{1, 2, 32, false});
+  CHECK(c.spec_for("layer2.0.conv1") == QuantSpec{1, 4, 32, false});
+  CHECK(c.spec_for("layer2.0.conv2") == QuantSpec{1, 2, 32, false});
+  CHECK(c.spec_for("layer4") == QuantSpec{2, 2, 32, false});
+  CHECK(c.spec_for("layer4.0.conv1") == QuantSpec{2, 2, 32, false});
+  // "layer4" and "layer4.1" both match: the longer one wins the fields it sets.
+  CHECK(c.spec_for("layer4.1.conv2") == QuantSpec{2, 4, 32, true});
+  // A prefix matches only at a dot: "layer4" does not cover "layer40" or "layer4x".
+  CHECK(c.spec_for("layer40.conv") == QuantSpec{1, 2, 32, false});
+  CHECK(c.spec_for("layer4x") == QuantSpec{1, 2, 32, false});
+  CHECK(c.spec_for("classifier") == QuantSpec{32, 32, 32, false});
+  CHECK(c.override_keys() ==
+        std::vector<std::string>{"classifier", "layer2.0.conv1", "layer4", "layer4.1"});
+
+  CHECK_NOTHROW(c.check_overrides_match(
+      {"conv1", "layer2.0.conv1", "layer4.0.conv1", "layer4.1.conv1", "classifier"}));
+  try {
+    c.check_overrides_match({"conv1", "layer4.0.conv1", "layer4.1.conv1", "classifier"});
+    FAIL("expected a ConfigError");
+  } catch (const ConfigError& e) {
+    CHECK(std::string(e.what()) == "model.quant.overrides: key 'layer2.0.conv1' matches no layer");
+  }
+
+  // Round trip through to_json.
+  const QuantConfig back = QuantConfig::from_json(c.to_json(), "x");
+  CHECK(back.to_json() == c.to_json());
+  for (const char* n : {"layer1.0.conv1", "layer2.0.conv1", "layer4.1.conv2", "classifier"})
+    CHECK(back.spec_for(n) == c.spec_for(n));
+  CHECK(c.to_json()["w_scale"] == "layer");
+  CHECK(c.to_json()["overrides"]["layer4.1"]["w_scale"] == "channel");
+}
