@@ -42,7 +42,10 @@ void scale_sample(RawSample& s, float factor) {
 void pad_crop_sample(RawSample& s, int crop_h, int crop_w, int y0, int x0,
                      const std::array<uint8_t, 3>& pad_rgb) {
   const int ph = std::max(crop_h, s.image.height), pw = std::max(crop_w, s.image.width);
-  BFCN_ASSERT(y0 >= 0 && x0 >= 0 && y0 + crop_h <= ph && x0 + crop_w <= pw);
+  BFCN_CHECK(
+      crop_h > 0 && crop_w > 0 && y0 >= 0 && x0 >= 0 && y0 + crop_h <= ph && x0 + crop_w <= pw,
+      "pad_crop_sample: expected a ", crop_h, "x", crop_w, " window inside the padded ", ph, "x",
+      pw, " sample, but got offset (", y0, ", ", x0, ")");
   ImageRGB img;
   img.height = crop_h;
   img.width = crop_w;
