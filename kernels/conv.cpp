@@ -64,7 +64,9 @@ class ColBuffer {
   float* p_ = nullptr;
   size_t cap_ = 0;
 };
-thread_local ColBuffer t_col;
+thread_local ColBuffer t_col;    // im2col chunk (packed GEMM panels or plain rows)
+thread_local ColBuffer t_wpack;  // conv weights packed as GEMM A panels (shared by the team)
+thread_local ColBuffer t_tmp;    // a few im2col rows on their way into panels
 
 struct Dims {
   int64_t cg, kg, r, p, hw, ho, wo;
@@ -136,6 +138,43 @@ void im2col_rows(const ConvGeom& g, const Dims& d, const float* xg, int64_t p0, 
   }
 }
 
+// The im2col chunk (all R rows, columns [p0, p0+np)) written straight into sgemm_packed_b's B
+// layout: panel q holds columns 16q..16q+15, R rows of 16 (zeros past np). Each row is built in a
+// small L1-resident buffer and copied out 16 floats at a time, saving a full pass over the chunk.
+void im2col_packed(const ConvGeom& g, const Dims& d, const float* xg, int64_t p0, int64_t np,
+                   float* bp) {
+  const int64_t npan = (np + kGemmNr - 1) / kGemmNr;
+  float* row = t_tmp.get(static_cast<size_t>(npan * kGemmNr));
+  std::fill(row + np, row + npan * kGemmNr, 0.0f);
+  for (int64_t r = 0; r < d.r; ++r) {
+    im2col_rows(g, d, xg, p0, np, r, r + 1, row);
+    float* dst = bp + r * kGemmNr;
+    for (int64_t q = 0; q < npan; ++q)
+      std::memcpy(dst + q * d.r * kGemmNr, row + q * kGemmNr, kGemmNr * sizeof(float));
+  }
+}
+
+// Rows [r0, r1) of the im2col chunk, transposed into sgemm_packed_b's B layout for dW += dY·col^T
+// (GEMM depth = the np pixels, columns = rows r): panel q holds rows r0+16q.., np pixels of 16.
+void im2col_packed_t(const ConvGeom& g, const Dims& d, const float* xg, int64_t p0, int64_t np,
+                     int64_t r0, int64_t r1, float* bp) {
+  float* tmp = t_tmp.get(static_cast<size_t>(kGemmNr * np));  // [16, np]
+  constexpr int64_t kBlock = 64;                              // pixels per L1-sized transpose
+  for (int64_t ra = r0, q = 0; ra < r1; ra += kGemmNr, ++q) {
+    const int64_t rows = std::min<int64_t>(kGemmNr, r1 - ra);
+    im2col_rows(g, d, xg, p0, np, ra, ra + rows, tmp);
+    std::fill(tmp + rows * np, tmp + kGemmNr * np, 0.0f);
+    float* dst = bp + q * np * kGemmNr;
+    for (int64_t pb = 0; pb < np; pb += kBlock) {
+      const int64_t pe = std::min(np, pb + kBlock);
+      for (int64_t i = 0; i < kGemmNr; ++i) {
+        const float* src = tmp + i * np;
+        for (int64_t p = pb; p < pe; ++p) dst[p * kGemmNr + i] = src[p];
+      }
+    }
+  }
+}
+
 // dx_g channels [c0, c1) += col2im of col, whose rows are [c0*kh*kw, c1*kh*kw) and columns
 // [p0, p0+np). Taps in a fixed order.
 void col2im_channels(const ConvGeom& g, const Dims& d, const float* col, int64_t p0, int64_t np,
@@ -180,19 +219,33 @@ void split_range(int64_t total, int64_t unit, int t, int nt, int64_t& lo, int64_
 
 }  // namespace
 
-// Threads split the output columns P: each one im2cols and multiplies only its own columns.
+// The weights are packed into GEMM panels once per call (threads share the packing), then threads
+// split the output columns P: each one im2cols and multiplies only its own columns.
 void conv2d_forward(const ConvGeom& g, const float* x, const float* w, const float* bias,
                     float* y) {
   assert(g.valid());
   const Dims d = dims_of(g);
   const int nt = conv_threads(g);
+  const int64_t mpan = (d.kg + kGemmMr - 1) / kGemmMr;  // A panels per group
+  const int64_t wp_group = mpan * kGemmMr * d.r;
+  float* wp = d.direct ? nullptr : t_wpack.get(static_cast<size_t>(g.groups * wp_group));
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int t = omp_get_thread_num(), nth = omp_get_num_threads();
+    if (!d.direct) {
+      int64_t lo, hi;
+      split_range(g.groups * mpan, 1, t, nth, lo, hi);
+      for (int64_t q = lo; q < hi; ++q) {
+        const int64_t gi = q / mpan, qq = q % mpan;
+        sgemm_pack_a(d.kg, d.r, w + gi * d.kg * d.r, d.r, 1, qq, qq + 1, wp + gi * wp_group);
+      }
+#pragma omp barrier
+    }
     int64_t q0, q1;
     split_range(d.p, kGemmNr, t, nth, q0, q1);
     const int64_t chunk = d.direct ? std::max<int64_t>(1, q1 - q0) : chunk_cols(d);
-    float* col = d.direct || q0 >= q1 ? nullptr : t_col.get(static_cast<size_t>(d.r * chunk));
+    const int64_t chunk_pad = (chunk + kGemmNr - 1) / kGemmNr * kGemmNr;
+    float* bp = d.direct || q0 >= q1 ? nullptr : t_col.get(static_cast<size_t>(d.r * chunk_pad));
     for (int64_t in = 0; in < g.n && q0 < q1; ++in)
       for (int64_t gi = 0; gi < g.groups; ++gi) {
         const float* xg = x + (in * g.c + gi * d.cg) * d.hw;
@@ -203,8 +256,8 @@ void conv2d_forward(const ConvGeom& g, const float* x, const float* w, const flo
           if (d.direct) {
             sgemm(d.kg, np, d.r, wg, d.r, 1, xg + p0, d.hw, 1, yg + p0, d.p, false, 1);
           } else {
-            im2col_rows(g, d, xg, p0, np, 0, d.r, col);
-            sgemm(d.kg, np, d.r, wg, d.r, 1, col, np, 1, yg + p0, d.p, false, 1);
+            im2col_packed(g, d, xg, p0, np, bp);
+            sgemm_packed(d.kg, np, d.r, wp + gi * wp_group, bp, yg + p0, d.p, false);
           }
         }
         if (bias != nullptr)
@@ -264,7 +317,8 @@ void conv2d_backward_weight(const ConvGeom& g, const float* x, const float* dy, 
     const int t = omp_get_thread_num(), nth = omp_get_num_threads();
     int64_t r0, r1;
     split_range(d.r, kGemmNr, t, nth, r0, r1);
-    float* col = d.direct || r0 >= r1 ? nullptr : t_col.get(static_cast<size_t>((r1 - r0) * chunk));
+    const int64_t rows_pad = (r1 - r0 + kGemmNr - 1) / kGemmNr * kGemmNr;
+    float* bp = d.direct || r0 >= r1 ? nullptr : t_col.get(static_cast<size_t>(rows_pad * chunk));
     for (int64_t kk = 0; kk < g.k && r0 < r1; ++kk)
       std::fill(dw + kk * d.r + r0, dw + kk * d.r + r1, 0.0f);
     for (int64_t in = 0; in < g.n && r0 < r1; ++in)
@@ -279,8 +333,8 @@ void conv2d_backward_weight(const ConvGeom& g, const float* x, const float* dy, 
             sgemm(d.kg, r1 - r0, np, dyg + p0, d.p, 1, xg + r0 * d.hw + p0, 1, d.hw, dwg + r0, d.r,
                   true, 1);
           } else {
-            im2col_rows(g, d, xg, p0, np, r0, r1, col);
-            sgemm(d.kg, r1 - r0, np, dyg + p0, d.p, 1, col, 1, np, dwg + r0, d.r, true, 1);
+            im2col_packed_t(g, d, xg, p0, np, r0, r1, bp);
+            sgemm_packed_b(d.kg, r1 - r0, np, dyg + p0, d.p, 1, bp, dwg + r0, d.r, true);
           }
         }
       }

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
@@ -93,47 +94,58 @@ void pack_b(int64_t kc, int64_t nc, const float* b, int64_t rs, int64_t cs, floa
   }
 }
 
+// C[mc, nc] (+)= A · B over one kc-deep slice of packed A and B: A panel i (rows 6i..6i+5) starts
+// at ap + i * a_stride and holds kc groups of 6; B panel q (columns 16q..16q+15) at
+// bp + q * b_stride, kc groups of 16.
+void macro_kernel(int64_t mc, int64_t nc, int64_t kc, const float* ap, int64_t a_stride,
+                  const float* bp, int64_t b_stride, float* c, int64_t ldc, bool acc,
+                  GemmMicrokernel ukernel) {
+  alignas(64) float tile[kGemmMr * kGemmNr];
+  for (int64_t jr = 0; jr < nc; jr += kGemmNr) {
+    const int64_t nr = std::min<int64_t>(kGemmNr, nc - jr);
+    const float* bpanel = bp + (jr / kGemmNr) * b_stride;
+    for (int64_t ir = 0; ir < mc; ir += kGemmMr) {
+      const int64_t mr = std::min<int64_t>(kGemmMr, mc - ir);
+      float* cp = c + ir * ldc + jr;
+      if (mr == kGemmMr && nr == kGemmNr) {
+        ukernel(kc, ap + (ir / kGemmMr) * a_stride, bpanel, cp, ldc, acc);
+        continue;
+      }
+      ukernel(kc, ap + (ir / kGemmMr) * a_stride, bpanel, tile, kGemmNr, false);
+      for (int64_t i = 0; i < mr; ++i)
+        for (int64_t j = 0; j < nr; ++j)
+          cp[i * ldc + j] = acc ? cp[i * ldc + j] + tile[i * kGemmNr + j] : tile[i * kGemmNr + j];
+    }
+  }
+}
+
+bool zero_depth(int64_t m, int64_t n, int64_t k, float* c, int64_t ldc, bool accumulate) {
+  if (m <= 0 || n <= 0) return true;
+  if (k > 0) return false;
+  if (!accumulate)
+    for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
+  return true;
+}
+
 void gemm_serial(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a, int64_t cs_a,
                  const float* b, int64_t rs_b, int64_t cs_b, float* c, int64_t ldc, bool accumulate,
                  GemmMicrokernel ukernel) {
-  if (m <= 0 || n <= 0) return;
-  if (k <= 0) {
-    if (!accumulate)
-      for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
-    return;
-  }
+  if (zero_depth(m, n, k, c, ldc, accumulate)) return;
   const int64_t kc_max = std::min(kKc, k);
   const int64_t nc_max = (std::min(kNc, n) + kGemmNr - 1) / kGemmNr * kGemmNr;
   const int64_t mc_max = (std::min(kMc, m) + kGemmMr - 1) / kGemmMr * kGemmMr;
   float* bp = t_bpack.get(static_cast<size_t>(kc_max * nc_max));
   float* ap = t_apack.get(static_cast<size_t>(kc_max * mc_max));
-  alignas(64) float tile[kGemmMr * kGemmNr];
-
   for (int64_t jc = 0; jc < n; jc += kNc) {
     const int64_t nc = std::min(kNc, n - jc);
     for (int64_t pc = 0; pc < k; pc += kKc) {
       const int64_t kc = std::min(kKc, k - pc);
-      const bool acc = accumulate || pc > 0;
       pack_b(kc, nc, b + pc * rs_b + jc * cs_b, rs_b, cs_b, bp);
       for (int64_t ic = 0; ic < m; ic += kMc) {
         const int64_t mc = std::min(kMc, m - ic);
         pack_a(mc, kc, a + ic * rs_a + pc * cs_a, rs_a, cs_a, ap);
-        for (int64_t jr = 0; jr < nc; jr += kGemmNr) {
-          const int64_t nr = std::min<int64_t>(kGemmNr, nc - jr);
-          for (int64_t ir = 0; ir < mc; ir += kGemmMr) {
-            const int64_t mr = std::min<int64_t>(kGemmMr, mc - ir);
-            float* cp = c + (ic + ir) * ldc + jc + jr;
-            if (mr == kGemmMr && nr == kGemmNr) {
-              ukernel(kc, ap + ir * kc, bp + jr * kc, cp, ldc, acc);
-              continue;
-            }
-            ukernel(kc, ap + ir * kc, bp + jr * kc, tile, kGemmNr, false);
-            for (int64_t i = 0; i < mr; ++i)
-              for (int64_t j = 0; j < nr; ++j)
-                cp[i * ldc + j] =
-                    acc ? cp[i * ldc + j] + tile[i * kGemmNr + j] : tile[i * kGemmNr + j];
-          }
-        }
+        macro_kernel(mc, nc, kc, ap, kc * kGemmMr, bp, kc * kGemmNr, c + ic * ldc + jc, ldc,
+                     accumulate || pc > 0, ukernel);
       }
     }
   }
@@ -191,6 +203,46 @@ void sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a, int64_
         gemm_serial(hi - lo, n, k, a + lo * rs_a, rs_a, cs_a, b, rs_b, cs_b, c + lo * ldc, ldc,
                     accumulate, uk);
     }
+  }
+}
+
+void sgemm_packed_b(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a, int64_t cs_a,
+                    const float* bp, float* c, int64_t ldc, bool accumulate) {
+  assert(reinterpret_cast<uintptr_t>(bp) % 32 == 0);
+  if (zero_depth(m, n, k, c, ldc, accumulate)) return;
+  const GemmMicrokernel uk = sgemm_active_ukernel();
+  const int64_t mc_max = (std::min(kMc, m) + kGemmMr - 1) / kGemmMr * kGemmMr;
+  float* ap = t_apack.get(static_cast<size_t>(std::min(kKc, k) * mc_max));
+  for (int64_t pc = 0; pc < k; pc += kKc) {
+    const int64_t kc = std::min(kKc, k - pc);
+    for (int64_t ic = 0; ic < m; ic += kMc) {
+      const int64_t mc = std::min(kMc, m - ic);
+      pack_a(mc, kc, a + ic * rs_a + pc * cs_a, rs_a, cs_a, ap);
+      macro_kernel(mc, n, kc, ap, kc * kGemmMr, bp + pc * kGemmNr, k * kGemmNr, c + ic * ldc, ldc,
+                   accumulate || pc > 0, uk);
+    }
+  }
+}
+
+void sgemm_pack_a(int64_t m, int64_t k, const float* a, int64_t rs_a, int64_t cs_a,
+                  int64_t panel_lo, int64_t panel_hi, float* ap) {
+  for (int64_t q = panel_lo; q < panel_hi; ++q) {
+    const int64_t i0 = q * kGemmMr;
+    pack_a(std::min<int64_t>(kGemmMr, m - i0), k, a + i0 * rs_a, rs_a, cs_a, ap + q * k * kGemmMr);
+  }
+}
+
+void sgemm_packed(int64_t m, int64_t n, int64_t k, const float* ap, const float* bp, float* c,
+                  int64_t ldc, bool accumulate) {
+  assert(reinterpret_cast<uintptr_t>(ap) % 32 == 0 && reinterpret_cast<uintptr_t>(bp) % 32 == 0);
+  if (zero_depth(m, n, k, c, ldc, accumulate)) return;
+  const GemmMicrokernel uk = sgemm_active_ukernel();
+  for (int64_t pc = 0; pc < k; pc += kKc) {
+    const int64_t kc = std::min(kKc, k - pc);
+    for (int64_t ic = 0; ic < m; ic += kMc)
+      macro_kernel(std::min(kMc, m - ic), n, kc, ap + (ic / kGemmMr) * k * kGemmMr + pc * kGemmMr,
+                   k * kGemmMr, bp + pc * kGemmNr, k * kGemmNr, c + ic * ldc, ldc,
+                   accumulate || pc > 0, uk);
   }
 }
 

@@ -16,6 +16,21 @@ void sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a, int64_
            const float* b, int64_t rs_b, int64_t cs_b, float* c, int64_t ldc, bool accumulate,
            int max_threads = 0);
 
+// Single-threaded, with B already packed by the caller (e.g. im2col writing panels directly):
+// ceil(n/16) panels, panel q at bp + q*16*k, holding k rows of 16 columns (zeros past n).
+// bp must be 32-byte aligned.
+void sgemm_packed_b(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a, int64_t cs_a,
+                    const float* bp, float* c, int64_t ldc, bool accumulate);
+
+// A packed once and reused (e.g. conv weights across pixel chunks): panels of 6 rows, panel q at
+// ap + q*6*k holding k groups of 6 (zeros past m). sgemm_pack_a fills panels [panel_lo, panel_hi)
+// of the ceil(m/6), so threads can share the work.
+void sgemm_pack_a(int64_t m, int64_t k, const float* a, int64_t rs_a, int64_t cs_a,
+                  int64_t panel_lo, int64_t panel_hi, float* ap);
+// Single-threaded, both operands pre-packed (layouts above); 32-byte aligned.
+void sgemm_packed(int64_t m, int64_t n, int64_t k, const float* ap, const float* bp, float* c,
+                  int64_t ldc, bool accumulate);
+
 // Plain triple loop with double accumulation, for tests.
 void sgemm__ref(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a, int64_t cs_a,
                 const float* b, int64_t rs_b, int64_t cs_b, float* c, int64_t ldc, bool accumulate);
