@@ -1,0 +1,225 @@
+// Forward values, conventions and errors of the ops: STE surrogates (exact ties, identity
+// backward), kink conventions (relu/abs at 0, inclusive clamp, first max), broadcasting,
+// pooling geometry, batch-norm running stats, cross-entropy edge cases, dropout, argmax.
+#include "autograd/ops.h"
+
+#include <cmath>
+
+#include "kernels/pool.h"
+#include "tests/support/test_support.h"
+
+using namespace bfcn;
+using bfcn::test::random_tensor;
+
+namespace {
+Var vec(std::vector<float> v, bool rg = true) {
+  const int64_t n = static_cast<int64_t>(v.size());
+  return Var(Tensor::from_vector(Shape{n}, v), rg);
+}
+std::vector<float> grad_of(const Var& x) { return x.grad().to_vector(); }
+}  // namespace
+
+TEST_CASE("round_ste: round half to even forward, identity backward", "[ste]") {
+  Var x = vec({0.5f, 1.5f, 2.5f, -0.5f, -1.5f, 0.49f, -2.7f, 3.2f});
+  Var y = round_ste(x);
+  const std::vector<float> v = y.value().to_vector();
+  CHECK(v == std::vector<float>{0.0f, 2.0f, 2.0f, -0.0f, -2.0f, 0.0f, -3.0f, 3.0f});
+  CHECK(std::signbit(v[3]));  // round(-0.5) = -0
+  y.backward(Tensor::from_vector(Shape{8}, {1, 2, 3, 4, 5, 6, 7, 8}));
+  CHECK(grad_of(x) == std::vector<float>{1, 2, 3, 4, 5, 6, 7, 8});
+}
+
+TEST_CASE("sign_ste: sign(0) = +1 forward, identity backward", "[ste]") {
+  Var x = vec({0.0f, -0.0f, 1e-30f, -1e-30f, 3.0f, -2.0f});
+  Var y = sign_ste(x);
+  CHECK(y.value().to_vector() == std::vector<float>{1, 1, 1, -1, 1, -1});
+  y.backward(Tensor::from_vector(Shape{6}, {0.5f, -1, 2, 3, 4, 5}));
+  CHECK(grad_of(x) == std::vector<float>{0.5f, -1, 2, 3, 4, 5});
+}
+
+TEST_CASE("kink conventions: relu and abs have gradient 0 at 0, clamp's mask is inclusive",
+          "[ops]") {
+  Var x = vec({-1.0f, 0.0f, 2.0f});
+  sum(relu(x)).backward();
+  CHECK(grad_of(x) == std::vector<float>{0, 0, 1});
+  x.zero_grad();
+  sum(bfcn::abs(x)).backward();
+  CHECK(grad_of(x) == std::vector<float>{-1, 0, 1});
+
+  Var c = vec({-0.5f, 0.0f, 0.5f, 1.0f, 1.5f});
+  Var y = clamp(c, 0.0f, 1.0f);
+  CHECK(y.value().to_vector() == std::vector<float>{0, 0, 0.5f, 1, 1});
+  sum(y).backward();
+  CHECK(grad_of(c) == std::vector<float>{0, 1, 1, 1, 0});
+}
+
+TEST_CASE("max_all sends the gradient to the first maximal element", "[ops]") {
+  Var x = vec({1.0f, 3.0f, -2.0f, 3.0f});
+  Var m = max_all(x);
+  CHECK(m.value().item() == 3.0f);
+  CHECK(m.shape() == Shape{1});
+  m.backward();
+  CHECK(grad_of(x) == std::vector<float>{0, 1, 0, 0});
+}
+
+TEST_CASE("binary ops broadcast a one-element b and sum its gradient", "[ops]") {
+  Var a = vec({1.0f, 2.0f, 3.0f});
+  Var b = vec({2.0f});
+  Var y = div(a, b);
+  CHECK(y.value().to_vector() == std::vector<float>{0.5f, 1.0f, 1.5f});
+  sum(y).backward();
+  CHECK(grad_of(b)[0] == Approx(-(1 + 2 + 3) / 4.0));
+  CHECK_THROWS_WITH(add(a, vec({1.0f, 2.0f})),
+                    Catch::Contains("add: expected b of shape [3]") && Catch::Contains("[2]"));
+}
+
+TEST_CASE("reductions, reshape and concat_channels forward values", "[ops]") {
+  Var x(Tensor::from_vector(Shape{2, 3}, {1, 2, 3, 4, 5, 6}), true);
+  CHECK(sum(x).value().item() == 21.0f);
+  CHECK(mean(x).value().item() == 3.5f);
+  Var r = reshape(x, Shape{3, 2});
+  CHECK(r.shape() == Shape{3, 2});
+  CHECK_THROWS_WITH(reshape(x, Shape{4}), Catch::Contains("reshape: cannot reshape [2,3]"));
+
+  Var a(Tensor::from_vector(Shape{1, 1, 1, 2}, {1, 2}), true);
+  Var b(Tensor::from_vector(Shape{1, 2, 1, 2}, {3, 4, 5, 6}), true);
+  Var cat = concat_channels({a, b});
+  CHECK(cat.shape() == Shape{1, 3, 1, 2});
+  CHECK(cat.value().to_vector() == std::vector<float>{1, 2, 3, 4, 5, 6});
+  cat.backward(Tensor::from_vector(Shape{1, 3, 1, 2}, {10, 20, 30, 40, 50, 60}));
+  CHECK(grad_of(a) == std::vector<float>{10, 20});
+  CHECK(grad_of(b) == std::vector<float>{30, 40, 50, 60});
+  CHECK_THROWS_WITH(concat_channels({a, Var(Tensor::zeros(Shape{1, 1, 2, 2}))}),
+                    Catch::Contains("concat_channels: expected input 1 of shape [1,C,1,2]"));
+}
+
+TEST_CASE("pooling output sizes follow PyTorch (floor, ceil, padding)", "[ops]") {
+  CHECK(pooling_output_size(5, 2, 2, 0, false) == 2);
+  CHECK(pooling_output_size(5, 2, 2, 0, true) == 3);
+  CHECK(pooling_output_size(5, 3, 2, 1, true) == 3);  // last window would start in the padding
+  CHECK(pooling_output_size(6, 3, 2, 1, true) == 4);
+  CHECK(pooling_output_size(6, 3, 2, 1, false) == 3);
+  CHECK(pooling_output_size(112, 3, 2, 1, false) == 56);  // ResNet stem pool
+  Var x(Tensor::zeros(Shape{1, 1, 4, 4}), true);
+  CHECK_THROWS_WITH(max_pool2d(x, Pool2dArgs::square(3, 2, 2)),
+                    Catch::Contains("max_pool2d: expected 0 <= padding <= kernel/2"));
+  CHECK_THROWS_WITH(avg_pool2d(Var(Tensor::zeros(Shape{2, 2})), Pool2dArgs::square(2, 2)),
+                    Catch::Contains("expected 'x' of shape [N,C,H,W], but got [2,2]"));
+}
+
+TEST_CASE("max_pool2d gives ties to the first maximum; avg_pool2d padding modes", "[ops]") {
+  Var x(Tensor::from_vector(Shape{1, 1, 2, 2}, {5, 5, 1, 5}), true);
+  Var y = max_pool2d(x, Pool2dArgs::square(2, 2));
+  CHECK(y.value().item() == 5.0f);
+  y.backward();
+  CHECK(grad_of(x) == std::vector<float>{1, 0, 0, 0});
+
+  Var ones(Tensor::ones(Shape{1, 1, 3, 3}), true);
+  Pool2dArgs a = Pool2dArgs::square(3, 2, 1);
+  // Corner window covers 4 real pixels of a padded 3x3 window.
+  CHECK(avg_pool2d(ones, a).value().f32()[0] == Approx(4.0 / 9.0));
+  a.count_include_pad = false;
+  CHECK(avg_pool2d(ones, a).value().f32()[0] == Approx(1.0));
+}
+
+TEST_CASE("batch_norm2d: batch stats, unbiased running update, eval uses running stats", "[ops]") {
+  // One channel, values 1..4: mean 2.5, biased var 1.25, unbiased 5/3.
+  Var x(Tensor::from_vector(Shape{2, 1, 1, 2}, {1, 2, 3, 4}), true);
+  Tensor rm = Tensor::zeros(Shape{1}), rv = Tensor::ones(Shape{1});
+  Var y = batch_norm2d(x, Var(), Var(), rm, rv, true, 0.1f, 0.0f + 1e-5f);
+  const float inv = 1.0f / std::sqrt(1.25f + 1e-5f);
+  CHECK(y.value().f32()[0] == Approx(-1.5f * inv));
+  CHECK(rm.f32()[0] == Approx(0.25f));
+  CHECK(rv.f32()[0] == Approx(0.9f + 0.1f * 5.0f / 3.0f));
+
+  Tensor m2 = Tensor::full(Shape{1}, 1.0f), v2 = Tensor::full(Shape{1}, 4.0f);
+  Var ye = batch_norm2d(x, Var(), Var(), m2, v2, false);
+  CHECK(ye.value().f32()[3] == Approx(3.0f / std::sqrt(4.0f + 1e-5f)));
+  CHECK(m2.f32()[0] == 1.0f);  // eval leaves running stats alone
+  CHECK_THROWS_WITH(batch_norm2d(x, Var(Tensor::ones(Shape{2}), true), Var(), m2, v2, false),
+                    Catch::Contains("batch_norm2d: expected 'gamma' f32 of shape [1]"));
+}
+
+TEST_CASE("upsample_bilinear: identity size, align_corners corners, constant planes", "[ops]") {
+  Rng rng(5);
+  Tensor t = random_tensor(Shape{1, 2, 4, 3}, rng);
+  for (bool ac : {false, true}) {
+    Var same = upsample_bilinear(Var(t), 4, 3, ac);
+    CHECK(bfcn::test::all_close(same.value(), t, 1e-6f, 1e-6f));
+  }
+  Var up = upsample_bilinear(Var(t), 7, 5, true);
+  CHECK(up.value().f32()[0] == t.f32()[0]);
+  CHECK(up.value().f32()[7 * 5 - 1] == Approx(t.f32()[11]));
+  Var c = upsample_bilinear(Var(Tensor::full(Shape{1, 1, 3, 3}, 2.5f)), 5, 8, false);
+  for (float v : c.value().span<float>()) CHECK(v == Approx(2.5f));
+}
+
+TEST_CASE("softmax_cross_entropy: value, bad labels, all pixels ignored", "[ops]") {
+  // One pixel, two classes, logits (0, ln 3): p(class1) = 3/4.
+  Var x(Tensor::from_vector(Shape{1, 2, 1, 1}, {0.0f, std::log(3.0f)}), true);
+  Tensor lab = Tensor::from_vector_i32(Shape{1, 1, 1}, {1});
+  Var l = softmax_cross_entropy(x, lab);
+  CHECK(l.value().item() == Approx(-std::log(0.75f)));
+  l.backward();
+  CHECK(grad_of(x)[0] == Approx(0.25f));
+  CHECK(grad_of(x)[1] == Approx(-0.25f));
+
+  Tensor bad = Tensor::from_vector_i32(Shape{1, 1, 1}, {7});
+  CHECK_THROWS_WITH(softmax_cross_entropy(x, bad), Catch::Contains("label 7"));
+  Tensor neg = Tensor::from_vector_i32(Shape{1, 1, 1}, {-1});
+  CHECK_THROWS_WITH(softmax_cross_entropy(x, neg), Catch::Contains("label -1"));
+  CHECK_THROWS_WITH(softmax_cross_entropy(x, Tensor::zeros(Shape{1, 2, 1}, DType::i32)),
+                    Catch::Contains("expected labels of shape [1,1,1]"));
+
+  Var z(Tensor::from_vector(Shape{1, 2, 1, 2}, {1, 2, 3, 4}), true);
+  Tensor ign = Tensor::from_vector_u8(Shape{1, 1, 2}, {255, 255});
+  Var lz = softmax_cross_entropy(z, ign);
+  CHECK(lz.value().item() == 0.0f);
+  lz.backward();
+  for (float g : grad_of(z)) CHECK(g == 0.0f);
+}
+
+TEST_CASE("softmax_cross_entropy with class weights is the weighted mean", "[ops]") {
+  Rng rng(9);
+  Tensor logits = random_tensor(Shape{1, 3, 1, 2}, rng);
+  Tensor lab = Tensor::from_vector_i32(Shape{1, 1, 2}, {0, 2});
+  Tensor w = Tensor::from_vector(Shape{3}, {2.0f, 1.0f, 0.5f});
+  const float* x = logits.f32();
+  auto nll = [x](int t, int p) {
+    double s = 0;
+    for (int c = 0; c < 3; ++c) s += std::exp(x[c * 2 + p]);
+    return std::log(s) - x[t * 2 + p];
+  };
+  const double want = (2.0 * nll(0, 0) + 0.5 * nll(2, 1)) / 2.5;
+  CHECK(softmax_cross_entropy(Var(logits), lab, 255, w).value().item() == Approx(want));
+}
+
+TEST_CASE("dropout: eval is identity, training keeps ~1-p scaled by 1/(1-p), reproducible",
+          "[ops]") {
+  Var x(Tensor::ones(Shape{1, 1, 200, 200}), true);
+  Rng r1(3), r2(3);
+  CHECK(dropout(x, 0.5f, false, r1).value().same_storage(x.value()));
+  Var a = dropout(x, 0.25f, true, r1);
+  Var b = dropout(x, 0.25f, true, r2);
+  CHECK(a.value().to_vector() == b.value().to_vector());
+  int64_t kept = 0, other = 0;
+  for (float v : a.value().span<float>()) {
+    kept += v == 1.0f / 0.75f;
+    other += v != 0.0f && v != 1.0f / 0.75f;
+  }
+  CHECK(other == 0);
+  CHECK(static_cast<double>(kept) / 40000.0 == Approx(0.75).margin(0.01));
+  Var c = dropout(x, 0.25f, true, r1);  // the Rng advanced: a different mask
+  CHECK(c.value().to_vector() != a.value().to_vector());
+  sum(a).backward();
+  CHECK(x.grad().to_vector() == a.value().to_vector());
+}
+
+TEST_CASE("argmax_channels picks the first maximal class", "[ops]") {
+  Tensor l = Tensor::from_vector(Shape{1, 3, 1, 2}, {1, 5, 3, 5, 3, 0});
+  Tensor a = argmax_channels(l);
+  CHECK(a.dtype() == DType::i32);
+  CHECK(a.shape() == Shape{1, 1, 2});
+  CHECK(a.data<int32_t>()[0] == 1);  // tie between classes 1 and 2 → 1
+  CHECK(a.data<int32_t>()[1] == 0);  // tie between classes 0 and 1 → 0
+}
