@@ -3,7 +3,7 @@
 //   forward          Y[Kg,P]  = W[Kg,R] · col[R,P]
 //   backward-input   dcol[R,P] = W^T · dY, then col2im (scatter-add) into dx
 //   backward-weight  dW[Kg,R] += dY[Kg,P] · col^T   (summed over images, then chunks, in order)
-// The column dimension is cut into chunks so the col buffer stays <= 4 MiB per thread. Each call
+// The column dimension is cut into chunks so the col buffer stays <= 8 MiB per thread. Each call
 // opens one parallel region and gives every thread a disjoint slice of the output (forward:
 // columns; backward-input: input channels; backward-weight: rows of dW), so every output element
 // has one fixed summation order and results do not depend on the thread count.
@@ -22,7 +22,7 @@
 namespace bfcn {
 
 namespace {
-int64_t g_col_budget = int64_t{1} << 20;  // floats in one im2col chunk (4 MiB)
+int64_t g_col_budget = int64_t{1} << 21;  // floats in one im2col chunk (8 MiB)
 }  // namespace
 
 int64_t conv2d_set_col_budget(int64_t floats) {
@@ -151,27 +151,6 @@ void im2col_packed(const ConvGeom& g, const Dims& d, const float* xg, int64_t p0
     float* dst = bp + r * kGemmNr;
     for (int64_t q = 0; q < npan; ++q)
       std::memcpy(dst + q * d.r * kGemmNr, row + q * kGemmNr, kGemmNr * sizeof(float));
-  }
-}
-
-// Rows [r0, r1) of the im2col chunk, transposed into sgemm_packed_b's B layout for dW += dY·col^T
-// (GEMM depth = the np pixels, columns = rows r): panel q holds rows r0+16q.., np pixels of 16.
-void im2col_packed_t(const ConvGeom& g, const Dims& d, const float* xg, int64_t p0, int64_t np,
-                     int64_t r0, int64_t r1, float* bp) {
-  float* tmp = t_tmp.get(static_cast<size_t>(kGemmNr * np));  // [16, np]
-  constexpr int64_t kBlock = 64;                              // pixels per L1-sized transpose
-  for (int64_t ra = r0, q = 0; ra < r1; ra += kGemmNr, ++q) {
-    const int64_t rows = std::min<int64_t>(kGemmNr, r1 - ra);
-    im2col_rows(g, d, xg, p0, np, ra, ra + rows, tmp);
-    std::fill(tmp + rows * np, tmp + kGemmNr * np, 0.0f);
-    float* dst = bp + q * np * kGemmNr;
-    for (int64_t pb = 0; pb < np; pb += kBlock) {
-      const int64_t pe = std::min(np, pb + kBlock);
-      for (int64_t i = 0; i < kGemmNr; ++i) {
-        const float* src = tmp + i * np;
-        for (int64_t p = pb; p < pe; ++p) dst[p * kGemmNr + i] = src[p];
-      }
-    }
   }
 }
 
@@ -305,39 +284,49 @@ void conv2d_backward_input(const ConvGeom& g, const float* dy, const float* w, f
   }
 }
 
-// Threads split the rows R of dW (and of the col matrix they need); the pixel chunks, which set
-// the summation order, do not depend on the thread count.
+// Computed transposed, dW_g^T [R,Kg] += col [R,np] · dY_g^T [np,Kg]: the col rows feed the GEMM in
+// place (no packing or transposing of the big operand) and only the small dY chunk is packed.
+// Threads split the rows R; the pixel chunks, which set the summation order, do not depend on the
+// thread count.
 void conv2d_backward_weight(const ConvGeom& g, const float* x, const float* dy, float* dw) {
   assert(g.valid());
   const Dims d = dims_of(g);
   const int nt = conv_threads(g);
   const int64_t chunk = d.direct ? d.p : chunk_cols(d);
+  const int64_t kg_pad = (d.kg + kGemmNr - 1) / kGemmNr * kGemmNr;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int t = omp_get_thread_num(), nth = omp_get_num_threads();
     int64_t r0, r1;
-    split_range(d.r, kGemmNr, t, nth, r0, r1);
-    const int64_t rows_pad = (r1 - r0 + kGemmNr - 1) / kGemmNr * kGemmNr;
-    float* bp = d.direct || r0 >= r1 ? nullptr : t_col.get(static_cast<size_t>(rows_pad * chunk));
-    for (int64_t kk = 0; kk < g.k && r0 < r1; ++kk)
-      std::fill(dw + kk * d.r + r0, dw + kk * d.r + r1, 0.0f);
-    for (int64_t in = 0; in < g.n && r0 < r1; ++in)
-      for (int64_t gi = 0; gi < g.groups; ++gi) {
+    split_range(d.r, kGemmMr, t, nth, r0, r1);
+    const int64_t rows = r1 - r0;
+    float* col = d.direct || rows <= 0 ? nullptr : t_col.get(static_cast<size_t>(rows * chunk));
+    float* bp = rows <= 0 ? nullptr : t_tmp.get(static_cast<size_t>(kg_pad * chunk));
+    float* acc = rows <= 0 ? nullptr : t_wpack.get(static_cast<size_t>(rows * d.kg));  // [rows,Kg]
+    for (int64_t gi = 0; gi < g.groups && rows > 0; ++gi) {
+      std::fill(acc, acc + rows * d.kg, 0.0f);
+      for (int64_t in = 0; in < g.n; ++in) {
         const float* xg = x + (in * g.c + gi * d.cg) * d.hw;
         const float* dyg = dy + (in * g.k + gi * d.kg) * d.p;
-        float* dwg = dw + gi * d.kg * d.r;
         for (int64_t p0 = 0; p0 < d.p; p0 += chunk) {
           const int64_t np = std::min(chunk, d.p - p0);
-          // B(k = pixel, j = row r) = col[r, pixel]: the col matrix read transposed.
+          sgemm_pack_b(np, d.kg, dyg + p0, 1, d.p, bp);  // B(p, kk) = dY[kk, p0 + p]
           if (d.direct) {
-            sgemm(d.kg, r1 - r0, np, dyg + p0, d.p, 1, xg + r0 * d.hw + p0, 1, d.hw, dwg + r0, d.r,
-                  true, 1);
+            sgemm_arows_packed_b(rows, d.kg, np, xg + r0 * d.hw + p0, d.hw, bp, acc, d.kg, true);
           } else {
-            im2col_packed_t(g, d, xg, p0, np, r0, r1, bp);
-            sgemm_packed_b(d.kg, r1 - r0, np, dyg + p0, d.p, 1, bp, dwg + r0, d.r, true);
+            im2col_rows(g, d, xg, p0, np, r0, r1, col);
+            sgemm_arows_packed_b(rows, d.kg, np, col, np, bp, acc, d.kg, true);
           }
         }
       }
+      float* dwg = dw + gi * d.kg * d.r;
+      constexpr int64_t kTile = 32;  // cache-friendly transpose of acc [rows,Kg] into dW [Kg,R]
+      for (int64_t rb = 0; rb < rows; rb += kTile)
+        for (int64_t kb = 0; kb < d.kg; kb += kTile)
+          for (int64_t kk = kb; kk < std::min(d.kg, kb + kTile); ++kk)
+            for (int64_t r = rb; r < std::min(rows, rb + kTile); ++r)
+              dwg[kk * d.r + r0 + r] = acc[r * d.kg + kk];
+    }
   }
 }
 

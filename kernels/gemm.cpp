@@ -21,7 +21,8 @@ namespace {
 
 constexpr int64_t kMc = 144;  // multiple of kGemmMr
 constexpr int64_t kKc = 256;
-constexpr int64_t kNc = 3072;  // multiple of kGemmNr
+constexpr int64_t kNc = 3072;      // multiple of kGemmNr
+constexpr int64_t kNcArows = 128;  // multiple of kGemmNr
 // Below this many multiply-adds a second thread costs more than it saves.
 constexpr int64_t kParallelMinMacs = int64_t{1} << 18;
 
@@ -166,6 +167,19 @@ void sgemm_ukernel_6x16__ref(int64_t kc, const float* ap, const float* bp, float
       c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
 }
 
+void sgemm_ukernel_6x16_arows__ref(int64_t kc, const float* a, int64_t lda, const float* bp,
+                                   float* c, int64_t ldc, bool accumulate) {
+  float acc[kGemmMr][kGemmNr] = {};
+  for (int64_t p = 0; p < kc; ++p)
+    for (int i = 0; i < kGemmMr; ++i) {
+      const float av = a[i * lda + p];
+      for (int j = 0; j < kGemmNr; ++j) acc[i][j] += av * bp[p * kGemmNr + j];
+    }
+  for (int i = 0; i < kGemmMr; ++i)
+    for (int j = 0; j < kGemmNr; ++j)
+      c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
+}
+
 GemmMicrokernel sgemm_active_ukernel() {
   static const GemmMicrokernel k = active_isa() >= Isa::avx2 && cpu_features().fma
                                        ? sgemm_ukernel_6x16__avx2
@@ -220,6 +234,56 @@ void sgemm_packed_b(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_
       pack_a(mc, kc, a + ic * rs_a + pc * cs_a, rs_a, cs_a, ap);
       macro_kernel(mc, n, kc, ap, kc * kGemmMr, bp + pc * kGemmNr, k * kGemmNr, c + ic * ldc, ldc,
                    accumulate || pc > 0, uk);
+    }
+  }
+}
+
+void sgemm_pack_b(int64_t k, int64_t n, const float* b, int64_t rs_b, int64_t cs_b, float* bp) {
+  pack_b(k, n, b, rs_b, cs_b, bp);
+}
+
+void sgemm_arows_packed_b(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                          const float* bp, float* c, int64_t ldc, bool accumulate) {
+  assert(reinterpret_cast<uintptr_t>(bp) % 32 == 0);
+  if (zero_depth(m, n, k, c, ldc, accumulate)) return;
+  static const GemmMicrokernelArows uk = active_isa() >= Isa::avx2 && cpu_features().fma
+                                             ? sgemm_ukernel_6x16_arows__avx2
+                                             : sgemm_ukernel_6x16_arows__ref;
+  alignas(64) float tile[kGemmMr * kGemmNr];
+  float* rows = nullptr;  // the last partial 6-row block, zero-padded (kc x 6 at most)
+  // Per kc slice and block of kNcArows columns (B block <= 128 KiB, L2), 6 rows of A stay in L1
+  // across the block's panels.
+  for (int64_t pc = 0; pc < k; pc += kKc) {
+    const int64_t kc = std::min(kKc, k - pc);
+    const bool acc = accumulate || pc > 0;
+    for (int64_t jc = 0; jc < n; jc += kNcArows) {
+      const int64_t nc = std::min(kNcArows, n - jc);
+      for (int64_t ir = 0; ir < m; ir += kGemmMr) {
+        const int64_t mr = std::min<int64_t>(kGemmMr, m - ir);
+        const float* ablk = a + ir * lda + pc;
+        int64_t ld = lda;
+        if (mr < kGemmMr) {
+          rows = t_apack.get(static_cast<size_t>(kGemmMr * kKc));
+          for (int64_t i = 0; i < kGemmMr; ++i)
+            for (int64_t p = 0; p < kc; ++p) rows[i * kc + p] = i < mr ? ablk[i * lda + p] : 0.0f;
+          ablk = rows;
+          ld = kc;
+        }
+        for (int64_t jr = jc; jr < jc + nc; jr += kGemmNr) {
+          const int64_t nr = std::min<int64_t>(kGemmNr, n - jr);
+          const float* bpanel = bp + (jr / kGemmNr) * k * kGemmNr + pc * kGemmNr;
+          float* cp = c + ir * ldc + jr;
+          if (mr == kGemmMr && nr == kGemmNr) {
+            uk(kc, ablk, ld, bpanel, cp, ldc, acc);
+            continue;
+          }
+          uk(kc, ablk, ld, bpanel, tile, kGemmNr, false);
+          for (int64_t i = 0; i < mr; ++i)
+            for (int64_t j = 0; j < nr; ++j)
+              cp[i * ldc + j] =
+                  acc ? cp[i * ldc + j] + tile[i * kGemmNr + j] : tile[i * kGemmNr + j];
+        }
+      }
     }
   }
 }

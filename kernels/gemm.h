@@ -31,6 +31,14 @@ void sgemm_pack_a(int64_t m, int64_t k, const float* a, int64_t rs_a, int64_t cs
 void sgemm_packed(int64_t m, int64_t n, int64_t k, const float* ap, const float* bp, float* c,
                   int64_t ldc, bool accumulate);
 
+// Packs B [k,n] (element (p,j) at b[p*rs_b + j*cs_b]) into full-depth panels: panel q at
+// bp + q*16*k (the layout sgemm_packed_b / sgemm_packed / sgemm_arows_packed_b take).
+void sgemm_pack_b(int64_t k, int64_t n, const float* b, int64_t rs_b, int64_t cs_b, float* bp);
+// Single-threaded, row-major A [m,k] read in place (leading dimension lda, k contiguous) and B
+// pre-packed: for A that is produced row by row (im2col) and used only once.
+void sgemm_arows_packed_b(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                          const float* bp, float* c, int64_t ldc, bool accumulate);
+
 // Plain triple loop with double accumulation, for tests.
 void sgemm__ref(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a, int64_t cs_a,
                 const float* b, int64_t rs_b, int64_t cs_b, float* c, int64_t ldc, bool accumulate);
@@ -47,5 +55,12 @@ void sgemm_ukernel_6x16__avx2(int64_t kc, const float* ap, const float* bp, floa
                               bool accumulate);
 // The microkernel for kernels/cpu_features.h's active_isa().
 GemmMicrokernel sgemm_active_ukernel();
+// Same tile with A read in place: row i at a + i*lda, k contiguous.
+using GemmMicrokernelArows = void (*)(int64_t kc, const float* a, int64_t lda, const float* bp,
+                                      float* c, int64_t ldc, bool accumulate);
+void sgemm_ukernel_6x16_arows__ref(int64_t kc, const float* a, int64_t lda, const float* bp,
+                                   float* c, int64_t ldc, bool accumulate);
+void sgemm_ukernel_6x16_arows__avx2(int64_t kc, const float* a, int64_t lda, const float* bp,
+                                    float* c, int64_t ldc, bool accumulate);
 
 }  // namespace bfcn
