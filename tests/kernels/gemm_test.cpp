@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <vector>
 
 #include "core/rng.h"
@@ -95,6 +96,34 @@ TEST_CASE("sgemm splits large problems over threads with identical results") {
   }
 }
 
+TEST_CASE("pre-packed sgemm entry points match the reference") {
+  Rng rng(13);
+  for (auto [m, n, k] :
+       {std::array<int64_t, 3>{1, 1, 1}, {7, 17, 3}, {13, 40, 300}, {150, 33, 257}, {6, 16, 256}}) {
+    const auto a = random_vec(m * k, rng), b = random_vec(k * n, rng);
+    const int64_t mpan = (m + kGemmMr - 1) / kGemmMr, npan = (n + kGemmNr - 1) / kGemmNr;
+    float* ap = static_cast<float*>(std::aligned_alloc(64, size_t(mpan * kGemmMr * k * 4 + 64)));
+    float* bp = static_cast<float*>(std::aligned_alloc(64, size_t(npan * kGemmNr * k * 4 + 64)));
+    sgemm_pack_a(m, k, a.data(), k, 1, 0, mpan, ap);
+    sgemm_pack_b(k, n, b.data(), n, 1, bp);
+    for (bool acc : {false, true}) {
+      const auto c0 = random_vec(m * n, rng);
+      auto want = c0;
+      sgemm__ref(m, n, k, a.data(), k, 1, b.data(), n, 1, want.data(), n, acc);
+      auto c1 = c0, c2 = c0, c3 = c0;
+      sgemm_packed(m, n, k, ap, bp, c1.data(), n, acc);
+      sgemm_packed_b(m, n, k, a.data(), k, 1, bp, c2.data(), n, acc);
+      sgemm_arows_packed_b(m, n, k, a.data(), k, bp, c3.data(), n, acc);
+      INFO("m=" << m << " n=" << n << " k=" << k << " acc=" << acc);
+      CHECK(rel_err(c1, want) < 1e-5);
+      CHECK(rel_err(c2, want) < 1e-5);
+      CHECK(rel_err(c3, want) < 1e-5);
+    }
+    std::free(ap);
+    std::free(bp);
+  }
+}
+
 TEST_CASE("sgemm microkernels agree") {
   if (!cpu_features().avx2 || !cpu_features().fma) BFCN_SKIP("no AVX2+FMA on this CPU");
   Rng rng(3);
@@ -112,6 +141,15 @@ TEST_CASE("sgemm microkernels agree") {
       CHECK(rel_err(v, r) < 1e-5);
       for (int i = 0; i < kGemmMr; ++i)  // columns 16..19 of each row are outside the tile
         for (int j = kGemmNr; j < 20; ++j) CHECK(v[i * 20 + j] == c0[i * 20 + j]);
+      // The in-place-A variant: row i of A at a + i*lda, k contiguous.
+      std::vector<float> arows(static_cast<size_t>(kGemmMr * (kc + 3)));
+      for (int i = 0; i < kGemmMr; ++i)
+        for (int64_t p = 0; p < kc; ++p) arows[i * (kc + 3) + p] = ap[p * kGemmMr + i];
+      auto r2 = c0, v2 = c0;
+      sgemm_ukernel_6x16_arows__ref(kc, arows.data(), kc + 3, bp, r2.data(), 20, acc);
+      sgemm_ukernel_6x16_arows__avx2(kc, arows.data(), kc + 3, bp, v2.data(), 20, acc);
+      CHECK(rel_err(r2, r) < 1e-5);
+      CHECK(rel_err(v2, r) < 1e-5);
     }
   }
 }
