@@ -1,6 +1,8 @@
 // The dataset evaluation loop and prediction saving.
 #include "eval/evaluate.h"
 
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 
@@ -79,11 +81,15 @@ EvaluateResult evaluate_dataset(const SegDataset& ds, const LogitsFn& fn,
                       o.cityscapes_label_ids);
     }
     ++r.n_images;
-    if (o.log_every > 0 && (r.n_images % o.log_every == 0 || i + 1 == n)) {
+    // A live line with ETA on a terminal; one line per log_every images otherwise (CI logs).
+    const bool tty = isatty(STDERR_FILENO) != 0, last = i + 1 == n;
+    if (o.log_every > 0 && (tty || r.n_images % o.log_every == 0 || last)) {
       const double sec =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      std::fprintf(stderr, "eval: %d/%zu images, %.2f img/s, running mIoU %.2f%%\n", r.n_images, n,
-                   r.n_images / sec, 100.0 * compute_metrics(r.cm).miou);
+      const double rate = r.n_images / sec;
+      std::fprintf(stderr, "%seval: %d/%zu images, %.2f img/s, ETA %.0f s, running mIoU %.2f%%%s",
+                   tty ? "\r" : "", r.n_images, n, rate, static_cast<double>(n - i - 1) / rate,
+                   100.0 * compute_metrics(r.cm).miou, tty && !last ? "" : "\n");
     }
   }
   r.metrics = compute_metrics(r.cm);
