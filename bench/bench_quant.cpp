@@ -1,0 +1,173 @@
+// `bfcn bench quant`: what DoReFa quantization adds to a training step. Times forward+backward of
+// one block conv3x3 -> BN -> activation at FP32 (Conv2d + ReLU) and quantized (QConv2d + QuantAct)
+// in the same run, and the quantizers alone (activation: clip+round vs ReLU; weight: fw vs none).
+// Ratios are what matter (issue 3 target: a W1A2 step <= 1.15x the FP32 step).
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "autograd/ops.h"
+#include "autograd/quant.h"
+#include "bench/bench.h"
+#include "core/error.h"
+#include "core/rng.h"
+#include "layers/activation.h"
+#include "layers/batch_norm.h"
+#include "layers/conv.h"
+
+namespace bfcn::bench {
+namespace {
+
+Tensor random(const Shape& s, Rng& rng, float lo, float hi) {
+  Tensor t = Tensor::empty(s);
+  for (float& v : t.span<float>()) v = rng.uniform(lo, hi);
+  return t;
+}
+
+int parse_int(const std::string& flag, const std::string& v, int lo) {
+  int x = 0;
+  try {
+    size_t used = 0;
+    x = std::stoi(v, &used);
+    BFCN_CHECK(used == v.size(), "");
+  } catch (...) {
+    x = lo - 1;
+  }
+  BFCN_CHECK(x >= lo, "bench quant: ", flag, " must be an integer >= ", lo, ", got '", v, "'");
+  return x;
+}
+
+struct Row {
+  std::string name;
+  double ms;
+  double ratio;  // vs the FP32 reference of its group
+};
+
+int run(const std::vector<std::string>& args) {
+  int batch = 2, channels = 128, h = 40, w = 40, reps = 5, threads = 0;
+  std::string json_path;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&]() -> const std::string& {
+      BFCN_CHECK(i + 1 < args.size(), "bench quant: flag ", a, " needs a value");
+      return args[++i];
+    };
+    if (a == "--help" || a == "-h") {
+      std::printf(
+          "usage: bfcn bench quant [--batch B] [--channels C] [--input HxW] [--threads N] "
+          "[--reps R] [--json FILE]\n"
+          "  times fwd+bwd of conv3x3(C->C) -> BN -> act at FP32 vs W1A2/W2A2 and the quantizers "
+          "alone\n  example: bfcn bench quant --batch 2 --channels 128 --input 40x40\n");
+      return 0;
+    } else if (a == "--batch") {
+      batch = parse_int(a, value(), 1);
+    } else if (a == "--channels") {
+      channels = parse_int(a, value(), 1);
+    } else if (a == "--input") {
+      const std::string v = value();
+      const size_t x = v.find('x');
+      h = parse_int(a, v.substr(0, x), 1);
+      w = x == std::string::npos ? h : parse_int(a, v.substr(x + 1), 1);
+    } else if (a == "--threads") {
+      threads = parse_int(a, value(), 1);
+    } else if (a == "--reps") {
+      reps = parse_int(a, value(), 1);
+    } else if (a == "--json") {
+      json_path = value();
+    } else {
+      throw Error("bench quant: unknown flag '" + a + "' (try --help)");
+    }
+  }
+  if (threads > 0) omp_set_num_threads(threads);
+
+  Rng rng(1);
+  const Conv2dOptions o{channels, channels, 3, 1, 1};
+  const Tensor x = random({batch, channels, h, w}, rng, -0.5f, 1.5f);
+  const Tensor seed = random({batch, channels, h, w}, rng, -1.0f, 1.0f);
+  std::vector<Row> rows;
+
+  // Block variants, timed interleaved (round-robin, best of reps each) so that load drifts on a
+  // shared machine hit every variant alike. One step: forward, backward from a fixed seed.
+  struct Variant {
+    std::string name;
+    std::shared_ptr<Module> conv, act;
+    std::shared_ptr<BatchNorm2d> bn;
+    double best = 1e30;
+  };
+  std::vector<Variant> variants;
+  {
+    Rng r(2);
+    variants.push_back({"block FP32 (Conv2d+BN+ReLU)", std::make_shared<Conv2d>(o, r),
+                        std::make_shared<ReLU>(), std::make_shared<BatchNorm2d>(channels)});
+  }
+  for (const QuantSpec q :
+       {QuantSpec{1, 2}, QuantSpec{1, 2, 32, true}, QuantSpec{2, 2}, QuantSpec{1, 2, 8}}) {
+    Rng r(2);
+    std::string name = "block W" + std::to_string(q.w_bits) + "A" + std::to_string(q.a_bits);
+    if (q.g_bits < 32) name += "G" + std::to_string(q.g_bits);
+    if (q.w_scale_channel) name += " per-channel E";
+    variants.push_back({name, std::make_shared<QConv2d>(o, q, r),
+                        std::make_shared<QuantAct>(q.a_bits),
+                        std::make_shared<BatchNorm2d>(channels)});
+  }
+  const Var xv(x, true);
+  for (int rep = 0; rep <= reps; ++rep)  // rep 0 is the warm-up
+    for (Variant& v : variants) {
+      const double s = best_seconds(
+          [&] {
+            v.conv->zero_grad();
+            v.bn->zero_grad();
+            v.act->forward(v.bn->forward(v.conv->forward(xv))).backward(seed);
+          },
+          1, 0);
+      if (rep > 0) v.best = std::min(v.best, s);
+    }
+  const double fp = 1e3 * variants[0].best;
+  for (const Variant& v : variants) rows.push_back({v.name, 1e3 * v.best, 1e3 * v.best / fp});
+
+  // The quantizers alone, fwd+bwd, on the activation and on the weight.
+  const Var xa(x, true);
+  const double relu_ms = 1e3 * best_seconds([&] { relu(xa).backward(seed); }, reps);
+  const double qa_ms = 1e3 * best_seconds([&] { quantize_activation(xa, 2).backward(seed); }, reps);
+  rows.push_back({"act ReLU fwd+bwd", relu_ms, 1.0});
+  rows.push_back({"act quantize_activation(2) fwd+bwd", qa_ms, qa_ms / relu_ms});
+  const Tensor wt = random({channels, channels, 3, 3}, rng, -0.1f, 0.1f);
+  const Tensor wseed = random(wt.shape(), rng, -1.0f, 1.0f);
+  const Var wv(wt, true);
+  for (int k : {1, 2}) {
+    const double ms = 1e3 * best_seconds([&] { quantize_weight(wv, k).backward(wseed); }, reps);
+    rows.push_back({"weight quantize_weight(" + std::to_string(k) + ") fwd+bwd", ms, ms / fp});
+  }
+
+  std::printf("bfcn bench quant: batch %d, %d->%d 3x3 @ %dx%d, %d threads, best of %d\n", batch,
+              channels, channels, h, w, omp_get_max_threads(), reps);
+  std::printf("%-40s %10s %8s\n", "what", "ms", "ratio");
+  for (const Row& r : rows) std::printf("%-40s %10.3f %7.3fx\n", r.name.c_str(), r.ms, r.ratio);
+  std::printf("(block ratios vs the FP32 block; act vs ReLU; weight vs the FP32 block)\n");
+  if (!json_path.empty()) {
+    nlohmann::json j;
+    j["batch"] = batch;
+    j["channels"] = channels;
+    j["input"] = std::to_string(h) + "x" + std::to_string(w);
+    j["threads"] = omp_get_max_threads();
+    for (const Row& r : rows)
+      j["rows"].push_back({{"name", r.name}, {"ms", r.ms}, {"ratio", r.ratio}});
+    std::ofstream f(json_path);
+    BFCN_CHECK_IO(f.good(), "bench quant: cannot write --json file '", json_path,
+                  "'; check the folder exists and is writable");
+    f << j.dump(2) << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+BFCN_REGISTER_BENCH("quant", "DoReFa quantization overhead: FP32 vs W1A2/W2A2 block fwd+bwd", run);
+
+}  // namespace bfcn::bench
