@@ -41,6 +41,9 @@ bool ConvGeom::valid() const {
 
 namespace {
 
+// Forward pixel chunk: the col block [R, 256] is read in place by the GEMM, 256 floats per row
+// keep the rows of one 256-deep k slice within a few pages (TLB) and the block mostly in L2.
+constexpr int64_t kFwdChunk = 256;
 constexpr int64_t kParallelMinMacs = int64_t{1} << 18;  // below this one thread is faster
 
 // Grow-only aligned scratch for the column chunk of the calling thread.
@@ -104,9 +107,10 @@ void valid_ow(const ConvGeom& g, int64_t wo, int64_t off_w, int64_t& lo, int64_t
   hi = std::max(hi, lo);
 }
 
-// Rows [r0, r1) of im2col(x_g) restricted to the columns [p0, p0+np): col[r-r0, j], x_g [Cg,h,w].
+// Rows [r0, r1) of im2col(x_g) restricted to the columns [p0, p0+np): col[(r-r0)*ld + j],
+// x_g [Cg,h,w].
 void im2col_rows(const ConvGeom& g, const Dims& d, const float* xg, int64_t p0, int64_t np,
-                 int64_t r0, int64_t r1, float* col) {
+                 int64_t r0, int64_t r1, float* col, int64_t ld) {
   const int64_t khw = g.kh * g.kw;
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t ch = r / khw, ki = (r / g.kw) % g.kh, kj = r % g.kw;
@@ -114,7 +118,7 @@ void im2col_rows(const ConvGeom& g, const Dims& d, const float* xg, int64_t p0, 
     const int64_t off_h = ki * g.dilation_h - g.pad_h, off_w = kj * g.dilation_w - g.pad_w;
     int64_t lo, hi;
     valid_ow(g, d.wo, off_w, lo, hi);
-    float* dst = col + (r - r0) * np;
+    float* dst = col + (r - r0) * ld;
     for (int64_t p = p0; p < p0 + np;) {
       const int64_t oh = p / d.wo, ow0 = p % d.wo, ow1 = std::min(d.wo, ow0 + (p0 + np - p));
       float* dd = dst + (p - p0);  // dd[ow - ow0] is column (oh, ow)
@@ -135,22 +139,6 @@ void im2col_rows(const ConvGeom& g, const Dims& d, const float* xg, int64_t p0, 
       }
       p += ow1 - ow0;
     }
-  }
-}
-
-// The im2col chunk (all R rows, columns [p0, p0+np)) written straight into sgemm_packed_b's B
-// layout: panel q holds columns 16q..16q+15, R rows of 16 (zeros past np). Each row is built in a
-// small L1-resident buffer and copied out 16 floats at a time, saving a full pass over the chunk.
-void im2col_packed(const ConvGeom& g, const Dims& d, const float* xg, int64_t p0, int64_t np,
-                   float* bp) {
-  const int64_t npan = (np + kGemmNr - 1) / kGemmNr;
-  float* row = t_tmp.get(static_cast<size_t>(npan * kGemmNr));
-  std::fill(row + np, row + npan * kGemmNr, 0.0f);
-  for (int64_t r = 0; r < d.r; ++r) {
-    im2col_rows(g, d, xg, p0, np, r, r + 1, row);
-    float* dst = bp + r * kGemmNr;
-    for (int64_t q = 0; q < npan; ++q)
-      std::memcpy(dst + q * d.r * kGemmNr, row + q * kGemmNr, kGemmNr * sizeof(float));
   }
 }
 
@@ -222,9 +210,8 @@ void conv2d_forward(const ConvGeom& g, const float* x, const float* w, const flo
     }
     int64_t q0, q1;
     split_range(d.p, kGemmNr, t, nth, q0, q1);
-    const int64_t chunk = d.direct ? std::max<int64_t>(1, q1 - q0) : chunk_cols(d);
-    const int64_t chunk_pad = (chunk + kGemmNr - 1) / kGemmNr * kGemmNr;
-    float* bp = d.direct || q0 >= q1 ? nullptr : t_col.get(static_cast<size_t>(d.r * chunk_pad));
+    const int64_t chunk = d.direct ? std::max<int64_t>(1, q1 - q0) : kFwdChunk;
+    float* col = d.direct || q0 >= q1 ? nullptr : t_col.get(static_cast<size_t>(d.r * kFwdChunk));
     for (int64_t in = 0; in < g.n && q0 < q1; ++in)
       for (int64_t gi = 0; gi < g.groups; ++gi) {
         const float* xg = x + (in * g.c + gi * d.cg) * d.hw;
@@ -235,8 +222,13 @@ void conv2d_forward(const ConvGeom& g, const float* x, const float* w, const flo
           if (d.direct) {
             sgemm(d.kg, np, d.r, wg, d.r, 1, xg + p0, d.hw, 1, yg + p0, d.p, false, 1);
           } else {
-            im2col_packed(g, d, xg, p0, np, bp);
-            sgemm_packed(d.kg, np, d.r, wp + gi * wp_group, bp, yg + p0, d.p, false);
+            // col [R, ld]: the GEMM reads whole 16-column rows, so pad columns are zeroed.
+            const int64_t ld = (np + kGemmNr - 1) / kGemmNr * kGemmNr;
+            im2col_rows(g, d, xg, p0, np, 0, d.r, col, ld);
+            if (ld > np)
+              for (int64_t r = 0; r < d.r; ++r)
+                std::fill(col + r * ld + np, col + (r + 1) * ld, 0.0f);
+            sgemm_packed_a(d.kg, np, d.r, wp + gi * wp_group, col, ld, yg + p0, d.p, false);
           }
         }
         if (bias != nullptr)
@@ -314,7 +306,7 @@ void conv2d_backward_weight(const ConvGeom& g, const float* x, const float* dy, 
           if (d.direct) {
             sgemm_arows_packed_b(rows, d.kg, np, xg + r0 * d.hw + p0, d.hw, bp, acc, d.kg, true);
           } else {
-            im2col_rows(g, d, xg, p0, np, r0, r1, col);
+            im2col_rows(g, d, xg, p0, np, r0, r1, col, np);
             sgemm_arows_packed_b(rows, d.kg, np, col, np, bp, acc, d.kg, true);
           }
         }

@@ -99,7 +99,7 @@ void pack_b(int64_t kc, int64_t nc, const float* b, int64_t rs, int64_t cs, floa
 // at ap + i * a_stride and holds kc groups of 6; B panel q (columns 16q..16q+15) at
 // bp + q * b_stride, kc groups of 16.
 void macro_kernel(int64_t mc, int64_t nc, int64_t kc, const float* ap, int64_t a_stride,
-                  const float* bp, int64_t b_stride, float* c, int64_t ldc, bool acc,
+                  const float* bp, int64_t b_stride, int64_t ldb, float* c, int64_t ldc, bool acc,
                   GemmMicrokernel ukernel) {
   alignas(64) float tile[kGemmMr * kGemmNr];
   for (int64_t jr = 0; jr < nc; jr += kGemmNr) {
@@ -109,10 +109,10 @@ void macro_kernel(int64_t mc, int64_t nc, int64_t kc, const float* ap, int64_t a
       const int64_t mr = std::min<int64_t>(kGemmMr, mc - ir);
       float* cp = c + ir * ldc + jr;
       if (mr == kGemmMr && nr == kGemmNr) {
-        ukernel(kc, ap + (ir / kGemmMr) * a_stride, bpanel, cp, ldc, acc);
+        ukernel(kc, ap + (ir / kGemmMr) * a_stride, bpanel, ldb, cp, ldc, acc);
         continue;
       }
-      ukernel(kc, ap + (ir / kGemmMr) * a_stride, bpanel, tile, kGemmNr, false);
+      ukernel(kc, ap + (ir / kGemmMr) * a_stride, bpanel, ldb, tile, kGemmNr, false);
       for (int64_t i = 0; i < mr; ++i)
         for (int64_t j = 0; j < nr; ++j)
           cp[i * ldc + j] = acc ? cp[i * ldc + j] + tile[i * kGemmNr + j] : tile[i * kGemmNr + j];
@@ -145,8 +145,8 @@ void gemm_serial(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a, 
       for (int64_t ic = 0; ic < m; ic += kMc) {
         const int64_t mc = std::min(kMc, m - ic);
         pack_a(mc, kc, a + ic * rs_a + pc * cs_a, rs_a, cs_a, ap);
-        macro_kernel(mc, nc, kc, ap, kc * kGemmMr, bp, kc * kGemmNr, c + ic * ldc + jc, ldc,
-                     accumulate || pc > 0, ukernel);
+        macro_kernel(mc, nc, kc, ap, kc * kGemmMr, bp, kc * kGemmNr, kGemmNr, c + ic * ldc + jc,
+                     ldc, accumulate || pc > 0, ukernel);
       }
     }
   }
@@ -154,13 +154,13 @@ void gemm_serial(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a, 
 
 }  // namespace
 
-void sgemm_ukernel_6x16__ref(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
-                             bool accumulate) {
+void sgemm_ukernel_6x16__ref(int64_t kc, const float* ap, const float* bp, int64_t ldb, float* c,
+                             int64_t ldc, bool accumulate) {
   float acc[kGemmMr][kGemmNr] = {};
   for (int64_t p = 0; p < kc; ++p)
     for (int i = 0; i < kGemmMr; ++i) {
       const float av = ap[p * kGemmMr + i];
-      for (int j = 0; j < kGemmNr; ++j) acc[i][j] += av * bp[p * kGemmNr + j];
+      for (int j = 0; j < kGemmNr; ++j) acc[i][j] += av * bp[p * ldb + j];
     }
   for (int i = 0; i < kGemmMr; ++i)
     for (int j = 0; j < kGemmNr; ++j)
@@ -232,8 +232,8 @@ void sgemm_packed_b(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_
     for (int64_t ic = 0; ic < m; ic += kMc) {
       const int64_t mc = std::min(kMc, m - ic);
       pack_a(mc, kc, a + ic * rs_a + pc * cs_a, rs_a, cs_a, ap);
-      macro_kernel(mc, n, kc, ap, kc * kGemmMr, bp + pc * kGemmNr, k * kGemmNr, c + ic * ldc, ldc,
-                   accumulate || pc > 0, uk);
+      macro_kernel(mc, n, kc, ap, kc * kGemmMr, bp + pc * kGemmNr, k * kGemmNr, kGemmNr,
+                   c + ic * ldc, ldc, accumulate || pc > 0, uk);
     }
   }
 }
@@ -305,8 +305,23 @@ void sgemm_packed(int64_t m, int64_t n, int64_t k, const float* ap, const float*
     const int64_t kc = std::min(kKc, k - pc);
     for (int64_t ic = 0; ic < m; ic += kMc)
       macro_kernel(std::min(kMc, m - ic), n, kc, ap + (ic / kGemmMr) * k * kGemmMr + pc * kGemmMr,
-                   k * kGemmMr, bp + pc * kGemmNr, k * kGemmNr, c + ic * ldc, ldc,
+                   k * kGemmMr, bp + pc * kGemmNr, k * kGemmNr, kGemmNr, c + ic * ldc, ldc,
                    accumulate || pc > 0, uk);
+  }
+}
+
+void sgemm_packed_a(int64_t m, int64_t n, int64_t k, const float* ap, const float* b, int64_t ldb,
+                    float* c, int64_t ldc, bool accumulate) {
+  assert(reinterpret_cast<uintptr_t>(ap) % 32 == 0 && reinterpret_cast<uintptr_t>(b) % 32 == 0);
+  assert(ldb % kGemmNr == 0);
+  if (zero_depth(m, n, k, c, ldc, accumulate)) return;
+  const GemmMicrokernel uk = sgemm_active_ukernel();
+  for (int64_t pc = 0; pc < k; pc += kKc) {
+    const int64_t kc = std::min(kKc, k - pc);
+    for (int64_t ic = 0; ic < m; ic += kMc)
+      macro_kernel(std::min(kMc, m - ic), n, kc, ap + (ic / kGemmMr) * k * kGemmMr + pc * kGemmMr,
+                   k * kGemmMr, b + pc * ldb, kGemmNr, ldb, c + ic * ldc, ldc, accumulate || pc > 0,
+                   uk);
   }
 }
 

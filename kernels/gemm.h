@@ -27,6 +27,11 @@ void sgemm_packed_b(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_
 // of the ceil(m/6), so threads can share the work.
 void sgemm_pack_a(int64_t m, int64_t k, const float* a, int64_t rs_a, int64_t cs_a,
                   int64_t panel_lo, int64_t panel_hi, float* ap);
+// Single-threaded, A pre-packed (layout above) and B row-major [k,n] read in place with leading
+// dimension ldb (a multiple of 16, 32-byte aligned, and readable up to ceil(n/16)*16 columns):
+// for a B produced row by row (im2col) in a small cache-resident buffer.
+void sgemm_packed_a(int64_t m, int64_t n, int64_t k, const float* ap, const float* b, int64_t ldb,
+                    float* c, int64_t ldc, bool accumulate);
 // Single-threaded, both operands pre-packed (layouts above); 32-byte aligned.
 void sgemm_packed(int64_t m, int64_t n, int64_t k, const float* ap, const float* bp, float* c,
                   int64_t ldc, bool accumulate);
@@ -43,16 +48,17 @@ void sgemm_arows_packed_b(int64_t m, int64_t n, int64_t k, const float* a, int64
 void sgemm__ref(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a, int64_t cs_a,
                 const float* b, int64_t rs_b, int64_t cs_b, float* c, int64_t ldc, bool accumulate);
 
-// Microkernel contract (one 6x16 tile): C[6,16] (+)= Ap·Bp where Ap holds kc groups of 6 values
-// (one per row) and Bp kc groups of 16 (one per column), both 32-byte aligned.
+// Microkernel contract (one 6x16 tile): C[6,16] (+)= Ap·B where Ap holds kc groups of 6 values
+// (one per row) and B row p is the 16 floats at bp + p*ldb (ldb = 16 for a packed panel; a
+// row-major B is read in place). Ap and every B row are 32-byte aligned.
 constexpr int kGemmMr = 6;
 constexpr int kGemmNr = 16;
-using GemmMicrokernel = void (*)(int64_t kc, const float* ap, const float* bp, float* c,
-                                 int64_t ldc, bool accumulate);
-void sgemm_ukernel_6x16__ref(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
-                             bool accumulate);
-void sgemm_ukernel_6x16__avx2(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
-                              bool accumulate);
+using GemmMicrokernel = void (*)(int64_t kc, const float* ap, const float* bp, int64_t ldb,
+                                 float* c, int64_t ldc, bool accumulate);
+void sgemm_ukernel_6x16__ref(int64_t kc, const float* ap, const float* bp, int64_t ldb, float* c,
+                             int64_t ldc, bool accumulate);
+void sgemm_ukernel_6x16__avx2(int64_t kc, const float* ap, const float* bp, int64_t ldb, float* c,
+                              int64_t ldc, bool accumulate);
 // The microkernel for kernels/cpu_features.h's active_isa().
 GemmMicrokernel sgemm_active_ukernel();
 // Same tile with A read in place: row i at a + i*lda, k contiguous.

@@ -7,8 +7,8 @@
 
 namespace bfcn {
 
-void sgemm_ukernel_6x16__avx2(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
-                              bool accumulate) {
+void sgemm_ukernel_6x16__avx2(int64_t kc, const float* ap, const float* bp, int64_t ldb, float* c,
+                              int64_t ldc, bool accumulate) {
   __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
   __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
   __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
@@ -38,7 +38,7 @@ void sgemm_ukernel_6x16__avx2(int64_t kc, const float* ap, const float* bp, floa
     c50 = _mm256_fmadd_ps(a, b0, c50);
     c51 = _mm256_fmadd_ps(a, b1, c51);
     ap += kGemmMr;
-    bp += kGemmNr;
+    bp += ldb;
   }
   auto store = [&](float* row, __m256 lo, __m256 hi) {
     if (accumulate) {

@@ -110,7 +110,15 @@ TEST_CASE("pre-packed sgemm entry points match the reference") {
       const auto c0 = random_vec(m * n, rng);
       auto want = c0;
       sgemm__ref(m, n, k, a.data(), k, 1, b.data(), n, 1, want.data(), n, acc);
-      auto c1 = c0, c2 = c0, c3 = c0;
+      auto c1 = c0, c2 = c0, c3 = c0, c4 = c0;
+      // Row-major B with a 16-multiple leading dimension, read in place.
+      const int64_t ldb = npan * kGemmNr;
+      float* brow = static_cast<float*>(std::aligned_alloc(64, size_t(ldb * k * 4 + 64)));
+      for (int64_t p = 0; p < k; ++p)
+        for (int64_t j = 0; j < ldb; ++j) brow[p * ldb + j] = j < n ? b[p * n + j] : 0.0f;
+      sgemm_packed_a(m, n, k, ap, brow, ldb, c4.data(), n, acc);
+      std::free(brow);
+      CHECK(rel_err(c4, want) < 1e-5);
       sgemm_packed(m, n, k, ap, bp, c1.data(), n, acc);
       sgemm_packed_b(m, n, k, a.data(), k, 1, bp, c2.data(), n, acc);
       sgemm_arows_packed_b(m, n, k, a.data(), k, bp, c3.data(), n, acc);
@@ -135,8 +143,8 @@ TEST_CASE("sgemm microkernels agree") {
     for (bool acc : {false, true}) {
       auto c0 = random_vec(kGemmMr * 20, rng);
       auto r = c0, v = c0;
-      sgemm_ukernel_6x16__ref(kc, ap, bp, r.data(), 20, acc);
-      sgemm_ukernel_6x16__avx2(kc, ap, bp, v.data(), 20, acc);
+      sgemm_ukernel_6x16__ref(kc, ap, bp, kGemmNr, r.data(), 20, acc);
+      sgemm_ukernel_6x16__avx2(kc, ap, bp, kGemmNr, v.data(), 20, acc);
       INFO("kc=" << kc << " acc=" << acc);
       CHECK(rel_err(v, r) < 1e-5);
       for (int i = 0; i < kGemmMr; ++i)  // columns 16..19 of each row are outside the tile
