@@ -3,6 +3,7 @@
 // sum_k 2^k popcnt(a_k) of a patch is the sum of per-input-pixel counts, computed once per layer.
 #include "kernels/bitconv.h"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -16,10 +17,10 @@ int BitConvShape::row_words() const { return bitconv_row_words(taps(), in_c); }
 
 std::span<const BgemmVariant> bgemm_variants() {
   static const BgemmVariant kVariants[] = {
-      {Isa::ref, "bgemm__ref", bgemm__ref},
-      {Isa::avx2, "bgemm__avx2_popcnt", bgemm__avx2_popcnt},
-      {Isa::avx2, "bgemm__avx2", bgemm__avx2},
-      {Isa::avx512, "bgemm__avx512", bgemm__avx512},
+      {Isa::ref, "bgemm__ref", bgemm__ref, requant_pack__ref},
+      {Isa::avx2, "bgemm__avx2_popcnt", bgemm__avx2_popcnt, requant_pack__avx2},
+      {Isa::avx2, "bgemm__avx2", bgemm__avx2, requant_pack__avx2},
+      {Isa::avx512, "bgemm__avx512", bgemm__avx512, requant_pack__avx2},
   };
   return kVariants;
 }
@@ -34,6 +35,24 @@ const BgemmVariant& bgemm_active() {
     return best;
   }();
   return *chosen;
+}
+
+void requant_pack__ref(const int32_t* p, int n, int32_t corr, const float* mul, const float* add,
+                       int bits, uint64_t* out) {
+  const float levels = float((1 << bits) - 1);
+  uint8_t q[64];
+  const int cw = bit_words(n);
+  for (int wi = 0; wi < cw; ++wi) {
+    const int m = std::min(64, n - wi * 64);
+    std::memset(q, 0, sizeof(q));
+    for (int i = 0; i < m; ++i) {
+      const int o = wi * 64 + i;
+      q[i] = quantize_level(float(2 * p[o] - corr) * mul[o] + add[o], levels);
+    }
+    uint64_t planes[8];
+    pack_pixel_q(q, 64, bits, planes);  // one word per plane for 64 channels
+    for (int k = 0; k < bits; ++k) out[k * cw + wi] = planes[k];
+  }
 }
 
 namespace {
@@ -90,9 +109,11 @@ void im2col_row(const BitConvShape& s, const uint64_t* in, const int32_t* act_co
   }
 }
 
+// row_fn(oy, acc, count): acc holds I = 2P - (2^M-1)S, or raw P when raw_p (count then holds the
+// per-pixel correction (2^M-1)S for the caller to apply).
 template <class RowFn>
 void for_each_row(const BitConvShape& s, const uint64_t* in, const uint64_t* w,
-                  const BgemmVariant& v, RowFn&& row_fn) {
+                  const BgemmVariant& v, bool raw_p, RowFn&& row_fn) {
   const std::vector<int32_t> act_count = activation_counts(s, in);
   const int oh = s.out_h(), ow = s.out_w(), lp = s.row_words(), oc = s.out_c;
   const int32_t wmax = (1 << s.w_bits) - 1;
@@ -109,9 +130,12 @@ void for_each_row(const BitConvShape& s, const uint64_t* in, const uint64_t* w,
       for (int ox = 0; ox < ow; ++ox) {
         int32_t* a = r.acc.data() + int64_t(ox) * oc;
         const int32_t corr = wmax * r.count[size_t(ox)];
-        for (int o = 0; o < oc; ++o) a[o] = 2 * a[o] - corr;  // I = 2P - (2^M-1) S
+        if (raw_p)
+          r.count[size_t(ox)] = corr;
+        else
+          for (int o = 0; o < oc; ++o) a[o] = 2 * a[o] - corr;  // I = 2P - (2^M-1) S
       }
-      row_fn(oy, r.acc.data());
+      row_fn(oy, r.acc.data(), r.count.data());
     }
   }
 }
@@ -121,7 +145,7 @@ void for_each_row(const BitConvShape& s, const uint64_t* in, const uint64_t* w,
 void bitconv_int32(const BitConvShape& s, const uint64_t* in, const uint64_t* w, int32_t* out,
                    const BgemmVariant& v) {
   const int ow = s.out_w(), oc = s.out_c;
-  for_each_row(s, in, w, v, [&](int oy, const int32_t* acc) {
+  for_each_row(s, in, w, v, false, [&](int oy, const int32_t* acc, const int32_t*) {
     std::memcpy(out + int64_t(oy) * ow * oc, acc, sizeof(int32_t) * size_t(ow) * oc);
   });
 }
@@ -129,29 +153,22 @@ void bitconv_int32(const BitConvShape& s, const uint64_t* in, const uint64_t* w,
 void bitconv_forward(const BitConvShape& s, const uint64_t* in, const uint64_t* w,
                      const BitConvEpilogue& e, const BgemmVariant& v) {
   const int ow = s.out_w(), oc = s.out_c, cwo = bit_words(oc);
-  const float levels = float((1 << e.out_bits) - 1);
-  for_each_row(s, in, w, v, [&](int oy, const int32_t* acc) {
+  const bool packed = e.out_f32 == nullptr;
+  for_each_row(s, in, w, v, packed, [&](int oy, const int32_t* acc, const int32_t* corr) {
     const int64_t row = int64_t(oy) * ow;
     for (int ox = 0; ox < ow; ++ox) {
       const int32_t* a = acc + int64_t(ox) * oc;
-      if (e.out_f32) {
-        float* y = e.out_f32 + (row + ox) * oc;
-        const float* res = e.residual ? e.residual + (row + ox) * oc : nullptr;
-        for (int o = 0; o < oc; ++o) {
-          float val = float(a[o]) * e.mul[o] + e.add[o];
-          if (res) val += res[o];
-          y[o] = (e.relu && val < 0.0f) ? 0.0f : val;
-        }
-      } else {
-        uint64_t* y = e.out_packed + (row + ox) * e.out_bits * cwo;
-        std::memset(y, 0, sizeof(uint64_t) * e.out_bits * cwo);
-        for (int o = 0; o < oc; ++o) {
-          float val = float(a[o]) * e.mul[o] + e.add[o];
-          val = val > 0.0f ? (val < 1.0f ? val : 1.0f) : 0.0f;
-          const unsigned q = unsigned(std::nearbyint(val * levels));
-          for (int k = 0; k < e.out_bits; ++k)
-            y[k * cwo + (o >> 6)] |= uint64_t((q >> k) & 1u) << (o & 63);
-        }
+      if (packed) {
+        v.requant(a, oc, corr[ox], e.mul, e.add, e.out_bits,
+                  e.out_packed + (row + ox) * e.out_bits * cwo);
+        continue;
+      }
+      float* y = e.out_f32 + (row + ox) * oc;
+      const float* res = e.residual ? e.residual + (row + ox) * oc : nullptr;
+      for (int o = 0; o < oc; ++o) {
+        float val = float(a[o]) * e.mul[o] + e.add[o];
+        if (res) val += res[o];
+        y[o] = (e.relu && val < 0.0f) ? 0.0f : val;
       }
     }
   });

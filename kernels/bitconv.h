@@ -31,11 +31,20 @@ struct BitConvShape {
 using BgemmFn = void (*)(const uint64_t* a, int npix, const uint64_t* w, int noc, int k_bits,
                          int m_bits, int lp, int32_t* out, int ldo);
 
+// The packed epilogue of one output pixel: I = 2*p[o] - corr, v = I*mul[o] + add[o],
+// q = nearbyint(clip(v,0,1)*(2^bits-1)) packed into out [bits][cw(n)] (all words written).
+using RequantFn = void (*)(const int32_t* p, int n, int32_t corr, const float* mul,
+                           const float* add, int bits, uint64_t* out);
+
 struct BgemmVariant {
   Isa isa;
   const char* name;  // "bgemm__avx2"
   BgemmFn fn;
+  RequantFn requant;
 };
+
+void requant_pack__ref(const int32_t*, int, int32_t, const float*, const float*, int, uint64_t*);
+void requant_pack__avx2(const int32_t*, int, int32_t, const float*, const float*, int, uint64_t*);
 
 void bgemm__ref(const uint64_t*, int, const uint64_t*, int, int, int, int, int32_t*, int);
 void bgemm__avx2_popcnt(const uint64_t*, int, const uint64_t*, int, int, int, int, int32_t*, int);

@@ -5,22 +5,29 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 namespace bfcn {
+
+void pack_pixel_q(const uint8_t* q, int c, int bits, uint64_t* out) {
+  const int cw = bit_words(c);
+  for (int wi = 0; wi < cw; ++wi) {
+    uint64_t planes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const int n = std::min(64, c - wi * 64);
+    for (int b8 = 0; b8 < n; b8 += 8) {
+      uint64_t x = 0;
+      std::memcpy(&x, q + wi * 64 + b8, size_t(std::min(8, n - b8)));
+      for (int k = 0; k < bits; ++k)
+        planes[k] |= ((((x >> k) & 0x0101010101010101ull) * 0x0102040810204080ull) >> 56) << b8;
+    }
+    for (int k = 0; k < bits; ++k) out[k * cw + wi] = planes[k];
+  }
+}
 
 void pack_act_q(const uint8_t* q, int64_t pixels, int c, int bits, uint64_t* out) {
   const int cw = bit_words(c);
 #pragma omp parallel for schedule(static) if (pixels * c > 65536)
-  for (int64_t p = 0; p < pixels; ++p) {
-    uint64_t* o = out + p * bits * cw;
-    std::memset(o, 0, sizeof(uint64_t) * bits * cw);
-    const uint8_t* src = q + p * c;
-    for (int ch = 0; ch < c; ++ch) {
-      const uint64_t bit = uint64_t{1} << (ch & 63);
-      for (int k = 0; k < bits; ++k)
-        if ((src[ch] >> k) & 1) o[k * cw + (ch >> 6)] |= bit;
-    }
-  }
+  for (int64_t p = 0; p < pixels; ++p) pack_pixel_q(q + p * c, c, bits, out + p * bits * cw);
 }
 
 void unpack_act_q(const uint64_t* packed, int64_t pixels, int c, int bits, uint8_t* q) {
@@ -39,20 +46,19 @@ void quantize_pack_act(const float* x, int64_t pixels, int c, int bits, const fl
                        const float* add, uint64_t* out) {
   const int cw = bit_words(c);
   const float levels = float((1 << bits) - 1);
-#pragma omp parallel for schedule(static) if (pixels * c > 65536)
-  for (int64_t p = 0; p < pixels; ++p) {
-    uint64_t* o = out + p * bits * cw;
-    std::memset(o, 0, sizeof(uint64_t) * bits * cw);
-    const float* src = x + p * c;
-    for (int ch = 0; ch < c; ++ch) {
-      float v = src[ch];
-      if (mul) v *= mul[ch];
-      if (add) v += add[ch];
-      v = v > 0.0f ? (v < 1.0f ? v : 1.0f) : 0.0f;  // NaN → 0
-      const unsigned qv = unsigned(std::nearbyint(v * levels));
-      const uint64_t bit = uint64_t{1} << (ch & 63);
-      for (int k = 0; k < bits; ++k)
-        if ((qv >> k) & 1u) o[k * cw + (ch >> 6)] |= bit;
+#pragma omp parallel if (pixels * c > 65536)
+  {
+    std::vector<uint8_t> q(static_cast<size_t>(c));
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < pixels; ++p) {
+      const float* src = x + p * c;
+      for (int ch = 0; ch < c; ++ch) {
+        float v = src[ch];
+        if (mul) v *= mul[ch];
+        if (add) v += add[ch];
+        q[size_t(ch)] = quantize_level(v, levels);
+      }
+      pack_pixel_q(q.data(), c, bits, out + p * bits * cw);
     }
   }
 }

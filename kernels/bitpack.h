@@ -17,6 +17,15 @@ inline int bit_words(int c) { return (c + 63) / 64; }
 // chunk).
 inline int bitconv_row_words(int taps, int c) { return (taps * bit_words(c) + 3) / 4 * 4; }
 
+// One pixel: q [c] levels -> out [bits][cw], 8 channels per step (multiply gathers one bit of
+// each of 8 bytes into a byte). bits <= 8.
+void pack_pixel_q(const uint8_t* q, int c, int bits, uint64_t* out);
+// nearbyint(clip(v, 0, 1) * levels) for levels < 2^22, NaN -> 0, without a libm call.
+inline uint8_t quantize_level(float v, float levels) {
+  const float t = (v > 0.0f ? (v < 1.0f ? v : 1.0f) : 0.0f) * levels;
+  return uint8_t((t + 12582912.0f) - 12582912.0f);  // 1.5*2^23: round to nearest even
+}
+
 // q [pixels][c] with values < 2^bits  ->  out [pixels][bits][cw]
 void pack_act_q(const uint8_t* q, int64_t pixels, int c, int bits, uint64_t* out);
 // Inverse of pack_act_q.

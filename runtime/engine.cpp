@@ -14,7 +14,6 @@
 #include "kernels/bitconv.h"
 #include "kernels/bitpack.h"
 #include "kernels/gemm.h"
-#include "kernels/upsample.h"
 
 namespace bfcn::rt {
 
@@ -81,31 +80,37 @@ void store(Buf& out, std::vector<float>&& v, int bits, bool relu) {
   quantize_pack_act(v.data(), pix, out.c, bits, nullptr, nullptr, out.p.data());
 }
 
-// y [OH*OW][OC] = conv(x NHWC, w [OC][K*K*C]) + bias: per output row im2col + sgemm.
+// y [OH*OW][OC] = conv(x NHWC, w [OC][K*K*C]) + bias: im2col of a block of output rows (>= ~256
+// pixels so the GEMM amortises its packing) + sgemm, OpenMP over row blocks.
 void conv_f32_nhwc(const Layer& L, const float* x, int h, int w, float* y, int oh, int ow) {
   const int k = L.kernel, c = L.in_c, kk = k * k * c, oc = L.out_c;
+  const int rows = std::max(1, std::min(oh, (256 + ow - 1) / ow));
+  const int blocks = (oh + rows - 1) / rows;
 #pragma omp parallel
   {
-    std::vector<float> col(size_t(ow) * kk);
+    std::vector<float> col(size_t(rows) * ow * kk);
 #pragma omp for schedule(dynamic, 1)
-    for (int oy = 0; oy < oh; ++oy) {
-      for (int ox = 0; ox < ow; ++ox) {
-        float* dst = col.data() + int64_t(ox) * kk;
-        for (int ky = 0; ky < k; ++ky) {
-          const int iy = oy * L.stride - L.pad + ky * L.dilation;
-          for (int kx = 0; kx < k; ++kx) {
-            const int ix = ox * L.stride - L.pad + kx * L.dilation;
-            float* d = dst + (ky * k + kx) * c;
-            if (iy < 0 || iy >= h || ix < 0 || ix >= w)
-              std::memset(d, 0, sizeof(float) * c);
-            else
-              std::memcpy(d, x + (int64_t(iy) * w + ix) * c, sizeof(float) * c);
+    for (int blk = 0; blk < blocks; ++blk) {
+      const int y0 = blk * rows, y1 = std::min(oh, y0 + rows);
+      for (int oy = y0; oy < y1; ++oy)
+        for (int ox = 0; ox < ow; ++ox) {
+          float* dst = col.data() + (int64_t(oy - y0) * ow + ox) * kk;
+          for (int ky = 0; ky < k; ++ky) {
+            const int iy = oy * L.stride - L.pad + ky * L.dilation;
+            for (int kx = 0; kx < k; ++kx) {
+              const int ix = ox * L.stride - L.pad + kx * L.dilation;
+              float* d = dst + (ky * k + kx) * c;
+              if (iy < 0 || iy >= h || ix < 0 || ix >= w)
+                std::memset(d, 0, sizeof(float) * c);
+              else
+                std::memcpy(d, x + (int64_t(iy) * w + ix) * c, sizeof(float) * c);
+            }
           }
         }
-      }
-      float* yr = y + int64_t(oy) * ow * oc;
-      for (int ox = 0; ox < ow; ++ox) std::memcpy(yr + int64_t(ox) * oc, L.bias.data(), 4 * oc);
-      sgemm(ow, oc, kk, col.data(), kk, 1, L.weight.data(), 1, kk, yr, oc, true, 1);
+      const int64_t m = int64_t(y1 - y0) * ow;
+      float* yr = y + int64_t(y0) * ow * oc;
+      for (int64_t i = 0; i < m; ++i) std::memcpy(yr + i * oc, L.bias.data(), sizeof(float) * oc);
+      sgemm(m, oc, kk, col.data(), kk, 1, L.weight.data(), 1, kk, yr, oc, true, 1);
     }
   }
 }
@@ -130,15 +135,54 @@ void maxpool_nhwc(const float* x, int h, int w, int c, int k, int s, int p, floa
     }
 }
 
-// NHWC bilinear (align_corners false) through the NCHW kernel.
+// Source taps of PyTorch's bilinear resize, align_corners false: src = max(0, (d+0.5)*in/out-0.5).
+struct Tap {
+  int i0, i1;
+  float l0, l1;
+};
+std::vector<Tap> axis_taps(int in, int out) {
+  std::vector<Tap> t(static_cast<size_t>(out));
+  const float scale = float(in) / float(out);
+  for (int d = 0; d < out; ++d) {
+    float src = scale * (float(d) + 0.5f) - 0.5f;
+    if (src < 0.0f) src = 0.0f;
+    int i0 = int(src);
+    if (i0 > in - 1) i0 = in - 1;
+    const int i1 = i0 + 1 < in ? i0 + 1 : in - 1;
+    const float l1 = src - float(i0);
+    t[size_t(d)] = {i0, i1, 1.0f - l1, l1};
+  }
+  return t;
+}
+
+// NHWC bilinear resize, separable: each output row blends two horizontally resized source rows.
 std::vector<float> upsample_nhwc(const float* x, int h, int w, int c, int oh, int ow) {
-  std::vector<float> planar(size_t(h) * w * c), out(size_t(oh) * ow * c), res(out.size());
-  for (int64_t p = 0; p < int64_t(h) * w; ++p)
-    for (int ch = 0; ch < c; ++ch) planar[size_t(ch) * h * w + p] = x[p * c + ch];
-  upsample_bilinear_forward(planar.data(), out.data(), c, h, w, oh, ow, false);
-  for (int ch = 0; ch < c; ++ch)
-    for (int64_t p = 0; p < int64_t(oh) * ow; ++p) res[size_t(p) * c + ch] = out[ch * oh * ow + p];
-  return res;
+  const std::vector<Tap> th = axis_taps(h, oh), tw = axis_taps(w, ow);
+  std::vector<float> y(size_t(oh) * ow * c);
+#pragma omp parallel
+  {
+    std::vector<float> r0(size_t(ow) * c), r1(size_t(ow) * c);
+    auto hrow = [&](int sy, float* dst) {
+      const float* src = x + int64_t(sy) * w * c;
+      for (int ox = 0; ox < ow; ++ox) {
+        const Tap& t = tw[size_t(ox)];
+        const float* a = src + int64_t(t.i0) * c;
+        const float* b = src + int64_t(t.i1) * c;
+        float* d = dst + int64_t(ox) * c;
+        for (int ch = 0; ch < c; ++ch) d[ch] = t.l0 * a[ch] + t.l1 * b[ch];
+      }
+    };
+#pragma omp for schedule(static)
+    for (int oy = 0; oy < oh; ++oy) {
+      const Tap& t = th[size_t(oy)];
+      hrow(t.i0, r0.data());
+      hrow(t.i1, r1.data());
+      float* d = y.data() + int64_t(oy) * ow * c;
+      for (int64_t i = 0; i < int64_t(ow) * c; ++i)
+        d[i] = t.l0 * r0[size_t(i)] + t.l1 * r1[size_t(i)];
+    }
+  }
+  return y;
 }
 
 }  // namespace

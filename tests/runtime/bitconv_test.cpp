@@ -297,3 +297,36 @@ TEST_CASE("packed epilogue re-quantizes like quantize_pack_act", "[runtime][bitc
   for (uint8_t v : q) seen[v]++;
   for (int l = 0; l < 4; ++l) CHECK(seen[l] > 0);
 }
+
+TEST_CASE("every variant's packed epilogue equals the reference exactly", "[runtime][bitconv]") {
+  Rng rng(13);
+  for (const BgemmVariant& v : bgemm_variants()) {
+    if (!isa_supported(v.isa)) {
+      WARN(std::string(v.name) + " skipped: this CPU lacks " + isa_name(v.isa));
+      continue;
+    }
+    INFO(v.name);
+    for (const BitConvShape& s : sweep_shapes()) {
+      INFO(describe(s));
+      const Packed c = make_case(s, rng);
+      const int64_t pix = int64_t(s.out_h()) * s.out_w();
+      std::vector<float> mul(size_t(s.out_c)), add(size_t(s.out_c));
+      for (int o = 0; o < s.out_c; ++o) {
+        mul[size_t(o)] = rng.uniform(-0.2f, 0.2f) / float(s.in_c);
+        add[size_t(o)] = rng.uniform(0.2f, 0.8f);
+      }
+      for (int bits : {1, 2, 3}) {
+        std::vector<uint64_t> ref(size_t(pix) * bits * bit_words(s.out_c), 1), got(ref.size(), 2);
+        BitConvEpilogue e;
+        e.mul = mul.data();
+        e.add = add.data();
+        e.out_bits = bits;
+        e.out_packed = ref.data();
+        bitconv_forward(s, c.in.data(), c.w.data(), e, bgemm_variants()[0]);
+        e.out_packed = got.data();
+        bitconv_forward(s, c.in.data(), c.w.data(), e, v);
+        REQUIRE(got == ref);
+      }
+    }
+  }
+}

@@ -1,0 +1,392 @@
+// `bfcn bench runtime`: the bit-convolution runtime on the ResNet-18 FCN-8s trunk (random weights
+// unless --model), per layer beside oneDNN fp32 and u8s8 int8 on the same shape in the same
+// process, the whole network beside our own FP32 path, for W1A2 / W2A2 / W1A1 and 1 / 2 threads.
+// Ceilings are per core cycle; the clock is estimated with a dependent add chain.
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <dnnl.hpp>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bench/bench.h"
+#include "core/error.h"
+#include "kernels/bitconv.h"
+#include "kernels/bitpack.h"
+#include "kernels/cpu_features.h"
+#include "runtime/engine.h"
+#include "runtime/synthetic.h"
+
+namespace bfcn::bench {
+namespace {
+
+struct Flags {
+  std::string model, arch = "fcn8s_r18", json;
+  int h = 512, w = 512, threads = 0, reps = 3, wbits = 0, abits = 0;
+};
+
+Flags parse_flags(const std::vector<std::string>& args) {
+  Flags f;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&]() -> std::string {
+      BFCN_CHECK(i + 1 < args.size(), "bfcn bench runtime: ", a, " needs a value");
+      return args[++i];
+    };
+    if (a == "--model") {
+      f.model = value();
+    } else if (a == "--arch") {
+      f.arch = value();
+      BFCN_CHECK(f.arch == "fcn8s_r18" || f.arch == "fcn8s_r34",
+                 "bfcn bench runtime: --arch must be fcn8s_r18 or fcn8s_r34, got '", f.arch, "'");
+    } else if (a == "--input") {
+      const std::string v = value();
+      const size_t x = v.find('x');
+      f.h = std::stoi(v.substr(0, x));
+      f.w = x == std::string::npos ? f.h : std::stoi(v.substr(x + 1));
+      BFCN_CHECK(f.h >= 32 && f.w >= 32, "bfcn bench runtime: --input must be >= 32x32");
+    } else if (a == "--threads") {
+      f.threads = std::stoi(value());
+    } else if (a == "--json") {
+      f.json = value();
+    } else if (a == "--reps") {
+      f.reps = std::max(1, std::stoi(value()));
+    } else if (a == "--wbits") {
+      f.wbits = std::stoi(value());
+    } else if (a == "--abits") {
+      f.abits = std::stoi(value());
+    } else {
+      BFCN_CHECK(false, "bfcn bench runtime: unknown flag '", a,
+                 "' (flags: --model M.bfcn | --arch fcn8s_r18|fcn8s_r34, --input HxW, --threads N, "
+                 "--json F, --wbits W --abits A, --reps N)");
+    }
+  }
+  return f;
+}
+
+// Core cycles per second from a chain of dependent adds (1 cycle each).
+double estimate_ghz() {
+  auto chain = [] {
+    uint64_t x = 0;
+    for (int i = 0; i < 20000000; ++i) {
+      asm volatile(
+          "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
+          "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0"
+          : "+r"(x));
+    }
+    return x;
+  };
+  const double s = best_seconds(chain, 3, 1);
+  return 160e6 / s / 1e9;
+}
+
+// Bit-MACs per core cycle at 100% of the kernel's issue limit for Wm x Ak.
+double ceiling_mac_per_cycle(Isa isa, int m, int k) {
+  // avx512: AND + VPOPCNTQ + ADD per 512-bit plane pair at 2 zmm ops/cycle (research/runtime.md).
+  // avx2 LUT: AND, 2x AND-mask, shift, 2x VPSHUFB, 2x ADD per 256-bit plane pair at 4 ops/cycle.
+  // scalar: AND + POPCNT + ADD per 64 bits at 4 ALU ops/cycle.
+  const double per_pair = isa == Isa::avx512 ? 341.33 : isa == Isa::avx2 ? 128.0 : 85.3;
+  return per_pair / double(m * k);
+}
+
+struct ConvKey {
+  int c, oc, h, w, k, s, p, d;
+  bool operator<(const ConvKey& o) const { return std::memcmp(this, &o, sizeof(ConvKey)) < 0; }
+};
+
+double onednn_conv_ms(const ConvKey& key, bool int8, int reps) {
+  using namespace dnnl;
+  using tag = memory::format_tag;
+  using dt = memory::data_type;
+  static engine eng(engine::kind::cpu, 0);
+  stream strm(eng);
+  const int oh = (key.h + 2 * key.p - key.d * (key.k - 1) - 1) / key.s + 1;
+  const int ow = (key.w + 2 * key.p - key.d * (key.k - 1) - 1) / key.s + 1;
+  memory::desc src(memory::dims{1, key.c, key.h, key.w}, int8 ? dt::u8 : dt::f32, tag::any);
+  memory::desc wei(memory::dims{key.oc, key.c, key.k, key.k}, int8 ? dt::s8 : dt::f32, tag::any);
+  memory::desc dst(memory::dims{1, key.oc, oh, ow}, int8 ? dt::u8 : dt::f32, tag::any);
+  convolution_forward::desc d(prop_kind::forward_inference, algorithm::convolution_direct, src, wei,
+                              dst, memory::dims{key.s, key.s}, memory::dims{key.d - 1, key.d - 1},
+                              memory::dims{key.p, key.p}, memory::dims{key.p, key.p});
+  primitive_attr attr;
+  if (int8) attr.set_output_scales(0, {1.0f / 256.0f});
+  convolution_forward::primitive_desc pd(d, attr, eng);
+  memory ms(pd.src_desc(), eng), mw(pd.weights_desc(), eng), md(pd.dst_desc(), eng);
+  std::mt19937 gen(1);
+  for (memory* m : {&ms, &mw}) {
+    uint8_t* p = static_cast<uint8_t*>(m->get_data_handle());
+    const size_t n = m->get_desc().get_size();
+    if (int8)
+      for (size_t i = 0; i < n; ++i) p[i] = uint8_t(gen() & 3);
+    else
+      for (size_t i = 0; i + 4 <= n; i += 4) {
+        const float v = float(gen() % 7) * 0.1f - 0.3f;
+        std::memcpy(p + i, &v, 4);
+      }
+  }
+  convolution_forward prim(pd);
+  return 1e3 *
+         best_seconds(
+             [&] {
+               prim.execute(strm, {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, md}});
+               strm.wait();
+             },
+             reps + 2, 1);
+}
+
+// Best-of-reps whole-network run; the profile of the best run.
+double run_net(const rt::Model& m, const std::vector<float>& img, int h, int w, int reps,
+               std::vector<rt::LayerTiming>* best_profile) {
+  double best = 1e30;
+  std::vector<uint8_t> labels;
+  m.set_profile(nullptr);
+  m.run(img.data(), h, w, nullptr, &labels);  // warm-up
+  for (int r = 0; r < reps; ++r) {
+    std::vector<rt::LayerTiming> prof;
+    m.set_profile(&prof);
+    const auto t0 = std::chrono::steady_clock::now();
+    m.run(img.data(), h, w, nullptr, &labels);
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (ms < best) {
+      best = ms;
+      if (best_profile) *best_profile = prof;
+    }
+  }
+  m.set_profile(nullptr);
+  return best;
+}
+
+// Share of packing + epilogue in one W?A? 3x3 layer (L1: 64->64 @ 128^2 by default).
+nlohmann::json pack_epilogue_share(int wb, int ab, int h, int w, int c, int reps) {
+  BitConvShape s;
+  s.in_h = h;
+  s.in_w = w;
+  s.in_c = c;
+  s.out_c = c;
+  s.w_bits = wb;
+  s.a_bits = ab;
+  const int64_t pix = int64_t(h) * w;
+  std::mt19937 gen(3);
+  std::vector<float> x(size_t(pix) * c);
+  for (float& v : x) v = float(gen() % 1000) / 1000.0f;
+  std::vector<uint64_t> in(size_t(pix) * ab * bit_words(c)), out(in.size());
+  std::vector<uint8_t> q(size_t(c) * 9 * c);
+  for (uint8_t& v : q) v = uint8_t(gen() % (1u << wb));
+  std::vector<uint64_t> wp(size_t(c) * wb * s.row_words());
+  pack_weights_q(q.data(), c, 9, c, wb, wp.data());
+  std::vector<float> mul(size_t(c), 0.01f), add(size_t(c), 0.5f);
+  std::vector<int32_t> acc(size_t(pix) * c);
+  const BgemmVariant& v = bgemm_active();
+  const double t_pack =
+      1e3 *
+      best_seconds([&] { quantize_pack_act(x.data(), pix, c, ab, nullptr, nullptr, in.data()); },
+                   reps + 2);
+  const double t_core =
+      1e3 * best_seconds([&] { bitconv_int32(s, in.data(), wp.data(), acc.data(), v); }, reps + 2);
+  BitConvEpilogue e;
+  e.mul = mul.data();
+  e.add = add.data();
+  e.out_packed = out.data();
+  e.out_bits = ab;
+  const double t_full =
+      1e3 * best_seconds([&] { bitconv_forward(s, in.data(), wp.data(), e, v); }, reps + 2);
+  const double epi = std::max(0.0, t_full - t_core);
+  return {{"layer", "64->64 3x3 @" + std::to_string(h) + "x" + std::to_string(w)},
+          {"wbits", wb},
+          {"abits", ab},
+          {"pack_ms", t_pack},
+          {"conv_int32_ms", t_core},
+          {"conv_fused_ms", t_full},
+          {"epilogue_share", epi / t_full},
+          {"pack_plus_epilogue_share_unfused_input", (t_pack + epi) / (t_pack + t_full)}};
+}
+
+int bench_runtime(const std::vector<std::string>& args) {
+  const Flags f = parse_flags(args);
+  const Isa isa = active_isa();
+  const BgemmVariant& variant = bgemm_active();
+  const double ghz = estimate_ghz();
+  std::printf("bench runtime: isa %s, kernel %s, cpu [%s], ~%.2f GHz core clock, input %dx%d\n",
+              isa_name(isa), variant.name, cpu_features_string().c_str(), ghz, f.h, f.w);
+
+  std::vector<std::pair<int, int>> configs;
+  if (f.wbits > 0 || f.abits > 0)
+    configs.push_back({f.wbits > 0 ? f.wbits : 1, f.abits > 0 ? f.abits : 2});
+  else if (f.model.empty())
+    configs = {{1, 2}, {2, 2}, {1, 1}};
+  else
+    configs = {{0, 0}};
+  std::vector<int> thread_counts;
+  if (f.threads > 0)
+    thread_counts = {f.threads};
+  else
+    thread_counts = {1, 2};
+
+  std::vector<float> img(size_t(3) * f.h * f.w);
+  std::mt19937 gen(7);
+  for (float& v : img) v = float(gen() % 256) / 255.0f;
+
+  nlohmann::json out = {{"isa", isa_name(isa)},
+                        {"kernel", variant.name},
+                        {"ghz_estimate", ghz},
+                        {"input", {f.h, f.w}},
+                        {"arch", f.model.empty() ? f.arch : f.model},
+                        {"runs", nlohmann::json::array()}};
+  std::map<std::pair<ConvKey, int>, std::pair<double, double>> peer_cache;  // (shape, threads)
+
+  for (const auto& [wb, ab] : configs) {
+    nlohmann::json header;
+    std::vector<rt::BlobData> blobs;
+    std::vector<uint8_t> bytes;
+    if (f.model.empty()) {
+      rt::SyntheticOptions so;
+      so.w_bits = wb;
+      so.a_bits = ab;
+      if (f.arch == "fcn8s_r34") so.blocks = {3, 4, 6, 3};
+      rt::make_synthetic_fcn8s(so, header, blobs);
+      bytes = rt::serialize_model(header, blobs);
+    } else {
+      std::ifstream in(f.model, std::ios::binary);
+      BFCN_CHECK_IO(in.good(), f.model, ": cannot open");
+      bytes.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    const rt::Model model =
+        rt::Model::from_file(rt::parse_model(f.model.empty() ? "synthetic" : f.model, bytes));
+    const rt::Model fp32 = model.to_fp32();
+    // FP32 checkpoint size: 4 bytes per conv weight and per BN parameter (4 per channel).
+    int64_t fp32_bytes = 0;
+    for (const auto& L : model.header()["layers"])
+      if (L["type"] == "conv_f32" || L["type"] == "bitconv")
+        fp32_bytes += 4 * (int64_t(L["out_c"]) * int64_t(L["in_c"]) * int64_t(L["kernel"]) *
+                               int64_t(L["kernel"]) +
+                           4 * int64_t(L["out_c"]));
+
+    for (int threads : thread_counts) {
+      omp_set_num_threads(threads);
+      std::vector<rt::LayerTiming> prof;
+      const double total = run_net(model, img, f.h, f.w, f.reps, &prof);
+      const double total_fp32 = run_net(fp32, img, f.h, f.w, std::max(1, f.reps - 1), nullptr);
+      // Replays the graph's spatial sizes for the peers' shapes.
+      std::map<std::string, std::pair<int, int>> hw = {{"image", {f.h, f.w}}};
+      nlohmann::json layers = nlohmann::json::array();
+      double bit_ms = 0, bit_fp32_ms = 0, bit_int8_ms = 0;
+      const auto& hl = model.header()["layers"];
+      printf("\nW%dA%d, %d thread(s): whole network %.2f ms, our FP32 path %.2f ms (%.2fx)\n", wb,
+             ab, threads, total, total_fp32, total_fp32 / total);
+      printf("%-24s %-9s %8s %7s %8s %6s %9s %9s %6s %6s\n", "layer", "type", "ms", "GMAC",
+             "GMAC/s", "ceil%", "dnnl_f32", "dnnl_i8", "x_f32", "x_i8");
+      for (size_t i = 0; i < hl.size() && i < prof.size(); ++i) {
+        const auto& L = hl[i];
+        const auto in_hw = hw[L["inputs"][0].get<std::string>()];
+        std::pair<int, int> o = in_hw;
+        nlohmann::json row = {{"name", prof[i].name}, {"type", prof[i].type}, {"ms", prof[i].ms}};
+        if (L["type"] == "conv_f32" || L["type"] == "bitconv") {
+          const int k = L["kernel"], s = L["stride"], p = L["pad"], d = L["dilation"];
+          o = {(in_hw.first + 2 * p - d * (k - 1) - 1) / s + 1,
+               (in_hw.second + 2 * p - d * (k - 1) - 1) / s + 1};
+          const ConvKey key{L["in_c"], L["out_c"], in_hw.first, in_hw.second, k, s, p, d};
+          auto& peer = peer_cache[{key, threads}];
+          if (peer.first == 0) {
+            peer.first = onednn_conv_ms(key, false, f.reps);
+            peer.second = onednn_conv_ms(key, true, f.reps);
+          }
+          const double gmac = double(prof[i].macs) / 1e9;
+          row["gmacs"] = gmac;
+          row["gmac_per_s"] = gmac / (prof[i].ms / 1e3);
+          row["peer_onednn_fp32_ms"] = peer.first;
+          row["peer_onednn_int8_ms"] = peer.second;
+          row["speedup_vs_onednn_fp32"] = peer.first / prof[i].ms;
+          row["speedup_vs_onednn_int8"] = peer.second / prof[i].ms;
+          double ceil_frac = 0;
+          if (L["type"] == "bitconv") {
+            const double ceiling =
+                ceiling_mac_per_cycle(isa, L["w_bits"], L["a_bits"]) * ghz * 1e9 * threads;
+            ceil_frac = double(prof[i].macs) / (prof[i].ms / 1e3) / ceiling;
+            row["ceiling_fraction"] = ceil_frac;
+            bit_ms += prof[i].ms;
+            bit_fp32_ms += peer.first;
+            bit_int8_ms += peer.second;
+          }
+          printf("%-24s %-9s %8.2f %7.3f %8.1f %6.1f %9.2f %9.2f %6.2f %6.2f\n",
+                 prof[i].name.c_str(), prof[i].type.c_str(), prof[i].ms, gmac,
+                 gmac / (prof[i].ms / 1e3), 100 * ceil_frac, peer.first, peer.second,
+                 peer.first / prof[i].ms, peer.second / prof[i].ms);
+        } else {
+          if (L["type"] == "maxpool") {
+            const int k = L["kernel"], s = L["stride"], p = L["pad"];
+            o = {(in_hw.first + 2 * p - k) / s + 1, (in_hw.second + 2 * p - k) / s + 1};
+          } else if (L["type"] == "upsample") {
+            o = hw[L["size_of"].get<std::string>()];
+          }
+          printf("%-24s %-9s %8.2f\n", prof[i].name.c_str(), prof[i].type.c_str(), prof[i].ms);
+        }
+        hw[L["output"].get<std::string>()] = o;
+        layers.push_back(row);
+      }
+      printf("bit-conv layers: %.2f ms vs oneDNN fp32 %.2f ms (%.2fx), int8 %.2f ms (%.2fx)\n",
+             bit_ms, bit_fp32_ms, bit_fp32_ms / bit_ms, bit_int8_ms, bit_int8_ms / bit_ms);
+      nlohmann::json run = {{"wbits", wb},
+                            {"abits", ab},
+                            {"threads", threads},
+                            {"layers", layers},
+                            {"total_ms", total},
+                            {"fp32_path_ms", total_fp32},
+                            {"speedup_vs_fp32_path", total_fp32 / total},
+                            {"bitconv_ms", bit_ms},
+                            {"bitconv_peer_onednn_fp32_ms", bit_fp32_ms},
+                            {"bitconv_peer_onednn_int8_ms", bit_int8_ms},
+                            {"model_bytes", bytes.size()},
+                            {"fp32_checkpoint_bytes", fp32_bytes}};
+      out["runs"].push_back(run);
+    }
+    printf("model file %zu bytes vs FP32 weights %lld bytes (1/%.1f)\n", bytes.size(),
+           (long long)fp32_bytes, double(fp32_bytes) / double(bytes.size()));
+  }
+  // Thread scaling of the whole network, per config.
+  nlohmann::json scaling = nlohmann::json::array();
+  for (const auto& r1 : out["runs"])
+    for (const auto& r2 : out["runs"])
+      if (r1["wbits"] == r2["wbits"] && r1["abits"] == r2["abits"] && r1["threads"] == 1 &&
+          r2["threads"] == 2) {
+        const double sp = r1["total_ms"].get<double>() / r2["total_ms"].get<double>();
+        scaling.push_back({{"wbits", r1["wbits"]}, {"abits", r1["abits"]}, {"speedup_1_to_2", sp}});
+        printf("W%dA%d thread scaling 1->2: %.2fx\n", r1["wbits"].get<int>(),
+               r1["abits"].get<int>(), sp);
+      }
+  out["thread_scaling"] = scaling;
+  omp_set_num_threads(1);
+  nlohmann::json shares = nlohmann::json::array();
+  for (const auto& [wb, ab] : configs)
+    if (wb > 0) {
+      shares.push_back(pack_epilogue_share(wb, ab, f.h / 4, f.w / 4, 64, f.reps));
+      printf("W%dA%d L1 layer: epilogue share %.1f%%, pack+epilogue (unfused input) %.1f%%\n", wb,
+             ab, 100 * shares.back()["epilogue_share"].get<double>(),
+             100 * shares.back()["pack_plus_epilogue_share_unfused_input"].get<double>());
+    }
+  out["pack_epilogue"] = shares;
+  if (!out["runs"].empty()) {  // the flat keys of docs/cli.md: the first run
+    out["layers"] = out["runs"][0]["layers"];
+    out["total_ms"] = out["runs"][0]["total_ms"];
+  }
+  if (!f.json.empty()) {
+    std::ofstream js(f.json);
+    BFCN_CHECK_IO(js.good(), f.json, ": cannot write");
+    js << out.dump(2) << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+BFCN_REGISTER_BENCH("runtime", "bit-conv runtime vs oneDNN fp32/int8 and our FP32 path",
+                    bench_runtime);
+
+}  // namespace bfcn::bench
