@@ -1,15 +1,19 @@
 // `bfcn bench ops`: conv2d forward / backward-data / backward-weight GMAC/s (kernels/conv.h) on the
 // ResNet-18 shapes at 512x512, batch 1, beside oneDNN fp32 forward (format_tag::any, inference) on
 // the same shape in the same run. Inputs are reordered outside the timed region; every figure is
-// the best of R runs after one warm-up. Backward passes are compared with oneDNN's forward (same
-// MAC count), as issue 2 asks. Also prints the max difference of our forward vs oneDNN's output.
+// the best of R runs after one warm-up, the four kinds of run interleaved rep by rep. Backward
+// passes are compared with oneDNN's forward (same MAC count), as issue 2 asks. Also prints the max
+// difference of our forward vs oneDNN's output.
 #include <omp.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <dnnl.hpp>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -53,46 +57,75 @@ std::vector<float> random_vec(int64_t n, Rng& rng) {
   return v;
 }
 
-// oneDNN fp32 forward inference on g; returns best seconds and fills y_out (NCHW) for checking.
-double onednn_forward_seconds(const ConvGeom& g, const std::vector<float>& x,
-                              const std::vector<float>& w, const std::vector<float>& b,
-                              std::vector<float>& y_out, int reps) {
-  using namespace dnnl;
-  using tag = memory::format_tag;
-  using dt = memory::data_type;
-  engine eng(engine::kind::cpu, 0);
-  stream s(eng);
-  const memory::dims src{g.n, g.c, g.h, g.w}, wei{g.k, g.c, g.kh, g.kw}, bia{g.k},
-      dst{g.n, g.k, g.out_h(), g.out_w()}, strides{g.stride_h, g.stride_w},
-      dil{g.dilation_h - 1, g.dilation_w - 1}, pad{g.pad_h, g.pad_w};
-  convolution_forward::desc desc(prop_kind::forward_inference, algorithm::convolution_direct,
-                                 memory::desc(src, dt::f32, tag::any),
-                                 memory::desc(wei, dt::f32, tag::any),
-                                 memory::desc(bia, dt::f32, tag::any),
-                                 memory::desc(dst, dt::f32, tag::any), strides, dil, pad, pad);
-  convolution_forward::primitive_desc pd(desc, eng);
-  memory user_src({src, dt::f32, tag::nchw}, eng, const_cast<float*>(x.data()));
-  memory user_wei({wei, dt::f32, tag::oihw}, eng, const_cast<float*>(w.data()));
-  memory user_bia({bia, dt::f32, tag::x}, eng, const_cast<float*>(b.data()));
-  memory user_dst({dst, dt::f32, tag::nchw}, eng, y_out.data());
-  memory src_m(pd.src_desc(), eng), wei_m(pd.weights_desc(), eng), bia_m(pd.bias_desc(), eng),
-      dst_m(pd.dst_desc(), eng);
-  reorder(user_src, src_m).execute(s, user_src, src_m);
-  reorder(user_wei, wei_m).execute(s, user_wei, wei_m);
-  reorder(user_bia, bia_m).execute(s, user_bia, bia_m);
-  convolution_forward conv(pd);
-  const double sec = best_seconds(
-      [&] {
-        conv.execute(s, {{DNNL_ARG_SRC, src_m},
-                         {DNNL_ARG_WEIGHTS, wei_m},
-                         {DNNL_ARG_BIAS, bia_m},
-                         {DNNL_ARG_DST, dst_m}});
-        s.wait();
-      },
-      reps);
-  reorder(dst_m, user_dst).execute(s, dst_m, user_dst);
-  s.wait();
-  return sec;
+// oneDNN fp32 forward inference on g, set up once (primitive creation and reorders of the NCHW
+// inputs happen here, outside any timing); run() executes one convolution.
+class OnednnConv {
+ public:
+  OnednnConv(const ConvGeom& g, const std::vector<float>& x, const std::vector<float>& w,
+             const std::vector<float>& b)
+      : eng_(dnnl::engine::kind::cpu, 0), s_(eng_) {
+    using namespace dnnl;
+    using tag = memory::format_tag;
+    using dt = memory::data_type;
+    const memory::dims src{g.n, g.c, g.h, g.w}, wei{g.k, g.c, g.kh, g.kw}, bia{g.k},
+        strides{g.stride_h, g.stride_w}, dil{g.dilation_h - 1, g.dilation_w - 1},
+        pad{g.pad_h, g.pad_w};
+    dst_dims_ = {g.n, g.k, g.out_h(), g.out_w()};
+    convolution_forward::desc desc(
+        prop_kind::forward_inference, algorithm::convolution_direct,
+        memory::desc(src, dt::f32, tag::any), memory::desc(wei, dt::f32, tag::any),
+        memory::desc(bia, dt::f32, tag::any), memory::desc(dst_dims_, dt::f32, tag::any), strides,
+        dil, pad, pad);
+    convolution_forward::primitive_desc pd(desc, eng_);
+    memory user_src({src, dt::f32, tag::nchw}, eng_, const_cast<float*>(x.data()));
+    memory user_wei({wei, dt::f32, tag::oihw}, eng_, const_cast<float*>(w.data()));
+    memory user_bia({bia, dt::f32, tag::x}, eng_, const_cast<float*>(b.data()));
+    src_ = memory(pd.src_desc(), eng_);
+    wei_ = memory(pd.weights_desc(), eng_);
+    bia_ = memory(pd.bias_desc(), eng_);
+    dst_ = memory(pd.dst_desc(), eng_);
+    reorder(user_src, src_).execute(s_, user_src, src_);
+    reorder(user_wei, wei_).execute(s_, user_wei, wei_);
+    reorder(user_bia, bia_).execute(s_, user_bia, bia_);
+    s_.wait();
+    conv_ = convolution_forward(pd);
+  }
+  void run() {
+    conv_.execute(s_, {{DNNL_ARG_SRC, src_},
+                       {DNNL_ARG_WEIGHTS, wei_},
+                       {DNNL_ARG_BIAS, bia_},
+                       {DNNL_ARG_DST, dst_}});
+    s_.wait();
+  }
+  // The last output, reordered to NCHW.
+  void output(std::vector<float>& y) {
+    using dnnl::memory;
+    memory user_dst({dst_dims_, memory::data_type::f32, memory::format_tag::nchw}, eng_, y.data());
+    dnnl::reorder(dst_, user_dst).execute(s_, dst_, user_dst);
+    s_.wait();
+  }
+
+ private:
+  dnnl::engine eng_;
+  dnnl::stream s_;
+  dnnl::memory::dims dst_dims_;
+  dnnl::memory src_, wei_, bia_, dst_;
+  dnnl::convolution_forward conv_;
+};
+
+// Wall-clock seconds of fn, or with cpu_clock the calling thread's CPU seconds (robust on a
+// shared, loaded machine, and exact for one thread since all work then runs on this thread).
+double seconds_of(const std::function<void()>& fn, bool cpu_clock) {
+  if (cpu_clock) {
+    timespec a{}, b{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
+    fn();
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
+    return double(b.tv_sec - a.tv_sec) + 1e-9 * double(b.tv_nsec - a.tv_nsec);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  fn();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
@@ -106,6 +139,7 @@ int run(const std::vector<std::string>& args) {
   std::vector<int> thread_counts{1, 2};
   std::string json_path;
   int reps = 5;
+  bool cpu_clock = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto value = [&]() -> std::string {
@@ -114,9 +148,11 @@ int run(const std::vector<std::string>& args) {
     };
     if (a == "--help" || a == "-h") {
       std::printf(
-          "usage: bfcn bench ops [--threads N] [--reps R] [--json FILE]\n"
+          "usage: bfcn bench ops [--threads N] [--reps R] [--clock wall|cpu] [--json FILE]\n"
           "  conv2d fwd / bwd-data / bwd-weight GMAC/s on ResNet-18 shapes at 512x512, batch 1,\n"
-          "  beside oneDNN fp32 forward. Default: 1 and 2 threads, R = 5.\n");
+          "  beside oneDNN fp32 forward. Default: 1 and 2 threads, R = 5, wall clock.\n"
+          "  --clock cpu times the calling thread's CPU time (for a loaded machine; needs\n"
+          "  --threads 1).\n");
       return 0;
     } else if (a == "--threads") {
       const std::string v = value();
@@ -135,6 +171,11 @@ int run(const std::vector<std::string>& args) {
         reps = 0;
       }
       BFCN_CHECK(reps >= 1, "bench ops: --reps must be an integer >= 1, got '", v, "'");
+    } else if (a == "--clock") {
+      const std::string v = value();
+      BFCN_CHECK(v == "wall" || v == "cpu", "bench ops: --clock must be wall or cpu, got '", v,
+                 "'");
+      cpu_clock = v == "cpu";
     } else if (a == "--json") {
       json_path = value();
     } else {
@@ -142,13 +183,18 @@ int run(const std::vector<std::string>& args) {
     }
   }
 
-  std::printf("conv2d f32, batch 1, best of %d; isa %s; GMAC/s (ratio = ours / oneDNN fp32 fwd)\n",
-              reps, isa_name(active_isa()));
+  BFCN_CHECK(!cpu_clock || (thread_counts.size() == 1 && thread_counts[0] == 1),
+             "bench ops: --clock cpu measures one thread only; add --threads 1");
+  std::printf(
+      "conv2d f32, batch 1, best of %d (%s clock); isa %s; GMAC/s (ratio = ours / oneDNN fp32 "
+      "fwd)\n",
+      reps, cpu_clock ? "thread-cpu" : "wall", isa_name(active_isa()));
   std::printf("%-24s %3s %6s | %8s %8s %8s | %8s | %6s %6s %6s | %8s\n", "layer", "thr", "GMAC",
               "fwd", "bwd-data", "bwd-wgt", "oneDNN", "fwd", "bwd-d", "bwd-w", "max diff");
   nlohmann::json out;
   out["threads"] = thread_counts;
   out["reps"] = reps;
+  out["clock"] = cpu_clock ? "thread_cpu" : "wall";
   out["isa"] = isa_name(active_isa());
   out["layers"] = nlohmann::json::array();
   Rng rng(1);
@@ -163,16 +209,21 @@ int run(const std::vector<std::string>& args) {
     const double gmac = static_cast<double>(g.macs()) * 1e-9;
     for (int t : thread_counts) {
       omp_set_num_threads(t);
-      const double peer = gmac / onednn_forward_seconds(g, x, w, b, y_dnnl, reps);
-      const double fwd =
-          gmac /
-          best_seconds([&] { conv2d_forward(g, x.data(), w.data(), b.data(), y.data()); }, reps);
-      const double bwd_d =
-          gmac /
-          best_seconds([&] { conv2d_backward_input(g, dy.data(), w.data(), dx.data()); }, reps);
-      const double bwd_w =
-          gmac /
-          best_seconds([&] { conv2d_backward_weight(g, x.data(), dy.data(), dw.data()); }, reps);
+      OnednnConv peer_conv(g, x, w, b);
+      // The four runs are interleaved rep by rep, so a busy machine slows them alike; each keeps
+      // its best time after one warm-up.
+      const std::function<void()> runs[4] = {
+          [&] { peer_conv.run(); },
+          [&] { conv2d_forward(g, x.data(), w.data(), b.data(), y.data()); },
+          [&] { conv2d_backward_input(g, dy.data(), w.data(), dx.data()); },
+          [&] { conv2d_backward_weight(g, x.data(), dy.data(), dw.data()); }};
+      double best[4] = {1e30, 1e30, 1e30, 1e30};
+      for (const auto& fn : runs) fn();
+      for (int rep = 0; rep < reps; ++rep)
+        for (int i = 0; i < 4; ++i) best[i] = std::min(best[i], seconds_of(runs[i], cpu_clock));
+      peer_conv.output(y_dnnl);
+      const double peer = gmac / best[0], fwd = gmac / best[1], bwd_d = gmac / best[2],
+                   bwd_w = gmac / best[3];
       const double diff = max_rel_diff(y, y_dnnl);
       std::printf("%-24s %3d %6.3f | %8.2f %8.2f %8.2f | %8.2f | %6.2f %6.2f %6.2f | %8.1e\n",
                   layer.name, t, gmac, fwd, bwd_d, bwd_w, peer, fwd / peer, bwd_d / peer,
