@@ -1,0 +1,270 @@
+// Training loop; see trainer.h. Order inside an iteration: step → log → validate → checkpoint, so
+// a checkpoint at iteration i already counts the validation at i (best.h5 and metrics agree).
+#include "train/trainer.h"
+
+#include <omp.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <regex>
+
+#include "autograd/ops.h"
+#include "core/error.h"
+#include "datasets/dataset.h"
+#include "datasets/loader.h"
+#include "eval/confusion.h"
+#include "layers/model.h"
+#include "train/checkpoint.h"
+#include "train/config.h"
+#include "train/hdf5_io.h"
+#include "train/lr_schedule.h"
+#include "train/metrics_log.h"
+#include "train/optim.h"
+#include "train/plot.h"
+#include "train/weights.h"
+
+namespace bfcn {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+// Re-throws a builder's ConfigError with the config file named first.
+template <class F>
+auto with_source(const std::string& source, F&& f) {
+  try {
+    return f();
+  } catch (const ConfigError& e) {
+    throw ConfigError(source + ": " + e.what());
+  }
+}
+
+std::string fmt_duration(double s) {
+  char buf[32];
+  const long t = static_cast<long>(s + 0.5);
+  if (t >= 3600)
+    std::snprintf(buf, sizeof buf, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%ldm%02lds", t / 60, t % 60);
+  return buf;
+}
+
+// ckpt_<iter>.h5 files beyond the newest `keep` are deleted.
+void prune_checkpoints(const fs::path& dir, int keep) {
+  static const std::regex re("ckpt_([0-9]+)\\.h5");
+  std::vector<std::pair<int64_t, fs::path>> found;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    std::smatch m;
+    const std::string name = e.path().filename().string();
+    if (std::regex_match(name, m, re)) found.emplace_back(std::stoll(m[1].str()), e.path());
+  }
+  std::sort(found.begin(), found.end());
+  for (size_t i = 0; i + keep < found.size(); ++i) fs::remove(found[i].second);
+}
+
+// dst becomes the same content as src, atomically (hard link, else copy, then rename).
+void publish_as(const fs::path& src, const fs::path& dst) {
+  const fs::path tmp = dst.string() + ".tmp";
+  std::error_code ec;
+  fs::remove(tmp, ec);
+  fs::create_hard_link(src, tmp, ec);
+  if (ec) fs::copy_file(src, tmp, fs::copy_options::overwrite_existing);
+  fs::rename(tmp, dst);
+}
+
+struct Validation {
+  double miou = 0, pixel_acc = 0;
+  json per_class;
+};
+
+Validation validate(SegmentationModel& model, DataLoader& val) {
+  NoGradGuard ng;
+  model.eval();
+  const auto& names = val.dataset().class_names();
+  ConfusionMatrix cm(static_cast<int>(names.size()), 255);
+  val.set_state({0, 0});
+  Batch b;
+  while (val.next(b)) {
+    Var logits = model.forward(Var(b.images));
+    cm.add(b.labels, argmax_channels(logits.value()));
+  }
+  model.train();
+  const Metrics m = compute_metrics(cm);
+  const json j = metrics_to_json(m, names);
+  return {m.miou, m.pixel_acc, j.at("per_class_iou")};
+}
+
+}  // namespace
+
+void request_training_stop() { g_stop.store(true); }
+
+TrainResult run_training(const TrainOptions& o) {
+  g_stop.store(false);
+  const json& cfg = o.config;
+  const std::string& src = o.source;
+  TrainConfig tc = parse_train_config(cfg.at("train"));
+  const int threads = o.threads >= 0 ? o.threads : tc.threads;
+  if (threads > 0) omp_set_num_threads(threads);
+
+  // Build and validate everything before the first step.
+  auto model = with_source(src, [&] { return build_model(cfg.at("model"), tc.seed, "model"); });
+  const DataConfig dcfg =
+      with_source(src, [&] { return DataConfig::from_json(cfg.at("data"), "data"); });
+  std::shared_ptr<const SegDataset> train_ds = make_dataset(dcfg, dcfg.train_split);
+  std::shared_ptr<const SegDataset> val_ds = make_dataset(dcfg, dcfg.val_split);
+  BFCN_CHECK_CONFIG(train_ds->n_classes() == model->n_classes(), src, ": model.n_classes is ",
+                    model->n_classes(), " but the dataset (", train_ds->describe(), ") has ",
+                    train_ds->n_classes(), " classes");
+  DataLoader loader(train_ds, dcfg, tc.batch, /*train=*/true, tc.seed);
+  DataLoader val_loader(val_ds, dcfg, 1, /*train=*/false, tc.seed);
+  BFCN_CHECK_CONFIG(loader.batches_per_epoch() > 0, src, ": train.batch ", tc.batch,
+                    " is larger than the training split (", train_ds->size(), " samples)");
+  const int64_t total = tc.iterations > 0 ? tc.iterations : tc.epochs * loader.batches_per_epoch();
+
+  auto opt = make_optimizer(model->named_parameters(), tc.optim);
+  TrainState st;
+  st.rng = Rng(tc.seed ^ 0x7472u).state();
+  if (!o.resume.empty()) {
+    st = load_checkpoint(o.resume, *model, opt.get());
+    loader.set_state({st.epoch, st.loader_position});
+    std::cerr << "resumed from " << o.resume.string() << " at iteration " << st.iteration << "\n";
+  } else {
+    const std::string init =
+        !o.init_from.empty() ? o.init_from.string() : cfg.at("init_from").get<std::string>();
+    if (!init.empty()) {
+      const fs::path file = fs::is_directory(init) ? resolve_checkpoint(init) : fs::path(init);
+      const LoadReport rep =
+          load_model_weights(*model, load_tensor_file(file), /*strict=*/false, file.string());
+      std::cerr << "init from " << file.string() << ": " << rep.str() << "\n";
+    }
+  }
+  Rng rng(0);
+  rng.set_state(st.rng);
+
+  fs::create_directories(o.out_dir);
+  {
+    std::ofstream f(o.out_dir / "config.json");
+    BFCN_CHECK_IO(f.good(), (o.out_dir / "config.json").string(), ": cannot write");
+    f << cfg.dump(2) << "\n";
+  }
+  MetricsLog log(o.out_dir / "metrics.jsonl", o.resume.empty() ? -1 : st.iteration);
+
+  const bool bar = o.progress >= 0 ? o.progress == 1 : isatty(STDERR_FILENO) == 1;
+  TrainResult res;
+  res.iterations = total;
+  res.best_miou = st.best_miou;
+  std::cerr << "training " << model->config().value("name", std::string("model")) << " for "
+            << total << " iterations (batch " << tc.batch << ", " << loader.batches_per_epoch()
+            << " batches/epoch, " << omp_get_max_threads() << " threads) → " << o.out_dir.string()
+            << "\n";
+
+  auto save = [&](int64_t it) {
+    const auto ls = loader.state();
+    st.iteration = it;
+    st.epoch = ls.epoch;
+    st.loader_position = ls.position;
+    st.rng = rng.state();
+    const fs::path file = o.out_dir / ("ckpt_" + std::to_string(it) + ".h5");
+    save_checkpoint(file, *model, opt.get(), st, cfg);
+    publish_as(file, o.out_dir / "last.h5");
+    prune_checkpoints(o.out_dir, tc.keep_last);
+    res.last_checkpoint = o.out_dir / "last.h5";
+  };
+
+  model->train();
+  const auto t_start = Clock::now();
+  auto t_log = t_start;
+  int64_t it = st.iteration, it_log = it, it_start = it;
+  Batch batch;
+  while (it < total) {
+    if (!loader.next(batch)) BFCN_CHECK(loader.next(batch), "data loader returned an empty epoch");
+    const double lr = lr_at(tc.schedule, tc.lr, it, total);
+    Var logits = model->forward(Var(batch.images));
+    Var loss = softmax_cross_entropy(logits, batch.labels, 255);
+    const float loss_v = loss.value().item();
+    BFCN_CHECK(std::isfinite(loss_v), "training diverged: loss is ", loss_v, " at iteration ",
+               it + 1, "; last good checkpoint: ",
+               res.last_checkpoint.empty() ? std::string("none") : res.last_checkpoint.string(),
+               " (try a lower train.lr or train.grad_clip)");
+    opt->zero_grad();
+    loss.backward();
+    logits = Var();
+    loss = Var();
+    if (tc.grad_clip > 0) clip_grad_norm(opt->params(), tc.grad_clip);
+    opt->step(lr);
+    ++it;
+    res.last_loss = loss_v;
+
+    const bool stop = g_stop.load() || it == o.stop_at;
+    const bool last = it == total;
+    if (it % tc.log_interval == 0 || last || stop) {
+      const double dt = std::chrono::duration<double>(Clock::now() - t_log).count();
+      const double img_s = dt > 0 ? static_cast<double>((it - it_log) * tc.batch) / dt : 0.0;
+      t_log = Clock::now();
+      it_log = it;
+      log.log({{"iter", it},
+               {"loss", loss_v},
+               {"lr", lr},
+               {"img_s", img_s},
+               {"epoch", loader.state().epoch}});
+      const double el = std::chrono::duration<double>(Clock::now() - t_start).count();
+      const double eta = el / static_cast<double>(it - it_start) * static_cast<double>(total - it);
+      char line[256];
+      std::snprintf(line, sizeof line, "it %lld/%lld  loss %.4f  lr %.3g  %.1f img/s  ETA %s",
+                    static_cast<long long>(it), static_cast<long long>(total), loss_v, lr, img_s,
+                    fmt_duration(eta).c_str());
+      if (bar) {
+        const int width = 24;
+        const int filled = static_cast<int>(width * it / total);
+        std::cerr << "\r[" << std::string(filled, '#') << std::string(width - filled, ' ') << "] "
+                  << line << "   " << std::flush;
+      } else {
+        std::cerr << line << "\n";
+      }
+    }
+    if ((tc.eval_interval > 0 && it % tc.eval_interval == 0) || last) {
+      const Validation v = validate(*model, val_loader);
+      res.final_miou = v.miou;
+      log.log({{"iter", it},
+               {"val_miou", v.miou},
+               {"val_pixel_acc", v.pixel_acc},
+               {"val_per_class_iou", v.per_class}});
+      if (bar) std::cerr << "\n";
+      std::cerr << "validation at " << it << ": mIoU " << v.miou << "  pixel acc " << v.pixel_acc
+                << "\n";
+      if (std::isfinite(v.miou) && v.miou > st.best_miou) {
+        st.best_miou = v.miou;
+        st.best_iteration = it;
+        res.best_miou = v.miou;
+        const auto ls = loader.state();
+        st.iteration = it;
+        st.epoch = ls.epoch;
+        st.loader_position = ls.position;
+        st.rng = rng.state();
+        save_checkpoint(o.out_dir / "best.h5", *model, opt.get(), st, cfg);
+      }
+      write_curves_png(o.out_dir / "curves.png", log.losses(), log.val_miou());
+    }
+    if ((tc.checkpoint_interval > 0 && it % tc.checkpoint_interval == 0) || last || stop) save(it);
+    if (stop && !last) {
+      res.interrupted = true;
+      break;
+    }
+  }
+  if (bar) std::cerr << "\n";
+  if (!log.losses().empty() && !fs::exists(o.out_dir / "curves.png"))
+    write_curves_png(o.out_dir / "curves.png", log.losses(), log.val_miou());
+  res.iteration = it;
+  return res;
+}
+
+}  // namespace bfcn
