@@ -6,6 +6,8 @@
 #include <zlib.h>
 
 #include <catch2/catch.hpp>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "core/error.h"
@@ -206,4 +208,46 @@ TEST_CASE("check_dataset counts pixels and lists every bad sample", "[datasets][
   CHECK(total == 3 * 64 * 64);
   CHECK(r.to_json()["bad"] == 2);
   CHECK_THAT(r.to_text(), Catch::Contains("(ignore)") && Catch::Contains("t-shirt/top"));
+}
+
+TEST_CASE("bfcn data make / check command line", "[datasets][cli]") {
+  const fs::path bfcn = test::bfcn_binary();
+  REQUIRE(fs::exists(bfcn));
+  test::TempDir dir;
+  fs::create_directories(dir / "src");
+  write_idx(dir / "src", "train", {0, 1, 2});
+  write_idx(dir / "src", "t10k", {3, 4});
+  const std::string out = (dir / "fs").string();
+  test::RunResult r = test::run_command(bfcn.string() + " data make fashion-seg --out " + out +
+                                        " --train 6 --val 2 --size 64 --seed 3 --fashion-mnist " +
+                                        (dir / "src").string());
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  CHECK_THAT(r.output, Catch::Contains("6 train + 2 val"));
+  const std::string json_file = (dir / "report.json").string();
+  r = test::run_command(bfcn.string() + " data check --dataset voc --root " + out +
+                        " --split train --json " + json_file);
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  CHECK_THAT(r.output, Catch::Contains("6 ok, 0 bad") && Catch::Contains("(ignore)"));
+  std::ifstream jf(json_file);
+  const nlohmann::json j = nlohmann::json::parse(jf);
+  CHECK(j["samples"] == 6);
+  CHECK(j["class_pixels"].size() == 11);
+
+  std::vector<uint8_t> lab(64 * 64, 99);
+  write_label_png(dir / "fs/SegmentationClass/train_000002.png", lab.data(), 64, 64, nullptr);
+  r = test::run_command(bfcn.string() + " data check --dataset voc --root " + out);
+  CHECK(r.status == 1);
+  CHECK_THAT(r.output, Catch::Contains("train_000002.png") && Catch::Contains("1 of 6"));
+  r = test::run_command(bfcn.string() + " data check --dataset voc --root " + out +
+                        " --split nope");
+  CHECK(r.status == 1);
+  CHECK_THAT(r.output, Catch::Contains("nope.txt"));
+  r = test::run_command(bfcn.string() + " data make fashion-seg --out " + out + " --colour 1");
+  CHECK(r.status == 1);
+  CHECK_THAT(r.output, Catch::Contains("unknown flag '--colour'"));
+  r = test::run_command(bfcn.string() + " data check --root " + out);
+  CHECK(r.status == 1);
+  CHECK_THAT(r.output, Catch::Contains("--dataset is required"));
 }
