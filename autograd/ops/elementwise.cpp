@@ -106,7 +106,7 @@ Var add_scalar(const Var& x, float c) {
   const Tensor& xv = f32_value(x, "add_scalar", "x");
   Tensor y = empty_like(xv);
   add_scalar_f32(xv.f32(), c, y.f32(), y.numel());
-  // dy is this node's own gradient (freed right after), so it can be handed on as is.
+  // dy is this node's own gradient: handed on as is (Note [Gradient ownership]).
   return make_op("add_scalar", y, {x},
                  [](const Tensor& dy, const GradMask&) { return std::vector<Tensor>{dy}; });
 }

@@ -1,5 +1,5 @@
 // Small helpers shared by the op files in autograd/ops/ (not part of the public op API).
-// Closures must never hand the same storage to two inputs: the engine accumulates in place.
+// Closures must never hand the same storage to two inputs: see Note [Gradient ownership].
 #pragma once
 
 #include "autograd/var.h"
@@ -7,6 +7,15 @@
 #include "core/tensor.h"
 
 namespace bfcn::ops_detail {
+
+// Note [Gradient ownership]
+// The engine adopts the first gradient tensor a closure returns for an input and adds later
+// contributions into it IN PLACE (autograd/var.cpp, accumulate()). So a closure may return
+// storage that nobody else will read — a fresh tensor, or dy itself (this node's own gradient,
+// dropped right after its closure runs) for at most ONE input — but never a saved value (x, y,
+// a mask) and never the same dy to two inputs: add() returns dy.clone() for both operands,
+// identity-backward ops (add_scalar, round_ste, sign_ste) return dy for their single input, and
+// reshape returns a view of dy. tests/autograd/engine_test.cpp pins the aliasing case.
 
 // The f32 value of a Var, checked: "<op>: expected an f32 tensor for 'x', but got i32".
 inline const Tensor& f32_value(const Var& v, const char* op, const char* name) {
