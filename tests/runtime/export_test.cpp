@@ -1,0 +1,158 @@
+// End to end: a randomly initialised W1A2 / W2A2 ResNet-18 FCN-8s (BN running stats set so every
+// quantizer's levels are used) exported to .bfcn and run on the bit-conv runtime gives the same
+// label map as the training engine's quantized eval forward on >= 99.9% of pixels, and logits
+// within a tolerance (float summation order and BN folding differ, so a pre-quantizer value that
+// sits on a rounding boundary may flip one level).
+#include "train/export.h"
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdlib>
+#include <map>
+#include <string>
+
+#include "autograd/quant.h"
+#include "autograd/var.h"
+#include "core/rng.h"
+#include "layers/batch_norm.h"
+#include "layers/conv.h"
+#include "layers/model.h"
+#include "runtime/engine.h"
+#include "tests/support/test_support.h"
+
+using namespace bfcn;
+
+namespace {
+
+// Sets BN running stats to the expected statistics of its conv's output (inputs: the normalised
+// image for the stem, else uniform levels of the 2-bit quantizer), gamma ~0.3 and beta so that
+// the following quantizer sees values spread over [0,1].
+void spread_batch_norms(SegmentationModel& model, Rng& rng) {
+  std::map<std::string, Module*> mods;
+  for (const auto& [name, m] : model.named_modules()) mods[name] = m;
+  for (const auto& [name, m] : mods) {
+    auto* bn = dynamic_cast<BatchNorm2d*>(m);
+    if (!bn) continue;
+    std::string conv_name = name, suffix;
+    if (name.size() >= 3 && name.compare(name.size() - 3, 3, "bn1") == 0)
+      conv_name = name.substr(0, name.size() - 3) + "conv1";
+    else if (name.size() >= 3 && name.compare(name.size() - 3, 3, "bn2") == 0)
+      conv_name = name.substr(0, name.size() - 3) + "conv2";
+    else
+      conv_name = name.substr(0, name.size() - 1) + "0";  // downsample.1 -> downsample.0
+    auto* conv = dynamic_cast<Conv2d*>(mods.at(conv_name));
+    REQUIRE(conv);
+    Tensor w = conv->weight().value();
+    if (auto* q = dynamic_cast<QConv2d*>(conv))
+      w = quantize_weight_value(w, q->quant().w_bits, q->quant().w_scale_channel);
+    const bool stem = conv_name == "conv1";
+    const double in_mean = stem ? 0.0 : 0.5, in_var = stem ? 1.3 : 0.139;
+    const int64_t oc = w.dim(0), per = w.numel() / oc;
+    const float* wv = w.f32();
+    float* mean = bn->running_mean().f32();
+    float* var = bn->running_var().f32();
+    float* gamma = bn->weight().mutable_value().f32();
+    float* beta = bn->bias().mutable_value().f32();
+    const bool bn2 = name.size() >= 3 && name.compare(name.size() - 3, 3, "bn2") == 0;
+    for (int64_t o = 0; o < oc; ++o) {
+      double s = 0, s2 = 0;
+      for (int64_t i = 0; i < per; ++i) {
+        s += wv[o * per + i];
+        s2 += double(wv[o * per + i]) * wv[o * per + i];
+      }
+      mean[o] = float(in_mean * s);
+      var[o] = float(in_var * s2 + 1e-6);
+      gamma[o] = rng.uniform(0.2f, 0.35f);
+      beta[o] = bn2 ? rng.uniform(-0.05f, 0.05f) : rng.uniform(0.4f, 0.6f);
+    }
+  }
+}
+
+struct Agreement {
+  double label_agreement = 0, max_logit_diff = 0, mean_logit_diff = 0, logit_range = 0;
+};
+
+Agreement compare_engines(int w_bits, int a_bits, uint64_t seed) {
+  const nlohmann::json cfg = {
+      {"backbone", "resnet18"},
+      {"head", "fcn8s"},
+      {"n_classes", 6},
+      {"quant", {{"w_bits", w_bits}, {"a_bits", a_bits}, {"first_last_fp", true}}}};
+  auto model = build_model(cfg, seed);
+  Rng rng(seed);
+  spread_batch_norms(*model, rng);
+  model->eval();
+  const bool sanitized = std::getenv("BFCN_SANITIZED") != nullptr;
+  const int h = sanitized ? 40 : 72, w = sanitized ? 48 : 88;
+  Tensor x = test::random_tensor(Shape{1, 3, h, w}, rng, -2.0f, 2.0f);
+  Tensor ref;
+  {
+    NoGradGuard g;
+    ref = model->forward(Var(x)).value();
+  }
+  nlohmann::json header;
+  std::vector<rt::BlobData> blobs;
+  build_export(*model, nlohmann::json::object(), header, blobs);
+  const rt::Model rtm =
+      rt::Model::from_file(rt::parse_model("e2e.bfcn", rt::serialize_model(header, blobs)));
+  std::vector<float> logits;
+  std::vector<uint8_t> labels;
+  rtm.run(x.f32(), h, w, &logits, &labels, /*normalize=*/false);
+  const int nc = 6;
+  const int64_t pix = int64_t(h) * w;
+  REQUIRE(logits.size() == size_t(nc * pix));
+  Agreement a;
+  int64_t same = 0;
+  float lo = 1e30f, hi = -1e30f;
+  const float* r = ref.f32();
+  for (int64_t p = 0; p < pix; ++p) {
+    int best = 0;
+    for (int c = 1; c < nc; ++c)
+      if (r[c * pix + p] > r[best * pix + p]) best = c;
+    same += best == labels[size_t(p)];
+  }
+  for (int64_t i = 0; i < nc * pix; ++i) {
+    const double d = std::abs(double(r[i]) - logits[size_t(i)]);
+    a.max_logit_diff = std::max(a.max_logit_diff, d);
+    a.mean_logit_diff += d / double(nc * pix);
+    lo = std::min(lo, r[i]);
+    hi = std::max(hi, r[i]);
+  }
+  a.label_agreement = double(same) / double(pix);
+  a.logit_range = hi - lo;
+  return a;
+}
+
+}  // namespace
+
+TEST_CASE("exported W1A2 and W2A2 models agree with the training engine", "[runtime][export]") {
+  for (auto [wb, ab] : {std::pair{1, 2}, std::pair{2, 2}}) {
+    const Agreement a = compare_engines(wb, ab, 17);
+    INFO("W" << wb << "A" << ab << ": label agreement " << a.label_agreement
+             << ", max |logit diff| " << a.max_logit_diff << ", mean " << a.mean_logit_diff
+             << ", logit range " << a.logit_range);
+    WARN("W" << wb << "A" << ab << ": label agreement " << a.label_agreement
+             << ", max |logit diff| " << a.max_logit_diff << ", mean " << a.mean_logit_diff
+             << ", logit range " << a.logit_range);
+    CHECK(a.logit_range > 0.5);  // the comparison is not vacuous
+    CHECK(a.label_agreement >= 0.999);
+    CHECK(a.mean_logit_diff <= 0.01 * a.logit_range);
+  }
+}
+
+TEST_CASE("export rejects models the runtime cannot run", "[runtime][export]") {
+  const nlohmann::json cfg = {{"backbone", "resnet50"},
+                              {"head", "fcn8s"},
+                              {"n_classes", 3},
+                              {"quant", {{"w_bits", 1}, {"a_bits", 2}}}};
+  auto model = build_model(cfg, 1);
+  nlohmann::json header;
+  std::vector<rt::BlobData> blobs;
+  CHECK_THROWS_WITH(build_export(*model, nlohmann::json::object(), header, blobs),
+                    Catch::Contains("resnet50"));
+  const nlohmann::json fp = {{"backbone", "resnet18"}, {"head", "fcn8s"}, {"n_classes", 3}};
+  auto fp_model = build_model(fp, 1);
+  CHECK_THROWS_WITH(build_export(*fp_model, nlohmann::json::object(), header, blobs),
+                    Catch::Contains("quantized activations"));
+}
