@@ -117,7 +117,7 @@ TEST_CASE("train/eval propagates to every submodule", "[layers]") {
   for (const auto& [n, m] : net.named_modules()) CHECK(m->training());
 }
 
-TEST_CASE("handles are shallow; zero_grad clears every parameter's gradient", "[layers]") {
+TEST_CASE("handles are shallow and zero_grad clears every gradient", "[layers]") {
   Rng rng(3);
   Net net(rng);
   const Var x(test::random_tensor({2, 3, 6, 6}, rng), false);
