@@ -298,7 +298,7 @@ void sgemm_pack_a(int64_t m, int64_t k, const float* a, int64_t rs_a, int64_t cs
 
 void sgemm_packed(int64_t m, int64_t n, int64_t k, const float* ap, const float* bp, float* c,
                   int64_t ldc, bool accumulate) {
-  assert(reinterpret_cast<uintptr_t>(ap) % 32 == 0 && reinterpret_cast<uintptr_t>(bp) % 32 == 0);
+  assert(reinterpret_cast<uintptr_t>(bp) % 32 == 0);  // A is only broadcast: any alignment
   if (zero_depth(m, n, k, c, ldc, accumulate)) return;
   const GemmMicrokernel uk = sgemm_active_ukernel();
   for (int64_t pc = 0; pc < k; pc += kKc) {
@@ -312,7 +312,7 @@ void sgemm_packed(int64_t m, int64_t n, int64_t k, const float* ap, const float*
 
 void sgemm_packed_a(int64_t m, int64_t n, int64_t k, const float* ap, const float* b, int64_t ldb,
                     float* c, int64_t ldc, bool accumulate) {
-  assert(reinterpret_cast<uintptr_t>(ap) % 32 == 0 && reinterpret_cast<uintptr_t>(b) % 32 == 0);
+  assert(reinterpret_cast<uintptr_t>(b) % 32 == 0);  // A is only broadcast: any alignment
   assert(ldb % kGemmNr == 0);
   if (zero_depth(m, n, k, c, ldc, accumulate)) return;
   const GemmMicrokernel uk = sgemm_active_ukernel();

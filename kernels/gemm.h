@@ -32,7 +32,7 @@ void sgemm_pack_a(int64_t m, int64_t k, const float* a, int64_t rs_a, int64_t cs
 // for a B produced row by row (im2col) in a small cache-resident buffer.
 void sgemm_packed_a(int64_t m, int64_t n, int64_t k, const float* ap, const float* b, int64_t ldb,
                     float* c, int64_t ldc, bool accumulate);
-// Single-threaded, both operands pre-packed (layouts above); 32-byte aligned.
+// Single-threaded, both operands pre-packed (layouts above); bp 32-byte aligned.
 void sgemm_packed(int64_t m, int64_t n, int64_t k, const float* ap, const float* bp, float* c,
                   int64_t ldc, bool accumulate);
 
@@ -50,7 +50,7 @@ void sgemm__ref(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a, i
 
 // Microkernel contract (one 6x16 tile): C[6,16] (+)= Ap·B where Ap holds kc groups of 6 values
 // (one per row) and B row p is the 16 floats at bp + p*ldb (ldb = 16 for a packed panel; a
-// row-major B is read in place). Ap and every B row are 32-byte aligned.
+// row-major B is read in place). Every B row is 32-byte aligned (A is only broadcast).
 constexpr int kGemmMr = 6;
 constexpr int kGemmNr = 16;
 using GemmMicrokernel = void (*)(int64_t kc, const float* ap, const float* bp, int64_t ldb,

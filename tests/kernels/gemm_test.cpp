@@ -31,6 +31,11 @@ double rel_err(const std::vector<float>& got, const std::vector<float>& want) {
   return worst / scale;
 }
 
+// 64-byte-aligned floats (aligned_alloc needs the size to be a multiple of the alignment).
+float* aligned_floats(int64_t n) {
+  return static_cast<float*>(std::aligned_alloc(64, size_t((n * 4 + 63) / 64 * 64)));
+}
+
 struct ThreadsGuard {
   int prev = omp_get_max_threads();
   ~ThreadsGuard() { omp_set_num_threads(prev); }
@@ -102,8 +107,8 @@ TEST_CASE("pre-packed sgemm entry points match the reference") {
        {std::array<int64_t, 3>{1, 1, 1}, {7, 17, 3}, {13, 40, 300}, {150, 33, 257}, {6, 16, 256}}) {
     const auto a = random_vec(m * k, rng), b = random_vec(k * n, rng);
     const int64_t mpan = (m + kGemmMr - 1) / kGemmMr, npan = (n + kGemmNr - 1) / kGemmNr;
-    float* ap = static_cast<float*>(std::aligned_alloc(64, size_t(mpan * kGemmMr * k * 4 + 64)));
-    float* bp = static_cast<float*>(std::aligned_alloc(64, size_t(npan * kGemmNr * k * 4 + 64)));
+    float* ap = aligned_floats(mpan * kGemmMr * k);
+    float* bp = aligned_floats(npan * kGemmNr * k);
     sgemm_pack_a(m, k, a.data(), k, 1, 0, mpan, ap);
     sgemm_pack_b(k, n, b.data(), n, 1, bp);
     for (bool acc : {false, true}) {
@@ -113,7 +118,7 @@ TEST_CASE("pre-packed sgemm entry points match the reference") {
       auto c1 = c0, c2 = c0, c3 = c0, c4 = c0;
       // Row-major B with a 16-multiple leading dimension, read in place.
       const int64_t ldb = npan * kGemmNr;
-      float* brow = static_cast<float*>(std::aligned_alloc(64, size_t(ldb * k * 4 + 64)));
+      float* brow = aligned_floats(ldb * k);
       for (int64_t p = 0; p < k; ++p)
         for (int64_t j = 0; j < ldb; ++j) brow[p * ldb + j] = j < n ? b[p * n + j] : 0.0f;
       sgemm_packed_a(m, n, k, ap, brow, ldb, c4.data(), n, acc);
