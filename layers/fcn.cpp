@@ -1,8 +1,11 @@
 // FCN-32s/16s/8s and dilated heads: score convs, bilinear upsampling and skip sums.
 #include "layers/fcn.h"
 
+#include <cmath>
+
 #include "autograd/ops.h"
 #include "layers/batch_norm.h"
+#include "layers/init.h"
 
 namespace bfcn {
 namespace {
@@ -22,7 +25,13 @@ std::shared_ptr<Conv2d> score_conv(int in, int n_classes, const std::string& nam
   o.out_channels = n_classes;
   o.kernel = 1;
   o.bias = true;
-  return make_conv(o, head_spec(q, name, true), rng);
+  auto conv = make_conv(o, head_spec(q, name, true), rng);
+  // PyTorch's default nn.Conv2d init (torchvision's FCN score convs are outside ResNet's kaiming
+  // fan_out loop): U(+-1/sqrt(fan_in)). Kaiming fan_out with fan_out = n_classes gives logits of
+  // std ~10 and an initial loss far above ln(n_classes).
+  Tensor w = conv->weight().value();
+  uniform_init(w, 1.0f / std::sqrt(static_cast<float>(in)), rng);
+  return conv;
 }
 
 // Bilinear resize, skipped when the size already matches (it is the identity then).
