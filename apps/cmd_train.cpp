@@ -34,6 +34,7 @@ int run_train(const std::vector<std::string>& argv) {
        {"init-from", true, false, "CKPT  start from these weights only (non-strict)"},
        {"threads", true, false, "N     OpenMP threads (default: train.threads, 0 = all)"},
        {"stop-at", true, false, "ITER  stop after iteration ITER as Ctrl-C would (checkpoint)"},
+       {"fault-nan-at", true, false, "ITER  (testing) make the loss of iteration ITER NaN"},
        {"json", true, false, "FILE  write the run summary (iterations, loss, mIoU) as JSON"}},
       argv);
   if (args.help()) {
@@ -76,6 +77,7 @@ int run_train(const std::vector<std::string>& argv) {
   }
   o.threads = args.get_int("threads", -1);
   o.stop_at = args.get_int("stop-at", -1);
+  o.fault_nan_at = args.get_int("fault-nan-at", -1);
 
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);

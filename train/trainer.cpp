@@ -190,7 +190,7 @@ TrainResult run_training(const TrainOptions& o) {
     const double lr = lr_at(tc.schedule, tc.lr, it, total);
     Var logits = model->forward(Var(batch.images));
     Var loss = softmax_cross_entropy(logits, batch.labels, 255);
-    const float loss_v = loss.value().item();
+    const float loss_v = it + 1 == o.fault_nan_at ? std::nanf("") : loss.value().item();
     BFCN_CHECK(std::isfinite(loss_v), "training diverged: loss is ", loss_v, " at iteration ",
                it + 1, "; last good checkpoint: ",
                res.last_checkpoint.empty() ? std::string("none") : res.last_checkpoint.string(),

@@ -20,8 +20,9 @@ struct TrainOptions {
   std::filesystem::path resume;     // a checkpoint file (resolved); empty = fresh run
   std::filesystem::path init_from;  // weights only, non-strict; empty = config's init_from
   int threads = -1;                 // -1: train.threads from the config
-  int64_t stop_at = -1;  // act as if interrupted after this iteration (tests, time boxes)
-  int progress = -1;     // 1 bar, 0 plain lines, -1 auto (bar when stderr is a terminal)
+  int64_t stop_at = -1;       // act as if interrupted after this iteration (tests, time boxes)
+  int progress = -1;          // 1 bar, 0 plain lines, -1 auto (bar when stderr is a terminal)
+  int64_t fault_nan_at = -1;  // testing: treat the loss of this iteration (1-based) as NaN
 };
 
 struct TrainResult {
