@@ -38,7 +38,7 @@ const BgemmVariant& bgemm_active() {
 }
 
 void requant_pack__ref(const int32_t* p, int n, int32_t corr, const float* mul, const float* add,
-                       int bits, uint64_t* out) {
+                       const float* res, int bits, uint64_t* out) {
   const float levels = float((1 << bits) - 1);
   uint8_t q[64];
   const int cw = bit_words(n);
@@ -47,7 +47,9 @@ void requant_pack__ref(const int32_t* p, int n, int32_t corr, const float* mul, 
     std::memset(q, 0, sizeof(q));
     for (int i = 0; i < m; ++i) {
       const int o = wi * 64 + i;
-      q[i] = quantize_level(float(2 * p[o] - corr) * mul[o] + add[o], levels);
+      float v = float(2 * p[o] - corr) * mul[o] + add[o];
+      if (res) v += res[o];
+      q[i] = quantize_level(v, levels);
     }
     uint64_t planes[8];
     pack_pixel_q(q, 64, bits, planes);  // one word per plane for 64 channels
@@ -159,7 +161,8 @@ void bitconv_forward(const BitConvShape& s, const uint64_t* in, const uint64_t* 
     for (int ox = 0; ox < ow; ++ox) {
       const int32_t* a = acc + int64_t(ox) * oc;
       if (packed) {
-        v.requant(a, oc, corr[ox], e.mul, e.add, e.out_bits,
+        v.requant(a, oc, corr[ox], e.mul, e.add,
+                  e.residual ? e.residual + (row + ox) * oc : nullptr, e.out_bits,
                   e.out_packed + (row + ox) * e.out_bits * cwo);
         continue;
       }

@@ -31,10 +31,10 @@ struct BitConvShape {
 using BgemmFn = void (*)(const uint64_t* a, int npix, const uint64_t* w, int noc, int k_bits,
                          int m_bits, int lp, int32_t* out, int ldo);
 
-// The packed epilogue of one output pixel: I = 2*p[o] - corr, v = I*mul[o] + add[o],
-// q = nearbyint(clip(v,0,1)*(2^bits-1)) packed into out [bits][cw(n)] (all words written).
+// The packed epilogue of one output pixel: I = 2*p[o] - corr, v = I*mul[o] + add[o] (+ res[o]
+// when res is set), q = nearbyint(clip(v,0,1)*(2^bits-1)) packed into out [bits][cw(n)].
 using RequantFn = void (*)(const int32_t* p, int n, int32_t corr, const float* mul,
-                           const float* add, int bits, uint64_t* out);
+                           const float* add, const float* res, int bits, uint64_t* out);
 
 struct BgemmVariant {
   Isa isa;
@@ -43,8 +43,10 @@ struct BgemmVariant {
   RequantFn requant;
 };
 
-void requant_pack__ref(const int32_t*, int, int32_t, const float*, const float*, int, uint64_t*);
-void requant_pack__avx2(const int32_t*, int, int32_t, const float*, const float*, int, uint64_t*);
+void requant_pack__ref(const int32_t*, int, int32_t, const float*, const float*, const float*, int,
+                       uint64_t*);
+void requant_pack__avx2(const int32_t*, int, int32_t, const float*, const float*, const float*, int,
+                        uint64_t*);
 
 void bgemm__ref(const uint64_t*, int, const uint64_t*, int, int, int, int, int32_t*, int);
 void bgemm__avx2_popcnt(const uint64_t*, int, const uint64_t*, int, int, int, int, int32_t*, int);
@@ -57,8 +59,9 @@ std::span<const BgemmVariant> bgemm_variants();
 const BgemmVariant& bgemm_active();
 
 // Output of bitconv_forward: float NHWC [OH*OW][OC] (out_f32) or packed [OH*OW][out_bits][cw(OC)].
-// value = I * mul[o] + add[o] (+ residual[p*OC+o] when residual is set, float mode only);
-// relu clamps at 0 (float mode); packed mode quantizes nearbyint(clip(value,0,1)*(2^out_bits-1)).
+// value = I * mul[o] + add[o] (+ residual[p*OC+o] when residual is set);
+// relu clamps at 0 (float mode only); packed mode quantizes
+// nearbyint(clip(value,0,1)*(2^out_bits-1)).
 struct BitConvEpilogue {
   const float* mul = nullptr;  // [OC], required
   const float* add = nullptr;  // [OC], required

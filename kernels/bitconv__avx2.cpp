@@ -97,7 +97,7 @@ void run(const uint64_t* a, int npix, const uint64_t* w, int noc, int lp, int32_
 }  // namespace
 
 void requant_pack__avx2(const int32_t* p, int n, int32_t corr, const float* mul, const float* add,
-                        int bits, uint64_t* out) {
+                        const float* res, int bits, uint64_t* out) {
   const int cw = (n + 63) / 64;
   const __m256i vcorr = _mm256_set1_epi32(corr);
   const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
@@ -109,23 +109,27 @@ void requant_pack__avx2(const int32_t* p, int n, int32_t corr, const float* mul,
       const int o = wi * 64 + b8;
       // channel tail: the same vector arithmetic on zero-padded copies (zero lanes give q = 0)
       alignas(32) int32_t pt[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      alignas(32) float mt[8] = {0, 0, 0, 0, 0, 0, 0, 0}, at[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      alignas(32) float mt[8] = {0, 0, 0, 0, 0, 0, 0, 0}, at[8] = {0, 0, 0, 0, 0, 0, 0, 0},
+                        rt[8] = {0, 0, 0, 0, 0, 0, 0, 0};
       const int32_t* pp = p + o;
-      const float *mp = mul + o, *ap = add + o;
+      const float *mp = mul + o, *ap = add + o, *rp = res ? res + o : nullptr;
       if (b8 + 8 > m) {
         for (int i = 0; i < m - b8; ++i) {
           pt[i] = p[o + i];
           mt[i] = mul[o + i];
           at[i] = add[o + i];
+          if (res) rt[i] = res[o + i];
         }
         pp = pt;
         mp = mt;
         ap = at;
+        if (res) rp = rt;
       }
       const __m256i pv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pp));
       const __m256i iv = _mm256_sub_epi32(_mm256_add_epi32(pv, pv), vcorr);
       __m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(iv), _mm256_loadu_ps(mp)),
                                _mm256_loadu_ps(ap));
+      if (rp) v = _mm256_add_ps(v, _mm256_loadu_ps(rp));
       v = _mm256_mul_ps(_mm256_min_ps(_mm256_max_ps(v, zero), one), levels);  // NaN -> 0
       const __m256i qi =
           _mm256_cvtps_epi32(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));

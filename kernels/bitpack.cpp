@@ -30,14 +30,32 @@ void pack_act_q(const uint8_t* q, int64_t pixels, int c, int bits, uint64_t* out
   for (int64_t p = 0; p < pixels; ++p) pack_pixel_q(q + p * c, c, bits, out + p * bits * cw);
 }
 
+namespace {
+// kSpread[b]: bit i of b moved to bit 0 of byte i.
+struct SpreadTable {
+  uint64_t v[256];
+  constexpr SpreadTable() : v() {
+    for (int b = 0; b < 256; ++b) {
+      uint64_t x = 0;
+      for (int i = 0; i < 8; ++i) x |= uint64_t((b >> i) & 1) << (8 * i);
+      v[b] = x;
+    }
+  }
+};
+constexpr SpreadTable kSpread;
+}  // namespace
+
 void unpack_act_q(const uint64_t* packed, int64_t pixels, int c, int bits, uint8_t* q) {
   const int cw = bit_words(c);
+#pragma omp parallel for schedule(static) if (pixels * c > 65536)
   for (int64_t p = 0; p < pixels; ++p) {
     const uint64_t* src = packed + p * bits * cw;
-    for (int ch = 0; ch < c; ++ch) {
-      int v = 0;
-      for (int k = 0; k < bits; ++k) v |= int((src[k * cw + (ch >> 6)] >> (ch & 63)) & 1) << k;
-      q[p * c + ch] = uint8_t(v);
+    uint8_t* dst = q + p * c;
+    for (int ch0 = 0; ch0 < c; ch0 += 8) {
+      uint64_t v = 0;
+      for (int k = 0; k < bits; ++k)
+        v |= kSpread.v[(src[k * cw + (ch0 >> 6)] >> (ch0 & 63)) & 0xff] << k;
+      std::memcpy(dst + ch0, &v, size_t(std::min(8, c - ch0)));
     }
   }
 }

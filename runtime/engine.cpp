@@ -61,8 +61,10 @@ const float* float_view(const Buf& b, std::vector<float>& tmp) {
   std::vector<uint8_t> q(size_t(pix) * b.c);
   unpack_act_q(b.p.data(), pix, b.c, b.bits, q.data());
   tmp.resize(q.size());
-  const float inv = 1.0f / float((1 << b.bits) - 1);
-  for (size_t i = 0; i < q.size(); ++i) tmp[i] = float(q[i]) * inv;
+  float level[256];  // q/n exactly as the training quantizer's round(x*n)/n
+  const float n = float((1 << b.bits) - 1);
+  for (int l = 0; l < 256; ++l) level[l] = float(l) / n;
+  for (size_t i = 0; i < q.size(); ++i) tmp[i] = level[q[i]];
   return tmp.data();
 }
 
@@ -452,8 +454,13 @@ void Model::run(const float* image, int h, int w, std::vector<float>* logits,
         BitConvEpilogue e;
         e.mul = L.mul.data();
         e.add = L.add.data();
-        const bool fused = L.out_bits > 0 && L.in.size() == 1 && !L.relu;
-        if (fused) {
+        if (L.in.size() == 2) {
+          const Buf& r = bufs[size_t(L.in[1])];
+          BFCN_CHECK(r.h == y.h && r.w == y.w, "layer '", L.name, "': residual is ", r.h, "x", r.w,
+                     ", output is ", y.h, "x", y.w);
+          e.residual = float_view(r, tmp);
+        }
+        if (L.out_bits > 0 && !L.relu) {  // fused re-quantization: no float output tensor
           y.bits = L.out_bits;
           y.p.assign(size_t(y.h) * y.w * L.out_bits * bit_words(y.c), 0);
           e.out_packed = y.p.data();
@@ -463,12 +470,6 @@ void Model::run(const float* image, int h, int w, std::vector<float>* logits,
         }
         std::vector<float> v(size_t(y.h) * y.w * y.c);
         e.out_f32 = v.data();
-        if (L.in.size() == 2) {
-          const Buf& r = bufs[size_t(L.in[1])];
-          BFCN_CHECK(r.h == y.h && r.w == y.w, "layer '", L.name, "': residual is ", r.h, "x", r.w,
-                     ", output is ", y.h, "x", y.w);
-          e.residual = float_view(r, tmp);
-        }
         bitconv_forward(s, x.p.data(), L.wbits.data(), e, variant);
         store(y, std::move(v), L.out_bits, L.relu);
         break;

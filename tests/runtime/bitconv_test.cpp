@@ -315,11 +315,14 @@ TEST_CASE("every variant's packed epilogue equals the reference exactly", "[runt
         mul[size_t(o)] = rng.uniform(-0.2f, 0.2f) / float(s.in_c);
         add[size_t(o)] = rng.uniform(0.2f, 0.8f);
       }
+      std::vector<float> res(size_t(pix) * s.out_c);
+      for (float& r : res) r = rng.uniform(-0.3f, 0.3f);
       for (int bits : {1, 2, 3}) {
         std::vector<uint64_t> ref(size_t(pix) * bits * bit_words(s.out_c), 1), got(ref.size(), 2);
         BitConvEpilogue e;
         e.mul = mul.data();
         e.add = add.data();
+        e.residual = bits == 2 ? res.data() : nullptr;  // fused residual add before the quantizer
         e.out_bits = bits;
         e.out_packed = ref.data();
         bitconv_forward(s, c.in.data(), c.w.data(), e, bgemm_variants()[0]);
