@@ -90,6 +90,22 @@ int eval_pred_dir(const bfcn::app::Args& args) {
 
 int eval_checkpoint(const bfcn::app::Args& args) {
   const fs::path ckpt = args.require("checkpoint");
+  // Inference flags first, so a typo fails before the model and data are loaded.
+  bfcn::EvaluateOptions o;
+  o.inference.flip = args.has("flip");
+  o.inference.sliding = args.has("sliding");
+  if (args.has("window")) {
+    auto [h, w] = bfcn::app::parse_hw("window", args.get("window"));
+    o.inference.window_h = h;
+    o.inference.window_w = w;
+  }
+  o.inference.overlap = static_cast<float>(args.get_double("overlap", 1.0 / 3));
+  if (args.has("scales")) o.inference.scales = parse_scales(args.get("scales"));
+  if (args.has("save-pred")) o.save_pred_dir = args.get("save-pred");
+  o.max_images = static_cast<size_t>(std::max(0, args.get_int("max-images", 0)));
+  BFCN_CHECK(o.inference.overlap >= 0.0f && o.inference.overlap < 1.0f,
+             "eval: --overlap must be in [0, 1), got ", o.inference.overlap);
+
   nlohmann::json override_cfg;
   std::string source = bfcn::resolve_checkpoint(ckpt).string();
   if (args.has("config")) {
@@ -106,23 +122,10 @@ int eval_checkpoint(const bfcn::app::Args& args) {
   const std::string split = args.get("split", dc.val_split);
   std::unique_ptr<bfcn::SegDataset> ds = bfcn::make_dataset(dc, split);
   if (args.has("threads")) omp_set_num_threads(std::max(1, args.get_int("threads", 1)));
-
-  bfcn::EvaluateOptions o;
   o.mean = dc.mean;
   o.std = dc.std;
   o.inference.pad_multiple = args.get_int("pad-multiple", std::max(32, lm.model->output_stride()));
-  o.inference.flip = args.has("flip");
-  o.inference.sliding = args.has("sliding");
-  if (args.has("window")) {
-    auto [h, w] = bfcn::app::parse_hw("window", args.get("window"));
-    o.inference.window_h = h;
-    o.inference.window_w = w;
-  }
-  o.inference.overlap = static_cast<float>(args.get_double("overlap", 1.0 / 3));
-  if (args.has("scales")) o.inference.scales = parse_scales(args.get("scales"));
-  if (args.has("save-pred")) o.save_pred_dir = args.get("save-pred");
   o.cityscapes_label_ids = dc.dataset == "cityscapes";
-  o.max_images = static_cast<size_t>(std::max(0, args.get_int("max-images", 0)));
 
   std::shared_ptr<bfcn::SegmentationModel> model = lm.model;
   bfcn::LogitsFn fn = [model](const bfcn::Tensor& x) {
