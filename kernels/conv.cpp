@@ -227,7 +227,8 @@ void conv2d_forward(const ConvGeom& g, const float* x, const float* w, const flo
     int64_t q0, q1;
     split_range(d.p, kGemmNr, t, nth, q0, q1);
     const int64_t chunk = d.direct ? std::max<int64_t>(1, q1 - q0) : kFwdChunk;
-    float* col = d.direct || q0 >= q1 ? nullptr : t_col.get(static_cast<size_t>(d.r * kFwdChunk));
+    float* col = d.direct || q0 >= q1 ? nullptr
+                                      : t_col.get(static_cast<size_t>(d.r * (kFwdChunk + kGemmNr)));
     for (int64_t in = 0; in < g.n && q0 < q1; ++in)
       for (int64_t gi = 0; gi < g.groups; ++gi) {
         const float* xg = x + (in * g.c + gi * d.cg) * d.hw;
@@ -238,8 +239,9 @@ void conv2d_forward(const ConvGeom& g, const float* x, const float* w, const flo
           if (d.direct) {
             sgemm(d.kg, np, d.r, wg, d.r, 1, xg + p0, d.hw, 1, yg + p0, d.p, false, 1);
           } else {
-            // col [R, ld]: the GEMM reads whole 16-column rows, so pad columns are zeroed.
-            const int64_t ld = (np + kGemmNr - 1) / kGemmNr * kGemmNr;
+            // col [R, ld]: the GEMM reads whole 16-column rows, so pad columns are zeroed. One
+            // extra 16-float step keeps the row stride off powers of two (L1 set conflicts).
+            const int64_t ld = (np + kGemmNr - 1) / kGemmNr * kGemmNr + kGemmNr;
             im2col_rows(g, d, xg, p0, np, 0, d.r, col, ld);
             if (ld > np)
               for (int64_t r = 0; r < d.r; ++r)
@@ -308,7 +310,8 @@ void conv2d_backward_weight(const ConvGeom& g, const float* x, const float* dy, 
     int64_t r0, r1;
     split_range(d.r, kGemmMr, t, nth, r0, r1);
     const int64_t rows = r1 - r0;
-    float* col = d.direct || rows <= 0 ? nullptr : t_col.get(static_cast<size_t>(rows * chunk));
+    float* col =
+        d.direct || rows <= 0 ? nullptr : t_col.get(static_cast<size_t>(rows * (chunk + kGemmNr)));
     float* bp = rows <= 0 ? nullptr : t_tmp.get(static_cast<size_t>(kg_pad * chunk));
     float* acc = rows <= 0 ? nullptr : t_wpack.get(static_cast<size_t>(rows * d.kg));  // [rows,Kg]
     for (int64_t gi = 0; gi < g.groups && rows > 0; ++gi) {
@@ -322,8 +325,8 @@ void conv2d_backward_weight(const ConvGeom& g, const float* x, const float* dy, 
           if (d.direct) {
             sgemm_arows_packed_b(rows, d.kg, np, xg + r0 * d.hw + p0, d.hw, bp, acc, d.kg, true);
           } else {
-            im2col_rows(g, d, xg, p0, np, r0, r1, col, np);
-            sgemm_arows_packed_b(rows, d.kg, np, col, np, bp, acc, d.kg, true);
+            im2col_rows(g, d, xg, p0, np, r0, r1, col, chunk + kGemmNr);  // stride off 2^k
+            sgemm_arows_packed_b(rows, d.kg, np, col, chunk + kGemmNr, bp, acc, d.kg, true);
           }
         }
       }
