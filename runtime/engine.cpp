@@ -157,32 +157,31 @@ std::vector<Tap> axis_taps(int in, int out) {
   return t;
 }
 
-// NHWC bilinear resize, separable: each output row blends two horizontally resized source rows.
+// NHWC bilinear resize, separable: every source row is resized horizontally once, then each
+// output row blends two of those rows.
 std::vector<float> upsample_nhwc(const float* x, int h, int w, int c, int oh, int ow) {
   const std::vector<Tap> th = axis_taps(h, oh), tw = axis_taps(w, ow);
-  std::vector<float> y(size_t(oh) * ow * c);
-#pragma omp parallel
-  {
-    std::vector<float> r0(size_t(ow) * c), r1(size_t(ow) * c);
-    auto hrow = [&](int sy, float* dst) {
-      const float* src = x + int64_t(sy) * w * c;
-      for (int ox = 0; ox < ow; ++ox) {
-        const Tap& t = tw[size_t(ox)];
-        const float* a = src + int64_t(t.i0) * c;
-        const float* b = src + int64_t(t.i1) * c;
-        float* d = dst + int64_t(ox) * c;
-        for (int ch = 0; ch < c; ++ch) d[ch] = t.l0 * a[ch] + t.l1 * b[ch];
-      }
-    };
-#pragma omp for schedule(static)
-    for (int oy = 0; oy < oh; ++oy) {
-      const Tap& t = th[size_t(oy)];
-      hrow(t.i0, r0.data());
-      hrow(t.i1, r1.data());
-      float* d = y.data() + int64_t(oy) * ow * c;
-      for (int64_t i = 0; i < int64_t(ow) * c; ++i)
-        d[i] = t.l0 * r0[size_t(i)] + t.l1 * r1[size_t(i)];
+  const int64_t row = int64_t(ow) * c;
+  std::vector<float> rows(size_t(h) * row), y(size_t(oh) * row);
+#pragma omp parallel for schedule(static)
+  for (int sy = 0; sy < h; ++sy) {
+    const float* src = x + int64_t(sy) * w * c;
+    float* dst = rows.data() + sy * row;
+    for (int ox = 0; ox < ow; ++ox) {
+      const Tap& t = tw[size_t(ox)];
+      const float* a = src + int64_t(t.i0) * c;
+      const float* b = src + int64_t(t.i1) * c;
+      float* d = dst + int64_t(ox) * c;
+      for (int ch = 0; ch < c; ++ch) d[ch] = t.l0 * a[ch] + t.l1 * b[ch];
     }
+  }
+#pragma omp parallel for schedule(static)
+  for (int oy = 0; oy < oh; ++oy) {
+    const Tap& t = th[size_t(oy)];
+    const float* r0 = rows.data() + t.i0 * row;
+    const float* r1 = rows.data() + t.i1 * row;
+    float* d = y.data() + oy * row;
+    for (int64_t i = 0; i < row; ++i) d[i] = t.l0 * r0[i] + t.l1 * r1[i];
   }
   return y;
 }
