@@ -22,7 +22,7 @@ namespace {
 constexpr int64_t kMc = 144;  // multiple of kGemmMr
 constexpr int64_t kKc = 256;
 constexpr int64_t kNc = 3072;      // multiple of kGemmNr
-constexpr int64_t kNcArows = 128;  // multiple of kGemmNr
+constexpr int64_t kNcArows = 256;  // multiple of kGemmNr
 // Below this many multiply-adds a second thread costs more than it saves.
 constexpr int64_t kParallelMinMacs = int64_t{1} << 18;
 
@@ -251,7 +251,7 @@ void sgemm_arows_packed_b(int64_t m, int64_t n, int64_t k, const float* a, int64
                                              : sgemm_ukernel_6x16_arows__ref;
   alignas(64) float tile[kGemmMr * kGemmNr];
   float* rows = nullptr;  // the last partial 6-row block, zero-padded (kc x 6 at most)
-  // Per kc slice and block of kNcArows columns (B block <= 128 KiB, L2), 6 rows of A stay in L1
+  // Per kc slice and block of kNcArows columns (B block <= 256 KiB, L2), 6 rows of A stay in L1
   // across the block's panels.
   for (int64_t pc = 0; pc < k; pc += kKc) {
     const int64_t kc = std::min(kKc, k - pc);
