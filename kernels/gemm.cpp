@@ -73,6 +73,11 @@ void pack_a(int64_t mc, int64_t kc, const float* a, int64_t rs, int64_t cs, floa
   }
 }
 
+bool use_avx2_pack() {
+  static const bool on = active_isa() >= Isa::avx2;
+  return on;
+}
+
 // Bp: ceil(nc/NR) panels, each kc groups of NR column values (zero-padded columns past nc).
 void pack_b(int64_t kc, int64_t nc, const float* b, int64_t rs, int64_t cs, float* bp) {
   for (int64_t jr = 0; jr < nc; jr += kGemmNr) {
@@ -81,6 +86,10 @@ void pack_b(int64_t kc, int64_t nc, const float* b, int64_t rs, int64_t cs, floa
     if (nr == kGemmNr && cs == 1) {  // row-major B: copy 16 consecutive floats per k
       for (int64_t p = 0; p < kc; ++p)
         std::memcpy(dst + p * kGemmNr, b + p * rs + jr, kGemmNr * sizeof(float));
+      continue;
+    }
+    if (nr == kGemmNr && rs == 1 && use_avx2_pack()) {
+      sgemm_pack_b_panel_t__avx2(kc, b + jr * cs, cs, dst);
       continue;
     }
     // Column by column: sequential reads when B is stored transposed (rs == 1).

@@ -36,6 +36,10 @@ void sgemm_packed_a(int64_t m, int64_t n, int64_t k, const float* ap, const floa
 void sgemm_packed(int64_t m, int64_t n, int64_t k, const float* ap, const float* bp, float* c,
                   int64_t ldc, bool accumulate);
 
+// One full 16-column panel of B stored transposed (B(p, j) = b[j*cs + p]) into dst (kc x 16,
+// 32-byte aligned): the AVX2 path of the packing for transposed B.
+void sgemm_pack_b_panel_t__avx2(int64_t kc, const float* b, int64_t cs, float* dst);
+
 // Packs B [k,n] (element (p,j) at b[p*rs_b + j*cs_b]) into full-depth panels: panel q at
 // bp + q*16*k (the layout sgemm_packed_b / sgemm_packed / sgemm_arows_packed_b take).
 void sgemm_pack_b(int64_t k, int64_t n, const float* b, int64_t rs_b, int64_t cs_b, float* bp);
