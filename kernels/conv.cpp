@@ -302,7 +302,10 @@ void conv2d_backward_weight(const ConvGeom& g, const float* x, const float* dy, 
   assert(g.valid());
   const Dims d = dims_of(g);
   const int nt = conv_threads(g);
-  const int64_t chunk = d.direct ? d.p : chunk_cols(d);
+  // Pixel chunks of a multiple of 256 (the GEMM's k block) with the col block near 1 MiB, so
+  // im2col output is still in cache when the GEMM reads it. Independent of the thread count.
+  const int64_t chunk =
+      d.direct ? d.p : std::min(d.p, std::max<int64_t>(256, g_col_budget / 8 / d.r / 256 * 256));
   const int64_t kg_pad = (d.kg + kGemmNr - 1) / kGemmNr * kGemmNr;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
