@@ -70,12 +70,15 @@ void quantize_pack_act(const float* x, int64_t pixels, int c, int bits, const fl
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < pixels; ++p) {
       const float* src = x + p * c;
-      for (int ch = 0; ch < c; ++ch) {
-        float v = src[ch];
-        if (mul) v *= mul[ch];
-        if (add) v += add[ch];
-        q[size_t(ch)] = quantize_level(v, levels);
-      }
+      uint8_t* qd = q.data();
+      if (mul && add)  // branch-free loops so they vectorize
+        for (int ch = 0; ch < c; ++ch) qd[ch] = quantize_level(src[ch] * mul[ch] + add[ch], levels);
+      else if (mul)
+        for (int ch = 0; ch < c; ++ch) qd[ch] = quantize_level(src[ch] * mul[ch], levels);
+      else if (add)
+        for (int ch = 0; ch < c; ++ch) qd[ch] = quantize_level(src[ch] + add[ch], levels);
+      else
+        for (int ch = 0; ch < c; ++ch) qd[ch] = quantize_level(src[ch], levels);
       pack_pixel_q(q.data(), c, bits, out + p * bits * cw);
     }
   }

@@ -102,10 +102,15 @@ void conv_f32_nhwc(const Layer& L, const float* x, int h, int w, float* y, int o
             for (int kx = 0; kx < k; ++kx) {
               const int ix = ox * L.stride - L.pad + kx * L.dilation;
               float* d = dst + (ky * k + kx) * c;
-              if (iy < 0 || iy >= h || ix < 0 || ix >= w)
-                std::memset(d, 0, sizeof(float) * c);
-              else
-                std::memcpy(d, x + (int64_t(iy) * w + ix) * c, sizeof(float) * c);
+              if (iy < 0 || iy >= h || ix < 0 || ix >= w) {
+                std::fill_n(d, c, 0.0f);
+              } else {
+                const float* src = x + (int64_t(iy) * w + ix) * c;
+                if (c < 16)  // the RGB stem: a loop beats a memcpy call per 3-float tap
+                  for (int ch = 0; ch < c; ++ch) d[ch] = src[ch];
+                else
+                  std::memcpy(d, src, sizeof(float) * c);
+              }
             }
           }
         }
