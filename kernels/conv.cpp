@@ -99,9 +99,9 @@ Dims dims_of(const ConvGeom& g) {
   return d;
 }
 
-// Equal chunks of at most the budget/R columns, rounded up to the 16-wide GEMM tile.
-int64_t chunk_cols(const Dims& d) {
-  const int64_t max_cols = std::max<int64_t>(kGemmNr, g_col_budget / d.r);
+// Equal chunks of at most max(min_cols, budget/R) columns, rounded up to the 16-wide GEMM tile.
+int64_t chunk_cols(const Dims& d, int64_t budget, int64_t min_cols) {
+  const int64_t max_cols = std::max<int64_t>(min_cols, budget / d.r);
   const int64_t nchunks = (d.p + max_cols - 1) / max_cols;
   const int64_t per = (d.p + nchunks - 1) / nchunks;
   return std::min(d.p, (per + kGemmNr - 1) / kGemmNr * kGemmNr);
@@ -271,7 +271,9 @@ void conv2d_backward_input(const ConvGeom& g, const float* dy, const float* w, f
     const int t = omp_get_thread_num(), nth = omp_get_num_threads();
     int64_t c0, c1;
     split_range(d.cg, 1, t, nth, c0, c1);
-    const int64_t chunk = chunk_cols(d);
+    // dcol chunk near 1 MiB, written by the GEMM and read back by col2im while still in cache,
+    // but >= 256 columns so that repacking W^T per chunk stays cheap.
+    const int64_t chunk = chunk_cols(d, g_col_budget / 8, 256);
     float* col =
         d.direct || c0 >= c1 ? nullptr : t_col.get(static_cast<size_t>((c1 - c0) * khw * chunk));
     for (int64_t in = 0; in < g.n && c0 < c1; ++in)
