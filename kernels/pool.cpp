@@ -3,7 +3,6 @@
 #include "kernels/pool.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 #include <limits>
 
@@ -31,14 +30,17 @@ void max_pool2d_forward(const float* x, float* y, int32_t* argmax, const PoolGeo
         const int64_t w1 = std::min<int64_t>(ow * g.sw - g.pw + g.kw, g.w);
         float best = -std::numeric_limits<float>::infinity();
         int64_t best_i = h0 * g.w + w0;
-        for (int64_t ih = h0; ih < h1; ++ih)
+        for (int64_t ih = h0; ih < h1; ++ih) {
+          const float* row = xp + ih * g.w;
           for (int64_t iw = w0; iw < w1; ++iw) {
-            const float v = xp[ih * g.w + iw];
-            if (v > best || std::isnan(v)) {  // strict: the first max wins; NaN propagates
-              best = v;
-              best_i = ih * g.w + iw;
-            }
+            // !(v <= best): strictly greater (the first max wins) or NaN (propagates, as
+            // PyTorch). Written branch-free so the compiler emits conditional moves.
+            const float v = row[iw];
+            const bool take = !(v <= best);
+            best = take ? v : best;
+            best_i = take ? ih * g.w + iw : best_i;
           }
+        }
         yp[oh * g.out_w + ow] = best;
         ap[oh * g.out_w + ow] = static_cast<int32_t>(best_i);
       }
