@@ -20,6 +20,7 @@ std::span<const BgemmVariant> bgemm_variants() {
       {Isa::ref, "bgemm__ref", bgemm__ref, requant_pack__ref},
       {Isa::avx2, "bgemm__avx2_popcnt", bgemm__avx2_popcnt, requant_pack__avx2},
       {Isa::avx2, "bgemm__avx2", bgemm__avx2, requant_pack__avx2},
+      {Isa::avx2, "bgemm__avx2_nib", bgemm__avx2_nib, requant_pack__avx2, true},
       {Isa::avx512, "bgemm__avx512", bgemm__avx512, requant_pack__avx2},
   };
   return kVariants;
@@ -61,9 +62,10 @@ namespace {
 
 // Per-thread scratch of one output row.
 struct RowScratch {
-  std::vector<uint64_t> patch;  // [OW][K][lp]
-  std::vector<int32_t> count;   // [OW] sum_k 2^k popcnt over the patch
-  std::vector<int32_t> acc;     // [OW][OC]
+  std::vector<uint64_t> patch;    // [OW][K][lp] (or [OW][K][2*lp] nibble-split)
+  std::vector<uint64_t> unsplit;  // [K][lp] one patch before splitting
+  std::vector<int32_t> count;     // [OW] sum_k 2^k popcnt over the patch
+  std::vector<int32_t> acc;       // [OW][OC]
 };
 
 // act_count [H*W]: sum_k 2^k popcnt(in[pixel][k][:])
@@ -85,12 +87,24 @@ std::vector<int32_t> activation_counts(const BitConvShape& s, const uint64_t* in
   return counts;
 }
 
+constexpr uint64_t kLowNibbles = 0x0f0f0f0f0f0f0f0full;
+
+// Nibble-split copy of `rows` rows of lp words: [rows][2*lp] (see BgemmVariant::split_nibbles).
+void split_rows(const uint64_t* src, int64_t rows, int lp, uint64_t* dst) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int i = 0; i < lp; ++i) {
+      const uint64_t x = src[r * lp + i];
+      dst[r * 2 * lp + i] = x & kLowNibbles;
+      dst[r * 2 * lp + lp + i] = (x >> 4) & kLowNibbles;
+    }
+}
+
 // Builds the zero-padded patches of output row oy and their activation counts.
 void im2col_row(const BitConvShape& s, const uint64_t* in, const int32_t* act_count, int oy,
-                RowScratch& r) {
+                bool split, RowScratch& r) {
   const int cw = bit_words(s.in_c), lp = s.row_words(), kb = s.a_bits, ow = s.out_w();
   for (int ox = 0; ox < ow; ++ox) {
-    uint64_t* patch = r.patch.data() + int64_t(ox) * kb * lp;
+    uint64_t* patch = split ? r.unsplit.data() : r.patch.data() + int64_t(ox) * kb * lp;
     std::memset(patch, 0, sizeof(uint64_t) * kb * lp);
     int32_t count = 0;
     for (int ky = 0; ky < s.kh; ++ky) {
@@ -107,6 +121,7 @@ void im2col_row(const BitConvShape& s, const uint64_t* in, const int32_t* act_co
         count += act_count[pix];
       }
     }
+    if (split) split_rows(patch, kb, lp, r.patch.data() + int64_t(ox) * kb * 2 * lp);
     r.count[size_t(ox)] = count;
   }
 }
@@ -119,16 +134,25 @@ void for_each_row(const BitConvShape& s, const uint64_t* in, const uint64_t* w,
   const std::vector<int32_t> act_count = activation_counts(s, in);
   const int oh = s.out_h(), ow = s.out_w(), lp = s.row_words(), oc = s.out_c;
   const int32_t wmax = (1 << s.w_bits) - 1;
+  const bool split = v.split_nibbles;
+  std::vector<uint64_t> w_split;
+  if (split) {
+    w_split.resize(size_t(oc) * s.w_bits * 2 * lp);
+    split_rows(w, int64_t(oc) * s.w_bits, lp, w_split.data());
+    w = w_split.data();
+  }
+  const int lpe = split ? 2 * lp : lp;
 #pragma omp parallel
   {
     RowScratch r;
-    r.patch.resize(size_t(ow) * s.a_bits * lp);
+    r.patch.resize(size_t(ow) * s.a_bits * lpe);
+    r.unsplit.resize(size_t(s.a_bits) * lp);
     r.count.resize(size_t(ow));
     r.acc.resize(size_t(ow) * oc);
 #pragma omp for schedule(dynamic, 1)
     for (int oy = 0; oy < oh; ++oy) {
-      im2col_row(s, in, act_count.data(), oy, r);
-      v.fn(r.patch.data(), ow, w, oc, s.a_bits, s.w_bits, lp, r.acc.data(), oc);
+      im2col_row(s, in, act_count.data(), oy, split, r);
+      v.fn(r.patch.data(), ow, w, oc, s.a_bits, s.w_bits, lpe, r.acc.data(), oc);
       for (int ox = 0; ox < ow; ++ox) {
         int32_t* a = r.acc.data() + int64_t(ox) * oc;
         const int32_t corr = wmax * r.count[size_t(ox)];

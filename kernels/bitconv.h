@@ -41,6 +41,9 @@ struct BgemmVariant {
   const char* name;  // "bgemm__avx2"
   BgemmFn fn;
   RequantFn requant;
+  // The driver hands fn nibble-split rows of 2*lp words: [x & 0x0f0f..][(x >> 4) & 0x0f0f..] for
+  // patches and weights alike (popcounts are unchanged; a LUT popcount then needs one vpshufb).
+  bool split_nibbles = false;
 };
 
 void requant_pack__ref(const int32_t*, int, int32_t, const float*, const float*, const float*, int,
@@ -51,6 +54,7 @@ void requant_pack__avx2(const int32_t*, int, int32_t, const float*, const float*
 void bgemm__ref(const uint64_t*, int, const uint64_t*, int, int, int, int, int32_t*, int);
 void bgemm__avx2_popcnt(const uint64_t*, int, const uint64_t*, int, int, int, int, int32_t*, int);
 void bgemm__avx2(const uint64_t*, int, const uint64_t*, int, int, int, int, int32_t*, int);
+void bgemm__avx2_nib(const uint64_t*, int, const uint64_t*, int, int, int, int, int32_t*, int);
 void bgemm__avx512(const uint64_t*, int, const uint64_t*, int, int, int, int, int32_t*, int);
 
 // The one list of variants (ref first) that drives dispatch, tests and benchmarks.

@@ -94,7 +94,101 @@ void run(const uint64_t* a, int npix, const uint64_t* w, int noc, int lp, int32_
   }
 }
 
+// Nibble-split rows (BgemmVariant::split_nibbles): every byte holds one nibble, so the popcount
+// of w AND a is one vpshufb of a LUT pre-scaled by 2^(m+k); 3 ops per plane pair per chunk.
+template <int M, int K, int P, int O>
+void tile_nib(const uint64_t* a, const uint64_t* w, int lp, int32_t* out, int ldo) {
+  constexpr int kMaxPerChunk = 4 * ((1 << M) - 1) * ((1 << K) - 1);
+  constexpr int kFlush = 255 / kMaxPerChunk;
+  static_assert(kFlush >= 1, "byte counters would overflow");
+  __m256i lut[M + K - 1];
+  for (int sft = 0; sft < M + K - 1; ++sft)
+    lut[sft] = _mm256_slli_epi16(_mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0,
+                                                  1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4),
+                                 sft);  // bytes <= 4 << sft < 256: no bits cross into the next byte
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i acc[P][O], tot[P][O];
+  for (int p = 0; p < P; ++p)
+    for (int o = 0; o < O; ++o) acc[p][o] = tot[p][o] = zero;
+  const int chunks = lp / 4;
+  int since = 0;
+  for (int c = 0; c < chunks; ++c) {
+    __m256i av[P][K];
+    for (int p = 0; p < P; ++p)
+      for (int k = 0; k < K; ++k)
+        av[p][k] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + (p * K + k) * lp) + c);
+    for (int o = 0; o < O; ++o)
+      for (int m = 0; m < M; ++m) {
+        const __m256i wv =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + (o * M + m) * lp) + c);
+        for (int p = 0; p < P; ++p)
+          for (int k = 0; k < K; ++k)
+            acc[p][o] = _mm256_add_epi8(
+                acc[p][o], _mm256_shuffle_epi8(lut[m + k], _mm256_and_si256(wv, av[p][k])));
+      }
+    if (++since == kFlush) {
+      for (int p = 0; p < P; ++p)
+        for (int o = 0; o < O; ++o) {
+          tot[p][o] = _mm256_add_epi64(tot[p][o], _mm256_sad_epu8(acc[p][o], zero));
+          acc[p][o] = zero;
+        }
+      since = 0;
+    }
+  }
+  for (int p = 0; p < P; ++p)
+    for (int o = 0; o < O; ++o) {
+      tot[p][o] = _mm256_add_epi64(tot[p][o], _mm256_sad_epu8(acc[p][o], zero));
+      out[p * ldo + o] = int32_t(hsum_u64(tot[p][o]));
+    }
+}
+
+template <int M, int K>
+void run_nib(const uint64_t* a, int npix, const uint64_t* w, int noc, int lp, int32_t* out,
+             int ldo) {
+  constexpr int kP = 2, kO = 3;
+  const int64_t as = int64_t(K) * lp, ws = int64_t(M) * lp;
+  int o = 0;
+  for (; o + kO <= noc; o += kO) {
+    int p = 0;
+    for (; p + kP <= npix; p += kP)
+      tile_nib<M, K, kP, kO>(a + p * as, w + o * ws, lp, out + int64_t(p) * ldo + o, ldo);
+    for (; p < npix; ++p)
+      tile_nib<M, K, 1, kO>(a + p * as, w + o * ws, lp, out + int64_t(p) * ldo + o, ldo);
+  }
+  for (; o < noc; ++o) {
+    int p = 0;
+    for (; p + kP <= npix; p += kP)
+      tile_nib<M, K, kP, 1>(a + p * as, w + o * ws, lp, out + int64_t(p) * ldo + o, ldo);
+    for (; p < npix; ++p)
+      tile_nib<M, K, 1, 1>(a + p * as, w + o * ws, lp, out + int64_t(p) * ldo + o, ldo);
+  }
+}
+
 }  // namespace
+
+void bgemm__avx2_nib(const uint64_t* a, int npix, const uint64_t* w, int noc, int k_bits,
+                     int m_bits, int lp, int32_t* out, int ldo) {
+  switch (m_bits * 16 + k_bits) {
+    case 0x11:
+      return run_nib<1, 1>(a, npix, w, noc, lp, out, ldo);
+    case 0x12:
+      return run_nib<1, 2>(a, npix, w, noc, lp, out, ldo);
+    case 0x13:
+      return run_nib<1, 3>(a, npix, w, noc, lp, out, ldo);
+    case 0x14:
+      return run_nib<1, 4>(a, npix, w, noc, lp, out, ldo);
+    case 0x21:
+      return run_nib<2, 1>(a, npix, w, noc, lp, out, ldo);
+    case 0x22:
+      return run_nib<2, 2>(a, npix, w, noc, lp, out, ldo);
+    case 0x23:
+      return run_nib<2, 3>(a, npix, w, noc, lp, out, ldo);
+    case 0x24:
+      return run_nib<2, 4>(a, npix, w, noc, lp, out, ldo);
+    default:  // popcounts of split rows equal those of the original rows
+      return bgemm__avx2_popcnt(a, npix, w, noc, k_bits, m_bits, lp, out, ldo);
+  }
+}
 
 void requant_pack__avx2(const int32_t* p, int n, int32_t corr, const float* mul, const float* add,
                         const float* res, int bits, uint64_t* out) {
