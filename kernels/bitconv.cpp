@@ -89,14 +89,24 @@ std::vector<int32_t> activation_counts(const BitConvShape& s, const uint64_t* in
 
 constexpr uint64_t kLowNibbles = 0x0f0f0f0f0f0f0f0full;
 
-// Nibble-split copy of `rows` rows of lp words: [rows][2*lp] (see BgemmVariant::split_nibbles).
-void split_rows(const uint64_t* src, int64_t rows, int lp, uint64_t* dst) {
-  for (int64_t r = 0; r < rows; ++r)
-    for (int i = 0; i < lp; ++i) {
+// Nibble-split copy of `rows` rows of lp words whose first `used` words carry data: each output row
+// is [used low-nibble words][used high-nibble words][zeros up to lpe] (BgemmVariant::split_nibbles;
+// packing the halves together skips the 4-word padding of each half).
+void split_rows(const uint64_t* src, int64_t rows, int lp, int used, int lpe, uint64_t* dst) {
+  for (int64_t r = 0; r < rows; ++r) {
+    uint64_t* d = dst + r * lpe;
+    for (int i = 0; i < used; ++i) {
       const uint64_t x = src[r * lp + i];
-      dst[r * 2 * lp + i] = x & kLowNibbles;
-      dst[r * 2 * lp + lp + i] = (x >> 4) & kLowNibbles;
+      d[i] = x & kLowNibbles;
+      d[used + i] = (x >> 4) & kLowNibbles;
     }
+    for (int i = 2 * used; i < lpe; ++i) d[i] = 0;
+  }
+}
+
+// Words per nibble-split row.
+int split_row_words(const BitConvShape& s) {
+  return (2 * s.taps() * bit_words(s.in_c) + 3) / 4 * 4;
 }
 
 // Builds the zero-padded patches of output row oy and their activation counts.
@@ -121,7 +131,10 @@ void im2col_row(const BitConvShape& s, const uint64_t* in, const int32_t* act_co
         count += act_count[pix];
       }
     }
-    if (split) split_rows(patch, kb, lp, r.patch.data() + int64_t(ox) * kb * 2 * lp);
+    if (split) {
+      const int lpe = split_row_words(s);
+      split_rows(patch, kb, lp, s.taps() * cw, lpe, r.patch.data() + int64_t(ox) * kb * lpe);
+    }
     r.count[size_t(ox)] = count;
   }
 }
@@ -136,12 +149,12 @@ void for_each_row(const BitConvShape& s, const uint64_t* in, const uint64_t* w,
   const int32_t wmax = (1 << s.w_bits) - 1;
   const bool split = v.split_nibbles;
   std::vector<uint64_t> w_split;
+  const int lpe = split ? split_row_words(s) : lp;
   if (split) {
-    w_split.resize(size_t(oc) * s.w_bits * 2 * lp);
-    split_rows(w, int64_t(oc) * s.w_bits, lp, w_split.data());
+    w_split.resize(size_t(oc) * s.w_bits * lpe);
+    split_rows(w, int64_t(oc) * s.w_bits, lp, s.taps() * bit_words(s.in_c), lpe, w_split.data());
     w = w_split.data();
   }
-  const int lpe = split ? 2 * lp : lp;
 #pragma omp parallel
   {
     RowScratch r;

@@ -41,8 +41,9 @@ struct BgemmVariant {
   const char* name;  // "bgemm__avx2"
   BgemmFn fn;
   RequantFn requant;
-  // The driver hands fn nibble-split rows of 2*lp words: [x & 0x0f0f..][(x >> 4) & 0x0f0f..] for
-  // patches and weights alike (popcounts are unchanged; a LUT popcount then needs one vpshufb).
+  // The driver hands fn nibble-split rows: [x & 0x0f0f.. of the taps*cw data words][(x >> 4) &
+  // 0x0f0f.. of them][zero pad to a multiple of 4], for patches and weights alike (popcounts are
+  // unchanged; a LUT popcount then needs one vpshufb).
   bool split_nibbles = false;
 };
 
