@@ -106,9 +106,9 @@ DataConfig DataConfig::from_json(const json& j, const std::string& path) {
                  path);
   DataConfig c;
   c.dataset = get_string(j, "dataset", path, c.dataset, {"voc", "cityscapes", "folder"});
-  BFCN_CHECK_CONFIG(j.contains("root"), path, ".root: required (the dataset folder)");
+  // root may be absent here (a checkpoint's config only needs mean/std and the class set);
+  // make_dataset() requires it.
   c.root = get_string(j, "root", path, "");
-  BFCN_CHECK_CONFIG(!c.root.empty(), path, ".root: expected a folder, but got an empty string");
   c.train_split = get_string(j, "train_split", path, c.train_split);
   c.val_split = get_string(j, "val_split", path, c.val_split);
   c.label_dir =
@@ -219,6 +219,8 @@ bool read_dataset_json(const fs::path& file, std::vector<std::string>& classes, 
 }
 
 std::unique_ptr<SegDataset> make_dataset(const DataConfig& cfg, const std::string& split) {
+  BFCN_CHECK_CONFIG(!cfg.root.empty(), "data.root: required to load the '", cfg.dataset,
+                    "' dataset (the folder it was unpacked to)");
   if (cfg.dataset == "voc") return std::make_unique<VocDataset>(cfg.root, split, cfg.label_dir);
   if (cfg.dataset == "cityscapes")
     return std::make_unique<CityscapesDataset>(cfg.root, split,

@@ -56,7 +56,8 @@ struct DataConfig {
   int prefetch = 4;  // batches prepared ahead
 
   // Strict: unknown keys, wrong types and bad ranges throw ConfigError naming `path` + the key
-  // ("c.json: data.augment.crop: expected [H, W] ..."). Missing keys keep their defaults.
+  // ("c.json: data.augment.crop: expected [H, W] ..."). Missing keys keep their defaults; an
+  // absent root is allowed here and rejected by make_dataset().
   static DataConfig from_json(const nlohmann::json& j, const std::string& path);
   nlohmann::json to_json() const;
 };
