@@ -3,6 +3,8 @@
 // pooling geometry, batch-norm running stats, cross-entropy edge cases, dropout, argmax.
 #include "autograd/ops.h"
 
+#include <omp.h>
+
 #include <cmath>
 
 #include "kernels/pool.h"
@@ -222,4 +224,28 @@ TEST_CASE("argmax_channels picks the first maximal class", "[ops]") {
   CHECK(a.shape() == Shape{1, 1, 2});
   CHECK(a.data<int32_t>()[0] == 1);  // tie between classes 1 and 2 → 1
   CHECK(a.data<int32_t>()[1] == 0);  // tie between classes 0 and 1 → 0
+}
+
+TEST_CASE("reductions and their gradients are bit-identical for 1 and 2 threads", "[ops]") {
+  Rng rng(21);
+  const Tensor x =
+      random_tensor(Shape{2, 8, 64, 64}, rng, -3.0f, 3.0f);  // above the threading cutoff
+  Tensor labels = Tensor::empty(Shape{2, 64, 64}, DType::u8);
+  for (uint8_t& v : labels.span<uint8_t>()) v = static_cast<uint8_t>(rng.randint(0, 8));
+  auto run = [&](int threads) {
+    omp_set_num_threads(threads);
+    Var xv(x.clone(), true);
+    Tensor rm = Tensor::zeros(Shape{8}), rv = Tensor::ones(Shape{8});
+    Var y = batch_norm2d(xv, Var(), Var(), rm, rv, true);
+    Var loss = add(softmax_cross_entropy(y, labels), mean(mul(y, y)));
+    loss.backward();
+    std::vector<float> out = xv.grad().to_vector();
+    out.push_back(loss.value().item());
+    out.push_back(rv.f32()[3]);
+    return out;
+  };
+  const int prev = omp_get_max_threads();
+  const std::vector<float> one = run(1), two = run(2);
+  omp_set_num_threads(prev);
+  CHECK(one == two);
 }
