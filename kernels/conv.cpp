@@ -203,7 +203,7 @@ void split_range(int64_t total, int64_t unit, int t, int nt, int64_t& lo, int64_
 }  // namespace
 
 // The weights are packed into GEMM panels once per call (threads share the packing), then threads
-// split the output columns P: each one im2cols and multiplies only its own columns.
+// take (image, group, pixel chunk) tasks: each one im2cols and multiplies only its own columns.
 void conv2d_forward(const ConvGeom& g, const float* x, const float* w, const float* bias,
                     float* y) {
   assert(g.valid());
@@ -224,38 +224,37 @@ void conv2d_forward(const ConvGeom& g, const float* x, const float* w, const flo
       }
 #pragma omp barrier
     }
-    int64_t q0, q1;
-    split_range(d.p, kGemmNr, t, nth, q0, q1);
-    const int64_t chunk = d.direct ? std::max<int64_t>(1, q1 - q0) : kFwdChunk;
-    float* col = d.direct || q0 >= q1 ? nullptr
-                                      : t_col.get(static_cast<size_t>(d.r * (kFwdChunk + kGemmNr)));
-    for (int64_t in = 0; in < g.n && q0 < q1; ++in)
-      for (int64_t gi = 0; gi < g.groups; ++gi) {
-        const float* xg = x + (in * g.c + gi * d.cg) * d.hw;
-        const float* wg = w + gi * d.kg * d.r;
-        float* yg = y + (in * g.k + gi * d.kg) * d.p;
-        for (int64_t p0 = q0; p0 < q1; p0 += chunk) {
-          const int64_t np = std::min(chunk, q1 - p0);
-          if (d.direct) {
-            sgemm(d.kg, np, d.r, wg, d.r, 1, xg + p0, d.hw, 1, yg + p0, d.p, false, 1);
-          } else {
-            // col [R, ld]: the GEMM reads whole 16-column rows, so pad columns are zeroed. One
-            // extra 16-float step keeps the row stride off powers of two (L1 set conflicts).
-            const int64_t ld = (np + kGemmNr - 1) / kGemmNr * kGemmNr + kGemmNr;
-            im2col_rows(g, d, xg, p0, np, 0, d.r, col, ld);
-            if (ld > np)
-              for (int64_t r = 0; r < d.r; ++r)
-                std::fill(col + r * ld + np, col + (r + 1) * ld, 0.0f);
-            sgemm_packed_a(d.kg, np, d.r, wp + gi * wp_group, col, ld, yg + p0, d.p, false);
-          }
-        }
-        if (bias != nullptr)
-          for (int64_t kk = 0; kk < d.kg; ++kk) {
-            const float b = bias[gi * d.kg + kk];
-            float* row = yg + kk * d.p;
-            for (int64_t i = q0; i < q1; ++i) row[i] += b;
-          }
+    // Tasks = (image, group, pixel chunk), taken dynamically: a thread that was descheduled on a
+    // busy machine does not hold the others up. Chunks are at most 256 pixels and small enough
+    // that every thread gets work.
+    const int64_t per = (d.p + nth - 1) / nth;
+    const int64_t per16 = (per + kGemmNr - 1) / kGemmNr * kGemmNr;
+    const int64_t chunk = d.direct ? per16 : std::min(kFwdChunk, per16);
+    const int64_t nchunks = (d.p + chunk - 1) / chunk;
+    float* col = d.direct ? nullptr : t_col.get(static_cast<size_t>(d.r * (kFwdChunk + kGemmNr)));
+#pragma omp for schedule(dynamic, 1) nowait
+    for (int64_t task = 0; task < g.n * g.groups * nchunks; ++task) {
+      const int64_t in = task / (g.groups * nchunks), gi = (task / nchunks) % g.groups;
+      const int64_t p0 = (task % nchunks) * chunk, np = std::min(chunk, d.p - p0);
+      const float* xg = x + (in * g.c + gi * d.cg) * d.hw;
+      float* yg = y + (in * g.k + gi * d.kg) * d.p;
+      if (d.direct) {
+        sgemm(d.kg, np, d.r, w + gi * d.kg * d.r, d.r, 1, xg + p0, d.hw, 1, yg + p0, d.p, false, 1);
+      } else {
+        // col [R, ld]: the GEMM reads whole 16-column rows, so pad columns are zeroed. One extra
+        // 16-float step keeps the row stride off powers of two (L1 set conflicts).
+        const int64_t ld = (np + kGemmNr - 1) / kGemmNr * kGemmNr + kGemmNr;
+        im2col_rows(g, d, xg, p0, np, 0, d.r, col, ld);
+        for (int64_t r = 0; r < d.r; ++r) std::fill(col + r * ld + np, col + (r + 1) * ld, 0.0f);
+        sgemm_packed_a(d.kg, np, d.r, wp + gi * wp_group, col, ld, yg + p0, d.p, false);
       }
+      if (bias != nullptr)
+        for (int64_t kk = 0; kk < d.kg; ++kk) {
+          const float b = bias[gi * d.kg + kk];
+          float* row = yg + kk * d.p + p0;
+          for (int64_t i = 0; i < np; ++i) row[i] += b;
+        }
+    }
   }
 }
 
