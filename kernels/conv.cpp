@@ -295,8 +295,8 @@ void conv2d_backward_input(const ConvGeom& g, const float* dy, const float* w, f
   }
 }
 
-// Computed transposed, dW_g^T [R,Kg] += col [R,np] · dY_g^T [np,Kg]: the col rows feed the GEMM in
-// place (no packing or transposing of the big operand) and only the small dY chunk is packed.
+// Usually computed transposed, dW_g^T [R,Kg] += col [R,np] · dY_g^T [np,Kg]: the col rows feed the
+// GEMM in place and only the small dY chunk is packed (see `transposed` for the other order).
 // Threads split the rows R; the pixel chunks, which set the summation order, do not depend on the
 // thread count.
 void conv2d_backward_weight(const ConvGeom& g, const float* x, const float* dy, float* dw) {
@@ -308,6 +308,10 @@ void conv2d_backward_weight(const ConvGeom& g, const float* x, const float* dy, 
   const int64_t chunk =
       d.direct ? d.p : std::min(d.p, std::max<int64_t>(256, g_col_budget / 8 / d.r / 256 * 256));
   const int64_t kg_pad = (d.kg + kGemmNr - 1) / kGemmNr * kGemmNr;
+  // Pack the smaller operand: transposed (pack dY, then transpose the [R,Kg] result once) unless
+  // packing col^T is cheaper (many rows, few pixels: the 512-channel layers). Both orders sum
+  // every element in the same k order, so the choice does not change the result.
+  const bool transposed = d.kg * (d.p * g.n + d.r) < d.r * d.p * g.n;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int t = omp_get_thread_num(), nth = omp_get_num_threads();
@@ -316,9 +320,33 @@ void conv2d_backward_weight(const ConvGeom& g, const float* x, const float* dy, 
     const int64_t rows = r1 - r0;
     float* col =
         d.direct || rows <= 0 ? nullptr : t_col.get(static_cast<size_t>(rows * (chunk + kGemmNr)));
-    float* bp = rows <= 0 ? nullptr : t_tmp.get(static_cast<size_t>(kg_pad * chunk));
-    float* acc = rows <= 0 ? nullptr : t_wpack.get(static_cast<size_t>(rows * d.kg));  // [rows,Kg]
-    for (int64_t gi = 0; gi < g.groups && rows > 0; ++gi) {
+    if (!transposed) {
+      // dW_g [Kg, rows] += dY_g [Kg,np] (rows read in place) · col^T (packed by 8x8 transposes).
+      const int64_t rows_pad = (std::max<int64_t>(rows, 0) + kGemmNr - 1) / kGemmNr * kGemmNr;
+      float* bp = rows <= 0 ? nullptr : t_tmp.get(static_cast<size_t>(rows_pad * chunk));
+      for (int64_t gi = 0; gi < g.groups && rows > 0; ++gi) {
+        float* dwg = dw + gi * d.kg * d.r;
+        for (int64_t kk = 0; kk < d.kg; ++kk)
+          std::fill(dwg + kk * d.r + r0, dwg + kk * d.r + r1, 0.0f);
+        for (int64_t in = 0; in < g.n; ++in) {
+          const float* xg = x + (in * g.c + gi * d.cg) * d.hw;
+          const float* dyg = dy + (in * g.k + gi * d.kg) * d.p;
+          for (int64_t p0 = 0; p0 < d.p; p0 += chunk) {
+            const int64_t np = std::min(chunk, d.p - p0);
+            if (d.direct) {
+              sgemm_pack_b(np, rows, xg + r0 * d.hw + p0, 1, d.hw, bp);
+            } else {
+              im2col_rows(g, d, xg, p0, np, r0, r1, col, chunk + kGemmNr);
+              sgemm_pack_b(np, rows, col, 1, chunk + kGemmNr, bp);
+            }
+            sgemm_arows_packed_b(d.kg, rows, np, dyg + p0, d.p, bp, dwg + r0, d.r, true);
+          }
+        }
+      }
+    }
+    float* bp = rows <= 0 || !transposed ? nullptr : t_tmp.get(static_cast<size_t>(kg_pad * chunk));
+    float* acc = rows <= 0 || !transposed ? nullptr : t_wpack.get(static_cast<size_t>(rows * d.kg));
+    for (int64_t gi = 0; gi < g.groups && rows > 0 && transposed; ++gi) {
       std::fill(acc, acc + rows * d.kg, 0.0f);
       for (int64_t in = 0; in < g.n; ++in) {
         const float* xg = x + (in * g.c + gi * d.cg) * d.hw;
