@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 namespace bfcn {
 
@@ -17,32 +18,67 @@ int64_t pooling_output_size(int64_t in, int k, int s, int p, bool ceil_mode) {
 
 void max_pool2d_forward(const float* x, float* y, int32_t* argmax, const PoolGeom& g) {
   const int64_t hw = g.h * g.w, ohw = g.out_h * g.out_w;
-#pragma omp parallel for schedule(static)
-  for (int64_t p = 0; p < g.planes; ++p) {
-    const float* xp = x + p * hw;
-    float* yp = y + p * ohw;
-    int32_t* ap = argmax + p * ohw;
-    for (int64_t oh = 0; oh < g.out_h; ++oh) {
-      const int64_t h0 = std::max<int64_t>(oh * g.sh - g.ph, 0);
-      const int64_t h1 = std::min<int64_t>(oh * g.sh - g.ph + g.kh, g.h);
-      for (int64_t ow = 0; ow < g.out_w; ++ow) {
-        const int64_t w0 = std::max<int64_t>(ow * g.sw - g.pw, 0);
-        const int64_t w1 = std::min<int64_t>(ow * g.sw - g.pw + g.kw, g.w);
-        float best = -std::numeric_limits<float>::infinity();
-        int64_t best_i = h0 * g.w + w0;
-        for (int64_t ih = h0; ih < h1; ++ih) {
-          const float* row = xp + ih * g.w;
-          for (int64_t iw = w0; iw < w1; ++iw) {
-            // !(v <= best): strictly greater (the first max wins) or NaN (propagates, as
-            // PyTorch). Written branch-free so the compiler emits conditional moves.
-            const float v = row[iw];
-            const bool take = !(v <= best);
-            best = take ? v : best;
-            best_i = take ? ih * g.w + iw : best_i;
-          }
+  // Output columns whose window lies fully inside the row: [ow_lo, ow_hi). There the loop runs
+  // over columns innermost, so the windows' compare/select chains are independent (the
+  // compiler interleaves or vectorises them); the taps are still visited in row-major order.
+  const int64_t ow_lo = std::min<int64_t>((g.pw + g.sw - 1) / g.sw, g.out_w);
+  const int64_t last_inside = g.w + g.pw - g.kw;  // < 0: no window fits inside a row
+  const int64_t ow_hi =
+      last_inside < 0
+          ? ow_lo
+          : std::max<int64_t>(ow_lo, std::min<int64_t>(g.out_w, last_inside / g.sw + 1));
+#pragma omp parallel
+  {
+    std::vector<float> best_v(static_cast<size_t>(g.out_w));
+    std::vector<int32_t> best_i(static_cast<size_t>(g.out_w));
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < g.planes; ++p) {
+      const float* xp = x + p * hw;
+      float* yp = y + p * ohw;
+      int32_t* ap = argmax + p * ohw;
+      for (int64_t oh = 0; oh < g.out_h; ++oh) {
+        const int64_t h0 = std::max<int64_t>(oh * g.sh - g.ph, 0);
+        const int64_t h1 = std::min<int64_t>(oh * g.sh - g.ph + g.kh, g.h);
+        // !(v <= best): strictly greater (the first max wins) or NaN (propagates, as PyTorch).
+        // Written branch-free so the compiler emits conditional moves / blends.
+        auto edge = [&](int64_t ow) {
+          const int64_t w0 = std::max<int64_t>(ow * g.sw - g.pw, 0);
+          const int64_t w1 = std::min<int64_t>(ow * g.sw - g.pw + g.kw, g.w);
+          float best = -std::numeric_limits<float>::infinity();
+          int64_t bi = h0 * g.w + w0;
+          for (int64_t ih = h0; ih < h1; ++ih)
+            for (int64_t iw = w0; iw < w1; ++iw) {
+              const float v = xp[ih * g.w + iw];
+              const bool take = !(v <= best);
+              best = take ? v : best;
+              bi = take ? ih * g.w + iw : bi;
+            }
+          yp[oh * g.out_w + ow] = best;
+          ap[oh * g.out_w + ow] = static_cast<int32_t>(bi);
+        };
+        for (int64_t ow = 0; ow < ow_lo; ++ow) edge(ow);
+        for (int64_t ow = ow_hi; ow < g.out_w; ++ow) edge(ow);
+        float* bv = best_v.data();
+        int32_t* bx = best_i.data();
+        for (int64_t ow = ow_lo; ow < ow_hi; ++ow) {
+          bv[ow] = -std::numeric_limits<float>::infinity();
+          bx[ow] = static_cast<int32_t>(h0 * g.w + ow * g.sw - g.pw);
         }
-        yp[oh * g.out_w + ow] = best;
-        ap[oh * g.out_w + ow] = static_cast<int32_t>(best_i);
+        for (int64_t ih = h0; ih < h1; ++ih)
+          for (int64_t kx = 0; kx < g.kw; ++kx) {
+            const int64_t off = ih * g.w + kx - g.pw;  // flat index of column 0's tap
+            const float* src = xp + off;
+            for (int64_t ow = ow_lo; ow < ow_hi; ++ow) {
+              const float v = src[ow * g.sw];
+              const bool take = !(v <= bv[ow]);
+              bv[ow] = take ? v : bv[ow];
+              bx[ow] = take ? static_cast<int32_t>(off + ow * g.sw) : bx[ow];
+            }
+          }
+        for (int64_t ow = ow_lo; ow < ow_hi; ++ow) {
+          yp[oh * g.out_w + ow] = bv[ow];
+          ap[oh * g.out_w + ow] = bx[ow];
+        }
       }
     }
   }

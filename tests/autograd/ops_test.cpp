@@ -249,3 +249,53 @@ TEST_CASE("reductions and their gradients are bit-identical for 1 and 2 threads"
   omp_set_num_threads(prev);
   CHECK(one == two);
 }
+
+TEST_CASE("max_pool2d kernel matches a scalar reference on a sweep of geometries with ties",
+          "[ops]") {
+  Rng rng(31);
+  int checked = 0;
+  for (int64_t h : {1, 2, 5, 7})
+    for (int64_t w : {1, 3, 4, 8})
+      for (int k : {1, 2, 3, 4})
+        for (int st : {1, 2, 3})
+          for (int p = 0; p <= k / 2; ++p)
+            for (bool ceil : {false, true}) {
+              PoolGeom g;
+              g.planes = 2;
+              g.h = h;
+              g.w = w;
+              g.kh = g.kw = k;
+              g.sh = g.sw = st;
+              g.ph = g.pw = p;
+              g.out_h = pooling_output_size(h, k, st, p, ceil);
+              g.out_w = pooling_output_size(w, k, st, p, ceil);
+              if (g.out_h < 1 || g.out_w < 1) continue;
+              // Small integers: many ties, so the first-max rule is exercised.
+              std::vector<float> x(static_cast<size_t>(2 * h * w));
+              for (float& v : x) v = static_cast<float>(rng.randint(0, 3));
+              std::vector<float> y(static_cast<size_t>(2 * g.out_h * g.out_w));
+              std::vector<int32_t> idx(y.size());
+              max_pool2d_forward(x.data(), y.data(), idx.data(), g);
+              bool ok = true;
+              for (int64_t pl = 0; pl < 2; ++pl)
+                for (int64_t oh = 0; oh < g.out_h; ++oh)
+                  for (int64_t ow = 0; ow < g.out_w; ++ow) {
+                    float best = -1e30f;
+                    int64_t bi = -1;
+                    for (int64_t ih = oh * st - p; ih < oh * st - p + k; ++ih)
+                      for (int64_t iw = ow * st - p; iw < ow * st - p + k; ++iw)
+                        if (ih >= 0 && ih < h && iw >= 0 && iw < w &&
+                            x[pl * h * w + ih * w + iw] > best) {
+                          best = x[pl * h * w + ih * w + iw];
+                          bi = ih * w + iw;
+                        }
+                    const size_t o = static_cast<size_t>((pl * g.out_h + oh) * g.out_w + ow);
+                    ok = ok && y[o] == best && idx[o] == bi;
+                  }
+              INFO("h=" << h << " w=" << w << " k=" << k << " s=" << st << " p=" << p
+                        << " ceil=" << ceil);
+              CHECK(ok);
+              ++checked;
+            }
+  CHECK(checked > 300);
+}
