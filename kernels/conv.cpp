@@ -3,10 +3,11 @@
 //   forward          Y[Kg,P]  = W[Kg,R] · col[R,P]
 //   backward-input   dcol[R,P] = W^T · dY, then col2im (scatter-add) into dx
 //   backward-weight  dW[Kg,R] += dY[Kg,P] · col^T   (summed over images, then chunks, in order)
-// The column dimension is cut into chunks so the col buffer stays <= 8 MiB per thread. Each call
-// opens one parallel region and gives every thread a disjoint slice of the output (forward:
-// columns; backward-input: input channels; backward-weight: rows of dW), so every output element
-// has one fixed summation order and results do not depend on the thread count.
+// The pixel dimension is cut into cache-sized chunks (256 pixels forward, ~1 MiB of col
+// backward). Each call opens one parallel region and gives every thread a disjoint slice of the
+// output (forward: pixel-chunk tasks; backward-input: input channels; backward-weight: rows of
+// dW), so every output element has one fixed summation order and results do not depend on the
+// thread count.
 #include "kernels/conv.h"
 
 #include <omp.h>
@@ -32,7 +33,7 @@ bool use_avx2() {
   return on;
 }
 
-int64_t g_col_budget = int64_t{1} << 21;  // floats in one im2col chunk (8 MiB)
+int64_t g_col_budget = int64_t{1} << 21;  // backward chunks use budget/8 floats (1 MiB)
 }  // namespace
 
 int64_t conv2d_set_col_budget(int64_t floats) {
@@ -77,9 +78,9 @@ class ColBuffer {
   float* p_ = nullptr;
   size_t cap_ = 0;
 };
-thread_local ColBuffer t_col;    // im2col chunk (packed GEMM panels or plain rows)
-thread_local ColBuffer t_wpack;  // conv weights packed as GEMM A panels (shared by the team)
-thread_local ColBuffer t_tmp;    // a few im2col rows on their way into panels
+thread_local ColBuffer t_col;    // im2col / dcol chunk
+thread_local ColBuffer t_wpack;  // forward: packed weights (shared by the team); bwd-w: dW^T sums
+thread_local ColBuffer t_tmp;    // backward-weight: the packed GEMM B operand
 
 struct Dims {
   int64_t cg, kg, r, p, hw, ho, wo;

@@ -34,8 +34,9 @@ void conv2d_backward_weight(const ConvGeom& g, const float* x, const float* dy, 
 // db [k] = sum of dy over n, Ho, Wo.
 void conv2d_backward_bias(const ConvGeom& g, const float* dy, float* db);
 
-// Sets the im2col chunk budget in floats (default 1<<21) and returns the old one. Not thread-safe:
-// for tests, which use a tiny budget to exercise the chunked paths.
+// Sets the im2col chunk budget in floats (default 1<<21; the backward passes use 1/8 of it) and
+// returns the old one. Not thread-safe: for tests, which use a tiny budget to exercise the chunked
+// paths.
 int64_t conv2d_set_col_budget(int64_t floats);
 
 // Direct seven-loop references (double accumulation).
