@@ -1,0 +1,267 @@
+// `bfcn bench train`: img/s and peak RSS of full training steps (forward, loss, backward, SGD
+// update) on synthetic tensors, FP32 and W1A2 FCN-8s ResNet-18 by default, against PyTorch
+// (bench/torch_train_ref.py, same batch/input/threads) run in the same invocation. Each model is
+// measured in a forked child so its peak RSS (VmHWM) is its own; the parent never starts OpenMP.
+#include <omp.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "autograd/ops.h"
+#include "bench/bench.h"
+#include "core/error.h"
+#include "layers/model.h"
+#include "train/config.h"
+#include "train/optim.h"
+
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+struct Setup {
+  int batch = 8, height = 256, width = 256, threads = 2, iters = 5;
+};
+
+double vm_hwm_mb() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  return 0.0;
+}
+
+// Runs in the child: median step time of `iters` steps after one warm-up.
+json measure_ours(const json& model_cfg, const Setup& s) {
+  omp_set_num_threads(s.threads);
+  auto model = bfcn::build_model(model_cfg, 1, "model");
+  model->train();
+  bfcn::OptimOptions oo;
+  oo.weight_decay = 1e-4;
+  auto opt = bfcn::make_optimizer(model->named_parameters(), oo);
+  bfcn::Rng rng(3);
+  bfcn::Tensor x = bfcn::Tensor::empty({s.batch, 3, s.height, s.width});
+  for (float& v : x.span<float>()) v = rng.normal();
+  bfcn::Tensor y = bfcn::Tensor::empty({s.batch, s.height, s.width}, bfcn::DType::u8);
+  for (uint8_t& v : y.span<uint8_t>()) v = static_cast<uint8_t>(rng.randint(0, model->n_classes()));
+  auto step = [&] {
+    opt->zero_grad();
+    bfcn::Var loss = bfcn::softmax_cross_entropy(model->forward(bfcn::Var(x)), y, 255);
+    loss.backward();
+    opt->step(0.001);
+  };
+  step();
+  std::vector<double> t;
+  for (int i = 0; i < s.iters; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    step();
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  const double med = t[t.size() / 2];
+  return {{"img_s", s.batch / med}, {"step_ms", med * 1e3}, {"peak_rss_mb", vm_hwm_mb()}};
+}
+
+json in_child(const json& model_cfg, const Setup& s) {
+  int fd[2];
+  BFCN_CHECK(pipe(fd) == 0, "bench train: pipe failed");
+  const pid_t pid = fork();
+  BFCN_CHECK(pid >= 0, "bench train: fork failed");
+  if (pid == 0) {
+    close(fd[0]);
+    std::string out;
+    try {
+      out = measure_ours(model_cfg, s).dump();
+    } catch (const std::exception& e) {
+      out = json{{"error", e.what()}}.dump();
+    }
+    [[maybe_unused]] auto n = write(fd[1], out.data(), out.size());
+    close(fd[1]);
+    _exit(0);
+  }
+  close(fd[1]);
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = read(fd[0], buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
+  close(fd[0]);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  BFCN_CHECK(!text.empty(), "bench train: the measuring child died (status ", st, ")");
+  json j = json::parse(text);
+  BFCN_CHECK(!j.contains("error"), "bench train: ", j.value("error", std::string()));
+  return j;
+}
+
+fs::path torch_script() {
+  const fs::path exe = fs::read_symlink("/proc/self/exe");
+  for (const fs::path& p : {exe.parent_path().parent_path() / "bench" / "torch_train_ref.py",
+                            fs::path("bench/torch_train_ref.py")})
+    if (fs::exists(p)) return p;
+  return {};
+}
+
+json measure_torch(const std::string& kind, const Setup& s, int n_classes) {
+  const fs::path script = torch_script();
+  if (script.empty()) return {{"error", "bench/torch_train_ref.py not found"}};
+  const std::string cmd = "/usr/bin/python3 " + script.string() + " --model " + kind + " --batch " +
+                          std::to_string(s.batch) + " --height " + std::to_string(s.height) +
+                          " --width " + std::to_string(s.width) + " --threads " +
+                          std::to_string(s.threads) + " --iters " + std::to_string(s.iters) +
+                          " --classes " + std::to_string(n_classes) + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return {{"error", "cannot run python3"}};
+  std::string out, last;
+  char buf[4096];
+  while (fgets(buf, sizeof buf, p)) {
+    out += buf;
+    if (buf[0] == '{') last = buf;
+  }
+  const int st = pclose(p);
+  if (st != 0 || last.empty()) return {{"error", "torch peer failed: " + out.substr(0, 300)}};
+  return json::parse(last);
+}
+
+int run(const std::vector<std::string>& argv) {
+  // bfcn-bench does not link apps/, so flags are parsed here: --key value or --key=value.
+  std::map<std::string, std::vector<std::string>> flags;
+  const std::vector<std::string> known = {"config", "batch", "input", "threads",
+                                          "iters",  "peer",  "json"};
+  for (size_t i = 0; i < argv.size(); ++i) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::cout << "bfcn bench train: training-step throughput (img/s) and peak RSS, FP32 and "
+                   "W1A2 FCN8s-ResNet18, vs PyTorch (bench/torch_train_ref.py).\n"
+                   "  --config FILE   model/training config to time (repeatable; default FP32 "
+                   "and W1A2)\n"
+                   "  --batch B       batch size (default 8)\n"
+                   "  --input HxW     input size (default 256x256)\n"
+                   "  --threads N     threads for us and PyTorch (default 2)\n"
+                   "  --iters N       timed steps per model, median reported (default 5)\n"
+                   "  --peer P        torch|none (default torch)\n"
+                   "  --json FILE     write results as JSON\n"
+                   "Example:\n  bfcn bench train --batch 8 --input 256x256 --threads 2 --json "
+                   "train.json\n";
+      return 0;
+    }
+    BFCN_CHECK(a.rfind("--", 0) == 0, "bench train: unexpected argument '", a, "'");
+    std::string key = a.substr(2), value;
+    const size_t eq = key.find('=');
+    if (eq != std::string::npos) {
+      value = key.substr(eq + 1);
+      key = key.substr(0, eq);
+    } else {
+      BFCN_CHECK(i + 1 < argv.size(), "bench train: --", key, " needs a value");
+      value = argv[++i];
+    }
+    BFCN_CHECK(std::find(known.begin(), known.end(), key) != known.end(),
+               "bench train: unknown flag --", key, " (see --help)");
+    flags[key].push_back(value);
+  }
+  auto get = [&](const std::string& k, const std::string& def) {
+    return flags.count(k) ? flags[k].back() : def;
+  };
+  auto get_int = [&](const std::string& k, int def) {
+    const std::string v = get(k, std::to_string(def));
+    try {
+      return std::stoi(v);
+    } catch (const std::exception&) {
+      throw bfcn::Error("bench train: --" + k + " expects an integer, got '" + v + "'");
+    }
+  };
+  Setup s;
+  s.batch = get_int("batch", 8);
+  {
+    const std::string hw = get("input", "256x256");
+    const size_t x = hw.find('x');
+    try {
+      s.height = std::stoi(hw.substr(0, x));
+      s.width = x == std::string::npos ? s.height : std::stoi(hw.substr(x + 1));
+    } catch (const std::exception&) {
+      throw bfcn::Error("bench train: --input expects HxW (e.g. 256x256), got '" + hw + "'");
+    }
+  }
+  s.threads = get_int("threads", 2);
+  s.iters = get_int("iters", 5);
+  const std::string peer = get("peer", "torch");
+  BFCN_CHECK(peer == "torch" || peer == "none", "bench train: --peer must be torch or none, got '",
+             peer, "'");
+  BFCN_CHECK(s.batch >= 1 && s.iters >= 1 && s.threads >= 1,
+             "bench train: --batch, --iters and --threads must be >= 1");
+
+  std::vector<std::pair<std::string, json>> models;
+  if (flags.count("config")) {
+    for (const auto& f : flags["config"]) {
+      json c = bfcn::load_json_file(f);
+      const json m = c.contains("model") ? c["model"] : c;
+      const bool quant = m.contains("quant") && m["quant"].value("w_bits", 32) < 32;
+      models.emplace_back(quant ? "w1a2" : "fp32", m);  // the torch peer's closest model
+    }
+  } else {
+    const json fp = {{"backbone", "resnet18"}, {"head", "fcn8s"}, {"n_classes", 21}};
+    json q = fp;
+    q["quant"] = {{"w_bits", 1}, {"a_bits", 2}, {"first_last_fp", true}};
+    models = {{"fp32", fp}, {"w1a2", q}};
+  }
+  std::printf("bench train: batch %d, input %dx%d, %d threads, median of %d steps\n", s.batch,
+              s.height, s.width, s.threads, s.iters);
+  std::printf("%-8s %10s %10s %7s %10s %10s %7s\n", "model", "ours img/s", "torch", "ratio",
+              "ours MB", "torch MB", "ratio");
+  json results = json::array();
+  double fp32_ms = 0, w1a2_ms = 0;
+  for (const auto& [kind, cfg] : models) {
+    json ours = in_child(cfg, s);
+    json torch = peer == "torch" ? measure_torch(kind, s, cfg.value("n_classes", 21)) : json();
+    if (kind == "fp32") fp32_ms = ours["step_ms"].get<double>();
+    if (kind == "w1a2") w1a2_ms = ours["step_ms"].get<double>();
+    json r = {{"model", kind},
+              {"config", cfg},
+              {"img_s", ours["img_s"]},
+              {"step_ms", ours["step_ms"]},
+              {"peak_rss_mb", ours["peak_rss_mb"]}};
+    const bool have_torch = torch.is_object() && torch.contains("img_s");
+    if (have_torch) {
+      r["peer_torch_img_s"] = torch["img_s"];
+      r["peer_torch_step_ms"] = torch["step_ms"];
+      r["peer_torch_peak_rss_mb"] = torch["peak_rss_mb"];
+      r["img_s_ratio"] = ours["img_s"].get<double>() / torch["img_s"].get<double>();
+      r["rss_ratio"] = ours["peak_rss_mb"].get<double>() / torch["peak_rss_mb"].get<double>();
+      std::printf("%-8s %10.2f %10.2f %6.2fx %10.0f %10.0f %6.2fx\n", kind.c_str(),
+                  ours["img_s"].get<double>(), torch["img_s"].get<double>(),
+                  r["img_s_ratio"].get<double>(), ours["peak_rss_mb"].get<double>(),
+                  torch["peak_rss_mb"].get<double>(), r["rss_ratio"].get<double>());
+    } else {
+      if (torch.is_object() && torch.contains("error")) r["peer_torch_error"] = torch["error"];
+      std::printf("%-8s %10.2f %10s %7s %10.0f %10s %7s\n", kind.c_str(),
+                  ours["img_s"].get<double>(), "-", "-", ours["peak_rss_mb"].get<double>(), "-",
+                  "-");
+    }
+    results.push_back(r);
+  }
+  json out = {{"batch", s.batch},     {"height", s.height}, {"width", s.width},
+              {"threads", s.threads}, {"iters", s.iters},   {"models", results}};
+  if (fp32_ms > 0 && w1a2_ms > 0) {
+    out["w1a2_over_fp32_step_time"] = w1a2_ms / fp32_ms;
+    std::printf("W1A2 step time / our FP32 step time: %.2fx (target <= 1.15x)\n",
+                w1a2_ms / fp32_ms);
+  }
+  if (flags.count("json")) {
+    std::ofstream f(get("json", ""));
+    BFCN_CHECK_IO(f.good(), get("json", ""), ": cannot write --json file");
+    f << out.dump(2) << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+BFCN_REGISTER_BENCH("train", "training step img/s and peak RSS, FP32 and W1A2, vs PyTorch", run);
