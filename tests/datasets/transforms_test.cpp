@@ -123,7 +123,7 @@ TEST_CASE("full random pipeline keeps alignment and only adds ignore", "[dataset
   CHECK(flipped <= 20);
 }
 
-TEST_CASE("jitter changes colours, never labels; identity factors are a no-op",
+TEST_CASE("jitter changes colours but never labels, identity factors are a no-op",
           "[datasets][augment]") {
   RawSample s = test::make_pattern_sample(0, 16, 16, 5);
   const RawSample orig = s;
