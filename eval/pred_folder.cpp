@@ -63,7 +63,10 @@ std::vector<Pair> voc_pairs(const fs::path& pred_dir, const fs::path& gt_dir,
   std::vector<std::string> ids;
   if (fs::is_directory(gt_dir / "SegmentationClass")) {
     seg = gt_dir / "SegmentationClass";
-    fs::path list = gt_dir / "ImageSets" / "Segmentation" / (o.split + ".txt");
+    const fs::path lists = gt_dir / "ImageSets" / "Segmentation";
+    const fs::path list = lists / (o.split + ".txt");
+    BFCN_CHECK_IO(!fs::is_directory(lists) || fs::exists(list), "eval: split list ", list.string(),
+                  " not found (choose the list with --split)");
     if (fs::exists(list)) {
       std::ifstream in(list);
       BFCN_CHECK_IO(in.good(), "eval: cannot read split list ", list.string());

@@ -3,6 +3,8 @@
 // writes raw PNGs that read back to the prediction, colour masks and panels.
 #include "eval/evaluate.h"
 
+#include "datasets/cityscapes.h"
+#include "eval/pred_folder.h"
 #include "eval/visualize.h"
 #include "tests/support/test_support.h"
 
@@ -185,4 +187,34 @@ TEST_CASE("visualize: panel tiles hold image, GT and prediction colours; big fra
   wrong.data.resize(40 * H);
   REQUIRE_THROWS_WITH(make_panel(im, nullptr, wrong, pal, {}),
                       Catch::Contains("image is 160x100 but the prediction is 40x100"));
+}
+
+TEST_CASE("evaluate: Cityscapes --save-pred labelIds score the same through --pred-dir", "[eval]") {
+  if (!test::shared_available()) BFCN_SKIP("../shared/data absent: Cityscapes round trip skipped");
+  const fs::path root = test::shared_dir() / "data/cityscapes_sample_tiny";
+  CityscapesDataset ds(root, "val");
+  REQUIRE(ds.size() == 1);
+  // Stripes of every trainId across the image (position only, so the image content is unused).
+  LogitsFn stripes = [](const Tensor& x) {
+    const int64_t h = x.dim(2), w = x.dim(3), n = h * w;
+    Tensor y = Tensor::zeros({1, 19, h, w});
+    for (int64_t i = 0; i < n; ++i) y.f32()[((i % w) / 8 % 19) * n + i] = 1.0f;
+    return y;
+  };
+  test::TempDir tmp("bfcn_eval_cs_save");
+  EvaluateOptions o;
+  o.save_pred_dir = tmp.path();
+  o.cityscapes_label_ids = true;
+  o.log_every = 0;
+  EvaluateResult direct = evaluate_dataset(ds, stripes, o);
+  REQUIRE(fs::exists(tmp / "frankfurt/frankfurt_000000_000294_labelIds.png"));
+  FolderEvalOptions fo;
+  fo.dataset = EvalDataset::cityscapes;
+  FolderEvalResult folder = evaluate_prediction_folder(tmp.path(), root / "gtFine", fo);
+  REQUIRE(folder.pred_format == PredFormat::label_ids);
+  REQUIRE(folder.n_images == 1);
+  REQUIRE(folder.metrics.miou == direct.metrics.miou);
+  REQUIRE(folder.metrics.valid_pixels == direct.metrics.valid_pixels);
+  REQUIRE(direct.metrics.miou > 0.0);
+  REQUIRE(direct.metrics.miou < 0.5);
 }

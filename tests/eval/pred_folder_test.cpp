@@ -294,3 +294,13 @@ TEST_CASE("pred folder: Cityscapes folder mixing 255 and labelIds-only values is
   REQUIRE(r.metrics.iou[0] == Approx(14.0 / 16));  // two 255 predictions are misses
   REQUIRE(r.metrics.pixel_acc == Approx(14.0 / 16));
 }
+
+TEST_CASE("pred folder: a VOC root without the requested split list is an error", "[eval]") {
+  if (!test::shared_available()) BFCN_SKIP("../shared/data absent: VOC sample test skipped");
+  test::TempDir tmp("bfcn_eval_split");
+  FolderEvalOptions o;
+  o.split = "test";
+  REQUIRE_THROWS_WITH(evaluate_prediction_folder(
+                          tmp.path(), test::shared_dir() / "data/voc_sample/VOCdevkit/VOC2012", o),
+                      Catch::Contains("test.txt not found (choose the list with --split)"));
+}
