@@ -162,8 +162,8 @@ TrainResult run_training(const TrainOptions& o) {
   TrainResult res;
   res.iterations = total;
   res.best_miou = st.best_miou;
-  std::cerr << "training " << model->config().value("name", std::string("model")) << " for "
-            << total << " iterations (batch " << tc.batch << ", " << loader.batches_per_epoch()
+  std::cerr << "training " << cfg.value("name", std::string("model")) << " for " << total
+            << " iterations (batch " << tc.batch << ", " << loader.batches_per_epoch()
             << " batches/epoch, " << omp_get_max_threads() << " threads) → " << o.out_dir.string()
             << "\n";
 
