@@ -39,7 +39,7 @@ TEST_CASE("confusion: hand-computed 3-class matrix with ignore pixels and a miss
   REQUIRE(m.n_present == 3);
 }
 
-TEST_CASE("confusion: absent class is NaN and left out; GT-absent but predicted is 0", "[eval]") {
+TEST_CASE("confusion: absent class is NaN and left out, GT-absent but predicted is 0", "[eval]") {
   std::vector<uint8_t> gt{0, 0, 1, 1};
   std::vector<uint8_t> pred{0, 2, 1, 1};
   ConfusionMatrix cm(4);

@@ -158,7 +158,7 @@ TEST_CASE("evaluate: --save-pred writes raw labels, colour masks and panels", "[
   REQUIRE(fs::exists(tmp / "color/aachen/aachen_000000_000019_color.png"));
 }
 
-TEST_CASE("visualize: panel tiles hold image, GT and prediction colours; big frames shrink",
+TEST_CASE("visualize: panel tiles hold image, GT and prediction colours, big frames shrink",
           "[eval]") {
   const int H = 100, W = 160;
   ImageRGB im;
