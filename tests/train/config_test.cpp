@@ -80,7 +80,8 @@ TEST_CASE("bad configs name the path, the expectation and the value", "[train]")
   CHECK_THAT(error_of(j), Catch::Contains("train.nesterov"));
 }
 
-TEST_CASE("config overrides (--set) reject new keys, wrong types and malformed expressions", "[train]") {
+TEST_CASE("config overrides (--set) reject new keys, wrong types and malformed expressions",
+          "[train]") {
   CHECK_THAT(error_of(base(), {"train.foo=1"}), Catch::Contains("has no key 'train.foo'"));
   CHECK_THAT(error_of(base(), {"model.depth=18"}), Catch::Contains("has no key 'model.depth'"));
   CHECK_THAT(error_of(base(), {"train.batch=abc"}),
