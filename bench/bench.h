@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,9 @@ struct Bench {
 };
 bool register_bench(const Bench& b);
 const std::vector<Bench>& benches();
+
+// Writes a benchmark's --json results to `path` and says so; throws IoError naming the file.
+void write_json(const char* bench, const std::string& path, const nlohmann::json& results);
 
 // Wall-clock seconds of the best of `reps` runs of fn after `warmup` runs.
 template <class F>

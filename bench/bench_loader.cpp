@@ -151,10 +151,7 @@ int run(const std::vector<std::string>& args) {
                        {"images", ds->size()},
                        {"decode_only_images_per_s", decode_ips},
                        {"loader", rows}};
-    std::ofstream f(json_path);
-    f << out.dump(2) << '\n';
-    BFCN_CHECK_IO(f.good(), "bench loader: cannot write --json file '", json_path, "'");
-    std::printf("wrote %s\n", json_path.c_str());
+    bfcn::bench::write_json("loader", json_path, out);
   }
   return 0;
 }

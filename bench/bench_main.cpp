@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,14 @@ std::vector<Bench>& registry() {
 bool register_bench(const Bench& b) {
   registry().push_back(b);
   return true;
+}
+void write_json(const char* bench, const std::string& path, const nlohmann::json& results) {
+  std::ofstream f(path);
+  BFCN_CHECK_IO(f.good(), "bench ", bench, ": cannot write --json file '", path,
+                "' (check the folder exists and is writable)");
+  f << results.dump(2) << "\n";
+  BFCN_CHECK_IO(f.good(), "bench ", bench, ": failed writing '", path, "'");
+  std::printf("wrote %s\n", path.c_str());
 }
 const std::vector<Bench>& benches() {
   auto& r = registry();

@@ -354,14 +354,7 @@ int run(const std::vector<std::string>& args) {
            {"max_rel_diff_vs_onednn", diff}});
     }
   }
-  if (!json_path.empty()) {
-    std::ofstream f(json_path);
-    BFCN_CHECK_IO(f.good(), "bench nn: cannot write --json file '", json_path,
-                  "' (check the folder exists and is writable)");
-    f << out.dump(2) << "\n";
-    BFCN_CHECK_IO(f.good(), "bench nn: failed writing '", json_path, "'");
-    std::printf("wrote %s\n", json_path.c_str());
-  }
+  if (!json_path.empty()) write_json("nn", json_path, out);
   return 0;
 }
 

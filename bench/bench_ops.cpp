@@ -242,14 +242,7 @@ int run(const std::vector<std::string>& args) {
                                {"max_rel_diff_vs_onednn", diff}});
     }
   }
-  if (!json_path.empty()) {
-    std::ofstream f(json_path);
-    BFCN_CHECK_IO(f.good(), "bench ops: cannot write --json file '", json_path,
-                  "' (check the folder exists and is writable)");
-    f << out.dump(2) << "\n";
-    BFCN_CHECK_IO(f.good(), "bench ops: failed writing '", json_path, "'");
-    std::printf("wrote %s\n", json_path.c_str());
-  }
+  if (!json_path.empty()) write_json("ops", json_path, out);
   return 0;
 }
 

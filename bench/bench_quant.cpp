@@ -158,10 +158,7 @@ int run(const std::vector<std::string>& args) {
     j["threads"] = omp_get_max_threads();
     for (const Row& r : rows)
       j["rows"].push_back({{"name", r.name}, {"ms", r.ms}, {"ratio", r.ratio}});
-    std::ofstream f(json_path);
-    BFCN_CHECK_IO(f.good(), "bench quant: cannot write --json file '", json_path,
-                  "'; check the folder exists and is writable");
-    f << j.dump(2) << "\n";
+    write_json("quant", json_path, j);
   }
   return 0;
 }

@@ -255,9 +255,7 @@ int run(const std::vector<std::string>& argv) {
                 w1a2_ms / fp32_ms);
   }
   if (flags.count("json")) {
-    std::ofstream f(get("json", ""));
-    BFCN_CHECK_IO(f.good(), get("json", ""), ": cannot write --json file");
-    f << out.dump(2) << "\n";
+    bfcn::bench::write_json("train", get("json", ""), out);
   }
   return 0;
 }

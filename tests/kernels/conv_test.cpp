@@ -12,24 +12,14 @@
 #include <vector>
 
 #include "core/rng.h"
+#include "tests/kernels/kernel_test_util.h"
 #include "tests/support/test_support.h"
 
 namespace bfcn {
 namespace {
 
-std::vector<float> random_vec(int64_t n, Rng& rng) {
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = rng.uniform(-1.0f, 1.0f);
-  return v;
-}
-
-double rel_err(const std::vector<float>& got, const std::vector<float>& want) {
-  double worst = 0.0, scale = 1.0;
-  for (size_t i = 0; i < want.size(); ++i) scale = std::max(scale, std::fabs(double(want[i])));
-  for (size_t i = 0; i < want.size(); ++i)
-    worst = std::max(worst, std::fabs(double(got[i]) - double(want[i])));
-  return worst / scale;
-}
+using test::random_vec;
+using test::rel_err;
 
 std::string describe(const ConvGeom& g) {
   std::ostringstream os;

@@ -11,25 +11,14 @@
 
 #include "core/rng.h"
 #include "kernels/cpu_features.h"
+#include "tests/kernels/kernel_test_util.h"
 #include "tests/support/test_support.h"
 
 namespace bfcn {
 namespace {
 
-std::vector<float> random_vec(int64_t n, Rng& rng) {
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = rng.uniform(-1.0f, 1.0f);
-  return v;
-}
-
-// Max |got - want| over max(1, max|want|): the "relative" error used by the kernel tests.
-double rel_err(const std::vector<float>& got, const std::vector<float>& want) {
-  double worst = 0.0, scale = 1.0;
-  for (size_t i = 0; i < want.size(); ++i) scale = std::max(scale, std::fabs(double(want[i])));
-  for (size_t i = 0; i < want.size(); ++i)
-    worst = std::max(worst, std::fabs(double(got[i]) - double(want[i])));
-  return worst / scale;
-}
+using test::random_vec;
+using test::rel_err;
 
 // 64-byte-aligned floats (aligned_alloc needs the size to be a multiple of the alignment).
 float* aligned_floats(int64_t n) {

@@ -1,0 +1,27 @@
+// Helpers shared by the kernel tests: random inputs and the max-abs error relative to the
+// reference's scale (max(1, max|want|)), so near-zero outputs are not over-weighted.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "core/rng.h"
+
+namespace bfcn::test {
+
+inline std::vector<float> random_vec(int64_t n, Rng& rng) {
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = rng.uniform(-1.0f, 1.0f);
+  return v;
+}
+
+inline double rel_err(const std::vector<float>& got, const std::vector<float>& want) {
+  double worst = 0.0, scale = 1.0;
+  for (size_t i = 0; i < want.size(); ++i) scale = std::max(scale, std::fabs(double(want[i])));
+  for (size_t i = 0; i < want.size(); ++i)
+    worst = std::max(worst, std::fabs(double(got[i]) - double(want[i])));
+  return worst / scale;
+}
+
+}  // namespace bfcn::test
