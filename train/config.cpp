@@ -34,6 +34,7 @@ json default_train_json() {
         {"warmup_factor", 0.1}}},
       {"grad_clip", 0.0},
       {"eval_interval", 0},
+      {"eval_at_start", false},
       {"log_interval", 10},
       {"checkpoint_interval", 0},
       {"keep_last", 3},
@@ -255,6 +256,7 @@ TrainConfig parse_train_config(const json& t) {
   c.schedule.warmup_factor = s.at("warmup_factor").get<double>();
   c.grad_clip = t.at("grad_clip").get<double>();
   c.eval_interval = t.at("eval_interval").get<int64_t>();
+  c.eval_at_start = t.at("eval_at_start").get<bool>();
   c.log_interval = t.at("log_interval").get<int64_t>();
   c.checkpoint_interval = t.at("checkpoint_interval").get<int64_t>();
   c.keep_last = t.at("keep_last").get<int>();

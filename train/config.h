@@ -25,6 +25,7 @@ struct TrainConfig {
   LrSchedule schedule;
   double grad_clip = 0.0;           // global-norm clipping; 0 = off
   int64_t eval_interval = 0;        // validate every N iterations; 0 = at the end only
+  bool eval_at_start = false;       // also validate before the first step (fine-tuning baseline)
   int64_t log_interval = 10;        // a metrics.jsonl line every N iterations
   int64_t checkpoint_interval = 0;  // ckpt_<iter>.h5 every N iterations; 0 = at the end only
   int keep_last = 3;                // ckpt_<iter>.h5 files kept

@@ -1,7 +1,8 @@
 // DIR/metrics.jsonl: one JSON object per line, per logged training step
-// ({"iter","loss","lr","img_s"}) and per validation ({"iter","val_miou","val_pixel_acc",
-// "val_per_class_iou"}). On resume the file is cut back to the checkpoint's iteration, so a resumed
-// run's log reads like an uninterrupted one. The in-memory history feeds the curves plot.
+// ({"iter","loss" (mean since the last line),"loss_last","lr","img_s"}) and per validation
+// ({"iter","val_miou","val_pixel_acc", "val_per_class_iou"}). On resume the file is cut back to the
+// checkpoint's iteration, so a resumed run's log reads like an uninterrupted one. The in-memory
+// history feeds the curves plot.
 #pragma once
 
 #include <cstdint>

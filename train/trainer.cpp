@@ -185,6 +185,32 @@ TrainResult run_training(const TrainOptions& o) {
   auto t_log = t_start;
   int64_t it = st.iteration, it_log = it, it_start = it;
   Batch batch;
+  auto run_validation = [&] {
+    const Validation v = validate(*model, val_loader);
+    res.final_miou = v.miou;
+    log.log({{"iter", it},
+             {"val_miou", v.miou},
+             {"val_pixel_acc", v.pixel_acc},
+             {"val_per_class_iou", v.per_class}});
+    if (bar && it > it_start) std::cerr << "\n";  // end the progress-bar line
+    std::cerr << "validation at " << it << ": mIoU " << v.miou << "  pixel acc " << v.pixel_acc
+              << "\n";
+    if (std::isfinite(v.miou) && v.miou > st.best_miou) {
+      st.best_miou = v.miou;
+      st.best_iteration = it;
+      res.best_miou = v.miou;
+      const auto ls = loader.state();
+      st.iteration = it;
+      st.epoch = ls.epoch;
+      st.loader_position = ls.position;
+      st.rng = rng.state();
+      save_checkpoint(o.out_dir / "best.h5", *model, opt.get(), st, cfg);
+    }
+    write_curves_png(o.out_dir / "curves.png", log.losses(), log.val_miou());
+  };
+  if (tc.eval_at_start && it == 0) run_validation();
+  double loss_sum = 0;  // over the iterations since the last log line: one step's loss is noisy
+  int64_t loss_n = 0;
   while (it < total) {
     if (!loader.next(batch)) BFCN_CHECK(loader.next(batch), "data loader returned an empty epoch");
     const double lr = lr_at(tc.schedule, tc.lr, it, total);
@@ -203,6 +229,8 @@ TrainResult run_training(const TrainOptions& o) {
     opt->step(lr);
     ++it;
     res.last_loss = loss_v;
+    loss_sum += loss_v;
+    ++loss_n;
 
     const bool stop = g_stop.load() || it == o.stop_at;
     const bool last = it == total;
@@ -211,8 +239,12 @@ TrainResult run_training(const TrainOptions& o) {
       const double img_s = dt > 0 ? static_cast<double>((it - it_log) * tc.batch) / dt : 0.0;
       t_log = Clock::now();
       it_log = it;
+      const double loss_mean = loss_sum / static_cast<double>(loss_n);
+      loss_sum = 0;
+      loss_n = 0;
       log.log({{"iter", it},
-               {"loss", loss_v},
+               {"loss", loss_mean},
+               {"loss_last", loss_v},
                {"lr", lr},
                {"img_s", img_s},
                {"epoch", loader.state().epoch}});
@@ -220,7 +252,7 @@ TrainResult run_training(const TrainOptions& o) {
       const double eta = el / static_cast<double>(it - it_start) * static_cast<double>(total - it);
       char line[256];
       std::snprintf(line, sizeof line, "it %lld/%lld  loss %.4f  lr %.3g  %.1f img/s  ETA %s",
-                    static_cast<long long>(it), static_cast<long long>(total), loss_v, lr, img_s,
+                    static_cast<long long>(it), static_cast<long long>(total), loss_mean, lr, img_s,
                     fmt_duration(eta).c_str());
       if (bar) {
         const int width = 24;
@@ -231,29 +263,7 @@ TrainResult run_training(const TrainOptions& o) {
         std::cerr << line << "\n";
       }
     }
-    if ((tc.eval_interval > 0 && it % tc.eval_interval == 0) || last) {
-      const Validation v = validate(*model, val_loader);
-      res.final_miou = v.miou;
-      log.log({{"iter", it},
-               {"val_miou", v.miou},
-               {"val_pixel_acc", v.pixel_acc},
-               {"val_per_class_iou", v.per_class}});
-      if (bar) std::cerr << "\n";
-      std::cerr << "validation at " << it << ": mIoU " << v.miou << "  pixel acc " << v.pixel_acc
-                << "\n";
-      if (std::isfinite(v.miou) && v.miou > st.best_miou) {
-        st.best_miou = v.miou;
-        st.best_iteration = it;
-        res.best_miou = v.miou;
-        const auto ls = loader.state();
-        st.iteration = it;
-        st.epoch = ls.epoch;
-        st.loader_position = ls.position;
-        st.rng = rng.state();
-        save_checkpoint(o.out_dir / "best.h5", *model, opt.get(), st, cfg);
-      }
-      write_curves_png(o.out_dir / "curves.png", log.losses(), log.val_miou());
-    }
+    if ((tc.eval_interval > 0 && it % tc.eval_interval == 0) || last) run_validation();
     if ((tc.checkpoint_interval > 0 && it % tc.checkpoint_interval == 0) || last || stop) save(it);
     if (stop && !last) {
       res.interrupted = true;

@@ -1,6 +1,7 @@
 // `bfcn train` end to end on a tiny generated dataset: resume reproduces an uninterrupted run's
 // losses exactly, bad configs exit 1 naming the key, NaN stops with a message and keeps the last
-// good checkpoint, SIGINT checkpoints and exits 0, keep_last prunes, and a W1A2 FCN's loss falls.
+// good checkpoint, SIGINT checkpoints and exits 0, keep_last prunes, a W1A2 FCN's loss falls, and
+// --init-from fine-tuning logs its starting mIoU and window-mean losses.
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -209,4 +210,45 @@ TEST_CASE("a W1A2 FCN trains on a tiny dataset: the loss falls and curves.png is
     }
   CHECK(n_val == 2);
   CHECK(fs::file_size(d / "o" / "curves.png") > 1000);
+}
+
+TEST_CASE("--init-from fine-tunes W1A2 from an FP32 run; eval_at_start logs the starting mIoU",
+          "[train][e2e]") {
+  test::TempDir d;
+  json fp = test::tiny_config(tiny_root(), 3, 32);
+  auto a = train("--config " + cfg_file(d, fp, "fp.json") + " --out " + (d / "fp").string());
+  INFO(a.output);
+  REQUIRE(a.status == 0);
+
+  // Same W1A2 fine-tune logged every step and every 2 steps: "loss" of the second is the mean of
+  // the first's two steps, "loss_last" the later one.
+  json q = test::tiny_config(tiny_root(), 4);
+  q["train"]["eval_at_start"] = true;
+  const std::string init = " --init-from " + (d / "fp" / "last.h5").string();
+  auto b = train("--config " + cfg_file(d, q, "q1.json") + init + " --out " + (d / "q1").string());
+  INFO(b.output);
+  REQUIRE(b.status == 0);
+  CHECK_THAT(b.output, Catch::Contains("init from"));
+  CHECK_THAT(b.output, Catch::Contains("validation at 0:"));
+  q["train"]["log_interval"] = 2;
+  auto c = train("--config " + cfg_file(d, q, "q2.json") + init + " --out " + (d / "q2").string());
+  INFO(c.output);
+  REQUIRE(c.status == 0);
+
+  const auto every = losses(d / "q1" / "metrics.jsonl");
+  const auto recs = read_metrics_file(d / "q2" / "metrics.jsonl");
+  REQUIRE(every.size() == 4);
+  int n_loss = 0;
+  bool val_at_0 = false;
+  for (const auto& r : recs) {
+    const int64_t it = r.at("iter").get<int64_t>();
+    if (r.contains("val_miou") && it == 0) val_at_0 = true;
+    if (!r.contains("loss")) continue;
+    ++n_loss;
+    REQUIRE(it % 2 == 0);
+    CHECK(r["loss"].get<double>() == Approx((every.at(it - 1) + every.at(it)) / 2).epsilon(1e-6));
+    CHECK(r["loss_last"].get<double>() == Approx(every.at(it)).epsilon(1e-6));
+  }
+  CHECK(n_loss == 2);
+  CHECK(val_at_0);
 }
