@@ -88,6 +88,15 @@ Var softmax_cross_entropy(const Var& logits, const Tensor& labels, int ignore_in
 // ---- straight-through estimators (see Note [Straight-through estimators] in ops/ste.cpp) ----
 Var round_ste(const Var& x);  // forward round-half-to-even, backward identity
 Var sign_ste(const Var& x);   // forward sign with sign(0) = +1, backward identity
+// Fused DoReFa fake-quantizers, one kernel each way, bit-identical to the composed forms (which
+// keep 3-4 full-size intermediates alive until backward; these keep the output and, for the
+// clipped one, a 1-byte mask). levels n = 2^k - 1, k in 1..8:
+//   quantize_levels_ste(x, k) = round(x*n)/n                   backward identity
+//   clip_quantize_levels_ste(x, k) = round(clamp(x,0,1)*n)/n   backward dy*1[0 <= x <= 1]
+//   scaled_sign_ste(w, e) = e[c]*sign(w[c,...]), e [1] or [w.dim(0)], a constant; backward identity
+Var quantize_levels_ste(const Var& x, int k);
+Var clip_quantize_levels_ste(const Var& x, int k);
+Var scaled_sign_ste(const Var& w, const Tensor& e);
 
 // ---- non-differentiable helpers ----
 // argmax over C of [N,C,H,W] → i32 [N,H,W] (first maximal class on ties).

@@ -1,5 +1,6 @@
-// DoReFa quantizers composed from the op set (see autograd/quant.h for the maths). Only fg is a
-// hand-written op: its backward deliberately ignores the derivative of its (identity) forward.
+// DoReFa quantizers (see autograd/quant.h for the maths): the STE parts run as the fused ops of
+// autograd/ops/ste.cpp, the k >= 2 weight normalisation is composed from the op set, and fg is a
+// hand-written op whose backward deliberately ignores the derivative of its (identity) forward.
 #include "autograd/quant.h"
 
 #include <algorithm>
@@ -24,9 +25,9 @@ void check_bits(int bits, const char* key, const std::string& layer) {
 Var quantize_k(const Var& x, int k) {
   check_bits(k, "bits", "");
   if (k == 32) return x;
-  const float n = levels(k);
-  // Divide (not multiply by 1/n) so the levels are the correctly rounded j/n, as tf.round(x*n)/n.
-  return div(round_ste(scale(x, n)), Var(Tensor::full({1}, n)));
+  // One fused op (autograd/ops/ste.cpp): round(x*n)/n dividing (not multiplying by 1/n) so the
+  // levels are the correctly rounded j/n, as tf.round(x*n)/n; identity gradient.
+  return quantize_levels_ste(x, k);
 }
 
 Tensor weight_scale(const Tensor& w, bool per_channel) {
@@ -49,20 +50,8 @@ Var quantize_weight(const Var& w, int k, bool per_channel) {
   if (k == 32) return w;
   if (k == 1) {
     // y = E*sign(w). E is a constant (tensorpack's stop_gradient) and the whole quantizer has an
-    // identity STE, including the multiplication by E. It is written s - stop(s) + stop(E*s):
-    // the forward is exactly E*s (s - s = 0, 0 + E*s = E*s) and the gradient reaches w through
-    // sub, then sign_ste, unscaled and bit-exact.
-    const Var s = sign_ste(w);  // ±1, sign(0) = +1
-    const Tensor e = weight_scale(w.value(), per_channel);
-    const int64_t K = e.numel(), per = w.value().numel() / K;
-    Tensor es = Tensor::empty(w.shape());
-    const float* sp = s.value().f32();
-    const float* ep = e.f32();
-    float* out = es.f32();
-    for (int64_t c = 0; c < K; ++c)
-      for (int64_t i = 0; i < per; ++i) out[c * per + i] = ep[c] * sp[c * per + i];
-    if (!s.requires_grad()) return Var(es);
-    return add(sub(s, s.detach()), Var(es));
+    // identity STE, including the multiplication by E: one fused op whose gradient is dL/dy.
+    return scaled_sign_ste(w, weight_scale(w.value(), per_channel));
   }
   // y = 2*quantize_k(u) - 1 with u = tanh_normalize(w) in [0,1].
   const Var u = tanh_normalize(w);
@@ -87,7 +76,8 @@ Tensor quantize_weight_value(const Tensor& w, int k, bool per_channel) {
 Var quantize_activation(const Var& x, int k) {
   check_bits(k, "a_bits", "");
   if (k == 32) return x;
-  return quantize_k(clamp(x, 0.0f, 1.0f), k);
+  // Fused clamp + quantize_k: same values, gradient masked to 0 <= x <= 1, one saved byte mask.
+  return clip_quantize_levels_ste(x, k);
 }
 
 Var quantize_gradient(const Var& x, int k, Rng& rng) {

@@ -1,9 +1,9 @@
 // DoReFa quantizers (tensorpack semantics, see docs/quantization.md and research/paper.md §6),
-// composed from the op set in autograd/ops.h so their gradients come from those ops: round_ste and
-// sign_ste carry the straight-through estimators, clamp carries the 1[0 <= x <= 1] mask, and tanh/
-// abs/max_all/div carry the k >= 2 weight normalisation. The one exception is the gradient
-// quantizer fg, whose forward is the identity and whose backward is not any derivative (a small
-// make_op op). Bit width 32 means "identity" everywhere; the other accepted widths are 1..8.
+// built on the op set in autograd/ops.h: the fused STE ops (quantize_levels_ste, clip_quantize_
+// levels_ste with the 1[0 <= x <= 1] mask, scaled_sign_ste) carry the straight-through estimators,
+// and tanh/abs/max_all/div carry the k >= 2 weight normalisation. The gradient quantizer fg, whose
+// forward is the identity and whose backward is not any derivative, is a small make_op op.
+// Bit width 32 means "identity" everywhere; the other accepted widths are 1..8.
 #pragma once
 
 #include <string>

@@ -2,8 +2,11 @@
 // Reductions use fixed blocks (kBlock): see Note [Deterministic reductions].
 #include "kernels/elementwise.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
+
+#include "kernels/cpu_features.h"
 
 namespace bfcn {
 
@@ -166,6 +169,49 @@ void round_half_even_f32(const float* x, float* y, int64_t n) {
 }
 void sign_f32(const float* x, float* y, int64_t n) {
   map1(x, y, n, [](float v) { return v >= 0.0f ? 1.0f : -1.0f; });
+}
+
+void quantize_levels_f32__ref(const float* x, float levels, bool clip, float* y, uint8_t* mask,
+                              int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    const float c = clip ? (v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v)) : v;  // as clamp_f32
+    y[i] = std::nearbyint(c * levels) / levels;  // as scale_f32, round_half_even_f32, div
+    if (clip && mask != nullptr) mask[i] = (v >= 0.0f && v <= 1.0f) ? 1 : 0;
+  }
+}
+
+void quantize_levels_f32(const float* x, float levels, bool clip, float* y, uint8_t* mask,
+                         int64_t n) {
+  static const bool avx2 = active_isa() >= Isa::avx2;
+  // Blocks of 4096 (a multiple of every vector width) so each thread's range starts aligned.
+  constexpr int64_t kQBlock = 4096;
+  const int64_t nb = (n + kQBlock - 1) / kQBlock;
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t i0 = b * kQBlock, m = std::min(kQBlock, n - i0);
+    uint8_t* mb = mask != nullptr ? mask + i0 : nullptr;
+    if (avx2)
+      quantize_levels_f32__avx2(x + i0, levels, clip, y + i0, mb, m);
+    else
+      quantize_levels_f32__ref(x + i0, levels, clip, y + i0, mb, m);
+  }
+}
+
+void mask_select_f32(const float* dy, const uint8_t* mask, float* dx, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) dx[i] = mask[i] != 0 ? dy[i] : 0.0f;
+}
+
+void scaled_sign_f32(const float* w, const float* e, int64_t rows, int64_t per, float* y) {
+#pragma omp parallel for schedule(static) if (rows * per >= kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float er = e[r];
+    const float* wr = w + r * per;
+    float* yr = y + r * per;
+#pragma omp simd
+    for (int64_t i = 0; i < per; ++i) yr[i] = er * (wr[i] >= 0.0f ? 1.0f : -1.0f);
+  }
 }
 
 double sum_f64(const float* x, int64_t n) {

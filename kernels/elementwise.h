@@ -36,6 +36,20 @@ void abs_backward_f32(const float* dy, const float* x, float* dx, int64_t n);  /
 void round_half_even_f32(const float* x, float* y, int64_t n);                 // std::nearbyint
 void sign_f32(const float* x, float* y, int64_t n);                            // +1 for x >= 0
 
+// ---- fused DoReFa fake-quantization (one pass instead of clamp, scale, round, divide) ----
+// y = round_half_even(c*levels)/levels with c = clamp(x,0,1) when clip, else c = x: the same float
+// operations in the same order as the composed ops, so the result is bit-identical. When clip and
+// mask is not null, mask[i] = 1 if 0 <= x[i] <= 1 else 0 (the clamp's gradient mask; NaN -> 0).
+void quantize_levels_f32(const float* x, float levels, bool clip, float* y, uint8_t* mask,
+                         int64_t n);
+void quantize_levels_f32__ref(const float* x, float levels, bool clip, float* y, uint8_t* mask,
+                              int64_t n);
+void quantize_levels_f32__avx2(const float* x, float levels, bool clip, float* y, uint8_t* mask,
+                               int64_t n);
+void mask_select_f32(const float* dy, const uint8_t* mask, float* dx, int64_t n);  // mask ? dy : 0
+// y [K,per] = e[c] * sign(w [K,per]) with sign(0) = +1 (1-bit DoReFa weights, E per row).
+void scaled_sign_f32(const float* w, const float* e, int64_t rows, int64_t per, float* y);
+
 // ---- deterministic reductions (double accumulation) ----
 double sum_f64(const float* x, int64_t n);
 double dot_f64(const float* a, const float* b, int64_t n);

@@ -2,6 +2,7 @@
 // Forward is the true (piecewise-constant) function; backward is the identity. See the Note below.
 #include "autograd/ops.h"
 #include "autograd/ops/op_util.h"
+#include "core/error.h"
 #include "kernels/elementwise.h"
 
 namespace bfcn {
@@ -38,6 +39,60 @@ Var sign_ste(const Var& x) {
   Tensor y = empty_like(xv);
   sign_f32(xv.f32(), y.f32(), y.numel());
   return make_op("sign_ste", y, {x}, identity_backward);
+}
+
+// Note [Fused fake-quantizers]
+// quantize_activation = quantize_k(clamp(x,0,1)) composed from clamp, scale, round_ste and div
+// makes four nodes whose values all stay alive until backward, and four memory passes each way.
+// The fused ops below run the same float operations in one kernel (bit-identical forward; the
+// quant tests pin the levels) and apply the composed surrogate gradient directly: the product of
+// clamp's inclusive mask, scale's n, round_ste's identity and div's 1/n. That product is taken as
+// exactly the mask (dy*n/n can differ from dy in the last bit; DoReFa's STE is the identity).
+
+namespace {
+float levels_of(int k, const char* op) {
+  BFCN_CHECK(k >= 1 && k <= 8, op, ": bits must be 1..8, got ", k);
+  return static_cast<float>((1 << k) - 1);
+}
+}  // namespace
+
+Var quantize_levels_ste(const Var& x, int k) {
+  const float n = levels_of(k, "quantize_levels_ste");
+  const Tensor& xv = f32_value(x, "quantize_levels_ste", "x");
+  Tensor y = empty_like(xv);
+  quantize_levels_f32(xv.f32(), n, false, y.f32(), nullptr, y.numel());
+  return make_op("quantize_levels_ste", y, {x}, identity_backward);
+}
+
+Var clip_quantize_levels_ste(const Var& x, int k) {
+  const float n = levels_of(k, "clip_quantize_levels_ste");
+  const Tensor& xv = f32_value(x, "clip_quantize_levels_ste", "x");
+  Tensor y = empty_like(xv);
+  if (!x.requires_grad() || !grad_enabled()) {
+    quantize_levels_f32(xv.f32(), n, true, y.f32(), nullptr, y.numel());
+    return make_op("clip_quantize_levels_ste", y, {x}, identity_backward);  // a leaf: no closure
+  }
+  Tensor mask = Tensor::empty(xv.shape(), DType::u8);
+  quantize_levels_f32(xv.f32(), n, true, y.f32(), mask.data<uint8_t>(), y.numel());
+  return make_op("clip_quantize_levels_ste", y, {x},
+                 [mask](const Tensor& dy, const GradMask&) -> std::vector<Tensor> {
+                   Tensor dx = empty_like(dy);
+                   mask_select_f32(dy.f32(), mask.data<uint8_t>(), dx.f32(), dx.numel());
+                   return {dx};
+                 });
+}
+
+Var scaled_sign_ste(const Var& w, const Tensor& e) {
+  const Tensor& wv = f32_value(w, "scaled_sign_ste", "w");
+  BFCN_CHECK(wv.ndim() >= 1 && wv.numel() > 0, "scaled_sign_ste: expected a non-empty weight, got ",
+             wv.shape());
+  BFCN_CHECK(e.dtype() == DType::f32 && (e.numel() == 1 || e.numel() == wv.dim(0)),
+             "scaled_sign_ste: expected an f32 scale of 1 or ", wv.dim(0),
+             " (one per output channel) elements, got ", dtype_name(e.dtype()), " ", e.shape());
+  Tensor y = empty_like(wv);
+  const int64_t rows = e.numel();
+  scaled_sign_f32(wv.f32(), e.f32(), rows, wv.numel() / rows, y.f32());
+  return make_op("scaled_sign_ste", y, {w}, identity_backward);
 }
 
 }  // namespace bfcn

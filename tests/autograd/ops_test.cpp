@@ -6,6 +6,7 @@
 #include <omp.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "kernels/pool.h"
 #include "tests/support/test_support.h"
@@ -298,4 +299,72 @@ TEST_CASE("max_pool2d kernel matches a scalar reference on a sweep of geometries
               ++checked;
             }
   CHECK(checked > 300);
+}
+
+namespace {
+Tensor quant_probe(Rng& rng, int64_t n, float levels) {
+  // Random values around [0,1], exact ties of the level grid, and the clamp edges.
+  Tensor t = random_tensor({n}, rng, -0.5f, 1.5f);
+  float* p = t.f32();
+  for (int64_t i = 0; i < n; i += 7)
+    p[i] = static_cast<float>(rng.randint(-2, 2 * static_cast<int>(levels) + 3)) / (2 * levels);
+  p[1] = 0.0f;
+  p[2] = -0.0f;
+  p[3] = 1.0f;
+  return t;
+}
+}  // namespace
+
+TEST_CASE("fused fake-quantizers equal the composed ops bit for bit, with the exact STE gradient",
+          "[ste]") {
+  Rng rng(21);
+  for (int k = 1; k <= 8; ++k)
+    for (int64_t n : {int64_t{37}, int64_t{70001}}) {  // serial, and threaded with AVX2 blocks
+      const float levels = static_cast<float>((1 << k) - 1);
+      const Tensor xt = quant_probe(rng, n, levels);
+      const Tensor dyt = random_tensor({n}, rng, -2.0f, 2.0f);
+      const Var nv(Tensor::full({1}, levels));
+      INFO("k = " << k << " n = " << n);
+      // clip_quantize_levels_ste vs div(round_ste(scale(clamp(x,0,1), n)), n)
+      Var x(xt, true);
+      Var y = clip_quantize_levels_ste(x, k);
+      const Tensor composed = div(round_ste(scale(clamp(Var(xt), 0.0f, 1.0f), levels)), nv).value();
+      REQUIRE(std::memcmp(y.value().f32(), composed.f32(), n * sizeof(float)) == 0);
+      y.backward(dyt);
+      for (int64_t i = 0; i < n; ++i) {
+        const float v = xt.f32()[i];
+        REQUIRE(x.grad().f32()[i] == (v >= 0.0f && v <= 1.0f ? dyt.f32()[i] : 0.0f));
+      }
+      // quantize_levels_ste vs div(round_ste(scale(x, n)), n), identity gradient
+      Var x2(xt, true);
+      Var y2 = quantize_levels_ste(x2, k);
+      const Tensor composed2 = div(round_ste(scale(Var(xt), levels)), nv).value();
+      REQUIRE(std::memcmp(y2.value().f32(), composed2.f32(), n * sizeof(float)) == 0);
+      y2.backward(dyt);
+      REQUIRE(std::memcmp(x2.grad().f32(), dyt.f32(), n * sizeof(float)) == 0);
+    }
+}
+
+TEST_CASE("scaled_sign_ste: e*sign(w) per tensor or per row, identity backward, checked scale",
+          "[ste]") {
+  Tensor wt = Tensor::from_vector({2, 3}, {0.0f, -0.0f, -1e-30f, 2.0f, -3.0f, 0.5f});
+  Var w(wt, true);
+  Var y = scaled_sign_ste(w, Tensor::from_vector({2}, {0.25f, 4.0f}));
+  CHECK(y.value().to_vector() == std::vector<float>{0.25f, 0.25f, -0.25f, 4.0f, -4.0f, 4.0f});
+  y.backward(Tensor::from_vector({2, 3}, {1, 2, 3, 4, 5, 6}));
+  CHECK(grad_of(w) == std::vector<float>{1, 2, 3, 4, 5, 6});
+  CHECK(scaled_sign_ste(Var(wt), Tensor::full({1}, 2.0f)).value().to_vector() ==
+        std::vector<float>{2, 2, -2, 2, -2, 2});
+  CHECK_THROWS_WITH(scaled_sign_ste(Var(wt), Tensor::full({3}, 1.0f)),
+                    Catch::Contains("scaled_sign_ste") && Catch::Contains("1 or 2"));
+  CHECK_THROWS_WITH(quantize_levels_ste(Var(wt), 0), Catch::Contains("bits must be 1..8, got 0"));
+  CHECK_THROWS_WITH(clip_quantize_levels_ste(Var(wt), 9),
+                    Catch::Contains("bits must be 1..8, got 9"));
+}
+
+TEST_CASE("clip_quantize_levels_ste without grad records no closure", "[ste]") {
+  Var x(Tensor::from_vector({3}, {-1.0f, 0.4f, 2.0f}), false);
+  Var y = clip_quantize_levels_ste(x, 2);
+  CHECK_FALSE(y.requires_grad());
+  CHECK(y.value().to_vector() == std::vector<float>{0.0f, 1.0f / 3, 1.0f});
 }
