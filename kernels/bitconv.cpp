@@ -21,6 +21,8 @@ std::span<const BgemmVariant> bgemm_variants() {
       {Isa::avx2, "bgemm__avx2_popcnt", bgemm__avx2_popcnt, requant_pack__avx2},
       {Isa::avx2, "bgemm__avx2", bgemm__avx2, requant_pack__avx2},
       {Isa::avx2, "bgemm__avx2_nib", bgemm__avx2_nib, requant_pack__avx2, true},
+      {Isa::avx2, "bgemm__avx2_ocv", bgemm__avx2_ocv, requant_pack__avx2, true,
+       prep_weights__avx2_ocv},
       {Isa::avx512, "bgemm__avx512", bgemm__avx512, requant_pack__avx2},
   };
   return kVariants;
@@ -104,14 +106,15 @@ void split_rows(const uint64_t* src, int64_t rows, int lp, int used, int lpe, ui
   }
 }
 
-// Words per nibble-split row.
-int split_row_words(const BitConvShape& s) {
-  return (2 * s.taps() * bit_words(s.in_c) + 3) / 4 * 4;
+// Words per nibble-split row (padded to whole 256-bit chunks unless the variant reads words).
+int split_row_words(const BitConvShape& s, const BgemmVariant& v) {
+  const int used = 2 * s.taps() * bit_words(s.in_c);
+  return v.prep_weights ? used : (used + 3) / 4 * 4;
 }
 
 // Builds the zero-padded patches of output row oy and their activation counts.
 void im2col_row(const BitConvShape& s, const uint64_t* in, const int32_t* act_count, int oy,
-                bool split, RowScratch& r) {
+                bool split, int lpe, RowScratch& r) {
   const int cw = bit_words(s.in_c), lp = s.row_words(), kb = s.a_bits, ow = s.out_w();
   for (int ox = 0; ox < ow; ++ox) {
     uint64_t* patch = split ? r.unsplit.data() : r.patch.data() + int64_t(ox) * kb * lp;
@@ -132,7 +135,6 @@ void im2col_row(const BitConvShape& s, const uint64_t* in, const int32_t* act_co
       }
     }
     if (split) {
-      const int lpe = split_row_words(s);
       split_rows(patch, kb, lp, s.taps() * cw, lpe, r.patch.data() + int64_t(ox) * kb * lpe);
     }
     r.count[size_t(ox)] = count;
@@ -148,12 +150,16 @@ void for_each_row(const BitConvShape& s, const uint64_t* in, const uint64_t* w,
   const int oh = s.out_h(), ow = s.out_w(), lp = s.row_words(), oc = s.out_c;
   const int32_t wmax = (1 << s.w_bits) - 1;
   const bool split = v.split_nibbles;
-  std::vector<uint64_t> w_split;
-  const int lpe = split ? split_row_words(s) : lp;
+  std::vector<uint64_t> w_split, w_prep;
+  const int lpe = split ? split_row_words(s, v) : lp;
   if (split) {
     w_split.resize(size_t(oc) * s.w_bits * lpe);
     split_rows(w, int64_t(oc) * s.w_bits, lp, s.taps() * bit_words(s.in_c), lpe, w_split.data());
     w = w_split.data();
+  }
+  if (v.prep_weights) {
+    v.prep_weights(w, oc, s.w_bits, s.a_bits, lpe, &w_prep);
+    w = w_prep.data();
   }
 #pragma omp parallel
   {
@@ -164,7 +170,7 @@ void for_each_row(const BitConvShape& s, const uint64_t* in, const uint64_t* w,
     r.acc.resize(size_t(ow) * oc);
 #pragma omp for schedule(dynamic, 1)
     for (int oy = 0; oy < oh; ++oy) {
-      im2col_row(s, in, act_count.data(), oy, split, r);
+      im2col_row(s, in, act_count.data(), oy, split, lpe, r);
       v.fn(r.patch.data(), ow, w, oc, s.a_bits, s.w_bits, lpe, r.acc.data(), oc);
       for (int ox = 0; ox < ow; ++ox) {
         int32_t* a = r.acc.data() + int64_t(ox) * oc;

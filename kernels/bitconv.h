@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "kernels/cpu_features.h"
 
@@ -26,8 +27,8 @@ struct BitConvShape {
 
 // The popcount GEMM every variant implements:
 //   out[p*ldo + o] = sum_{m<M, k<K} 2^(m+k) * popcnt(w[o][m][:] AND a[p][k][:])
-// a [npix][K][lp], w [noc][M][lp], lp a multiple of 4. Exact in int32 for lp*64*(2^M-1)(2^K-1) <
-// 2^31.
+// a [npix][K][lp], w [noc][M][lp], lp a multiple of 4 (any lp for variants with prep_weights, whose
+// w is the prepared layout). Exact in int32 for lp*64*(2^M-1)(2^K-1) < 2^31.
 using BgemmFn = void (*)(const uint64_t* a, int npix, const uint64_t* w, int noc, int k_bits,
                          int m_bits, int lp, int32_t* out, int ldo);
 
@@ -45,6 +46,11 @@ struct BgemmVariant {
   // 0x0f0f.. of them][zero pad to a multiple of 4], for patches and weights alike (popcounts are
   // unchanged; a LUT popcount then needs one vpshufb).
   bool split_nibbles = false;
+  // Optional one-time re-layout of the weight rows [noc][M][lp] for fn (weights are constant per
+  // layer, so e.g. output channels can be interleaved into vector lanes). When set, split rows are
+  // not padded to a multiple of 4 words (fn reads word by word).
+  void (*prep_weights)(const uint64_t* w, int noc, int m_bits, int k_bits, int lp,
+                       std::vector<uint64_t>* out) = nullptr;
 };
 
 void requant_pack__ref(const int32_t*, int, int32_t, const float*, const float*, const float*, int,
@@ -56,6 +62,9 @@ void bgemm__ref(const uint64_t*, int, const uint64_t*, int, int, int, int, int32
 void bgemm__avx2_popcnt(const uint64_t*, int, const uint64_t*, int, int, int, int, int32_t*, int);
 void bgemm__avx2(const uint64_t*, int, const uint64_t*, int, int, int, int, int32_t*, int);
 void bgemm__avx2_nib(const uint64_t*, int, const uint64_t*, int, int, int, int, int32_t*, int);
+void bgemm__avx2_ocv(const uint64_t*, int, const uint64_t*, int, int, int, int, int32_t*, int);
+void prep_weights__avx2_ocv(const uint64_t* w, int noc, int m_bits, int k_bits, int lp,
+                            std::vector<uint64_t>* out);
 void bgemm__avx512(const uint64_t*, int, const uint64_t*, int, int, int, int, int32_t*, int);
 
 // The one list of variants (ref first) that drives dispatch, tests and benchmarks.

@@ -1,0 +1,188 @@
+// AVX2 popcount GEMM vectorised across output channels (bgemm__avx2_ocv): one ymm holds the same
+// nibble-split weight word of 4 output channels, ANDed with a broadcast patch word, counted with
+// one vpshufb of a LUT pre-scaled by 2^(m+k) into byte counters. vpsadbw then yields each
+// channel's count in its own 64-bit lane, so no horizontal sums are needed (they dominated short
+// rows such as 64 channels x 9 taps). Weights are re-laid-out once per layer (prep_weights).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "kernels/bitconv.h"
+
+namespace bfcn {
+namespace {
+
+// Output channels per weight block: kVecs ymm of 4 lanes. Vector v of a block holds, in lane i,
+// channel 8*(v/2) + 2*i + v%2, so one blend of vectors 2j and 2j+1 gives channels 8j..8j+7 in
+// order.
+constexpr int kVecs = 2;
+constexpr int kBlock = 4 * kVecs;
+
+bool supported(int m_bits, int k_bits) {
+  return m_bits >= 1 && m_bits <= 2 && k_bits >= 1 && k_bits <= 4;
+}
+
+// P pixels x one block of kBlock channels. at: the tile's patch words interleaved [lp][P][K] (one
+// pointer walks them; the planar layout needed P*K live pointers); wb: the block's words
+// [lp][M][kVecs][4].
+template <int M, int K, int P>
+void tile(const uint64_t* at, const uint64_t* wb, int lp, int32_t* out, int ldo, int valid) {
+  // byte counter growth per word index: sum over plane pairs of 4 * 2^(m+k)
+  constexpr int kPerWord = 4 * ((1 << M) - 1) * ((1 << K) - 1);
+  constexpr int kFlush = 255 / kPerWord;
+  static_assert(kFlush >= 1, "byte counters would overflow");
+  __m256i lut[M + K - 1];
+#pragma GCC unroll 8
+  for (int sft = 0; sft < M + K - 1; ++sft)
+    lut[sft] = _mm256_slli_epi16(_mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0,
+                                                  1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4),
+                                 sft);  // bytes <= 4 << sft < 256: no bits cross into the next byte
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i acc[P][kVecs], tot[P][kVecs];
+#pragma GCC unroll 8
+  for (int p = 0; p < P; ++p)
+#pragma GCC unroll 8
+    for (int v = 0; v < kVecs; ++v) acc[p][v] = tot[p][v] = zero;
+  for (int l0 = 0; l0 < lp; l0 += kFlush) {
+    const int l1 = std::min(lp, l0 + kFlush);
+    const uint64_t* al = at + int64_t(l0) * P * K;
+    const uint64_t* wl = wb + int64_t(l0) * M * kBlock;
+    for (int l = l0; l < l1; ++l, al += P * K, wl += M * kBlock) {
+#pragma GCC unroll 8
+      for (int m = 0; m < M; ++m) {
+        __m256i wv[kVecs];
+#pragma GCC unroll 8
+        for (int v = 0; v < kVecs; ++v)
+          wv[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wl + (m * kVecs + v) * 4));
+#pragma GCC unroll 8
+        for (int k = 0; k < K; ++k)
+#pragma GCC unroll 8
+          for (int p = 0; p < P; ++p) {
+            const __m256i b = _mm256_set1_epi64x(int64_t(al[p * K + k]));
+#pragma GCC unroll 8
+            for (int v = 0; v < kVecs; ++v)
+              acc[p][v] = _mm256_add_epi8(
+                  acc[p][v], _mm256_shuffle_epi8(lut[m + k], _mm256_and_si256(wv[v], b)));
+          }
+      }
+    }
+#pragma GCC unroll 8
+    for (int p = 0; p < P; ++p)
+#pragma GCC unroll 8
+      for (int v = 0; v < kVecs; ++v) {
+        tot[p][v] = _mm256_add_epi64(tot[p][v], _mm256_sad_epu8(acc[p][v], zero));
+        acc[p][v] = zero;
+      }
+  }
+#pragma GCC unroll 8
+  for (int p = 0; p < P; ++p)
+#pragma GCC unroll 8
+    for (int j = 0; j < kVecs / 2; ++j) {
+      // lanes of vector 2j: channels 8j+0,2,4,6; of 2j+1: 8j+1,3,5,7 (counts < 2^31)
+      const __m256i r =
+          _mm256_blend_epi32(tot[p][2 * j], _mm256_slli_epi64(tot[p][2 * j + 1], 32), 0xaa);
+      int32_t* dst = out + int64_t(p) * ldo + 8 * j;
+      const int n = valid - 8 * j;
+      if (n >= 8) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), r);
+      } else if (n > 0) {
+        alignas(32) int32_t tmp[8];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), r);
+        std::memcpy(dst, tmp, sizeof(int32_t) * size_t(n));
+      }
+    }
+}
+
+// Interleaves P pixels' planar patch rows a [P][K][lp] into dst [lp][P][K].
+template <int K, int P>
+void interleave(const uint64_t* a, int lp, uint64_t* dst) {
+  for (int l = 0; l < lp; ++l)
+    for (int p = 0; p < P; ++p)
+      for (int k = 0; k < K; ++k) dst[(l * P + p) * K + k] = a[(int64_t(p) * K + k) * lp + l];
+}
+
+// The last npix % kP pixels: one tile of R = rest pixels.
+template <int M, int K, int R>
+void rest_tile(int rest, const uint64_t* a, uint64_t* buf, const uint64_t* wb, int lp, int32_t* out,
+               int ldo, int valid, bool pack) {
+  if constexpr (R >= 1) {
+    if (rest != R) return rest_tile<M, K, R - 1>(rest, a, buf, wb, lp, out, ldo, valid, pack);
+    if (pack)
+      interleave<K, R>(a, lp, buf);
+    else
+      tile<M, K, R>(buf, wb, lp, out, ldo, valid);
+  }
+}
+
+// All pixel tiles of the row are interleaved once, then every weight block sweeps them (a block's
+// weights, <= 18 KB for 512 input channels, stay in L1).
+template <int M, int K>
+void run(const uint64_t* a, int npix, const uint64_t* w, int noc, int lp, int32_t* out, int ldo) {
+  // 4 pixels x 2 vectors: 8 byte accumulators + 2 weight vectors + LUTs fit the 16 ymm registers
+  // (measured against 2x4, 3x2, 3x4, 5x2 pixels x vectors: equal or better on every layer)
+  constexpr int kP = 4;
+  const int64_t as = int64_t(K) * lp, ws = int64_t(lp) * M * kBlock;
+  thread_local std::vector<uint64_t> buf;
+  buf.resize(size_t(npix) * K * lp);
+  const int full = npix / kP * kP, rest = npix - full;
+  for (int p = 0; p < full; p += kP) interleave<K, kP>(a + p * as, lp, buf.data() + p * as);
+  rest_tile<M, K, kP - 1>(rest, a + full * as, buf.data() + full * as, nullptr, lp, nullptr, 0, 0,
+                          true);
+  for (int o = 0, blk = 0; o < noc; o += kBlock, ++blk) {
+    const uint64_t* wb = w + blk * ws;
+    const int valid = std::min(kBlock, noc - o);
+    for (int p = 0; p < full; p += kP)
+      tile<M, K, kP>(buf.data() + p * as, wb, lp, out + int64_t(p) * ldo + o, ldo, valid);
+    rest_tile<M, K, kP - 1>(rest, nullptr, buf.data() + full * as, wb, lp,
+                            out + int64_t(full) * ldo + o, ldo, valid, false);
+  }
+}
+
+}  // namespace
+
+void prep_weights__avx2_ocv(const uint64_t* w, int noc, int m_bits, int k_bits, int lp,
+                            std::vector<uint64_t>* out) {
+  if (!supported(m_bits, k_bits)) {  // the fallback reads the plain layout
+    out->assign(w, w + int64_t(noc) * m_bits * lp);
+    return;
+  }
+  const int nblk = (noc + kBlock - 1) / kBlock;
+  // [blk][lp][M][kVecs][4], channels past noc zero (their counts are computed but not stored)
+  out->assign(size_t(nblk) * lp * m_bits * kBlock, 0);
+  for (int o = 0; o < noc; ++o) {
+    const int blk = o / kBlock, r = o % kBlock;
+    const int v = 2 * (r / 8) + r % 2, lane = (r % 8) / 2;
+    for (int m = 0; m < m_bits; ++m)
+      for (int l = 0; l < lp; ++l)
+        (*out)[((size_t(blk) * lp + l) * m_bits + m) * kBlock + v * 4 + lane] =
+            w[(int64_t(o) * m_bits + m) * lp + l];
+  }
+}
+
+void bgemm__avx2_ocv(const uint64_t* a, int npix, const uint64_t* w, int noc, int k_bits,
+                     int m_bits, int lp, int32_t* out, int ldo) {
+  switch (m_bits * 16 + k_bits) {
+    case 0x11:
+      return run<1, 1>(a, npix, w, noc, lp, out, ldo);
+    case 0x12:
+      return run<1, 2>(a, npix, w, noc, lp, out, ldo);
+    case 0x13:
+      return run<1, 3>(a, npix, w, noc, lp, out, ldo);
+    case 0x14:
+      return run<1, 4>(a, npix, w, noc, lp, out, ldo);
+    case 0x21:
+      return run<2, 1>(a, npix, w, noc, lp, out, ldo);
+    case 0x22:
+      return run<2, 2>(a, npix, w, noc, lp, out, ldo);
+    case 0x23:
+      return run<2, 3>(a, npix, w, noc, lp, out, ldo);
+    case 0x24:
+      return run<2, 4>(a, npix, w, noc, lp, out, ldo);
+    default:  // plain (unprepared) split rows; popcounts of split rows equal the originals
+      return bgemm__avx2_popcnt(a, npix, w, noc, k_bits, m_bits, lp, out, ldo);
+  }
+}
+
+}  // namespace bfcn
