@@ -11,8 +11,10 @@
 #include <map>
 
 #include "core/error.h"
+#include "kernels/act_pack.h"
 #include "kernels/bitconv.h"
 #include "kernels/bitpack.h"
+#include "kernels/conv_stem.h"
 #include "kernels/gemm.h"
 
 namespace bfcn::rt {
@@ -58,13 +60,8 @@ int conv_out(int in, int k, int s, int p, int d) { return (in + 2 * p - d * (k -
 const float* float_view(const Buf& b, std::vector<float>& tmp) {
   if (b.bits == 0) return b.f.data();
   const int64_t pix = int64_t(b.h) * b.w;
-  std::vector<uint8_t> q(size_t(pix) * b.c);
-  unpack_act_q(b.p.data(), pix, b.c, b.bits, q.data());
-  tmp.resize(q.size());
-  float level[256];  // q/n exactly as the training quantizer's round(x*n)/n
-  const float n = float((1 << b.bits) - 1);
-  for (int l = 0; l < 256; ++l) level[l] = float(l) / n;
-  for (size_t i = 0; i < q.size(); ++i) tmp[i] = level[q[i]];
+  tmp.resize(size_t(pix) * b.c);
+  unpack_dequant_act(b.p.data(), pix, b.c, b.bits, tmp.data());
   return tmp.data();
 }
 
@@ -84,8 +81,35 @@ void store(Buf& out, std::vector<float>&& v, int bits, bool relu) {
 
 // y [OH*OW][OC] = conv(x NHWC, w [OC][K*K*C]) + bias: im2col of a block of output rows (>= ~256
 // pixels so the GEMM amortises its packing) + sgemm, OpenMP over row blocks.
+ConvStemShape stem_shape(const Layer& L, int h, int w) {
+  ConvStemShape s;
+  s.in_h = h;
+  s.in_w = w;
+  s.in_c = L.in_c;
+  s.out_c = L.out_c;
+  s.kernel = L.kernel;
+  s.stride = L.stride;
+  s.pad = L.pad;
+  s.dilation = L.dilation;
+  return s;
+}
+
 void conv_f32_nhwc(const Layer& L, const float* x, int h, int w, float* y, int oh, int ow) {
   const int k = L.kernel, c = L.in_c, kk = k * k * c, oc = L.out_c;
+  if (c < 16) {  // the RGB stem: contiguous tap runs + GEMM on pre-packed weights
+    ConvStemEpilogue e;
+    e.bias = L.bias.data();
+    e.out_f32 = y;
+    conv_stem_forward(stem_shape(L, h, w), x, L.weight.data(), e);
+    return;
+  }
+  if (k == 1 && L.stride == 1 && L.pad == 0) {  // 1x1 (score layers): the input is the GEMM's A
+    const int64_t m = int64_t(oh) * ow;
+#pragma omp parallel for schedule(static) if (m * oc > 65536)
+    for (int64_t i = 0; i < m; ++i) std::memcpy(y + i * oc, L.bias.data(), sizeof(float) * oc);
+    sgemm(m, oc, c, x, c, 1, L.weight.data(), 1, c, y, oc, true);
+    return;
+  }
   const int rows = std::max(1, std::min(oh, (256 + ow - 1) / ow));
   const int blocks = (oh + rows - 1) / rows;
 #pragma omp parallel
@@ -191,6 +215,59 @@ std::vector<float> upsample_nhwc(const float* x, int h, int w, int c, int oh, in
   return y;
 }
 
+// Index of the first maximum (std::max_element's tie and NaN behaviour).
+uint8_t argmax(const float* v, int n) {
+  int best = 0;
+  for (int i = 1; i < n; ++i)
+    if (v[best] < v[i]) best = i;
+  return uint8_t(best);
+}
+
+// The graph's final upsample fused with the output conversion: each output row is blended into a
+// per-thread buffer (the same arithmetic as upsample_nhwc) and written as logits [c][oh][ow]
+// and/or argmax labels [oh][ow], so no full-resolution NHWC float map is kept.
+void upsample_emit(const float* x, int h, int w, int c, int oh, int ow, std::vector<float>* logits,
+                   std::vector<uint8_t>* labels) {
+  const std::vector<Tap> th = axis_taps(h, oh), tw = axis_taps(w, ow);
+  const int64_t row = int64_t(ow) * c, pix = int64_t(oh) * ow;
+  std::vector<float> rows(size_t(h) * row);
+#pragma omp parallel for schedule(static)
+  for (int sy = 0; sy < h; ++sy) {
+    const float* src = x + int64_t(sy) * w * c;
+    float* dst = rows.data() + sy * row;
+    for (int ox = 0; ox < ow; ++ox) {
+      const Tap& t = tw[size_t(ox)];
+      const float* a = src + int64_t(t.i0) * c;
+      const float* b = src + int64_t(t.i1) * c;
+      float* d = dst + int64_t(ox) * c;
+      for (int ch = 0; ch < c; ++ch) d[ch] = t.l0 * a[ch] + t.l1 * b[ch];
+    }
+  }
+  if (logits) logits->resize(size_t(pix) * c);
+  if (labels) labels->resize(size_t(pix));
+#pragma omp parallel
+  {
+    std::vector<float> buf(static_cast<size_t>(row));
+    float* d = buf.data();
+#pragma omp for schedule(static)
+    for (int oy = 0; oy < oh; ++oy) {
+      const Tap& t = th[size_t(oy)];
+      const float* r0 = rows.data() + t.i0 * row;
+      const float* r1 = rows.data() + t.i1 * row;
+      for (int64_t i = 0; i < row; ++i) d[i] = t.l0 * r0[i] + t.l1 * r1[i];
+      if (logits)
+        for (int ch = 0; ch < c; ++ch) {
+          float* lo = logits->data() + ch * pix + int64_t(oy) * ow;
+          for (int ox = 0; ox < ow; ++ox) lo[ox] = d[int64_t(ox) * c + ch];
+        }
+      if (labels) {
+        uint8_t* lb = labels->data() + int64_t(oy) * ow;
+        for (int ox = 0; ox < ow; ++ox) lb[ox] = argmax(d + int64_t(ox) * c, c);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 struct Model::Impl {
@@ -204,7 +281,34 @@ struct Model::Impl {
   std::vector<std::array<uint8_t, 3>> palette;
   std::array<float, 3> mean{0, 0, 0}, std{1, 1, 1};
   mutable std::vector<LayerTiming>* profile = nullptr;
+  // Per layer: kStemHead = conv_f32 -> maxpool -> quant_act run as one fused kernel (conv with the
+  // quantizer in its epilogue, then max pool on codes + pack); kAbsorbed = the two layers it
+  // replaces. Set by plan_fusions().
+  std::vector<uint8_t> fusion;
 };
+
+namespace {
+
+constexpr uint8_t kStemHead = 1, kAbsorbed = 2;
+
+// Pool-after-quantize is exact when the quantizer's affine is non-decreasing (mul >= 0) and the
+// intermediate tensors have no other reader.
+void plan_fusions(Model::Impl& I) {
+  I.fusion.assign(I.layers.size(), 0);
+  for (size_t li = 0; li + 2 < I.layers.size(); ++li) {
+    const Layer &c = I.layers[li], &p = I.layers[li + 1], &q = I.layers[li + 2];
+    if (c.op != Op::conv_f32 || c.out_bits != 0 || c.in_c >= 16 || p.op != Op::maxpool ||
+        q.op != Op::quant_act || p.in[0] != c.out || q.in[0] != p.out ||
+        I.last_use[size_t(c.out)] != int(li + 1) || I.last_use[size_t(p.out)] != int(li + 2) ||
+        q.out_bits < 1 || q.out_bits > 8)
+      continue;
+    if (!std::all_of(q.mul.begin(), q.mul.end(), [](float m) { return m >= 0.0f; })) continue;
+    I.fusion[li] = kStemHead;
+    I.fusion[li + 1] = I.fusion[li + 2] = kAbsorbed;
+  }
+}
+
+}  // namespace
 
 Model::Model() : impl_(std::make_unique<Impl>()) {}
 Model::~Model() = default;
@@ -395,6 +499,7 @@ Model Model::from_file(ModelFile file) {
     if (I.layers[li].size_of >= 0) I.last_use[size_t(I.layers[li].size_of)] = int(li);
   }
   I.last_use[size_t(I.output)] = int(I.layers.size());
+  plan_fusions(I);
   return m;
 }
 
@@ -404,23 +509,36 @@ void Model::run(const float* image, int h, int w, std::vector<float>* logits,
   BFCN_CHECK(h > 0 && w > 0 && h <= 16384 && w <= 16384,
              "Model::run: image size must be 1..16384, got ", h, "x", w);
   std::vector<Buf> bufs(I.tensors.size());
+  double input_ms = 0;
   {
     Buf& b = bufs[0];
     b.h = h;
     b.w = w;
     b.c = 3;
     b.f.resize(size_t(h) * w * 3);
+    float mu[3], inv[3];
     for (int ch = 0; ch < 3; ++ch) {
-      const float mu = normalize ? I.mean[size_t(ch)] : 0.0f;
-      const float inv = normalize ? 1.0f / I.std[size_t(ch)] : 1.0f;
-      for (int64_t p = 0; p < int64_t(h) * w; ++p)
-        b.f[size_t(p) * 3 + ch] = (image[ch * int64_t(h) * w + p] - mu) * inv;
+      mu[ch] = normalize ? I.mean[size_t(ch)] : 0.0f;
+      inv[ch] = normalize ? 1.0f / I.std[size_t(ch)] : 1.0f;
     }
+    const int64_t pix = int64_t(h) * w;
+    const double t0 = I.profile ? now_ms() : 0;
+#pragma omp parallel for schedule(static) if (pix > 16384)
+    for (int64_t p = 0; p < pix; ++p)
+      for (int ch = 0; ch < 3; ++ch)
+        b.f[size_t(p) * 3 + ch] = (image[ch * pix + p] - mu[ch]) * inv[ch];
+    input_ms = I.profile ? now_ms() - t0 : 0;
   }
+  bool emitted = false;  // the output layer wrote logits/labels itself
   const BgemmVariant& variant = bgemm_active();
   for (size_t li = 0; li < I.layers.size(); ++li) {
     const Layer& L = I.layers[li];
     const double t0 = I.profile ? now_ms() : 0;
+    if (I.fusion[li] == kAbsorbed) {  // done by the fused stem head
+      if (I.profile)
+        I.profile->push_back({L.name, I.header["layers"][li]["type"].get<std::string>(), 0.0, 0});
+      continue;
+    }
     const Buf& x = bufs[size_t(L.in[0])];
     Buf& y = bufs[size_t(L.out)];
     y.c = I.tensors[size_t(L.out)].c;
@@ -432,9 +550,32 @@ void Model::run(const float* image, int h, int w, std::vector<float>* logits,
         y.w = conv_out(x.w, L.kernel, L.stride, L.pad, L.dilation);
         BFCN_CHECK(y.h > 0 && y.w > 0, "layer '", L.name, "': input ", x.h, "x", x.w,
                    " is too small");
+        macs = int64_t(y.h) * y.w * y.c * L.in_c * L.kernel * L.kernel;
+        if (I.fusion[li] == kStemHead) {  // conv -> codes -> max pool + pack, into act's output
+          const Layer &P = I.layers[li + 1], &Q = I.layers[li + 2];
+          std::vector<uint8_t> codes(size_t(y.h) * y.w * y.c);
+          ConvStemEpilogue e;
+          e.bias = L.bias.data();
+          e.relu = L.relu;
+          e.out_q = codes.data();
+          e.mul = Q.mul.empty() ? nullptr : Q.mul.data();
+          e.add = Q.add.empty() ? nullptr : Q.add.data();
+          e.bits = Q.out_bits;
+          conv_stem_forward(stem_shape(L, x.h, x.w), float_view(x, tmp), L.weight.data(), e);
+          Buf& z = bufs[size_t(Q.out)];
+          z.c = y.c;
+          z.bits = Q.out_bits;
+          z.h = (y.h + 2 * P.pad - P.kernel) / P.stride + 1;
+          z.w = (y.w + 2 * P.pad - P.kernel) / P.stride + 1;
+          BFCN_CHECK(z.h > 0 && z.w > 0, "layer '", P.name, "': input too small");
+          z.p.assign(size_t(z.h) * z.w * z.bits * bit_words(z.c), 0);
+          maxpool_pack_q(codes.data(), y.h, y.w, y.c, P.kernel, P.stride, P.pad, z.bits, z.p.data(),
+                         z.h, z.w);
+          y = Buf{};
+          break;
+        }
         std::vector<float> v(size_t(y.h) * y.w * y.c);
         conv_f32_nhwc(L, float_view(x, tmp), x.h, x.w, v.data(), y.h, y.w);
-        macs = int64_t(y.h) * y.w * y.c * L.in_c * L.kernel * L.kernel;
         store(y, std::move(v), L.out_bits, L.relu);
         break;
       }
@@ -515,6 +656,11 @@ void Model::run(const float* image, int h, int w, std::vector<float>* logits,
       case Op::upsample: {
         y.h = L.size_of < 0 ? h : bufs[size_t(L.size_of)].h;
         y.w = L.size_of < 0 ? w : bufs[size_t(L.size_of)].w;
+        if (L.out == I.output && y.h == h && y.w == w) {  // straight into logits / labels
+          upsample_emit(float_view(x, tmp), x.h, x.w, x.c, h, w, logits, labels);
+          emitted = true;
+          break;
+        }
         store(y, upsample_nhwc(float_view(x, tmp), x.h, x.w, x.c, y.h, y.w), 0, false);
         break;
       }
@@ -526,6 +672,8 @@ void Model::run(const float* image, int h, int w, std::vector<float>* logits,
       I.profile->push_back(
           {L.name, I.header["layers"][li]["type"].get<std::string>(), now_ms() - t0, macs});
   }
+  if (I.profile) I.profile->push_back({"(input)", "normalize", input_ms, 0});
+  if (emitted) return;
   const Buf& out = bufs[size_t(I.output)];
   BFCN_CHECK(out.h == h && out.w == w, "Model::run: output is ", out.h, "x", out.w,
              ", expected the input size ", h, "x", w, " (is the graph's output upsampled?)");
@@ -533,15 +681,14 @@ void Model::run(const float* image, int h, int w, std::vector<float>* logits,
   const int64_t pix = int64_t(h) * w;
   if (logits) {
     logits->resize(size_t(pix) * nc);
+#pragma omp parallel for schedule(static) if (pix * nc > 65536)
     for (int64_t p = 0; p < pix; ++p)
       for (int ch = 0; ch < nc; ++ch) (*logits)[size_t(ch * pix + p)] = out.f[size_t(p * nc + ch)];
   }
   if (labels) {
     labels->resize(size_t(pix));
-    for (int64_t p = 0; p < pix; ++p) {
-      const float* v = out.f.data() + p * nc;
-      (*labels)[size_t(p)] = uint8_t(std::max_element(v, v + nc) - v);
-    }
+#pragma omp parallel for schedule(static) if (pix * nc > 65536)
+    for (int64_t p = 0; p < pix; ++p) (*labels)[size_t(p)] = argmax(out.f.data() + p * nc, nc);
   }
 }
 
@@ -551,7 +698,7 @@ Model Model::to_fp32() const {
   J = Impl{impl_->header,      impl_->tensors, impl_->layers,
            impl_->last_use,    impl_->output,  impl_->num_classes,
            impl_->class_names, impl_->palette, impl_->mean,
-           impl_->std,         nullptr};
+           impl_->std,         nullptr,        {}};
   for (TensorInfo& t : J.tensors) t.bits = 0;
   for (Layer& L : J.layers) {
     L.out_bits = 0;
@@ -583,6 +730,7 @@ Model Model::to_fp32() const {
     }
     L.wbits.clear();
   }
+  plan_fusions(J);
   return m;
 }
 

@@ -1,0 +1,21 @@
+// Activation-code helpers for the runtime around the bit convolutions (raw pointers, OpenMP over
+// output rows / pixels): max pooling on k-bit codes fused with bit-packing (pooling commutes with
+// any monotone non-decreasing quantizer, so pool-after-quantize is exact and moves 4x fewer
+// bytes than float pooling), and a parallel unpack + dequantize for the float views of packed
+// tensors. Packed layout as kernels/bitpack.h.
+#pragma once
+
+#include <cstdint>
+
+namespace bfcn {
+
+// q [h][w][c] codes < 2^bits -> max pool (kernel k, stride s, pad p; padded taps are ignored,
+// 2p <= k so every window has a tap) -> out packed [oh][ow][bits][cw(c)].
+void maxpool_pack_q(const uint8_t* q, int h, int w, int c, int k, int s, int p, int bits,
+                    uint64_t* out, int oh, int ow);
+
+// packed [pixels][bits][cw(c)] -> out [pixels][c] = q / (2^bits - 1) (the training quantizer's
+// level values).
+void unpack_dequant_act(const uint64_t* packed, int64_t pixels, int c, int bits, float* out);
+
+}  // namespace bfcn

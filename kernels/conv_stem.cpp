@@ -1,0 +1,175 @@
+// Stem convolution drivers. Direct path (dilation 1): the image is copied once into a zero-padded
+// NHWC buffer, then per output row and 16-channel weight panel the microkernel computes 6 pixels
+// at a time with A rows read in place; the row's [OW][OC] sums go through the epilogue. Other
+// dilations: im2col of >= ~256 output pixels + sgemm_arows_packed_b.
+#include "kernels/conv_stem.h"
+
+#include <algorithm>
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include "kernels/bitpack.h"
+#include "kernels/cpu_features.h"
+#include "kernels/gemm.h"
+
+namespace bfcn {
+
+namespace {
+
+struct AlignedFloats {
+  explicit AlignedFloats(size_t n)
+      : p(static_cast<float*>(::operator new(n * sizeof(float), std::align_val_t(64)))) {}
+  ~AlignedFloats() { ::operator delete(p, std::align_val_t(64)); }
+  AlignedFloats(const AlignedFloats&) = delete;
+  AlignedFloats& operator=(const AlignedFloats&) = delete;
+  float* p;
+};
+
+// One output pixel's patch row [K][K][C] (zeros outside the image).
+void patch_row(const ConvStemShape& s, const float* x, int oy, int ox, float* d) {
+  const int k = s.kernel, c = s.in_c;
+  for (int ky = 0; ky < k; ++ky)
+    for (int kx = 0; kx < k; ++kx, d += c) {
+      const int iy = oy * s.stride - s.pad + ky * s.dilation;
+      const int ix = ox * s.stride - s.pad + kx * s.dilation;
+      if (iy < 0 || iy >= s.in_h || ix < 0 || ix >= s.in_w)
+        std::fill_n(d, c, 0.0f);
+      else
+        std::memcpy(d, x + (int64_t(iy) * s.in_w + ix) * c, sizeof(float) * size_t(c));
+    }
+}
+
+// acc [m][oc] -> the epilogue's output rows starting at pixel p0.
+void epilogue(const ConvStemEpilogue& e, int oc, const float* acc, int64_t m, int64_t p0) {
+  if (e.out_f32) {
+    float* y = e.out_f32 + p0 * oc;
+    for (int64_t i = 0; i < m * oc; i += oc)
+      for (int o = 0; o < oc; ++o) y[i + o] = acc[i + o] + e.bias[o];
+    if (e.relu)
+      for (int64_t i = 0; i < m * oc; ++i) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+    return;
+  }
+  static const ConvStemQuantizeFn quantize = conv_stem_active_quantize();
+  quantize(acc, m, oc, e.bias, e.relu, e.mul, e.add, e.bits, e.out_q + p0 * oc);
+}
+
+void forward_im2col(const ConvStemShape& s, const float* x, const float* bp,
+                    const ConvStemEpilogue& e) {
+  const int oh = s.out_h(), ow = s.out_w(), oc = s.out_c;
+  const int kk = s.kernel * s.kernel * s.in_c;
+  const int rows = std::max(1, std::min(oh, (256 + ow - 1) / ow));
+  const int blocks = (oh + rows - 1) / rows;
+#pragma omp parallel if (int64_t(oh) * ow * oc * kk > (1 << 20))
+  {
+    std::vector<float> col(size_t(rows) * ow * kk);
+    AlignedFloats acc(size_t(rows) * ow * oc);
+#pragma omp for schedule(dynamic, 1)
+    for (int blk = 0; blk < blocks; ++blk) {
+      const int y0 = blk * rows, y1 = std::min(oh, y0 + rows);
+      for (int oy = y0; oy < y1; ++oy)
+        for (int ox = 0; ox < ow; ++ox)
+          patch_row(s, x, oy, ox, col.data() + (int64_t(oy - y0) * ow + ox) * kk);
+      const int64_t m = int64_t(y1 - y0) * ow;
+      sgemm_arows_packed_b(m, oc, kk, col.data(), kk, bp, acc.p, oc, false);
+      epilogue(e, oc, acc.p, m, int64_t(y0) * ow);
+    }
+  }
+}
+
+void forward_direct(const ConvStemShape& s, const float* x, const float* bp,
+                    const ConvStemEpilogue& e) {
+  const int oh = s.out_h(), ow = s.out_w(), oc = s.out_c, c = s.in_c, k = s.kernel;
+  const int kk = k * k * c, panels = (oc + kGemmNr - 1) / kGemmNr, groups = (ow + 5) / 6;
+  // Padded image [HP][WP][C]: rows/columns the windows can reach, plus slack so the last 6-pixel
+  // group of a row may read past the image (those rows of the tile are discarded).
+  const int hp = std::max(s.in_h + 2 * s.pad, (oh - 1) * s.stride + k);
+  const int wp = std::max(s.in_w + 2 * s.pad, (groups * 6 - 1) * s.stride + k);
+  const int64_t rs = int64_t(wp) * c;
+  std::vector<float> xp(size_t(hp) * rs + size_t(6 * s.stride * c + kk), 0.0f);
+#pragma omp parallel for schedule(static) if (int64_t(s.in_h) * s.in_w * c > 65536)
+  for (int iy = 0; iy < s.in_h; ++iy)
+    std::memcpy(xp.data() + (iy + s.pad) * rs + int64_t(s.pad) * c, x + int64_t(iy) * s.in_w * c,
+                sizeof(float) * size_t(s.in_w) * c);
+  const ConvStemUkernel uk = conv_stem_active_ukernel();
+  const int64_t lda = int64_t(s.stride) * c;
+#pragma omp parallel if (int64_t(oh) * ow * oc * kk > (1 << 20))
+  {
+    AlignedFloats acc(size_t(groups) * 6 * size_t(panels) * kGemmNr);
+    const int64_t ldc = int64_t(panels) * kGemmNr;
+    std::vector<float> packed_acc;
+#pragma omp for schedule(dynamic, 1)
+    for (int oy = 0; oy < oh; ++oy) {
+      const float* arow = xp.data() + int64_t(oy) * s.stride * rs;
+      for (int q = 0; q < panels; ++q)
+        for (int g = 0; g < groups; ++g)
+          uk(arow + g * 6 * lda, lda, rs, k, k * c, bp + int64_t(q) * kGemmNr * kk,
+             acc.p + int64_t(g) * 6 * ldc + q * kGemmNr, ldc);
+      const float* rowacc = acc.p;
+      if (ldc != oc) {  // drop the zero-padded channels of the last panel
+        packed_acc.resize(size_t(ow) * oc);
+        for (int ox = 0; ox < ow; ++ox)
+          std::memcpy(packed_acc.data() + int64_t(ox) * oc, acc.p + ox * ldc,
+                      sizeof(float) * size_t(oc));
+        rowacc = packed_acc.data();
+      }
+      epilogue(e, oc, rowacc, ow, int64_t(oy) * ow);
+    }
+  }
+}
+
+}  // namespace
+
+void conv_stem_ukernel_6x16__ref(const float* a, int64_t lda, int64_t rs, int rows, int run,
+                                 const float* bp, float* c, int64_t ldc) {
+  float t[6][16] = {};
+  for (int r = 0; r < rows; ++r)
+    for (int p = 0; p < run; ++p, bp += 16)
+      for (int i = 0; i < 6; ++i) {
+        const float av = a[i * lda + r * rs + p];
+        for (int j = 0; j < 16; ++j) t[i][j] += av * bp[j];
+      }
+  for (int i = 0; i < 6; ++i) std::memcpy(c + i * ldc, t[i], sizeof(t[i]));
+}
+
+void conv_stem_quantize__ref(const float* acc, int64_t m, int oc, const float* bias, bool relu,
+                             const float* mul, const float* add, int bits, uint8_t* q) {
+  const float levels = float((1 << bits) - 1);
+  for (int64_t i = 0; i < m; ++i, acc += oc, q += oc)
+    for (int o = 0; o < oc; ++o) {
+      float v = acc[o] + bias[o];
+      if (relu) v = v > 0.0f ? v : 0.0f;
+      if (mul) v = v * mul[o];
+      if (add) v = v + add[o];
+      q[o] = quantize_level(v, levels);
+    }
+}
+
+ConvStemQuantizeFn conv_stem_active_quantize() {
+  static const ConvStemQuantizeFn fn =
+      active_isa() >= Isa::avx2 ? conv_stem_quantize__avx2 : conv_stem_quantize__ref;
+  return fn;
+}
+
+ConvStemUkernel conv_stem_active_ukernel() {
+  static const ConvStemUkernel uk = active_isa() >= Isa::avx2 && cpu_features().fma
+                                        ? conv_stem_ukernel_6x16__avx2
+                                        : conv_stem_ukernel_6x16__ref;
+  return uk;
+}
+
+void conv_stem_forward(const ConvStemShape& s, const float* x, const float* w,
+                       const ConvStemEpilogue& e) {
+  const int oh = s.out_h(), ow = s.out_w(), oc = s.out_c;
+  const int kk = s.kernel * s.kernel * s.in_c;
+  if (oh <= 0 || ow <= 0) return;
+  // B [kk][oc] with element (p, o) = w[o*kk + p], packed into 16-column panels once.
+  AlignedFloats bp(size_t((oc + kGemmNr - 1) / kGemmNr) * kGemmNr * size_t(kk));
+  sgemm_pack_b(kk, oc, w, 1, kk, bp.p);
+  if (s.dilation == 1)
+    forward_direct(s, x, bp.p, e);
+  else
+    forward_im2col(s, x, bp.p, e);
+}
+
+}  // namespace bfcn

@@ -1,0 +1,65 @@
+// FP32 convolution for few input channels (the RGB 7x7/2 stem), NHWC, raw pointers. Direct: on a
+// zero-padded copy of the image a kernel row of taps is one contiguous K*C run, so a 6x16
+// GEMM-style microkernel reads its A rows in place (no im2col) against weights packed once per
+// call; the epilogue adds the bias, optional ReLU, and either stores floats or quantizes to k-bit
+// codes (the next quantizer's affine fused), so the full-resolution float map never exists. OpenMP
+// over output rows.
+#pragma once
+
+#include <cstdint>
+
+namespace bfcn {
+
+struct ConvStemShape {
+  int in_h = 0, in_w = 0, in_c = 3, out_c = 64;
+  int kernel = 7, stride = 2, pad = 3, dilation = 1;
+  int out_h() const { return (in_h + 2 * pad - dilation * (kernel - 1) - 1) / stride + 1; }
+  int out_w() const { return (in_w + 2 * pad - dilation * (kernel - 1) - 1) / stride + 1; }
+};
+
+// v = conv + bias[o], relu -> max(v, 0). Exactly one output:
+//   out_f32 [OH*OW][OC] = v, or
+//   out_q   [OH*OW][OC] = nearbyint(clip(v*mul[o] + add[o], 0, 1) * (2^bits-1)) (mul/add may be
+//   null for 1/0; bits 1..8).
+struct ConvStemEpilogue {
+  const float* bias = nullptr;  // [OC], required
+  bool relu = false;
+  float* out_f32 = nullptr;
+  uint8_t* out_q = nullptr;
+  const float* mul = nullptr;
+  const float* add = nullptr;
+  int bits = 0;
+};
+
+// x [H][W][C] float, w [OC][K][K][C]. Dilation 1 runs the direct kernel below on a zero-padded
+// copy of x; other dilations use im2col + sgemm. Every output is the bias plus one sum from zero
+// in (ky, kx, c) order, the same as the im2col + sgemm path.
+void conv_stem_forward(const ConvStemShape& s, const float* x, const float* w,
+                       const ConvStemEpilogue& e);
+
+// Direct-conv microkernel: c[i*ldc + j] = sum_{r < rows, p < run} A_i[r*rs + p] * bp[(r*run + p)*16
+// + j] for i < 6, j < 16, with A_i = a + i*lda (output pixel i's first kernel row in the padded
+// image; lda = stride*C, rs = padded row length, run = K*C). bp is one 32-byte aligned 16-column
+// panel (kernels/gemm.h layout). Always writes the whole 6x16 tile.
+using ConvStemUkernel = void (*)(const float* a, int64_t lda, int64_t rs, int rows, int run,
+                                 const float* bp, float* c, int64_t ldc);
+void conv_stem_ukernel_6x16__ref(const float* a, int64_t lda, int64_t rs, int rows, int run,
+                                 const float* bp, float* c, int64_t ldc);
+void conv_stem_ukernel_6x16__avx2(const float* a, int64_t lda, int64_t rs, int rows, int run,
+                                  const float* bp, float* c, int64_t ldc);
+// The microkernel for kernels/cpu_features.h's active_isa().
+ConvStemUkernel conv_stem_active_ukernel();
+
+// The quantizing epilogue over acc [m][oc] (row stride oc) -> q [m][oc]:
+// v = acc + bias; relu: v = max(v, 0); v = v*mul (if mul); v = v + add (if add);
+// q = quantize_level(v, 2^bits - 1) — the float operations of quantize_pack_act, no FMA.
+using ConvStemQuantizeFn = void (*)(const float* acc, int64_t m, int oc, const float* bias,
+                                    bool relu, const float* mul, const float* add, int bits,
+                                    uint8_t* q);
+void conv_stem_quantize__ref(const float* acc, int64_t m, int oc, const float* bias, bool relu,
+                             const float* mul, const float* add, int bits, uint8_t* q);
+void conv_stem_quantize__avx2(const float* acc, int64_t m, int oc, const float* bias, bool relu,
+                              const float* mul, const float* add, int bits, uint8_t* q);
+ConvStemQuantizeFn conv_stem_active_quantize();
+
+}  // namespace bfcn
