@@ -22,7 +22,7 @@ std::span<const BgemmVariant> bgemm_variants() {
       {Isa::avx2, "bgemm__avx2", bgemm__avx2, requant_pack__avx2},
       {Isa::avx2, "bgemm__avx2_nib", bgemm__avx2_nib, requant_pack__avx2, true},
       {Isa::avx2, "bgemm__avx2_ocv", bgemm__avx2_ocv, requant_pack__avx2, true,
-       prep_weights__avx2_ocv},
+       prep_weights__avx2_ocv, kOcvPixelTile},
       {Isa::avx512, "bgemm__avx512", bgemm__avx512, requant_pack__avx2},
   };
   return kVariants;
@@ -141,6 +141,80 @@ void im2col_row(const BitConvShape& s, const uint64_t* in, const int32_t* act_co
   }
 }
 
+// Nibble-split copy of the whole input, once per layer: in [pix][K][cw] -> out [pix][K][2][cw]
+// (low-nibble words, then high-nibble words), so patches are gathered already split.
+std::vector<uint64_t> split_input(const BitConvShape& s, const uint64_t* in) {
+  const int cw = bit_words(s.in_c);
+  const int64_t rows = int64_t(s.in_h) * s.in_w * s.a_bits;
+  std::vector<uint64_t> out(size_t(rows) * 2 * cw);
+#pragma omp parallel for schedule(static) if (rows * cw > 65536)
+  for (int64_t r = 0; r < rows; ++r)
+    for (int i = 0; i < cw; ++i) {
+      const uint64_t x = in[r * cw + i];
+      out[size_t(r * 2 * cw + i)] = x & kLowNibbles;
+      out[size_t(r * 2 * cw + cw + i)] = (x >> 4) & kLowNibbles;
+    }
+  return out;
+}
+
+// im2col of output row oy straight into the pixel-tiled layout (BgemmVariant::pixel_tile) from
+// the pre-split input: word l of a patch is l = h*used + tap*cw + i (the split_rows order, so the
+// weights match), element (l, p, k) of a tile of n pixels at (l*n + p)*K + k. KT > 0 fixes
+// K = a_bits at compile time (this loop is ~1/3 of a 64-channel layer when left generic).
+template <int KT>
+void im2col_row_tiled(const BitConvShape& s, const uint64_t* in_split, const int32_t* act_count,
+                      int oy, int tile, RowScratch& r) {
+  const int kb = KT > 0 ? KT : s.a_bits;
+  const int cw = bit_words(s.in_c), ow = s.out_w(), used = s.taps() * cw;
+  const int64_t lpe = 2 * used;
+  for (int t0 = 0; t0 < ow; t0 += tile) {
+    const int n = std::min(tile, ow - t0);
+    const int64_t ls = int64_t(n) * kb;  // words between consecutive l
+    for (int pp = 0; pp < n; ++pp) {
+      const int ox = t0 + pp;
+      uint64_t* base = r.patch.data() + int64_t(t0) * kb * lpe + int64_t(pp) * kb;
+      int32_t count = 0;
+      for (int ky = 0; ky < s.kh; ++ky) {
+        const int iy = oy * s.stride - s.pad + ky * s.dilation;
+        for (int kx = 0; kx < s.kw; ++kx) {
+          const int ix = ox * s.stride - s.pad + kx * s.dilation;
+          const int t = ky * s.kw + kx;
+          uint64_t* lo = base + int64_t(t) * cw * ls;
+          uint64_t* hi = lo + used * ls;
+          if (iy >= 0 && iy < s.in_h && ix >= 0 && ix < s.in_w) {
+            const int64_t pix = int64_t(iy) * s.in_w + ix;
+            const uint64_t* src = in_split + pix * kb * 2 * cw;
+            for (int i = 0; i < cw; ++i)
+              for (int k = 0; k < kb; ++k) {
+                lo[i * ls + k] = src[2 * k * cw + i];
+                hi[i * ls + k] = src[(2 * k + 1) * cw + i];
+              }
+            count += act_count[pix];
+          } else {
+            for (int i = 0; i < cw; ++i)
+              for (int k = 0; k < kb; ++k) lo[i * ls + k] = hi[i * ls + k] = 0;
+          }
+        }
+      }
+      r.count[size_t(ox)] = count;
+    }
+  }
+}
+
+void im2col_row_tiled_any(const BitConvShape& s, const uint64_t* in_split, const int32_t* act_count,
+                          int oy, int tile, RowScratch& r) {
+  switch (s.a_bits) {
+    case 1:
+      return im2col_row_tiled<1>(s, in_split, act_count, oy, tile, r);
+    case 2:
+      return im2col_row_tiled<2>(s, in_split, act_count, oy, tile, r);
+    case 4:
+      return im2col_row_tiled<4>(s, in_split, act_count, oy, tile, r);
+    default:
+      return im2col_row_tiled<0>(s, in_split, act_count, oy, tile, r);
+  }
+}
+
 // row_fn(oy, acc, count): acc holds I = 2P - (2^M-1)S, or raw P when raw_p (count then holds the
 // per-pixel correction (2^M-1)S for the caller to apply).
 template <class RowFn>
@@ -161,6 +235,9 @@ void for_each_row(const BitConvShape& s, const uint64_t* in, const uint64_t* w,
     v.prep_weights(w, oc, s.w_bits, s.a_bits, lpe, &w_prep);
     w = w_prep.data();
   }
+  const bool tiled = split && v.pixel_tile > 0;
+  std::vector<uint64_t> in_split;
+  if (tiled) in_split = split_input(s, in);
 #pragma omp parallel
   {
     RowScratch r;
@@ -170,7 +247,10 @@ void for_each_row(const BitConvShape& s, const uint64_t* in, const uint64_t* w,
     r.acc.resize(size_t(ow) * oc);
 #pragma omp for schedule(dynamic, 1)
     for (int oy = 0; oy < oh; ++oy) {
-      im2col_row(s, in, act_count.data(), oy, split, lpe, r);
+      if (tiled)
+        im2col_row_tiled_any(s, in_split.data(), act_count.data(), oy, v.pixel_tile, r);
+      else
+        im2col_row(s, in, act_count.data(), oy, split, lpe, r);
       v.fn(r.patch.data(), ow, w, oc, s.a_bits, s.w_bits, lpe, r.acc.data(), oc);
       for (int ox = 0; ox < ow; ++ox) {
         int32_t* a = r.acc.data() + int64_t(ox) * oc;

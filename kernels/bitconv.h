@@ -51,6 +51,10 @@ struct BgemmVariant {
   // not padded to a multiple of 4 words (fn reads word by word).
   void (*prep_weights)(const uint64_t* w, int noc, int m_bits, int k_bits, int lp,
                        std::vector<uint64_t>* out) = nullptr;
+  // When > 0 (with split_nibbles), the driver builds fn's patch rows interleaved in tiles of
+  // pixel_tile pixels: pixels [t*P, t*P + n) (n = min(P, npix - t*P)) start at word t*P*K*lp, laid
+  // out [lp][n][K], so a kernel walks one pointer (the planar layout needs P*K live pointers).
+  int pixel_tile = 0;
 };
 
 void requant_pack__ref(const int32_t*, int, int32_t, const float*, const float*, const float*, int,
@@ -63,6 +67,7 @@ void bgemm__avx2_popcnt(const uint64_t*, int, const uint64_t*, int, int, int, in
 void bgemm__avx2(const uint64_t*, int, const uint64_t*, int, int, int, int, int32_t*, int);
 void bgemm__avx2_nib(const uint64_t*, int, const uint64_t*, int, int, int, int, int32_t*, int);
 void bgemm__avx2_ocv(const uint64_t*, int, const uint64_t*, int, int, int, int, int32_t*, int);
+constexpr int kOcvPixelTile = 4;  // bgemm__avx2_ocv's pixel_tile
 void prep_weights__avx2_ocv(const uint64_t* w, int noc, int m_bits, int k_bits, int lp,
                             std::vector<uint64_t>* out);
 void bgemm__avx512(const uint64_t*, int, const uint64_t*, int, int, int, int, int32_t*, int);

@@ -24,9 +24,8 @@ bool supported(int m_bits, int k_bits) {
   return m_bits >= 1 && m_bits <= 2 && k_bits >= 1 && k_bits <= 4;
 }
 
-// P pixels x one block of kBlock channels. at: the tile's patch words interleaved [lp][P][K] (one
-// pointer walks them; the planar layout needed P*K live pointers); wb: the block's words
-// [lp][M][kVecs][4].
+// P pixels x one block of kBlock channels. at: the tile's patch words [lp][P][K] (one pointer walks
+// them); wb: the block's words [lp][M][kVecs][4].
 template <int M, int K, int P>
 void tile(const uint64_t* at, const uint64_t* wb, int lp, int32_t* out, int ldo, int valid) {
   // byte counter growth per word index: sum over plane pairs of 4 * 2^(m+k)
@@ -95,48 +94,43 @@ void tile(const uint64_t* at, const uint64_t* wb, int lp, int32_t* out, int ldo,
     }
 }
 
-// Interleaves P pixels' planar patch rows a [P][K][lp] into dst [lp][P][K].
-template <int K, int P>
-void interleave(const uint64_t* a, int lp, uint64_t* dst) {
-  for (int l = 0; l < lp; ++l)
-    for (int p = 0; p < P; ++p)
-      for (int k = 0; k < K; ++k) dst[(l * P + p) * K + k] = a[(int64_t(p) * K + k) * lp + l];
-}
-
 // The last npix % kP pixels: one tile of R = rest pixels.
 template <int M, int K, int R>
-void rest_tile(int rest, const uint64_t* a, uint64_t* buf, const uint64_t* wb, int lp, int32_t* out,
-               int ldo, int valid, bool pack) {
+void rest_tile(int rest, const uint64_t* at, const uint64_t* wb, int lp, int32_t* out, int ldo,
+               int valid) {
   if constexpr (R >= 1) {
-    if (rest != R) return rest_tile<M, K, R - 1>(rest, a, buf, wb, lp, out, ldo, valid, pack);
-    if (pack)
-      interleave<K, R>(a, lp, buf);
-    else
-      tile<M, K, R>(buf, wb, lp, out, ldo, valid);
+    if (rest != R) return rest_tile<M, K, R - 1>(rest, at, wb, lp, out, ldo, valid);
+    tile<M, K, R>(at, wb, lp, out, ldo, valid);
   }
 }
 
-// All pixel tiles of the row are interleaved once, then every weight block sweeps them (a block's
-// weights, <= 18 KB for 512 input channels, stay in L1).
+// a: pixel tiles of kOcvPixelTile (BgemmVariant::pixel_tile). Every weight block sweeps all tiles
+// of the row (a block's weights, <= 18 KB for 512 input channels, stay in L1).
 template <int M, int K>
 void run(const uint64_t* a, int npix, const uint64_t* w, int noc, int lp, int32_t* out, int ldo) {
   // 4 pixels x 2 vectors: 8 byte accumulators + 2 weight vectors + LUTs fit the 16 ymm registers
   // (measured against 2x4, 3x2, 3x4, 5x2 pixels x vectors: equal or better on every layer)
-  constexpr int kP = 4;
+  constexpr int kP = kOcvPixelTile;
   const int64_t as = int64_t(K) * lp, ws = int64_t(lp) * M * kBlock;
-  thread_local std::vector<uint64_t> buf;
-  buf.resize(size_t(npix) * K * lp);
   const int full = npix / kP * kP, rest = npix - full;
-  for (int p = 0; p < full; p += kP) interleave<K, kP>(a + p * as, lp, buf.data() + p * as);
-  rest_tile<M, K, kP - 1>(rest, a + full * as, buf.data() + full * as, nullptr, lp, nullptr, 0, 0,
-                          true);
   for (int o = 0, blk = 0; o < noc; o += kBlock, ++blk) {
     const uint64_t* wb = w + blk * ws;
     const int valid = std::min(kBlock, noc - o);
     for (int p = 0; p < full; p += kP)
-      tile<M, K, kP>(buf.data() + p * as, wb, lp, out + int64_t(p) * ldo + o, ldo, valid);
-    rest_tile<M, K, kP - 1>(rest, nullptr, buf.data() + full * as, wb, lp,
-                            out + int64_t(full) * ldo + o, ldo, valid, false);
+      tile<M, K, kP>(a + p * as, wb, lp, out + int64_t(p) * ldo + o, ldo, valid);
+    rest_tile<M, K, kP - 1>(rest, a + full * as, wb, lp, out + int64_t(full) * ldo + o, ldo, valid);
+  }
+}
+
+// Planar [npix][K][lp] copy of pixel-tiled patches, for the scalar fallback.
+void untile(const uint64_t* a, int npix, int k_bits, int lp, uint64_t* dst) {
+  for (int t0 = 0; t0 < npix; t0 += kOcvPixelTile) {
+    const int n = std::min(kOcvPixelTile, npix - t0);
+    const uint64_t* src = a + int64_t(t0) * k_bits * lp;
+    for (int l = 0; l < lp; ++l)
+      for (int p = 0; p < n; ++p)
+        for (int k = 0; k < k_bits; ++k)
+          dst[(int64_t(t0 + p) * k_bits + k) * lp + l] = src[(int64_t(l) * n + p) * k_bits + k];
   }
 }
 
@@ -180,8 +174,11 @@ void bgemm__avx2_ocv(const uint64_t* a, int npix, const uint64_t* w, int noc, in
       return run<2, 3>(a, npix, w, noc, lp, out, ldo);
     case 0x24:
       return run<2, 4>(a, npix, w, noc, lp, out, ldo);
-    default:  // plain (unprepared) split rows; popcounts of split rows equal the originals
-      return bgemm__avx2_popcnt(a, npix, w, noc, k_bits, m_bits, lp, out, ldo);
+    default: {  // plain (unprepared) split weights; popcounts of split rows equal the originals
+      std::vector<uint64_t> planar(size_t(npix) * k_bits * lp);
+      untile(a, npix, k_bits, lp, planar.data());
+      return bgemm__avx2_popcnt(planar.data(), npix, w, noc, k_bits, m_bits, lp, out, ldo);
+    }
   }
 }
 
