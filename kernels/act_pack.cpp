@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "kernels/bitpack.h"
+#include "kernels/cpu_features.h"
 
 namespace bfcn {
 
@@ -33,25 +34,57 @@ void maxpool_pack_q(const uint8_t* q, int h, int w, int c, int k, int s, int p, 
   }
 }
 
+namespace {
+
+// spread[b]: byte j = bit j of b, so 8 channels of one plane unpack with one lookup.
+struct Spread {
+  uint64_t v[256];
+  Spread() {
+    for (int b = 0; b < 256; ++b) {
+      v[b] = 0;
+      for (int j = 0; j < 8; ++j) v[b] |= uint64_t((b >> j) & 1) << (8 * j);
+    }
+  }
+};
+
+}  // namespace
+
 void unpack_dequant_act(const uint64_t* packed, int64_t pixels, int c, int bits, float* out) {
-  const int cw = bit_words(c);
+  static const Spread spread;
+  const int cw = bit_words(c), c8 = (c + 7) / 8;
   float level[256];  // q/n exactly as the training quantizer's round(x*n)/n
   const float n = float((1 << bits) - 1);
   for (int l = 0; l < 256; ++l) level[l] = float(l) / n;
 #pragma omp parallel if (pixels * c > 65536)
   {
-    std::vector<uint8_t> q(static_cast<size_t>(c));
+    std::vector<uint64_t> q(static_cast<size_t>(c8));  // 8 codes per word, one per byte
 #pragma omp for schedule(static)
     for (int64_t px = 0; px < pixels; ++px) {
       const uint64_t* src = packed + px * bits * cw;
-      std::fill(q.begin(), q.end(), uint8_t{0});
-      for (int b = 0; b < bits; ++b)
-        for (int ch = 0; ch < c; ++ch)
-          q[size_t(ch)] |= uint8_t(((src[b * cw + (ch >> 6)] >> (ch & 63)) & 1) << b);
+      for (int g = 0; g < c8; ++g) {
+        uint64_t v = 0;
+        for (int b = 0; b < bits; ++b)
+          v |= spread.v[(src[b * cw + (g >> 3)] >> (8 * (g & 7))) & 0xff] << b;
+        q[size_t(g)] = v;
+      }
       float* d = out + px * c;
-      for (int ch = 0; ch < c; ++ch) d[ch] = level[q[size_t(ch)]];
+      for (int ch = 0; ch < c; ++ch) d[ch] = level[(q[size_t(ch >> 3)] >> (8 * (ch & 7))) & 0xff];
     }
   }
+}
+
+void argmax_planar__ref(const float* x, int c, int n, int64_t stride, uint8_t* out) {
+  for (int i = 0; i < n; ++i) {
+    int best = 0;
+    for (int ch = 1; ch < c; ++ch)
+      if (x[best * stride + i] < x[ch * stride + i]) best = ch;
+    out[i] = uint8_t(best);
+  }
+}
+
+void argmax_planar(const float* x, int c, int n, int64_t stride, uint8_t* out) {
+  static const auto fn = active_isa() >= Isa::avx2 ? argmax_planar__avx2 : argmax_planar__ref;
+  fn(x, c, n, stride, out);
 }
 
 }  // namespace bfcn

@@ -223,9 +223,10 @@ uint8_t argmax(const float* v, int n) {
   return uint8_t(best);
 }
 
-// The graph's final upsample fused with the output conversion: each output row is blended into a
-// per-thread buffer (the same arithmetic as upsample_nhwc) and written as logits [c][oh][ow]
-// and/or argmax labels [oh][ow], so no full-resolution NHWC float map is kept.
+// The graph's final upsample fused with the output conversion: source rows are resized
+// horizontally into channel-planar rows [c][ow], each output row is blended (the same arithmetic
+// as upsample_nhwc) into a per-thread buffer and written as logits [c][oh][ow] (plane copies)
+// and/or argmax labels (vectorised over pixels), so no full-resolution NHWC float map is kept.
 void upsample_emit(const float* x, int h, int w, int c, int oh, int ow, std::vector<float>* logits,
                    std::vector<uint8_t>* labels) {
   const std::vector<Tap> th = axis_taps(h, oh), tw = axis_taps(w, ow);
@@ -239,8 +240,7 @@ void upsample_emit(const float* x, int h, int w, int c, int oh, int ow, std::vec
       const Tap& t = tw[size_t(ox)];
       const float* a = src + int64_t(t.i0) * c;
       const float* b = src + int64_t(t.i1) * c;
-      float* d = dst + int64_t(ox) * c;
-      for (int ch = 0; ch < c; ++ch) d[ch] = t.l0 * a[ch] + t.l1 * b[ch];
+      for (int ch = 0; ch < c; ++ch) dst[int64_t(ch) * ow + ox] = t.l0 * a[ch] + t.l1 * b[ch];
     }
   }
   if (logits) logits->resize(size_t(pix) * c);
@@ -256,14 +256,10 @@ void upsample_emit(const float* x, int h, int w, int c, int oh, int ow, std::vec
       const float* r1 = rows.data() + t.i1 * row;
       for (int64_t i = 0; i < row; ++i) d[i] = t.l0 * r0[i] + t.l1 * r1[i];
       if (logits)
-        for (int ch = 0; ch < c; ++ch) {
-          float* lo = logits->data() + ch * pix + int64_t(oy) * ow;
-          for (int ox = 0; ox < ow; ++ox) lo[ox] = d[int64_t(ox) * c + ch];
-        }
-      if (labels) {
-        uint8_t* lb = labels->data() + int64_t(oy) * ow;
-        for (int ox = 0; ox < ow; ++ox) lb[ox] = argmax(d + int64_t(ox) * c, c);
-      }
+        for (int ch = 0; ch < c; ++ch)
+          std::memcpy(logits->data() + ch * pix + int64_t(oy) * ow, d + int64_t(ch) * ow,
+                      sizeof(float) * size_t(ow));
+      if (labels) argmax_planar(d, c, ow, ow, labels->data() + int64_t(oy) * ow);
     }
   }
 }

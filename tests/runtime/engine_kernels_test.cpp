@@ -1,0 +1,339 @@
+// The engine's non-bitconv kernels against simple references: the stem convolution (direct and
+// im2col paths, odd sizes, borders, images smaller than the kernel), its fused quantizing
+// epilogue (bit-exact, AVX2 vs scalar, NaN/±0/rounding ties), max pooling on codes + packing,
+// unpack + dequantize, the channel argmax, and the engine's fused stem / fused final upsample
+// giving the same results as the unfused graph.
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "kernels/act_pack.h"
+#include "kernels/bitpack.h"
+#include "kernels/conv_stem.h"
+#include "kernels/cpu_features.h"
+#include "runtime/engine.h"
+#include "runtime/synthetic.h"
+#include "tests/support/test_support.h"
+
+using namespace bfcn;
+
+namespace {
+
+std::vector<float> uniform(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(gen);
+  return v;
+}
+
+// Double-precision NHWC convolution + bias (+ relu).
+std::vector<double> conv_ref(const ConvStemShape& s, const std::vector<float>& x,
+                             const std::vector<float>& w, const std::vector<float>& b, bool relu) {
+  const int oh = s.out_h(), ow = s.out_w(), k = s.kernel, c = s.in_c;
+  std::vector<double> y(size_t(oh) * ow * s.out_c);
+  for (int oy = 0; oy < oh; ++oy)
+    for (int ox = 0; ox < ow; ++ox)
+      for (int o = 0; o < s.out_c; ++o) {
+        double acc = b[size_t(o)];
+        for (int ky = 0; ky < k; ++ky)
+          for (int kx = 0; kx < k; ++kx) {
+            const int iy = oy * s.stride - s.pad + ky * s.dilation;
+            const int ix = ox * s.stride - s.pad + kx * s.dilation;
+            if (iy < 0 || iy >= s.in_h || ix < 0 || ix >= s.in_w) continue;
+            for (int ch = 0; ch < c; ++ch)
+              acc += double(x[(size_t(iy) * s.in_w + ix) * c + ch]) *
+                     w[((size_t(o) * k + ky) * k + kx) * c + ch];
+          }
+        y[(size_t(oy) * ow + ox) * s.out_c + o] = relu ? std::max(acc, 0.0) : acc;
+      }
+  return y;
+}
+
+ConvStemShape shape(int h, int w, int c, int oc, int k, int s, int p, int d) {
+  ConvStemShape r;
+  r.in_h = h;
+  r.in_w = w;
+  r.in_c = c;
+  r.out_c = oc;
+  r.kernel = k;
+  r.stride = s;
+  r.pad = p;
+  r.dilation = d;
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("stem conv matches a double reference on odd shapes and borders", "[runtime][stem]") {
+  const std::vector<ConvStemShape> shapes = {
+      shape(37, 29, 3, 64, 7, 2, 3, 1),  // the ResNet stem, odd sizes
+      shape(9, 13, 1, 20, 3, 1, 1, 1),   // OC not a multiple of 16, C = 1
+      shape(4, 5, 3, 17, 7, 2, 3, 1),    // image smaller than the kernel
+      shape(11, 10, 2, 33, 5, 3, 0, 1),  // no padding, stride 3
+      shape(15, 12, 3, 16, 3, 2, 2, 2),  // dilation 2: the im2col path
+      shape(1, 1, 3, 8, 1, 1, 0, 1),     // 1x1 on one pixel
+  };
+  uint32_t seed = 1;
+  for (const ConvStemShape& s : shapes)
+    for (bool relu : {false, true}) {
+      INFO("in " << s.in_h << "x" << s.in_w << "x" << s.in_c << " oc " << s.out_c << " k"
+                 << s.kernel << " s" << s.stride << " p" << s.pad << " d" << s.dilation << " relu "
+                 << relu);
+      const int kk = s.kernel * s.kernel * s.in_c;
+      const auto x = uniform(size_t(s.in_h) * s.in_w * s.in_c, seed++);
+      const auto w = uniform(size_t(s.out_c) * kk, seed++, -0.3f, 0.3f);
+      const auto b = uniform(size_t(s.out_c), seed++);
+      const auto ref = conv_ref(s, x, w, b, relu);
+      std::vector<float> y(ref.size(), std::numeric_limits<float>::quiet_NaN());
+      ConvStemEpilogue e;
+      e.bias = b.data();
+      e.relu = relu;
+      e.out_f32 = y.data();
+      conv_stem_forward(s, x.data(), w.data(), e);
+      double worst = 0;
+      for (size_t i = 0; i < y.size(); ++i)
+        worst = std::max(worst, std::abs(double(y[i]) - ref[i]) / (1.0 + std::abs(ref[i])));
+      CHECK(worst < 1e-5);
+    }
+}
+
+TEST_CASE("stem conv microkernels agree (AVX2 vs scalar)", "[runtime][stem]") {
+  if (!(isa_supported(Isa::avx2) && cpu_features().fma))
+    BFCN_SKIP("skipped: this CPU lacks avx2+fma");
+  // A: 6 pixels, 3 kernel rows of 21 floats, lda 6, row stride 200; B: one 63 x 16 panel.
+  const auto a = uniform(800, 5);
+  const auto b = uniform(63 * 16, 6);
+  alignas(32) float bp[63 * 16];
+  std::memcpy(bp, b.data(), sizeof(bp));
+  float c_ref[6 * 20], c_avx[6 * 20];
+  conv_stem_ukernel_6x16__ref(a.data(), 6, 200, 3, 21, bp, c_ref, 20);
+  conv_stem_ukernel_6x16__avx2(a.data(), 6, 200, 3, 21, bp, c_avx, 20);
+  for (int i = 0; i < 6; ++i)
+    for (int j = 0; j < 16; ++j) {
+      double r = 0;
+      for (int row = 0; row < 3; ++row)
+        for (int p = 0; p < 21; ++p)
+          r += double(a[size_t(i * 6 + row * 200 + p)]) * b[size_t((row * 21 + p) * 16 + j)];
+      CHECK(c_ref[i * 20 + j] == Approx(r).margin(1e-5));
+      CHECK(c_avx[i * 20 + j] == Approx(r).margin(1e-5));
+    }
+}
+
+TEST_CASE("stem quantizing epilogue is bit-exact (AVX2 vs scalar vs quantize_level)",
+          "[runtime][stem]") {
+  // Values on rounding ties, at the clip edges, +-0, NaN, inf and huge; 67 channels (tail).
+  const int oc = 67, m = 9;
+  std::vector<float> acc = uniform(size_t(m) * oc, 11, -2.0f, 3.0f);
+  const float specials[] = {0.0f,
+                            -0.0f,
+                            std::numeric_limits<float>::quiet_NaN(),
+                            std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity(),
+                            1e30f,
+                            -1e30f,
+                            1.0f,
+                            1.0f / 6.0f,
+                            0.5f,
+                            1.5f / 3.0f,
+                            2.5f / 3.0f};
+  for (size_t i = 0; i < std::size(specials); ++i) acc[i * 5] = specials[i];
+  const auto bias = uniform(oc, 12, -0.1f, 0.1f);
+  const std::vector<float> zero_bias(oc, 0.0f);
+  auto mul = uniform(oc, 13, -1.5f, 1.5f);
+  const auto add = uniform(oc, 14, -0.5f, 1.0f);
+  for (int bits : {1, 2, 4, 8})
+    for (int variant = 0; variant < 8; ++variant) {
+      const bool relu = variant & 4;
+      const float* mp = (variant & 2) ? mul.data() : nullptr;
+      const float* ap = (variant & 1) ? add.data() : nullptr;
+      // With zero bias the values above reach the epilogue unchanged (ties, NaN, +-0).
+      for (const auto* bs : {&bias, &zero_bias}) {
+        INFO("bits " << bits << " relu " << relu << " mul " << bool(mp) << " add " << bool(ap));
+        std::vector<uint8_t> expect(acc.size()), q_ref(acc.size()), q_avx(acc.size());
+        const float levels = float((1 << bits) - 1);
+        for (int i = 0; i < m; ++i)
+          for (int o = 0; o < oc; ++o) {
+            float v = acc[size_t(i * oc + o)] + (*bs)[size_t(o)];
+            if (relu) v = v > 0.0f ? v : 0.0f;
+            if (mp) v = v * mp[o];
+            if (ap) v = v + ap[o];
+            expect[size_t(i * oc + o)] = quantize_level(v, levels);
+          }
+        conv_stem_quantize__ref(acc.data(), m, oc, bs->data(), relu, mp, ap, bits, q_ref.data());
+        CHECK(q_ref == expect);
+        if (isa_supported(Isa::avx2)) {
+          conv_stem_quantize__avx2(acc.data(), m, oc, bs->data(), relu, mp, ap, bits, q_avx.data());
+          CHECK(q_avx == expect);
+        }
+      }
+    }
+}
+
+TEST_CASE("stem conv with quantized output equals quantizing its float output", "[runtime][stem]") {
+  const ConvStemShape s = shape(21, 19, 3, 40, 7, 2, 3, 1);
+  const int kk = 147;
+  const auto x = uniform(size_t(s.in_h) * s.in_w * 3, 21);
+  const auto w = uniform(size_t(s.out_c) * kk, 22, -0.2f, 0.2f);
+  const auto b = uniform(size_t(s.out_c), 23);
+  const auto mul = uniform(size_t(s.out_c), 24, 0.1f, 0.6f);
+  const auto add = uniform(size_t(s.out_c), 25, 0.2f, 0.8f);
+  const size_t n = size_t(s.out_h()) * s.out_w() * s.out_c;
+  std::vector<float> y(n);
+  std::vector<uint8_t> q(n);
+  ConvStemEpilogue e;
+  e.bias = b.data();
+  e.out_f32 = y.data();
+  conv_stem_forward(s, x.data(), w.data(), e);
+  e.out_f32 = nullptr;
+  e.out_q = q.data();
+  e.mul = mul.data();
+  e.add = add.data();
+  e.bits = 2;
+  conv_stem_forward(s, x.data(), w.data(), e);
+  std::vector<int> seen(4, 0);
+  for (size_t i = 0; i < n; ++i) {
+    const size_t o = i % size_t(s.out_c);
+    REQUIRE(int(q[i]) == int(quantize_level(y[i] * mul[o] + add[o], 3.0f)));
+    ++seen[q[i]];
+  }
+  for (int l = 0; l < 4; ++l) CHECK(seen[size_t(l)] > 0);  // every level is exercised
+}
+
+TEST_CASE("max pool on codes + pack equals float pool then quantize", "[runtime][pool]") {
+  struct Case {
+    int h, w, c, k, s, p;
+  };
+  const Case cases[] = {{13, 11, 70, 3, 2, 1},
+                        {8, 8, 64, 2, 2, 0},
+                        {7, 9, 5, 3, 1, 1},
+                        {1, 1, 3, 3, 2, 1},
+                        {6, 5, 130, 3, 3, 1}};
+  std::mt19937 gen(31);
+  for (const Case& cs : cases)
+    for (int bits : {1, 2, 4}) {
+      INFO(cs.h << "x" << cs.w << "x" << cs.c << " k" << cs.k << " s" << cs.s << " p" << cs.p
+                << " bits " << bits);
+      const int oh = (cs.h + 2 * cs.p - cs.k) / cs.s + 1, ow = (cs.w + 2 * cs.p - cs.k) / cs.s + 1;
+      std::vector<uint8_t> q(size_t(cs.h) * cs.w * cs.c);
+      for (uint8_t& v : q) v = uint8_t(gen() % (1u << bits));
+      // Reference: -inf padded float max pool of the codes, then pack.
+      std::vector<uint8_t> pooled(size_t(oh) * ow * cs.c);
+      for (int oy = 0; oy < oh; ++oy)
+        for (int ox = 0; ox < ow; ++ox)
+          for (int ch = 0; ch < cs.c; ++ch) {
+            float mx = -std::numeric_limits<float>::infinity();
+            for (int ky = 0; ky < cs.k; ++ky)
+              for (int kx = 0; kx < cs.k; ++kx) {
+                const int iy = oy * cs.s - cs.p + ky, ix = ox * cs.s - cs.p + kx;
+                if (iy >= 0 && iy < cs.h && ix >= 0 && ix < cs.w)
+                  mx = std::max(mx, float(q[(size_t(iy) * cs.w + ix) * cs.c + ch]));
+              }
+            pooled[(size_t(oy) * ow + ox) * cs.c + ch] = uint8_t(mx);
+          }
+      const size_t words = size_t(oh) * ow * bits * bit_words(cs.c);
+      std::vector<uint64_t> expect(words, 0), got(words, ~0ull);
+      pack_act_q(pooled.data(), int64_t(oh) * ow, cs.c, bits, expect.data());
+      maxpool_pack_q(q.data(), cs.h, cs.w, cs.c, cs.k, cs.s, cs.p, bits, got.data(), oh, ow);
+      CHECK(got == expect);
+    }
+}
+
+TEST_CASE("unpack + dequantize matches unpack_act_q and the level values", "[runtime][pool]") {
+  std::mt19937 gen(41);
+  for (int c : {1, 7, 64, 70, 200})
+    for (int bits : {1, 2, 3, 4}) {
+      INFO("c " << c << " bits " << bits);
+      const int64_t pix = 37;
+      std::vector<uint8_t> q(size_t(pix) * c);
+      for (uint8_t& v : q) v = uint8_t(gen() % (1u << bits));
+      std::vector<uint64_t> packed(size_t(pix) * bits * bit_words(c));
+      pack_act_q(q.data(), pix, c, bits, packed.data());
+      std::vector<float> got(q.size(), -1.0f);
+      unpack_dequant_act(packed.data(), pix, c, bits, got.data());
+      const float n = float((1 << bits) - 1);
+      bool same = true;
+      for (size_t i = 0; i < q.size(); ++i) same = same && got[i] == float(q[i]) / n;
+      CHECK(same);
+    }
+}
+
+TEST_CASE("channel argmax picks the first maximum, ignores NaN after the first",
+          "[runtime][argmax]") {
+  for (int c : {1, 2, 21, 150})
+    for (int n : {1, 7, 8, 37}) {
+      INFO("c " << c << " n " << n);
+      std::mt19937 gen(uint32_t(c * 100 + n));
+      const int64_t stride = n + 3;
+      std::vector<float> x(size_t(c) * stride);
+      for (float& v : x) v = float(gen() % 5);  // many ties
+      for (int i = 0; i < n; i += 3) x[size_t((i % c) * stride + i)] = std::nanf("");
+      std::vector<uint8_t> expect(static_cast<size_t>(n)), got_ref(static_cast<size_t>(n), 255),
+          got_avx(static_cast<size_t>(n), 255);
+      for (int i = 0; i < n; ++i) {
+        std::vector<float> col(static_cast<size_t>(c));
+        for (int ch = 0; ch < c; ++ch) col[size_t(ch)] = x[size_t(ch * stride + i)];
+        expect[size_t(i)] = uint8_t(std::max_element(col.begin(), col.end()) - col.begin());
+      }
+      argmax_planar__ref(x.data(), c, n, stride, got_ref.data());
+      CHECK(got_ref == expect);
+      if (isa_supported(Isa::avx2)) {
+        argmax_planar__avx2(x.data(), c, n, stride, got_avx.data());
+        CHECK(got_avx == expect);
+      }
+    }
+}
+
+namespace {
+
+rt::Model synthetic_model(bool block_stem_fusion) {
+  rt::SyntheticOptions o;
+  o.base_channels = 8;
+  o.blocks = {1, 1, 1, 1};
+  o.num_classes = 5;
+  nlohmann::json header;
+  std::vector<rt::BlobData> blobs;
+  rt::make_synthetic_fcn8s(o, header, blobs);
+  if (block_stem_fusion)  // a second reader of the stem conv's output keeps it a float tensor
+    header["layers"].push_back({{"name", "extra_pool"},
+                                {"type", "maxpool"},
+                                {"inputs", {"conv1"}},
+                                {"output", "extra_pool"},
+                                {"kernel", 3},
+                                {"stride", 2},
+                                {"pad", 1}});
+  return rt::Model::from_file(rt::parse_model("synthetic", rt::serialize_model(header, blobs)));
+}
+
+}  // namespace
+
+TEST_CASE("engine: fused stem and fused output equal the unfused graph", "[runtime][engine]") {
+  const rt::Model fused = synthetic_model(false), plain = synthetic_model(true);
+  for (auto [h, w] : {std::pair{45, 61}, std::pair{64, 64}, std::pair{33, 17}}) {
+    INFO(h << "x" << w);
+    const auto img = uniform(size_t(3) * h * w, uint32_t(h * w), 0.0f, 1.0f);
+    std::vector<float> la, lb;
+    std::vector<uint8_t> ya, yb, y_only;
+    fused.run(img.data(), h, w, &la, &ya);
+    plain.run(img.data(), h, w, &lb, &yb);
+    fused.run(img.data(), h, w, nullptr, &y_only);
+    REQUIRE(la.size() == size_t(5) * h * w);
+    CHECK(la == lb);  // bit-identical: pool-after-quantize is exact
+    CHECK(ya == yb);
+    CHECK(y_only == ya);
+    // labels are the first-maximum argmax of the NCHW logits
+    const int64_t pix = int64_t(h) * w;
+    bool argmax_ok = true;
+    for (int64_t p = 0; p < pix; ++p) {
+      int best = 0;
+      for (int c = 1; c < 5; ++c)
+        if (la[size_t(best * pix + p)] < la[size_t(c * pix + p)]) best = c;
+      argmax_ok = argmax_ok && ya[size_t(p)] == best;
+    }
+    CHECK(argmax_ok);
+  }
+}
