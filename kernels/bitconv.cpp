@@ -141,19 +141,23 @@ void im2col_row(const BitConvShape& s, const uint64_t* in, const int32_t* act_co
   }
 }
 
-// Nibble-split copy of the whole input, once per layer: in [pix][K][cw] -> out [pix][K][2][cw]
-// (low-nibble words, then high-nibble words), so patches are gathered already split.
+// Nibble-split copy of the whole input, once per layer: in [pix][K][cw] -> out [pix][2][cw][K]
+// (low-nibble words, then high-nibble words; the K planes of a word adjacent, as in a pixel tile),
+// so patches are gathered already split, K words per copy.
 std::vector<uint64_t> split_input(const BitConvShape& s, const uint64_t* in) {
-  const int cw = bit_words(s.in_c);
-  const int64_t rows = int64_t(s.in_h) * s.in_w * s.a_bits;
-  std::vector<uint64_t> out(size_t(rows) * 2 * cw);
-#pragma omp parallel for schedule(static) if (rows * cw > 65536)
-  for (int64_t r = 0; r < rows; ++r)
-    for (int i = 0; i < cw; ++i) {
-      const uint64_t x = in[r * cw + i];
-      out[size_t(r * 2 * cw + i)] = x & kLowNibbles;
-      out[size_t(r * 2 * cw + cw + i)] = (x >> 4) & kLowNibbles;
-    }
+  const int cw = bit_words(s.in_c), kb = s.a_bits;
+  const int64_t pixels = int64_t(s.in_h) * s.in_w;
+  std::vector<uint64_t> out(size_t(pixels) * kb * 2 * cw);
+#pragma omp parallel for schedule(static) if (pixels * kb * cw > 65536)
+  for (int64_t p = 0; p < pixels; ++p) {
+    uint64_t* d = out.data() + p * kb * 2 * cw;
+    for (int k = 0; k < kb; ++k)
+      for (int i = 0; i < cw; ++i) {
+        const uint64_t x = in[(p * kb + k) * cw + i];
+        d[i * kb + k] = x & kLowNibbles;
+        d[(cw + i) * kb + k] = (x >> 4) & kLowNibbles;
+      }
+  }
   return out;
 }
 
@@ -184,15 +188,16 @@ void im2col_row_tiled(const BitConvShape& s, const uint64_t* in_split, const int
           if (iy >= 0 && iy < s.in_h && ix >= 0 && ix < s.in_w) {
             const int64_t pix = int64_t(iy) * s.in_w + ix;
             const uint64_t* src = in_split + pix * kb * 2 * cw;
-            for (int i = 0; i < cw; ++i)
-              for (int k = 0; k < kb; ++k) {
-                lo[i * ls + k] = src[2 * k * cw + i];
-                hi[i * ls + k] = src[(2 * k + 1) * cw + i];
-              }
+            for (int i = 0; i < cw; ++i) {  // fixed-size copies: no loop versioning for tiny cw
+              std::memcpy(lo + i * ls, src + i * kb, sizeof(uint64_t) * kb);
+              std::memcpy(hi + i * ls, src + (cw + i) * kb, sizeof(uint64_t) * kb);
+            }
             count += act_count[pix];
           } else {
-            for (int i = 0; i < cw; ++i)
-              for (int k = 0; k < kb; ++k) lo[i * ls + k] = hi[i * ls + k] = 0;
+            for (int i = 0; i < cw; ++i) {
+              std::memset(lo + i * ls, 0, sizeof(uint64_t) * kb);
+              std::memset(hi + i * ls, 0, sizeof(uint64_t) * kb);
+            }
           }
         }
       }
