@@ -259,6 +259,43 @@ TEST_CASE("every bgemm variant equals the reference exactly", "[runtime][bitconv
   }
 }
 
+TEST_CASE("every variant equals the reference on pixel-tile and channel-block edges",
+          "[runtime][bitconv]") {
+  // bgemm__avx2_ocv tiles 4 output pixels x 8 output channels: widths leave 0..3 pixels over,
+  // channel counts fill 1, 2 or 8 blocks exactly or with a tail; K up to 4 planes, M up to 2.
+  struct Case {
+    int in_c, out_c, in_w, kernel, stride, dil, wb, ab;
+  };
+  const Case cases[] = {
+      {64, 8, 13, 3, 1, 1, 1, 2},   {64, 16, 12, 3, 1, 1, 2, 2}, {64, 17, 11, 3, 1, 1, 1, 1},
+      {130, 64, 10, 3, 1, 2, 1, 2}, {63, 24, 9, 3, 2, 1, 2, 4},  {65, 9, 14, 1, 1, 1, 2, 1},
+      {3, 40, 13, 3, 1, 1, 1, 4},   {256, 33, 6, 3, 1, 1, 2, 3},
+  };
+  Rng rng(21);
+  for (const Case& k : cases) {
+    BitConvShape s;
+    s.in_h = 4;
+    s.in_w = k.in_w;
+    s.in_c = k.in_c;
+    s.out_c = k.out_c;
+    s.kh = s.kw = k.kernel;
+    s.stride = k.stride;
+    s.dilation = k.dil;
+    s.pad = k.kernel == 3 ? k.dil : 0;
+    s.w_bits = k.wb;
+    s.a_bits = k.ab;
+    INFO(describe(s));
+    const Packed c = make_case(s, rng);
+    const auto ref = run_int(s, c, bgemm_variants()[0]);
+    REQUIRE(ref == direct_int_conv(s, c.q, c.p));
+    for (const BgemmVariant& v : bgemm_variants()) {
+      if (!isa_supported(v.isa)) continue;
+      INFO(v.name);
+      REQUIRE(run_int(s, c, v) == ref);
+    }
+  }
+}
+
 TEST_CASE("packed epilogue re-quantizes like quantize_pack_act", "[runtime][bitconv]") {
   Rng rng(9);
   BitConvShape s;
