@@ -103,11 +103,21 @@ void conv_f32_nhwc(const Layer& L, const float* x, int h, int w, float* y, int o
     conv_stem_forward(stem_shape(L, h, w), x, L.weight.data(), e);
     return;
   }
-  if (k == 1 && L.stride == 1 && L.pad == 0) {  // 1x1 (score layers): the input is the GEMM's A
-    const int64_t m = int64_t(oh) * ow;
-#pragma omp parallel for schedule(static) if (m * oc > 65536)
-    for (int64_t i = 0; i < m; ++i) std::memcpy(y + i * oc, L.bias.data(), sizeof(float) * oc);
-    sgemm(m, oc, c, x, c, 1, L.weight.data(), 1, c, y, oc, true);
+  if (k == 1 && L.stride == 1 && L.pad == 0) {
+    // 1x1 (score layers, few output channels): the input rows are the GEMM's A read in place
+    // (no A packing), the weights packed once; blocks of 192 pixels per task.
+    const int64_t m = int64_t(oh) * ow, panels = (oc + kGemmNr - 1) / kGemmNr;
+    std::vector<float> bbuf(size_t(panels) * kGemmNr * c + 16);
+    float* bp = bbuf.data() + (16 - (reinterpret_cast<uintptr_t>(bbuf.data()) / 4) % 16) % 16;
+    sgemm_pack_b(c, oc, L.weight.data(), 1, c, bp);
+    const int64_t blocks = (m + 191) / 192;
+#pragma omp parallel for schedule(static) if (m * oc * c > (1 << 20))
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t i0 = blk * 192, n = std::min<int64_t>(192, m - i0);
+      for (int64_t i = i0; i < i0 + n; ++i)
+        std::memcpy(y + i * oc, L.bias.data(), sizeof(float) * oc);
+      sgemm_arows_packed_b(n, oc, c, x + i0 * c, c, bp, y + i0 * oc, oc, true);
+    }
     return;
   }
   const int rows = std::max(1, std::min(oh, (256 + ow - 1) / ow));
@@ -148,7 +158,7 @@ void conv_f32_nhwc(const Layer& L, const float* x, int h, int w, float* y, int o
 
 void maxpool_nhwc(const float* x, int h, int w, int c, int k, int s, int p, float* y, int oh,
                   int ow) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (int64_t(oh) * ow * c > 65536)
   for (int oy = 0; oy < oh; ++oy)
     for (int ox = 0; ox < ow; ++ox) {
       float* d = y + (int64_t(oy) * ow + ox) * c;
@@ -192,7 +202,7 @@ std::vector<float> upsample_nhwc(const float* x, int h, int w, int c, int oh, in
   const std::vector<Tap> th = axis_taps(h, oh), tw = axis_taps(w, ow);
   const int64_t row = int64_t(ow) * c;
   std::vector<float> rows(size_t(h) * row), y(size_t(oh) * row);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (int64_t(h) * row > 65536)
   for (int sy = 0; sy < h; ++sy) {
     const float* src = x + int64_t(sy) * w * c;
     float* dst = rows.data() + sy * row;
@@ -204,7 +214,7 @@ std::vector<float> upsample_nhwc(const float* x, int h, int w, int c, int oh, in
       for (int ch = 0; ch < c; ++ch) d[ch] = t.l0 * a[ch] + t.l1 * b[ch];
     }
   }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (int64_t(oh) * row > 65536)
   for (int oy = 0; oy < oh; ++oy) {
     const Tap& t = th[size_t(oy)];
     const float* r0 = rows.data() + t.i0 * row;
@@ -232,7 +242,7 @@ void upsample_emit(const float* x, int h, int w, int c, int oh, int ow, std::vec
   const std::vector<Tap> th = axis_taps(h, oh), tw = axis_taps(w, ow);
   const int64_t row = int64_t(ow) * c, pix = int64_t(oh) * ow;
   std::vector<float> rows(size_t(h) * row);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (int64_t(h) * row > 65536)
   for (int sy = 0; sy < h; ++sy) {
     const float* src = x + int64_t(sy) * w * c;
     float* dst = rows.data() + sy * row;
@@ -245,7 +255,7 @@ void upsample_emit(const float* x, int h, int w, int c, int oh, int ow, std::vec
   }
   if (logits) logits->resize(size_t(pix) * c);
   if (labels) labels->resize(size_t(pix));
-#pragma omp parallel
+#pragma omp parallel if (int64_t(oh) * row > 65536)
   {
     std::vector<float> buf(static_cast<size_t>(row));
     float* d = buf.data();
