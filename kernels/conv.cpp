@@ -5,9 +5,9 @@
 //   backward-weight  dW[Kg,R] += dY[Kg,P] · col^T   (summed over images, then chunks, in order)
 // The pixel dimension is cut into cache-sized chunks (256 pixels forward, ~1 MiB of col
 // backward). Each call opens one parallel region and gives every thread a disjoint slice of the
-// output (forward: pixel-chunk tasks; backward-input: input channels; backward-weight: rows of
-// dW), so every output element has one fixed summation order and results do not depend on the
-// thread count.
+// output (forward: pixel-chunk tasks; backward-input: image and input-channel tasks;
+// backward-weight: rows of dW), so every output element has one fixed summation order and results
+// do not depend on the thread count.
 #include "kernels/conv.h"
 
 #include <omp.h>
@@ -259,40 +259,44 @@ void conv2d_forward(const ConvGeom& g, const float* x, const float* w, const flo
   }
 }
 
-// Threads split the input channels of each group: dcol rows of a channel, and its col2im, belong
-// to one thread.
+// Tasks are (image, group, block of input channels), taken dynamically so that a thread that was
+// descheduled on a busy machine does not hold the other up at the end of the call. Blocks are
+// whole groups unless there are too few tasks to share. Every dx element is written by one task
+// in a fixed order (GEMM k order, then taps, then pixel chunks), whatever the thread count.
 void conv2d_backward_input(const ConvGeom& g, const float* dy, const float* w, float* dx) {
   assert(g.valid());
   const Dims d = dims_of(g);
   const int64_t khw = g.kh * g.kw;
   const int nt = conv_threads(g);
+  int64_t nblk = 1;  // channel blocks per group
+  while (g.n * g.groups * nblk < 4 * nt && nblk < d.cg) nblk *= 2;
+  const int64_t cb = (d.cg + nblk - 1) / nblk;
+  nblk = (d.cg + cb - 1) / cb;
+  // dcol chunk near 1 MiB, written by the GEMM and read back by col2im while still in cache,
+  // but >= 256 columns so that repacking W^T per chunk stays cheap.
+  const int64_t chunk = chunk_cols(d, g_col_budget / 8, 256);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
-    const int t = omp_get_thread_num(), nth = omp_get_num_threads();
-    int64_t c0, c1;
-    split_range(d.cg, 1, t, nth, c0, c1);
-    // dcol chunk near 1 MiB, written by the GEMM and read back by col2im while still in cache,
-    // but >= 256 columns so that repacking W^T per chunk stays cheap.
-    const int64_t chunk = chunk_cols(d, g_col_budget / 8, 256);
-    float* col =
-        d.direct || c0 >= c1 ? nullptr : t_col.get(static_cast<size_t>((c1 - c0) * khw * chunk));
-    for (int64_t in = 0; in < g.n && c0 < c1; ++in)
-      for (int64_t gi = 0; gi < g.groups; ++gi) {
-        const float* wg = w + gi * d.kg * d.r;  // A = W^T: A(i,k) = W[k*R + i]
-        const float* dyg = dy + (in * g.k + gi * d.kg) * d.p;
-        float* dxg = dx + (in * g.c + gi * d.cg) * d.hw;
-        if (d.direct) {
-          sgemm(c1 - c0, d.p, d.kg, wg + c0, 1, d.r, dyg, d.p, 1, dxg + c0 * d.hw, d.hw, false, 1);
-          continue;
-        }
-        std::fill(dxg + c0 * d.hw, dxg + c1 * d.hw, 0.0f);
-        for (int64_t p0 = 0; p0 < d.p; p0 += chunk) {
-          const int64_t np = std::min(chunk, d.p - p0);
-          sgemm((c1 - c0) * khw, np, d.kg, wg + c0 * khw, 1, d.r, dyg + p0, d.p, 1, col, np, false,
-                1);
-          col2im_channels(g, d, col, p0, np, c0, c1, dxg);
-        }
+    float* col = d.direct ? nullptr : t_col.get(static_cast<size_t>(cb * khw * chunk));
+#pragma omp for schedule(dynamic, 1) nowait
+    for (int64_t task = 0; task < g.n * g.groups * nblk; ++task) {
+      const int64_t in = task / (g.groups * nblk), gi = (task / nblk) % g.groups;
+      const int64_t c0 = (task % nblk) * cb, c1 = std::min(d.cg, c0 + cb);
+      const float* wg = w + gi * d.kg * d.r;  // A = W^T: A(i,k) = W[k*R + i]
+      const float* dyg = dy + (in * g.k + gi * d.kg) * d.p;
+      float* dxg = dx + (in * g.c + gi * d.cg) * d.hw;
+      if (d.direct) {
+        sgemm(c1 - c0, d.p, d.kg, wg + c0, 1, d.r, dyg, d.p, 1, dxg + c0 * d.hw, d.hw, false, 1);
+        continue;
       }
+      std::fill(dxg + c0 * d.hw, dxg + c1 * d.hw, 0.0f);
+      for (int64_t p0 = 0; p0 < d.p; p0 += chunk) {
+        const int64_t np = std::min(chunk, d.p - p0);
+        sgemm((c1 - c0) * khw, np, d.kg, wg + c0 * khw, 1, d.r, dyg + p0, d.p, 1, col, np, false,
+              1);
+        col2im_channels(g, d, col, p0, np, c0, c1, dxg);
+      }
+    }
   }
 }
 
