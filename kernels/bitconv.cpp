@@ -9,6 +9,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/act_pack.h"
 #include "kernels/bitpack.h"
 
 namespace bfcn {
@@ -286,16 +287,23 @@ void bitconv_forward(const BitConvShape& s, const uint64_t* in, const uint64_t* 
   const bool packed = e.out_f32 == nullptr;
   for_each_row(s, in, w, v, packed, [&](int oy, const int32_t* acc, const int32_t* corr) {
     const int64_t row = int64_t(oy) * ow;
+    thread_local std::vector<float> res_row;  // this row of a packed residual, dequantized
+    const float* residual = e.residual ? e.residual + row * oc : nullptr;  // [OW][OC] of this row
+    if (e.residual_packed) {
+      res_row.resize(size_t(ow) * oc);
+      unpack_dequant_act(e.residual_packed + row * e.residual_bits * cwo, ow, oc, e.residual_bits,
+                         res_row.data());
+      residual = res_row.data();
+    }
     for (int ox = 0; ox < ow; ++ox) {
       const int32_t* a = acc + int64_t(ox) * oc;
       if (packed) {
-        v.requant(a, oc, corr[ox], e.mul, e.add,
-                  e.residual ? e.residual + (row + ox) * oc : nullptr, e.out_bits,
-                  e.out_packed + (row + ox) * e.out_bits * cwo);
+        v.requant(a, oc, corr[ox], e.mul, e.add, residual ? residual + int64_t(ox) * oc : nullptr,
+                  e.out_bits, e.out_packed + (row + ox) * e.out_bits * cwo);
         continue;
       }
       float* y = e.out_f32 + (row + ox) * oc;
-      const float* res = e.residual ? e.residual + (row + ox) * oc : nullptr;
+      const float* res = residual ? residual + int64_t(ox) * oc : nullptr;
       for (int o = 0; o < oc; ++o) {
         float val = float(a[o]) * e.mul[o] + e.add[o];
         if (res) val += res[o];

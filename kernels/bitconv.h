@@ -86,6 +86,11 @@ struct BitConvEpilogue {
   const float* add = nullptr;  // [OC], required
   float* out_f32 = nullptr;
   const float* residual = nullptr;
+  // Or the residual as packed activation codes [OH*OW][residual_bits][cw(OC)], added as
+  // q/(2^bits-1) (bit-identical to unpack_dequant_act, kernels/act_pack.h) but unpacked one output
+  // row at a time inside the conv, so no float copy of the tensor is written and re-read.
+  const uint64_t* residual_packed = nullptr;
+  int residual_bits = 0;
   bool relu = false;
   uint64_t* out_packed = nullptr;
   int out_bits = 0;

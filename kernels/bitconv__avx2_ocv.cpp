@@ -2,7 +2,9 @@
 // nibble-split weight word of 4 output channels, ANDed with a broadcast patch word, counted with
 // one vpshufb of a LUT pre-scaled by 2^(m+k) into byte counters. vpsadbw then yields each
 // channel's count in its own 64-bit lane, so no horizontal sums are needed (they dominated short
-// rows such as 64 channels x 9 taps). Weights are re-laid-out once per layer (prep_weights).
+// rows such as 64 channels x 9 taps). Weights are re-laid-out once per layer (prep_weights) and
+// the driver gathers patches pixel-tiled (pixel_tile), so a 4-pixel x 8-channel register tile
+// walks two pointers.
 #include <immintrin.h>
 
 #include <algorithm>
