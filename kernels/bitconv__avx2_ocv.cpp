@@ -29,7 +29,8 @@ bool supported(int m_bits, int k_bits) {
 // P pixels x one block of kBlock channels. at: the tile's patch words [lp][P][K] (one pointer walks
 // them); wb: the block's words [lp][M][kVecs][4].
 template <int M, int K, int P>
-void tile(const uint64_t* at, const uint64_t* wb, int lp, int32_t* out, int ldo, int valid) {
+void tile(const uint64_t* at, int ls, const uint64_t* wb, int lp, int32_t* out, int ldo,
+          int valid) {
   // byte counter growth per word index: sum over plane pairs of 4 * 2^(m+k)
   constexpr int kPerWord = 4 * ((1 << M) - 1) * ((1 << K) - 1);
   constexpr int kFlush = 255 / kPerWord;
@@ -48,9 +49,9 @@ void tile(const uint64_t* at, const uint64_t* wb, int lp, int32_t* out, int ldo,
     for (int v = 0; v < kVecs; ++v) acc[p][v] = tot[p][v] = zero;
   for (int l0 = 0; l0 < lp; l0 += kFlush) {
     const int l1 = std::min(lp, l0 + kFlush);
-    const uint64_t* al = at + int64_t(l0) * P * K;
+    const uint64_t* al = at + int64_t(l0) * ls;
     const uint64_t* wl = wb + int64_t(l0) * M * kBlock;
-    for (int l = l0; l < l1; ++l, al += P * K, wl += M * kBlock) {
+    for (int l = l0; l < l1; ++l, al += ls, wl += M * kBlock) {
 #pragma GCC unroll 8
       for (int m = 0; m < M; ++m) {
         __m256i wv[kVecs];
@@ -102,7 +103,7 @@ void rest_tile(int rest, const uint64_t* at, const uint64_t* wb, int lp, int32_t
                int valid) {
   if constexpr (R >= 1) {
     if (rest != R) return rest_tile<M, K, R - 1>(rest, at, wb, lp, out, ldo, valid);
-    tile<M, K, R>(at, wb, lp, out, ldo, valid);
+    tile<M, K, R>(at, R * K, wb, lp, out, ldo, valid);
   }
 }
 
@@ -119,7 +120,13 @@ void run(const uint64_t* a, int npix, const uint64_t* w, int noc, int lp, int32_
     const uint64_t* wb = w + blk * ws;
     const int valid = std::min(kBlock, noc - o);
     for (int p = 0; p < full; p += kP)
-      tile<M, K, kP>(a + p * as, wb, lp, out + int64_t(p) * ldo + o, ldo, valid);
+      if constexpr (M == 1) {
+        tile<M, K, kP>(a + p * as, kP * K, wb, lp, out + int64_t(p) * ldo + o, ldo, valid);
+      } else {  // 2 weight planes: two 2-pixel halves of the tile (fewer live registers)
+        for (int h = 0; h < kP; h += 2)
+          tile<M, K, 2>(a + p * as + h * K, kP * K, wb, lp, out + int64_t(p + h) * ldo + o, ldo,
+                        valid);
+      }
     rest_tile<M, K, kP - 1>(rest, a + full * as, wb, lp, out + int64_t(full) * ldo + o, ldo, valid);
   }
 }
