@@ -3,6 +3,7 @@
 #include "kernels/act_pack.h"
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "kernels/bitpack.h"
@@ -52,9 +53,8 @@ struct Spread {
 void unpack_dequant_act(const uint64_t* packed, int64_t pixels, int c, int bits, float* out) {
   static const Spread spread;
   const int cw = bit_words(c), c8 = (c + 7) / 8;
-  float level[256];  // q/n exactly as the training quantizer's round(x*n)/n
+  // q/n: the training quantizer's level round(x*n)/n (a division, not a multiply by 1/n).
   const float n = float((1 << bits) - 1);
-  for (int l = 0; l < 256; ++l) level[l] = float(l) / n;
 #pragma omp parallel if (pixels * c > 65536)
   {
     std::vector<uint64_t> q(static_cast<size_t>(c8));  // 8 codes per word, one per byte
@@ -67,8 +67,13 @@ void unpack_dequant_act(const uint64_t* packed, int64_t pixels, int c, int bits,
           v |= spread.v[(src[b * cw + (g >> 3)] >> (8 * (g & 7))) & 0xff] << b;
         q[size_t(g)] = v;
       }
+      uint8_t bytes[256 * 8];
       float* d = out + px * c;
-      for (int ch = 0; ch < c; ++ch) d[ch] = level[(q[size_t(ch >> 3)] >> (8 * (ch & 7))) & 0xff];
+      for (int c0 = 0; c0 < c; c0 += 256 * 8) {  // bytes in chunks (c may exceed 2048)
+        const int cn = std::min(c - c0, 256 * 8);
+        std::memcpy(bytes, q.data() + c0 / 8, size_t(cn));  // little-endian: byte j = code j
+        for (int ch = 0; ch < cn; ++ch) d[c0 + ch] = float(bytes[ch]) / n;
+      }
     }
   }
 }
