@@ -199,8 +199,18 @@ void quantize_levels_f32(const float* x, float levels, bool clip, float* y, uint
 }
 
 void mask_select_f32(const float* dy, const uint8_t* mask, float* dx, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
-  for (int64_t i = 0; i < n; ++i) dx[i] = mask[i] != 0 ? dy[i] : 0.0f;
+  static const bool avx2 = active_isa() >= Isa::avx2;
+  constexpr int64_t kMBlock = 4096;
+  const int64_t nb = (n + kMBlock - 1) / kMBlock;
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t i0 = b * kMBlock, m = std::min(kMBlock, n - i0);
+    if (avx2) {
+      mask_select_f32__avx2(dy + i0, mask + i0, dx + i0, m);
+    } else {
+      for (int64_t i = i0; i < i0 + m; ++i) dx[i] = mask[i] != 0 ? dy[i] : 0.0f;
+    }
+  }
 }
 
 void scaled_sign_f32(const float* w, const float* e, int64_t rows, int64_t per, float* y) {

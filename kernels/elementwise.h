@@ -46,7 +46,9 @@ void quantize_levels_f32__ref(const float* x, float levels, bool clip, float* y,
                               int64_t n);
 void quantize_levels_f32__avx2(const float* x, float levels, bool clip, float* y, uint8_t* mask,
                                int64_t n);
-void mask_select_f32(const float* dy, const uint8_t* mask, float* dx, int64_t n);  // mask ? dy : 0
+// dx = mask ? dy : 0 (mask bytes 0 or 1; dx may be dy).
+void mask_select_f32(const float* dy, const uint8_t* mask, float* dx, int64_t n);
+void mask_select_f32__avx2(const float* dy, const uint8_t* mask, float* dx, int64_t n);
 // y [K,per] = e[c] * sign(w [K,per]) with sign(0) = +1 (1-bit DoReFa weights, E per row).
 void scaled_sign_f32(const float* w, const float* e, int64_t rows, int64_t per, float* y);
 

@@ -1,5 +1,6 @@
 // AVX2 fused DoReFa fake-quantization: clamp, scale, round-half-even (vroundps) and divide in
-// registers, plus the clamp's byte mask from a compare's movemask through a 256-entry table.
+// registers, plus the clamp's byte mask from a compare's movemask through a 256-entry table, and
+// the masked gradient select.
 // Same float operations as quantize_levels_f32__ref, so results are bit-identical.
 #include <immintrin.h>
 
@@ -49,6 +50,18 @@ void quantize_levels_f32__avx2(const float* x, float levels, bool clip, float* y
   }
   if (i < n)
     quantize_levels_f32__ref(x + i, levels, clip, y + i, want_mask ? mask + i : nullptr, n - i);
+}
+
+void mask_select_f32__avx2(const float* dy, const uint8_t* mask, float* dx, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    int64_t m8;
+    std::memcpy(&m8, mask + i, 8);
+    const __m256i m = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(m8));
+    const __m256 keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(m, _mm256_setzero_si256()));
+    _mm256_storeu_ps(dx + i, _mm256_and_ps(keep, _mm256_loadu_ps(dy + i)));
+  }
+  for (; i < n; ++i) dx[i] = mask[i] != 0 ? dy[i] : 0.0f;
 }
 
 }  // namespace bfcn

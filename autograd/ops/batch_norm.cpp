@@ -82,7 +82,9 @@ Var batch_norm2d(const Var& x, const Var& gamma, const Var& beta, Tensor& runnin
                                   sdy.data(), sdyx.data());
                    std::vector<Tensor> grads;
                    if (need[0]) {
-                     Tensor dx = Tensor::empty(xv.shape());
+                     // In place over dy (Note [Gradient ownership]): every kernel below reads
+                     // dy[i] only to write dx[i], after bn_grad_sums has read all of dy.
+                     Tensor dx = dy;
                      if (training)
                        bn_backward_input_train(dy.f32(), xv.f32(), mean.f32(), invstd.f32(),
                                                gv.defined() ? gv.f32() : nullptr, sdy.data(),

@@ -1,6 +1,7 @@
 // Elementwise ops: add sub mul div scale add_scalar relu clamp tanh abs.
 // Binary ops take b of a's shape or one element (a broadcast scalar whose gradient is the sum).
-// Each closure saves only the handles its backward reads (relu/tanh save their output).
+// Each closure saves only the handles its backward reads (relu/tanh save their output); the
+// unary backwards overwrite dy in place (Note [Gradient ownership]).
 #include "kernels/elementwise.h"
 
 #include <cmath>
@@ -117,7 +118,7 @@ Var relu(const Var& x) {
   relu_f32(xv.f32(), y.f32(), y.numel());
   // y > 0 exactly where x > 0, so the output alone gives the mask (gradient 0 at x == 0).
   return make_op("relu", y, {x}, [y](const Tensor& dy, const GradMask&) {
-    Tensor dx = empty_like(dy);
+    Tensor dx = dy;  // in place: see Note [Gradient ownership]
     relu_backward_f32(dy.f32(), y.f32(), dx.f32(), dy.numel());
     return std::vector<Tensor>{dx};
   });
@@ -129,7 +130,7 @@ Var clamp(const Var& x, float lo, float hi) {
   Tensor y = empty_like(xv);
   clamp_f32(xv.f32(), lo, hi, y.f32(), y.numel());
   return make_op("clamp", y, {x}, [xv, lo, hi](const Tensor& dy, const GradMask&) {
-    Tensor dx = empty_like(dy);
+    Tensor dx = dy;  // in place: see Note [Gradient ownership]
     clamp_backward_f32(dy.f32(), xv.f32(), lo, hi, dx.f32(), dy.numel());
     return std::vector<Tensor>{dx};
   });
@@ -140,7 +141,7 @@ Var tanh(const Var& x) {
   Tensor y = empty_like(xv);
   tanh_f32(xv.f32(), y.f32(), y.numel());
   return make_op("tanh", y, {x}, [y](const Tensor& dy, const GradMask&) {
-    Tensor dx = empty_like(dy);
+    Tensor dx = dy;  // in place: see Note [Gradient ownership]
     tanh_backward_f32(dy.f32(), y.f32(), dx.f32(), dy.numel());
     return std::vector<Tensor>{dx};
   });

@@ -15,7 +15,10 @@ namespace bfcn::ops_detail {
 // dropped right after its closure runs) for at most ONE input — but never a saved value (x, y,
 // a mask) and never the same dy to two inputs: add() returns dy.clone() for both operands,
 // identity-backward ops (add_scalar, round_ste, sign_ste) return dy for their single input, and
-// reshape returns a view of dy. tests/autograd/engine_test.cpp pins the aliasing case.
+// reshape returns a view of dy. For the same reason a closure may overwrite dy in place and
+// return it, when it reads dy[i] only to write dx[i] (relu, clamp, tanh, the clipped fake-
+// quantizer, batch_norm2d's dx): no new gradient buffer per op in the backward pass.
+// tests/autograd/engine_test.cpp pins the aliasing case.
 
 // The f32 value of a Var, checked: "<op>: expected an f32 tensor for 'x', but got i32".
 inline const Tensor& f32_value(const Var& v, const char* op, const char* name) {

@@ -76,7 +76,7 @@ Var clip_quantize_levels_ste(const Var& x, int k) {
   quantize_levels_f32(xv.f32(), n, true, y.f32(), mask.data<uint8_t>(), y.numel());
   return make_op("clip_quantize_levels_ste", y, {x},
                  [mask](const Tensor& dy, const GradMask&) -> std::vector<Tensor> {
-                   Tensor dx = empty_like(dy);
+                   Tensor dx = dy;  // in place: see Note [Gradient ownership]
                    mask_select_f32(dy.f32(), mask.data<uint8_t>(), dx.f32(), dx.numel());
                    return {dx};
                  });

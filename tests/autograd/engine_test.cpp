@@ -102,3 +102,20 @@ TEST_CASE("an op whose inputs need no grad returns a plain leaf", "[engine]") {
   CHECK_FALSE(y.requires_grad());
   CHECK(y.node()->inputs.empty());
 }
+
+TEST_CASE("in-place backward closures leave the seed and sibling gradients intact", "[engine]") {
+  // relu, clamp and batch_norm2d overwrite their own dy; the caller's seed and a value feeding
+  // several such ops must still get exact gradients.
+  const Tensor xt = Tensor::from_vector({4}, {-1.0f, 0.25f, 0.5f, 2.0f});
+  Var x(xt, true);
+  const Tensor seed = Tensor::from_vector({4}, {1.0f, 2.0f, 3.0f, 4.0f});
+  Var y = add(relu(x), clamp(x, 0.0f, 1.0f));
+  y.backward(seed);
+  CHECK(seed.to_vector() == std::vector<float>{1.0f, 2.0f, 3.0f, 4.0f});
+  // relu passes where x > 0, clamp where 0 <= x <= 1.
+  CHECK(x.grad().to_vector() == std::vector<float>{0.0f, 4.0f, 6.0f, 4.0f});
+  Var r = relu(x);
+  r.backward(seed);  // a second pass accumulates into x.grad
+  CHECK(x.grad().to_vector() == std::vector<float>{0.0f, 6.0f, 9.0f, 8.0f});
+  CHECK(seed.to_vector() == std::vector<float>{1.0f, 2.0f, 3.0f, 4.0f});
+}

@@ -119,3 +119,28 @@ TEST_CASE("mask_select_f32 and scaled_sign_f32") {
   scaled_sign_f32(w.data(), e.data(), 2, 3, y.data());
   CHECK(y == std::vector<float>{0.25f, 0.25f, -0.25f, 4.0f, -4.0f, 4.0f});
 }
+
+TEST_CASE("mask_select_f32: AVX2 and dispatch equal the scalar select, also in place") {
+  Rng rng(13);
+  for (int64_t n : {int64_t{0}, int64_t{5}, int64_t{8}, int64_t{41}, int64_t{70001}}) {
+    std::vector<float> dy(static_cast<size_t>(n));
+    std::vector<uint8_t> m(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      dy[i] = rng.uniform(-2.0f, 2.0f);
+      m[i] = rng.uniform() < 0.5f ? 1 : 0;
+    }
+    std::vector<float> want(dy.size());
+    for (int64_t i = 0; i < n; ++i) want[i] = m[i] != 0 ? dy[i] : 0.0f;
+    std::vector<float> got(dy.size(), 9.0f), inplace = dy;
+    mask_select_f32(dy.data(), m.data(), got.data(), n);
+    mask_select_f32(inplace.data(), m.data(), inplace.data(), n);
+    INFO("n = " << n);
+    CHECK(got == want);
+    CHECK(inplace == want);
+    if (isa_supported(Isa::avx2)) {
+      std::vector<float> avx(dy.size(), 9.0f);
+      mask_select_f32__avx2(dy.data(), m.data(), avx.data(), n);
+      CHECK(avx == want);
+    }
+  }
+}
