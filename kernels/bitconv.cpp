@@ -142,64 +142,86 @@ void im2col_row(const BitConvShape& s, const uint64_t* in, const int32_t* act_co
   }
 }
 
-// Nibble-split copy of the whole input, once per layer: in [pix][K][cw] -> out [pix][2][cw][K]
-// (low-nibble words, then high-nibble words; the K planes of a word adjacent, as in a pixel tile),
-// so patches are gathered already split, K words per copy.
+// Nibble-split copy of the whole input, once per layer: in [pix][K][cw] -> out [2][cw][pix][K]
+// (one plane per low/high half and word, the K planes of a pixel adjacent as in a pixel tile), so
+// the K words of consecutive pixels at one tap are contiguous: one copy fills a tile's l row.
 std::vector<uint64_t> split_input(const BitConvShape& s, const uint64_t* in) {
   const int cw = bit_words(s.in_c), kb = s.a_bits;
   const int64_t pixels = int64_t(s.in_h) * s.in_w;
   std::vector<uint64_t> out(size_t(pixels) * kb * 2 * cw);
 #pragma omp parallel for schedule(static) if (pixels * kb * cw > 65536)
-  for (int64_t p = 0; p < pixels; ++p) {
-    uint64_t* d = out.data() + p * kb * 2 * cw;
+  for (int64_t p = 0; p < pixels; ++p)
     for (int k = 0; k < kb; ++k)
       for (int i = 0; i < cw; ++i) {
         const uint64_t x = in[(p * kb + k) * cw + i];
-        d[i * kb + k] = x & kLowNibbles;
-        d[(cw + i) * kb + k] = (x >> 4) & kLowNibbles;
+        out[size_t((i * pixels + p) * kb + k)] = x & kLowNibbles;
+        out[size_t(((cw + i) * pixels + p) * kb + k)] = (x >> 4) & kLowNibbles;
       }
-  }
   return out;
 }
 
 // im2col of output row oy straight into the pixel-tiled layout (BgemmVariant::pixel_tile) from
 // the pre-split input: word l of a patch is l = h*used + tap*cw + i (the split_rows order, so the
-// weights match), element (l, p, k) of a tile of n pixels at (l*n + p)*K + k. KT > 0 fixes
-// K = a_bits at compile time (this loop is ~1/3 of a 64-channel layer when left generic).
+// weights match), element (l, p, k) of a tile of n pixels at (l*n + p)*K + k. Tiles whose taps
+// all lie inside the row (stride 1) copy n*K contiguous words per l; others go pixel by pixel.
+// KT > 0 fixes K = a_bits at compile time.
 template <int KT>
 void im2col_row_tiled(const BitConvShape& s, const uint64_t* in_split, const int32_t* act_count,
                       int oy, int tile, RowScratch& r) {
   const int kb = KT > 0 ? KT : s.a_bits;
   const int cw = bit_words(s.in_c), ow = s.out_w(), used = s.taps() * cw;
-  const int64_t lpe = 2 * used;
+  const int64_t lpe = 2 * used, pixels = int64_t(s.in_h) * s.in_w;
   for (int t0 = 0; t0 < ow; t0 += tile) {
     const int n = std::min(tile, ow - t0);
     const int64_t ls = int64_t(n) * kb;  // words between consecutive l
+    uint64_t* tbase = r.patch.data() + int64_t(t0) * kb * lpe;
+    const int ix_lo = t0 * s.stride - s.pad;
+    const int ix_hi = (t0 + n - 1) * s.stride - s.pad + (s.kw - 1) * s.dilation;
+    if (s.stride == 1 && ix_lo >= 0 && ix_hi < s.in_w) {
+      for (int pp = 0; pp < n; ++pp) r.count[size_t(t0 + pp)] = 0;
+      for (int ky = 0; ky < s.kh; ++ky) {
+        const int iy = oy - s.pad + ky * s.dilation;
+        const bool row_in = iy >= 0 && iy < s.in_h;
+        for (int kx = 0; kx < s.kw; ++kx) {
+          const int t = ky * s.kw + kx;
+          const int64_t pix0 = int64_t(iy) * s.in_w + ix_lo + kx * s.dilation;
+          for (int hi = 0; hi < 2 * cw; ++hi) {  // (h, i) planes: l = h*used + t*cw + i
+            const int h = hi / cw, i = hi % cw;
+            uint64_t* d = tbase + (h * used + t * cw + i) * ls;
+            const uint64_t* src = in_split + (hi * pixels + pix0) * kb;
+            if (KT > 0 && ls == 4 * KT)  // the usual full tile of 4: an inlined fixed-size copy
+              row_in ? void(std::memcpy(d, src, sizeof(uint64_t) * 4 * KT))
+                     : void(std::memset(d, 0, sizeof(uint64_t) * 4 * KT));
+            else
+              row_in ? void(std::memcpy(d, src, sizeof(uint64_t) * ls))
+                     : void(std::memset(d, 0, sizeof(uint64_t) * ls));
+          }
+          if (row_in)
+            for (int pp = 0; pp < n; ++pp) r.count[size_t(t0 + pp)] += act_count[pix0 + pp];
+        }
+      }
+      continue;
+    }
     for (int pp = 0; pp < n; ++pp) {
       const int ox = t0 + pp;
-      uint64_t* base = r.patch.data() + int64_t(t0) * kb * lpe + int64_t(pp) * kb;
+      uint64_t* base = tbase + int64_t(pp) * kb;
       int32_t count = 0;
       for (int ky = 0; ky < s.kh; ++ky) {
         const int iy = oy * s.stride - s.pad + ky * s.dilation;
         for (int kx = 0; kx < s.kw; ++kx) {
           const int ix = ox * s.stride - s.pad + kx * s.dilation;
           const int t = ky * s.kw + kx;
-          uint64_t* lo = base + int64_t(t) * cw * ls;
-          uint64_t* hi = lo + used * ls;
-          if (iy >= 0 && iy < s.in_h && ix >= 0 && ix < s.in_w) {
-            const int64_t pix = int64_t(iy) * s.in_w + ix;
-            const uint64_t* src = in_split + pix * kb * 2 * cw;
-            for (int i = 0; i < cw; ++i) {  // fixed-size copies: no loop versioning for tiny cw
-              std::memcpy(lo + i * ls, src + i * kb, sizeof(uint64_t) * kb);
-              std::memcpy(hi + i * ls, src + (cw + i) * kb, sizeof(uint64_t) * kb);
-            }
-            count += act_count[pix];
-          } else {
-            for (int i = 0; i < cw; ++i) {
-              std::memset(lo + i * ls, 0, sizeof(uint64_t) * kb);
-              std::memset(hi + i * ls, 0, sizeof(uint64_t) * kb);
-            }
+          const bool inside = iy >= 0 && iy < s.in_h && ix >= 0 && ix < s.in_w;
+          const int64_t pix = inside ? int64_t(iy) * s.in_w + ix : 0;
+          for (int hi = 0; hi < 2 * cw; ++hi) {
+            const int h = hi / cw, i = hi % cw;
+            uint64_t* d = base + (h * used + t * cw + i) * ls;
+            if (inside)  // fixed-size copies when KT > 0
+              std::memcpy(d, in_split + (hi * pixels + pix) * kb, sizeof(uint64_t) * kb);
+            else
+              std::memset(d, 0, sizeof(uint64_t) * kb);
           }
+          if (inside) count += act_count[pix];
         }
       }
       r.count[size_t(ox)] = count;
