@@ -609,7 +609,12 @@ void Model::run(const float* image, int h, int w, std::vector<float>* logits,
           const Buf& r = bufs[size_t(L.in[1])];
           BFCN_CHECK(r.h == y.h && r.w == y.w, "layer '", L.name, "': residual is ", r.h, "x", r.w,
                      ", output is ", y.h, "x", y.w);
-          e.residual = float_view(r, tmp);
+          if (r.bits > 0) {  // identity shortcut: codes dequantized inside the conv, per row
+            e.residual_packed = r.p.data();
+            e.residual_bits = r.bits;
+          } else {
+            e.residual = r.f.data();
+          }
         }
         if (L.out_bits > 0 && !L.relu) {  // fused re-quantization: no float output tensor
           y.bits = L.out_bits;
