@@ -112,7 +112,7 @@ void rest_tile(int rest, const uint64_t* at, const uint64_t* wb, int lp, int32_t
 template <int M, int K>
 void run(const uint64_t* a, int npix, const uint64_t* w, int noc, int lp, int32_t* out, int ldo) {
   // 4 pixels x 2 vectors: 8 byte accumulators + 2 weight vectors + LUTs fit the 16 ymm registers
-  // (measured against 2x4, 3x2, 3x4, 5x2 pixels x vectors: equal or better on every layer)
+  // (2x4, 3x2, 3x4 and 5x2 pixels x vectors measured slower or within noise, loaded machine)
   constexpr int kP = kOcvPixelTile;
   const int64_t as = int64_t(K) * lp, ws = int64_t(lp) * M * kBlock;
   const int full = npix / kP * kP, rest = npix - full;
