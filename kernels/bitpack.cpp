@@ -7,6 +7,8 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu_features.h"
+
 namespace bfcn {
 
 void pack_pixel_q(const uint8_t* q, int c, int bits, uint64_t* out) {
@@ -62,6 +64,12 @@ void unpack_act_q(const uint64_t* packed, int64_t pixels, int c, int bits, uint8
 
 void quantize_pack_act(const float* x, int64_t pixels, int c, int bits, const float* mul,
                        const float* add, uint64_t* out) {
+  if (active_isa() != Isa::ref) return quantize_pack_act__avx2(x, pixels, c, bits, mul, add, out);
+  quantize_pack_act__ref(x, pixels, c, bits, mul, add, out);
+}
+
+void quantize_pack_act__ref(const float* x, int64_t pixels, int c, int bits, const float* mul,
+                            const float* add, uint64_t* out) {
   const int cw = bit_words(c);
   const float levels = float((1 << bits) - 1);
 #pragma omp parallel if (pixels * c > 65536)

@@ -34,6 +34,12 @@ void unpack_act_q(const uint64_t* packed, int64_t pixels, int c, int bits, uint8
 // 1/0), q = nearbyint(clip(v, 0, 1) * (2^bits - 1)), written packed like pack_act_q.
 void quantize_pack_act(const float* x, int64_t pixels, int c, int bits, const float* mul,
                        const float* add, uint64_t* out);
+// The scalar and AVX2 bodies quantize_pack_act dispatches to (active_isa()); bit-identical (the
+// same float operations, no FMA).
+void quantize_pack_act__ref(const float* x, int64_t pixels, int c, int bits, const float* mul,
+                            const float* add, uint64_t* out);
+void quantize_pack_act__avx2(const float* x, int64_t pixels, int c, int bits, const float* mul,
+                             const float* add, uint64_t* out);
 
 // p [oc][taps][c] with values < 2^bits  ->  out [oc][bits][bitconv_row_words(taps, c)]
 void pack_weights_q(const uint8_t* p, int oc, int taps, int c, int bits, uint64_t* out);

@@ -178,6 +178,36 @@ TEST_CASE("activation packing round trips and quantize_pack matches", "[runtime]
     }
 }
 
+TEST_CASE("AVX2 quantize_pack_act equals the scalar one bit for bit", "[runtime][bitpack]") {
+  if (!isa_supported(Isa::avx2)) {
+    BFCN_SKIP("this CPU lacks avx2");
+  }
+  Rng rng(31);
+  const float special[] = {0.0f,        -0.0f,       1.0f,    0.5f / 3.0f, 1.5f / 3.0f,
+                           2.5f / 3.0f, 0.5f / 15.f, -1e-30f, 1e30f,       NAN,
+                           INFINITY,    -INFINITY,   0.5f,    0.25f,       0.75f};
+  for (int c : {1, 3, 8, 63, 64, 65, 130})
+    for (int bits : {1, 2, 3, 4, 8})
+      for (int affine = 0; affine < 4; ++affine) {
+        INFO("c " << c << " bits " << bits << " affine " << affine);
+        const int64_t pixels = 5;
+        std::vector<float> x(static_cast<size_t>(pixels * c)), mul(static_cast<size_t>(c)),
+            add(static_cast<size_t>(c));
+        for (size_t i = 0; i < x.size(); ++i)
+          x[i] = i % 3 == 0 ? special[i % 15] : rng.uniform(-0.3f, 1.3f);
+        for (int ch = 0; ch < c; ++ch) {
+          mul[size_t(ch)] = rng.uniform(0.5f, 1.5f);
+          add[size_t(ch)] = rng.uniform(-0.2f, 0.2f);
+        }
+        const float* m = affine & 1 ? mul.data() : nullptr;
+        const float* a = affine & 2 ? add.data() : nullptr;
+        std::vector<uint64_t> ref(size_t(pixels) * bits * bit_words(c), 1), got(ref.size(), 2);
+        quantize_pack_act__ref(x.data(), pixels, c, bits, m, a, ref.data());
+        quantize_pack_act__avx2(x.data(), pixels, c, bits, m, a, got.data());
+        REQUIRE(got == ref);
+      }
+}
+
 TEST_CASE("reference bit-serial conv equals the direct integer conv", "[runtime][bitconv]") {
   Rng rng(3);
   for (const BitConvShape& s : sweep_shapes()) {
