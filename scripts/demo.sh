@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: build, then run the end-to-end demo on generated default data:
-# fashion-seg (Fashion-MNIST items composed into 128 px scenes) → train W1A2 FCN-8s/ResNet-18
-# (and FP32 with DEMO_FP32=1) from the shipped configs → evaluate → export + bit-conv inference.
+# fashion-seg (Fashion-MNIST items composed into 128 px scenes) → train FP32 FCN-8s/ResNet-18, then
+# fine-tune W1A2 from it (and W2A2 with DEMO_W2A2=1; the BFCN recipe) from the shipped configs →
+# evaluate → export + bit-conv inference. About 20 min on 2 quiet cores.
 # An interrupted demo continues where it stopped (training resumes from runs/<name>/last.h5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,8 +28,9 @@ train_run() {  # train_run <variant>: trains configs/fashion_seg_fcn8s_r18_<vari
   fi
 }
 
-variants="w1a2"
-if [ "${DEMO_FP32:-0}" = "1" ]; then variants="fp32 w1a2"; fi
+# The quantized configs start from runs/fashion_seg_fp32/best.h5 (their init_from).
+variants="fp32 w1a2"
+if [ "${DEMO_W2A2:-0}" = "1" ]; then variants="fp32 w1a2 w2a2"; fi
 for v in $variants; do
   train_run "$v"
   echo "== evaluating runs/fashion_seg_$v/best.h5"

@@ -141,6 +141,10 @@ TrainResult run_training(const TrainOptions& o) {
     const std::string init =
         !o.init_from.empty() ? o.init_from.string() : cfg.at("init_from").get<std::string>();
     if (!init.empty()) {
+      BFCN_CHECK_CONFIG(fs::exists(init), o.init_from.empty() ? "init_from" : "--init-from", ": '",
+                        init,
+                        "' does not exist; train the checkpoint it names first (e.g. the FP32 "
+                        "config of a fine-tuning recipe) or pass --init-from CKPT");
       const fs::path file = fs::is_directory(init) ? resolve_checkpoint(init) : fs::path(init);
       const LoadReport rep =
           load_model_weights(*model, load_tensor_file(file), /*strict=*/false, file.string());

@@ -92,3 +92,21 @@ TEST_CASE("config overrides (--set) reject new keys, wrong types and malformed e
   CHECK_THAT(error_of(base(), {"train.lr"}), Catch::Contains("expected key.path=value"));
   CHECK_THAT(error_of(base(), {"train.lr=0"}), Catch::Contains("train.lr: expected a value in"));
 }
+
+TEST_CASE("every shipped config resolves; quantized fashion-seg configs fine-tune from FP32",
+          "[train]") {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(test::source_dir() / "configs")) {
+    if (e.path().extension() != ".json") continue;
+    INFO(e.path().string());
+    const json r = resolve_config(load_json_file(e.path()), {}, e.path().string());
+    CHECK(parse_train_config(r["train"]).iterations > 0);
+    const std::string name = e.path().stem().string();
+    if (name.rfind("fashion_seg_", 0) == 0 && name.find("fp32") == std::string::npos) {
+      CHECK(r["init_from"] == "runs/fashion_seg_fp32/best.h5");
+      CHECK(r["train"]["eval_at_start"].get<bool>());
+    }
+    ++n;
+  }
+  CHECK(n >= 9);
+}
