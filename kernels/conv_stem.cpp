@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <vector>
 
@@ -86,11 +87,21 @@ void forward_direct(const ConvStemShape& s, const float* x, const float* bp,
   const int hp = std::max(s.in_h + 2 * s.pad, (oh - 1) * s.stride + k);
   const int wp = std::max(s.in_w + 2 * s.pad, (groups * 6 - 1) * s.stride + k);
   const int64_t rs = int64_t(wp) * c;
-  std::vector<float> xp(size_t(hp) * rs + size_t(6 * s.stride * c + kk), 0.0f);
+  const size_t total = size_t(hp) * rs + size_t(6 * s.stride * c + kk);
+  std::unique_ptr<float[]> xbuf(new float[total]);
+  float* xp = xbuf.get();
+  // Zero only the padding: the rows outside the image and each image row's margins.
+  const int64_t top = int64_t(s.pad) * rs, bottom = int64_t(s.pad + s.in_h) * rs;
+  std::fill(xp, xp + top, 0.0f);
+  std::fill(xp + bottom, xp + total, 0.0f);
 #pragma omp parallel for schedule(static) if (int64_t(s.in_h) * s.in_w * c > 65536)
-  for (int iy = 0; iy < s.in_h; ++iy)
-    std::memcpy(xp.data() + (iy + s.pad) * rs + int64_t(s.pad) * c, x + int64_t(iy) * s.in_w * c,
-                sizeof(float) * size_t(s.in_w) * c);
+  for (int iy = 0; iy < s.in_h; ++iy) {
+    float* r = xp + top + int64_t(iy) * rs;
+    const int64_t left = int64_t(s.pad) * c, right = left + int64_t(s.in_w) * c;
+    std::fill(r, r + left, 0.0f);
+    std::memcpy(r + left, x + int64_t(iy) * s.in_w * c, sizeof(float) * size_t(s.in_w) * c);
+    std::fill(r + right, r + rs, 0.0f);
+  }
   const ConvStemUkernel uk = conv_stem_active_ukernel();
   const int64_t lda = int64_t(s.stride) * c;
 #pragma omp parallel if (int64_t(oh) * ow * oc * kk > (1 << 20))
@@ -100,7 +111,7 @@ void forward_direct(const ConvStemShape& s, const float* x, const float* bp,
     std::vector<float> packed_acc;
 #pragma omp for schedule(dynamic, 1)
     for (int oy = 0; oy < oh; ++oy) {
-      const float* arow = xp.data() + int64_t(oy) * s.stride * rs;
+      const float* arow = xp + int64_t(oy) * s.stride * rs;
       for (int q = 0; q < panels; ++q)
         for (int g = 0; g < groups; ++g)
           uk(arow + g * 6 * lda, lda, rs, k, k * c, bp + int64_t(q) * kGemmNr * kk,
