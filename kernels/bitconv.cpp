@@ -256,7 +256,12 @@ void for_each_row(const BitConvShape& s, const uint64_t* in, const uint64_t* w,
   const int lpe = split ? split_row_words(s, v) : lp;
   if (split) {
     w_split.resize(size_t(oc) * s.w_bits * lpe);
-    split_rows(w, int64_t(oc) * s.w_bits, lp, s.taps() * bit_words(s.in_c), lpe, w_split.data());
+    const int used = s.taps() * bit_words(s.in_c), wb = s.w_bits;
+    // per call (the API takes raw weights): parallel so it does not cap thread scaling
+#pragma omp parallel for schedule(static) if (int64_t(oc) * lp > 65536)
+    for (int o = 0; o < oc; ++o)
+      split_rows(w + int64_t(o) * wb * lp, wb, lp, used, lpe,
+                 w_split.data() + int64_t(o) * wb * lpe);
     w = w_split.data();
   }
   if (v.prep_weights) {

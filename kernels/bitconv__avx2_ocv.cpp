@@ -154,6 +154,7 @@ void prep_weights__avx2_ocv(const uint64_t* w, int noc, int m_bits, int k_bits, 
   const int nblk = (noc + kBlock - 1) / kBlock;
   // [blk][lp][M][kVecs][4], channels past noc zero (their counts are computed but not stored)
   out->assign(size_t(nblk) * lp * m_bits * kBlock, 0);
+#pragma omp parallel for schedule(static) if (int64_t(noc) * m_bits * lp > 65536)
   for (int o = 0; o < noc; ++o) {
     const int blk = o / kBlock, r = o % kBlock;
     const int v = 2 * (r / 8) + r % 2, lane = (r % 8) / 2;
