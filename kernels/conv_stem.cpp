@@ -112,8 +112,8 @@ void forward_direct(const ConvStemShape& s, const float* x, const float* bp,
 #pragma omp for schedule(dynamic, 1)
     for (int oy = 0; oy < oh; ++oy) {
       const float* arow = xp + int64_t(oy) * s.stride * rs;
-      for (int q = 0; q < panels; ++q)
-        for (int g = 0; g < groups; ++g)
+      for (int g = 0; g < groups; ++g)
+        for (int q = 0; q < panels; ++q)
           uk(arow + g * 6 * lda, lda, rs, k, k * c, bp + int64_t(q) * kGemmNr * kk,
              acc.p + int64_t(g) * 6 * ldc + q * kGemmNr, ldc);
       const float* rowacc = acc.p;
