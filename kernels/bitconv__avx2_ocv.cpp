@@ -42,11 +42,11 @@ void tile(const uint64_t* at, int ls, const uint64_t* wb, int lp, int32_t* out, 
                                                   1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4),
                                  sft);  // bytes <= 4 << sft < 256: no bits cross into the next byte
   const __m256i zero = _mm256_setzero_si256();
-  __m256i acc[P][kVecs], tot[P][kVecs];
+  __m256i acc[P][kVecs];
 #pragma GCC unroll 8
   for (int p = 0; p < P; ++p)
 #pragma GCC unroll 8
-    for (int v = 0; v < kVecs; ++v) acc[p][v] = tot[p][v] = zero;
+    for (int v = 0; v < kVecs; ++v) acc[p][v] = zero;
   for (int l0 = 0; l0 < lp; l0 += kFlush) {
     const int l1 = std::min(lp, l0 + kFlush);
     const uint64_t* al = at + int64_t(l0) * ls;
@@ -70,31 +70,29 @@ void tile(const uint64_t* at, int ls, const uint64_t* wb, int lp, int32_t* out, 
           }
       }
     }
+    // Flush: this chunk's counts added straight into out (running totals kept in registers would
+    // crowd the byte accumulators out of the 16 ymm registers). Lanes of vector 2j: channels
+    // 8j+0,2,4,6; of 2j+1: 8j+1,3,5,7; per-chunk counts < 2^16.
 #pragma GCC unroll 8
     for (int p = 0; p < P; ++p)
 #pragma GCC unroll 8
-      for (int v = 0; v < kVecs; ++v) {
-        tot[p][v] = _mm256_add_epi64(tot[p][v], _mm256_sad_epu8(acc[p][v], zero));
-        acc[p][v] = zero;
+      for (int j = 0; j < kVecs / 2; ++j) {
+        const __m256i r = _mm256_blend_epi32(
+            _mm256_sad_epu8(acc[p][2 * j], zero),
+            _mm256_slli_epi64(_mm256_sad_epu8(acc[p][2 * j + 1], zero), 32), 0xaa);
+        acc[p][2 * j] = acc[p][2 * j + 1] = zero;
+        int32_t* dst = out + int64_t(p) * ldo + 8 * j;
+        const int n = valid - 8 * j;
+        if (n >= 8) {
+          __m256i* d = reinterpret_cast<__m256i*>(dst);
+          _mm256_storeu_si256(d, l0 == 0 ? r : _mm256_add_epi32(_mm256_loadu_si256(d), r));
+        } else if (n > 0) {
+          alignas(32) int32_t tmp[8];
+          _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), r);
+          for (int i = 0; i < n; ++i) dst[i] = l0 == 0 ? tmp[i] : dst[i] + tmp[i];
+        }
       }
   }
-#pragma GCC unroll 8
-  for (int p = 0; p < P; ++p)
-#pragma GCC unroll 8
-    for (int j = 0; j < kVecs / 2; ++j) {
-      // lanes of vector 2j: channels 8j+0,2,4,6; of 2j+1: 8j+1,3,5,7 (counts < 2^31)
-      const __m256i r =
-          _mm256_blend_epi32(tot[p][2 * j], _mm256_slli_epi64(tot[p][2 * j + 1], 32), 0xaa);
-      int32_t* dst = out + int64_t(p) * ldo + 8 * j;
-      const int n = valid - 8 * j;
-      if (n >= 8) {
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), r);
-      } else if (n > 0) {
-        alignas(32) int32_t tmp[8];
-        _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), r);
-        std::memcpy(dst, tmp, sizeof(int32_t) * size_t(n));
-      }
-    }
 }
 
 // The last npix % kP pixels: one tile of R = rest pixels.
