@@ -212,7 +212,7 @@ TEST_CASE("a W1A2 FCN trains on a tiny dataset: the loss falls and curves.png is
   CHECK(fs::file_size(d / "o" / "curves.png") > 1000);
 }
 
-TEST_CASE("--init-from fine-tunes W1A2 from an FP32 run; eval_at_start logs the starting mIoU",
+TEST_CASE("fine-tuning W1A2 from an FP32 run (--init-from); eval_at_start logs the starting mIoU",
           "[train][e2e]") {
   test::TempDir d;
   json fp = test::tiny_config(tiny_root(), 3, 32);
