@@ -196,24 +196,33 @@ std::vector<Tap> axis_taps(int in, int out) {
   return t;
 }
 
+// Horizontal pass of the separable bilinear resize: every source row of x [h][w][c] is resized to
+// ow pixels into rows, element (sy, ox, ch) at sy*ow*c + ox*pixel_stride + ch*channel_stride
+// (NHWC: c, 1; channel-planar rows: 1, ow).
+void resize_rows(const float* x, int h, int w, int c, int ow, const std::vector<Tap>& tw,
+                 int64_t pixel_stride, int64_t channel_stride, float* rows) {
+  const int64_t row = int64_t(ow) * c;
+#pragma omp parallel for schedule(static) if (int64_t(h) * row > 65536)
+  for (int sy = 0; sy < h; ++sy) {
+    const float* src = x + int64_t(sy) * w * c;
+    float* dst = rows + sy * row;
+    for (int ox = 0; ox < ow; ++ox) {
+      const Tap& t = tw[size_t(ox)];
+      const float* a = src + int64_t(t.i0) * c;
+      const float* b = src + int64_t(t.i1) * c;
+      float* d = dst + ox * pixel_stride;
+      for (int ch = 0; ch < c; ++ch) d[ch * channel_stride] = t.l0 * a[ch] + t.l1 * b[ch];
+    }
+  }
+}
+
 // NHWC bilinear resize, separable: every source row is resized horizontally once, then each
 // output row blends two of those rows.
 std::vector<float> upsample_nhwc(const float* x, int h, int w, int c, int oh, int ow) {
   const std::vector<Tap> th = axis_taps(h, oh), tw = axis_taps(w, ow);
   const int64_t row = int64_t(ow) * c;
   std::vector<float> rows(size_t(h) * row), y(size_t(oh) * row);
-#pragma omp parallel for schedule(static) if (int64_t(h) * row > 65536)
-  for (int sy = 0; sy < h; ++sy) {
-    const float* src = x + int64_t(sy) * w * c;
-    float* dst = rows.data() + sy * row;
-    for (int ox = 0; ox < ow; ++ox) {
-      const Tap& t = tw[size_t(ox)];
-      const float* a = src + int64_t(t.i0) * c;
-      const float* b = src + int64_t(t.i1) * c;
-      float* d = dst + int64_t(ox) * c;
-      for (int ch = 0; ch < c; ++ch) d[ch] = t.l0 * a[ch] + t.l1 * b[ch];
-    }
-  }
+  resize_rows(x, h, w, c, ow, tw, c, 1, rows.data());
 #pragma omp parallel for schedule(static) if (int64_t(oh) * row > 65536)
   for (int oy = 0; oy < oh; ++oy) {
     const Tap& t = th[size_t(oy)];
@@ -242,17 +251,7 @@ void upsample_emit(const float* x, int h, int w, int c, int oh, int ow, std::vec
   const std::vector<Tap> th = axis_taps(h, oh), tw = axis_taps(w, ow);
   const int64_t row = int64_t(ow) * c, pix = int64_t(oh) * ow;
   std::vector<float> rows(size_t(h) * row);
-#pragma omp parallel for schedule(static) if (int64_t(h) * row > 65536)
-  for (int sy = 0; sy < h; ++sy) {
-    const float* src = x + int64_t(sy) * w * c;
-    float* dst = rows.data() + sy * row;
-    for (int ox = 0; ox < ow; ++ox) {
-      const Tap& t = tw[size_t(ox)];
-      const float* a = src + int64_t(t.i0) * c;
-      const float* b = src + int64_t(t.i1) * c;
-      for (int ch = 0; ch < c; ++ch) dst[int64_t(ch) * ow + ox] = t.l0 * a[ch] + t.l1 * b[ch];
-    }
-  }
+  resize_rows(x, h, w, c, ow, tw, 1, ow, rows.data());
   if (logits) logits->resize(size_t(pix) * c);
   if (labels) labels->resize(size_t(pix));
 #pragma omp parallel if (int64_t(oh) * row > 65536)
