@@ -3,10 +3,17 @@
 // sum_k 2^k popcnt(a_k) of a patch is the sum of per-input-pixel counts, computed once per layer.
 #include "kernels/bitconv.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <bit>
+#include <chrono>
 #include <cmath>
 #include <cstring>
+#include <map>
+#include <mutex>
+#include <random>
+#include <tuple>
 #include <vector>
 
 #include "kernels/act_pack.h"
@@ -25,6 +32,8 @@ std::span<const BgemmVariant> bgemm_variants() {
       {Isa::avx2, "bgemm__avx2_ocv", bgemm__avx2_ocv, requant_pack__avx2, true,
        prep_weights__avx2_ocv, kOcvPixelTile},
       {Isa::avx512, "bgemm__avx512", bgemm__avx512, requant_pack__avx2},
+      {Isa::avx512, "bgemm__avx512_ocv", bgemm__avx512_ocv, requant_pack__avx2, false,
+       prep_weights__avx512_ocv, kOcv512PixelTile},
   };
   return kVariants;
 }
@@ -39,6 +48,60 @@ const BgemmVariant& bgemm_active() {
     return best;
   }();
   return *chosen;
+}
+
+const BgemmVariant& bgemm_for_shape(const BitConvShape& s) {
+  const Isa isa = active_isa();
+  if (isa == Isa::ref) return bgemm_variants()[0];
+  using Key = std::tuple<int, int, int, int, int, int, int, int, int, int, int>;
+  static std::mutex mu;
+  static std::map<Key, const BgemmVariant*> chosen;
+  const int threads = omp_get_max_threads();
+  const Key key{s.in_h,
+                s.in_w,
+                s.in_c,
+                s.out_c,
+                s.kh,
+                s.kw,
+                s.stride,
+                s.pad,
+                s.dilation,
+                s.a_bits,
+                s.w_bits * 256 + threads};
+  const std::lock_guard<std::mutex> lock(mu);
+  if (auto it = chosen.find(key); it != chosen.end()) return *it->second;
+  // The slice: enough output rows for ~2^25 MACs (well under a millisecond for the fast
+  // variants), whole rows so the pixel tiling and channel blocks are the layer's own.
+  BitConvShape c = s;
+  const int64_t row_macs = std::max<int64_t>(1, s.macs() / std::max(1, s.out_h()));
+  const int rows = int(std::clamp<int64_t>((int64_t(1) << 25) / row_macs, 2, s.out_h()));
+  c.in_h = std::min(s.in_h, (rows - 1) * s.stride + s.dilation * (s.kh - 1) + 1);
+  std::mt19937_64 gen(1);
+  std::vector<uint64_t> in(size_t(c.in_h) * c.in_w * c.a_bits * bit_words(c.in_c));
+  std::vector<uint64_t> w(size_t(c.out_c) * c.w_bits * c.row_words());
+  for (uint64_t& x : in) x = gen();
+  for (uint64_t& x : w) x = gen();  // (speed does not depend on the bits; results are dropped)
+  std::vector<int32_t> out(size_t(std::max(1, c.out_h())) * c.out_w() * c.out_c);
+  const BgemmVariant* best = nullptr;
+  double best_s = 0;
+  for (const BgemmVariant& v : bgemm_variants()) {
+    if (v.isa == Isa::ref || int(v.isa) > int(isa) || !isa_supported(v.isa)) continue;
+    double t = 1e30;
+    for (int rep = 0; rep < 4; ++rep) {  // best of 3 after a warm-up
+      const auto t0 = std::chrono::steady_clock::now();
+      bitconv_int32(c, in.data(), w.data(), out.data(), v);
+      const double dt =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (rep > 0) t = std::min(t, dt);
+    }
+    if (!best || t < best_s) {
+      best = &v;
+      best_s = t;
+    }
+  }
+  if (!best) best = &bgemm_variants()[0];
+  chosen[key] = best;
+  return *best;
 }
 
 void requant_pack__ref(const int32_t* p, int n, int32_t corr, const float* mul, const float* add,
@@ -94,23 +157,31 @@ constexpr uint64_t kLowNibbles = 0x0f0f0f0f0f0f0f0full;
 
 // Nibble-split copy of `rows` rows of lp words whose first `used` words carry data: each output row
 // is [used low-nibble words][used high-nibble words][zeros up to lpe] (BgemmVariant::split_nibbles;
-// packing the halves together skips the 4-word padding of each half).
-void split_rows(const uint64_t* src, int64_t rows, int lp, int used, int lpe, uint64_t* dst) {
+// packing the halves together skips the 4-word padding of each half). halves = 1: an unsplit copy
+// of the used words (the unpadded rows of a pixel-tiled variant).
+void split_rows(const uint64_t* src, int64_t rows, int lp, int used, int lpe, uint64_t* dst,
+                int halves) {
   for (int64_t r = 0; r < rows; ++r) {
     uint64_t* d = dst + r * lpe;
     for (int i = 0; i < used; ++i) {
       const uint64_t x = src[r * lp + i];
+      if (halves == 1) {
+        d[i] = x;
+        continue;
+      }
       d[i] = x & kLowNibbles;
       d[used + i] = (x >> 4) & kLowNibbles;
     }
-    for (int i = 2 * used; i < lpe; ++i) d[i] = 0;
+    for (int i = halves * used; i < lpe; ++i) d[i] = 0;
   }
 }
 
-// Words per nibble-split row (padded to whole 256-bit chunks unless the variant reads words).
-int split_row_words(const BitConvShape& s, const BgemmVariant& v) {
-  const int used = 2 * s.taps() * bit_words(s.in_c);
-  return v.prep_weights ? used : (used + 3) / 4 * 4;
+// Words per row as the variant reads them: nibble-split rows padded to whole 256-bit chunks unless
+// the variant reads words (prep_weights); pixel-tiled rows unpadded; else the packed row_words.
+int variant_row_words(const BitConvShape& s, const BgemmVariant& v) {
+  const int used = s.taps() * bit_words(s.in_c);
+  if (v.split_nibbles) return v.prep_weights ? 2 * used : (2 * used + 3) / 4 * 4;
+  return v.pixel_tile > 0 ? used : s.row_words();
 }
 
 // Builds the zero-padded patches of output row oy and their activation counts.
@@ -136,7 +207,7 @@ void im2col_row(const BitConvShape& s, const uint64_t* in, const int32_t* act_co
       }
     }
     if (split) {
-      split_rows(patch, kb, lp, s.taps() * cw, lpe, r.patch.data() + int64_t(ox) * kb * lpe);
+      split_rows(patch, kb, lp, s.taps() * cw, lpe, r.patch.data() + int64_t(ox) * kb * lpe, 2);
     }
     r.count[size_t(ox)] = count;
   }
@@ -145,15 +216,20 @@ void im2col_row(const BitConvShape& s, const uint64_t* in, const int32_t* act_co
 // Nibble-split copy of the whole input, once per layer: in [pix][K][cw] -> out [2][cw][pix][K]
 // (one plane per low/high half and word, the K planes of a pixel adjacent as in a pixel tile), so
 // the K words of consecutive pixels at one tap are contiguous: one copy fills a tile's l row.
-std::vector<uint64_t> split_input(const BitConvShape& s, const uint64_t* in) {
+// halves = 1: the same re-layout unsplit, out [cw][pix][K].
+std::vector<uint64_t> split_input(const BitConvShape& s, const uint64_t* in, int halves) {
   const int cw = bit_words(s.in_c), kb = s.a_bits;
   const int64_t pixels = int64_t(s.in_h) * s.in_w;
-  std::vector<uint64_t> out(size_t(pixels) * kb * 2 * cw);
+  std::vector<uint64_t> out(size_t(pixels) * kb * halves * cw);
 #pragma omp parallel for schedule(static) if (pixels * kb * cw > 65536)
   for (int64_t p = 0; p < pixels; ++p)
     for (int k = 0; k < kb; ++k)
       for (int i = 0; i < cw; ++i) {
         const uint64_t x = in[(p * kb + k) * cw + i];
+        if (halves == 1) {
+          out[size_t((i * pixels + p) * kb + k)] = x;
+          continue;
+        }
         out[size_t((i * pixels + p) * kb + k)] = x & kLowNibbles;
         out[size_t(((cw + i) * pixels + p) * kb + k)] = (x >> 4) & kLowNibbles;
       }
@@ -164,13 +240,13 @@ std::vector<uint64_t> split_input(const BitConvShape& s, const uint64_t* in) {
 // the pre-split input: word l of a patch is l = h*used + tap*cw + i (the split_rows order, so the
 // weights match), element (l, p, k) of a tile of n pixels at (l*n + p)*K + k. Tiles whose taps
 // all lie inside the row (stride 1) copy n*K contiguous words per l; others go pixel by pixel.
-// KT > 0 fixes K = a_bits at compile time.
+// KT > 0 fixes K = a_bits at compile time. halves: 2 for nibble-split rows, 1 for unsplit ones.
 template <int KT>
 void im2col_row_tiled(const BitConvShape& s, const uint64_t* in_split, const int32_t* act_count,
-                      int oy, int tile, RowScratch& r) {
+                      int oy, int tile, int halves, RowScratch& r) {
   const int kb = KT > 0 ? KT : s.a_bits;
   const int cw = bit_words(s.in_c), ow = s.out_w(), used = s.taps() * cw;
-  const int64_t lpe = 2 * used, pixels = int64_t(s.in_h) * s.in_w;
+  const int64_t lpe = halves * used, pixels = int64_t(s.in_h) * s.in_w;
   for (int t0 = 0; t0 < ow; t0 += tile) {
     const int n = std::min(tile, ow - t0);
     const int64_t ls = int64_t(n) * kb;  // words between consecutive l
@@ -185,7 +261,7 @@ void im2col_row_tiled(const BitConvShape& s, const uint64_t* in_split, const int
         for (int kx = 0; kx < s.kw; ++kx) {
           const int t = ky * s.kw + kx;
           const int64_t pix0 = int64_t(iy) * s.in_w + ix_lo + kx * s.dilation;
-          for (int hi = 0; hi < 2 * cw; ++hi) {  // (h, i) planes: l = h*used + t*cw + i
+          for (int hi = 0; hi < halves * cw; ++hi) {  // (h, i) planes: l = h*used + t*cw + i
             const int h = hi / cw, i = hi % cw;
             uint64_t* d = tbase + (h * used + t * cw + i) * ls;
             const uint64_t* src = in_split + (hi * pixels + pix0) * kb;
@@ -213,7 +289,7 @@ void im2col_row_tiled(const BitConvShape& s, const uint64_t* in_split, const int
           const int t = ky * s.kw + kx;
           const bool inside = iy >= 0 && iy < s.in_h && ix >= 0 && ix < s.in_w;
           const int64_t pix = inside ? int64_t(iy) * s.in_w + ix : 0;
-          for (int hi = 0; hi < 2 * cw; ++hi) {
+          for (int hi = 0; hi < halves * cw; ++hi) {
             const int h = hi / cw, i = hi % cw;
             uint64_t* d = base + (h * used + t * cw + i) * ls;
             if (inside)  // fixed-size copies when KT > 0
@@ -230,16 +306,16 @@ void im2col_row_tiled(const BitConvShape& s, const uint64_t* in_split, const int
 }
 
 void im2col_row_tiled_any(const BitConvShape& s, const uint64_t* in_split, const int32_t* act_count,
-                          int oy, int tile, RowScratch& r) {
+                          int oy, int tile, int halves, RowScratch& r) {
   switch (s.a_bits) {
     case 1:
-      return im2col_row_tiled<1>(s, in_split, act_count, oy, tile, r);
+      return im2col_row_tiled<1>(s, in_split, act_count, oy, tile, halves, r);
     case 2:
-      return im2col_row_tiled<2>(s, in_split, act_count, oy, tile, r);
+      return im2col_row_tiled<2>(s, in_split, act_count, oy, tile, halves, r);
     case 4:
-      return im2col_row_tiled<4>(s, in_split, act_count, oy, tile, r);
+      return im2col_row_tiled<4>(s, in_split, act_count, oy, tile, halves, r);
     default:
-      return im2col_row_tiled<0>(s, in_split, act_count, oy, tile, r);
+      return im2col_row_tiled<0>(s, in_split, act_count, oy, tile, halves, r);
   }
 }
 
@@ -252,25 +328,26 @@ void for_each_row(const BitConvShape& s, const uint64_t* in, const uint64_t* w,
   const int oh = s.out_h(), ow = s.out_w(), lp = s.row_words(), oc = s.out_c;
   const int32_t wmax = (1 << s.w_bits) - 1;
   const bool split = v.split_nibbles;
+  const int halves = split ? 2 : 1;
   std::vector<uint64_t> w_split, w_prep;
-  const int lpe = split ? split_row_words(s, v) : lp;
-  if (split) {
+  const int lpe = variant_row_words(s, v);
+  if (split || lpe != lp) {
     w_split.resize(size_t(oc) * s.w_bits * lpe);
     const int used = s.taps() * bit_words(s.in_c), wb = s.w_bits;
     // per call (the API takes raw weights): parallel so it does not cap thread scaling
 #pragma omp parallel for schedule(static) if (int64_t(oc) * lp > 65536)
     for (int o = 0; o < oc; ++o)
       split_rows(w + int64_t(o) * wb * lp, wb, lp, used, lpe,
-                 w_split.data() + int64_t(o) * wb * lpe);
+                 w_split.data() + int64_t(o) * wb * lpe, halves);
     w = w_split.data();
   }
   if (v.prep_weights) {
     v.prep_weights(w, oc, s.w_bits, s.a_bits, lpe, &w_prep);
     w = w_prep.data();
   }
-  const bool tiled = split && v.pixel_tile > 0;
+  const bool tiled = v.pixel_tile > 0;
   std::vector<uint64_t> in_split;
-  if (tiled) in_split = split_input(s, in);
+  if (tiled) in_split = split_input(s, in, halves);
 #pragma omp parallel
   {
     RowScratch r;
@@ -281,7 +358,7 @@ void for_each_row(const BitConvShape& s, const uint64_t* in, const uint64_t* w,
 #pragma omp for schedule(dynamic, 1)
     for (int oy = 0; oy < oh; ++oy) {
       if (tiled)
-        im2col_row_tiled_any(s, in_split.data(), act_count.data(), oy, v.pixel_tile, r);
+        im2col_row_tiled_any(s, in_split.data(), act_count.data(), oy, v.pixel_tile, halves, r);
       else
         im2col_row(s, in, act_count.data(), oy, split, lpe, r);
       v.fn(r.patch.data(), ow, w, oc, s.a_bits, s.w_bits, lpe, r.acc.data(), oc);

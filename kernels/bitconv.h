@@ -51,9 +51,10 @@ struct BgemmVariant {
   // not padded to a multiple of 4 words (fn reads word by word).
   void (*prep_weights)(const uint64_t* w, int noc, int m_bits, int k_bits, int lp,
                        std::vector<uint64_t>* out) = nullptr;
-  // When > 0 (with split_nibbles), the driver builds fn's patch rows interleaved in tiles of
+  // When > 0 (needs prep_weights), the driver builds fn's patch rows interleaved in tiles of
   // pixel_tile pixels: pixels [t*P, t*P + n) (n = min(P, npix - t*P)) start at word t*P*K*lp, laid
   // out [lp][n][K], so a kernel walks one pointer (the planar layout needs P*K live pointers).
+  // Rows are then unpadded: lp = taps*cw words (2*taps*cw nibble-split).
   int pixel_tile = 0;
 };
 
@@ -71,11 +72,22 @@ constexpr int kOcvPixelTile = 4;  // bgemm__avx2_ocv's pixel_tile
 void prep_weights__avx2_ocv(const uint64_t* w, int noc, int m_bits, int k_bits, int lp,
                             std::vector<uint64_t>* out);
 void bgemm__avx512(const uint64_t*, int, const uint64_t*, int, int, int, int, int32_t*, int);
+void bgemm__avx512_ocv(const uint64_t*, int, const uint64_t*, int, int, int, int, int32_t*, int);
+constexpr int kOcv512PixelTile = 4;  // bgemm__avx512_ocv's pixel_tile
+void prep_weights__avx512_ocv(const uint64_t* w, int noc, int m_bits, int k_bits, int lp,
+                              std::vector<uint64_t>* out);
 
 // The one list of variants (ref first) that drives dispatch, tests and benchmarks.
 std::span<const BgemmVariant> bgemm_variants();
-// The variant for active_isa() (chosen once).
+// The default variant for active_isa() (its last listed one; chosen once). Layers run
+// bgemm_for_shape() instead.
 const BgemmVariant& bgemm_active();
+// The variant a layer of shape s runs: the fastest, timed once per (shape, thread count) on a
+// slice of the layer's rows with random data, of every variant this CPU supports up to
+// active_isa() (BFCN_ISA caps it; ref only when it is the active level). Dispatch by measured
+// speed, not ISA rank: e.g. on AVX-512 CPUs the AVX2 ocv kernel beat the first AVX-512 kernel.
+// Every variant is exact, so the choice changes speed only. Thread-safe; cached.
+const BgemmVariant& bgemm_for_shape(const BitConvShape& s);
 
 // Output of bitconv_forward: float NHWC [OH*OW][OC] (out_f32) or packed [OH*OW][out_bits][cw(OC)].
 // value = I * mul[o] + add[o] (+ residual[p*OC+o] when residual is set);

@@ -535,19 +535,20 @@ void Model::run(const float* image, int h, int w, std::vector<float>* logits,
     input_ms = I.profile ? now_ms() - t0 : 0;
   }
   bool emitted = false;  // the output layer wrote logits/labels itself
-  const BgemmVariant& variant = bgemm_active();
   for (size_t li = 0; li < I.layers.size(); ++li) {
     const Layer& L = I.layers[li];
     const double t0 = I.profile ? now_ms() : 0;
     if (I.fusion[li] == kAbsorbed) {  // done by the fused stem head
       if (I.profile)
-        I.profile->push_back({L.name, I.header["layers"][li]["type"].get<std::string>(), 0.0, 0});
+        I.profile->push_back(
+            {L.name, I.header["layers"][li]["type"].get<std::string>(), 0.0, 0, ""});
       continue;
     }
     const Buf& x = bufs[size_t(L.in[0])];
     Buf& y = bufs[size_t(L.out)];
     y.c = I.tensors[size_t(L.out)].c;
     int64_t macs = 0;
+    const char* kernel = "";
     std::vector<float> tmp;
     switch (L.op) {
       case Op::conv_f32: {
@@ -602,6 +603,8 @@ void Model::run(const float* image, int h, int w, std::vector<float>* logits,
         BFCN_CHECK(y.h > 0 && y.w > 0, "layer '", L.name, "': input ", x.h, "x", x.w,
                    " is too small");
         macs = s.macs();
+        const BgemmVariant& variant = bgemm_for_shape(s);  // timed once per shape, cached
+        kernel = variant.name;
         BitConvEpilogue e;
         e.mul = L.mul.data();
         e.add = L.add.data();
@@ -681,9 +684,9 @@ void Model::run(const float* image, int h, int w, std::vector<float>* logits,
     if (L.size_of >= 0 && I.last_use[size_t(L.size_of)] == int(li)) bufs[size_t(L.size_of)] = Buf{};
     if (I.profile)
       I.profile->push_back(
-          {L.name, I.header["layers"][li]["type"].get<std::string>(), now_ms() - t0, macs});
+          {L.name, I.header["layers"][li]["type"].get<std::string>(), now_ms() - t0, macs, kernel});
   }
-  if (I.profile) I.profile->push_back({"(input)", "normalize", input_ms, 0});
+  if (I.profile) I.profile->push_back({"(input)", "normalize", input_ms, 0, ""});
   if (emitted) return;
   const Buf& out = bufs[size_t(I.output)];
   BFCN_CHECK(out.h == h && out.w == w, "Model::run: output is ", out.h, "x", out.w,

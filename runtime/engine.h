@@ -19,6 +19,7 @@ struct LayerTiming {
   std::string name, type;
   double ms = 0;
   int64_t macs = 0;
+  std::string kernel;  // bit-conv layers: the bgemm variant that ran (bgemm_for_shape)
 };
 
 class Model {

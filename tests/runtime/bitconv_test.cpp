@@ -450,3 +450,61 @@ TEST_CASE("every variant's packed epilogue equals the reference exactly", "[runt
     }
   }
 }
+
+TEST_CASE("every variant equals the reference on the ResNet-18/34 FCN-8s layer shapes",
+          "[runtime][bitconv]") {
+  // The trunk's bit convs with their real channel counts at a 512x512 input's sizes (layer1 at
+  // 128x128) or odd sizes: 3x3 stride 1 and 2, the 1x1 stride-2 downsample convs, plus channel
+  // counts that are no multiple of 64 or of a channel block; W1A1, W1A2 and W2A2.
+  struct Case {
+    int in_c, out_c, h, w, kernel, stride;
+  };
+  const Case cases[] = {
+      {64, 64, 128, 128, 3, 1},  // layer1 convs
+      {64, 128, 33, 31, 3, 2},   // layer2.0.conv1
+      {64, 128, 33, 31, 1, 2},   // layer2.0.downsample.0
+      {128, 128, 17, 15, 3, 1},  // layer2 convs
+      {128, 256, 17, 15, 3, 2},  // layer3.0.conv1
+      {128, 256, 64, 64, 1, 2},  // layer3.0.downsample.0 at its 512x512 size
+      {256, 256, 9, 7, 3, 1},    // layer3 convs
+      {256, 512, 9, 7, 1, 2},    // layer4.0.downsample.0
+      {512, 512, 5, 5, 3, 1},    // layer4 convs
+      {96, 40, 11, 13, 3, 1},    // channels no multiple of 64 / 16 / 32
+      {200, 72, 7, 9, 1, 2},
+  };
+  const int wa[][2] = {{1, 1}, {1, 2}, {2, 2}};
+  Rng rng(41);
+  for (const Case& k : cases)
+    for (const auto& bits : wa) {
+      BitConvShape s;
+      s.in_h = k.h;
+      s.in_w = k.w;
+      s.in_c = k.in_c;
+      s.out_c = k.out_c;
+      s.kh = s.kw = k.kernel;
+      s.stride = k.stride;
+      s.pad = k.kernel / 2;
+      s.w_bits = bits[0];
+      s.a_bits = bits[1];
+      INFO(describe(s));
+      const Packed c = make_case(s, rng);
+      const auto ref = run_int(s, c, bgemm_variants()[0]);
+      if (s.macs() < 50'000'000) REQUIRE(ref == direct_int_conv(s, c.q, c.p));
+      for (const BgemmVariant& v : bgemm_variants()) {
+        if (!isa_supported(v.isa)) {
+          WARN(std::string(v.name) + " skipped: this CPU lacks " + isa_name(v.isa));
+          continue;
+        }
+        INFO(v.name);
+        REQUIRE(run_int(s, c, v) == ref);
+      }
+      // The per-shape dispatch picks a variant this CPU runs, capped by the active level, the
+      // same one every time, and its result is exact too.
+      const BgemmVariant& chosen = bgemm_for_shape(s);
+      CHECK(isa_supported(chosen.isa));
+      CHECK(int(chosen.isa) <= int(active_isa()));
+      CHECK((chosen.isa != Isa::ref || active_isa() == Isa::ref));
+      CHECK(&bgemm_for_shape(s) == &chosen);
+      REQUIRE(run_int(s, c, chosen) == ref);
+    }
+}
