@@ -102,7 +102,7 @@ void forward_direct(const ConvStemShape& s, const float* x, const float* bp,
     std::memcpy(r + left, x + int64_t(iy) * s.in_w * c, sizeof(float) * size_t(s.in_w) * c);
     std::fill(r + right, r + rs, 0.0f);
   }
-  const ConvStemUkernel uk = conv_stem_active_ukernel();
+  const ConvStemKernels& uk = conv_stem_active_kernels();
   const int64_t lda = int64_t(s.stride) * c;
 #pragma omp parallel if (int64_t(oh) * ow * oc * kk > (1 << 20))
   {
@@ -113,9 +113,13 @@ void forward_direct(const ConvStemShape& s, const float* x, const float* bp,
     for (int oy = 0; oy < oh; ++oy) {
       const float* arow = xp + int64_t(oy) * s.stride * rs;
       for (int g = 0; g < groups; ++g)
-        for (int q = 0; q < panels; ++q)
-          uk(arow + g * 6 * lda, lda, rs, k, k * c, bp + int64_t(q) * kGemmNr * kk,
-             acc.p + int64_t(g) * 6 * ldc + q * kGemmNr, ldc);
+        for (int q = 0; q < panels;) {
+          const int np = std::min(uk.max_panels, panels - q);
+          uk.by_panels[np - 1](arow + g * 6 * lda, lda, rs, k, k * c,
+                               bp + int64_t(q) * kGemmNr * kk,
+                               acc.p + int64_t(g) * 6 * ldc + q * kGemmNr, ldc);
+          q += np;
+        }
       const float* rowacc = acc.p;
       if (ldc != oc) {  // drop the zero-padded channels of the last panel
         packed_acc.resize(size_t(ow) * oc);
@@ -162,11 +166,23 @@ ConvStemQuantizeFn conv_stem_active_quantize() {
   return fn;
 }
 
-ConvStemUkernel conv_stem_active_ukernel() {
-  static const ConvStemUkernel uk = active_isa() >= Isa::avx2 && cpu_features().fma
-                                        ? conv_stem_ukernel_6x16__avx2
-                                        : conv_stem_ukernel_6x16__ref;
-  return uk;
+const ConvStemKernels& conv_stem_active_kernels() {
+  static const ConvStemKernels k = [] {
+    ConvStemKernels r;
+    if (active_isa() >= Isa::avx512) {  // 4 panels: 24 zmm accumulators, 4 B loads per 6 bcasts
+      r.by_panels[0] = conv_stem_ukernel_6x16__avx512;
+      r.by_panels[1] = conv_stem_ukernel_6x32__avx512;
+      r.by_panels[2] = conv_stem_ukernel_6x48__avx512;
+      r.by_panels[3] = conv_stem_ukernel_6x64__avx512;
+      r.max_panels = 4;
+    } else {
+      r.by_panels[0] = active_isa() >= Isa::avx2 && cpu_features().fma
+                           ? conv_stem_ukernel_6x16__avx2
+                           : conv_stem_ukernel_6x16__ref;
+    }
+    return r;
+  }();
+  return k;
 }
 
 void conv_stem_forward(const ConvStemShape& s, const float* x, const float* w,

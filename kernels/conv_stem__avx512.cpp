@@ -1,0 +1,63 @@
+// AVX-512 FMA direct-convolution microkernel for the stem: 6 pixels x 64 channels (four 16-column
+// panels, one zmm each: 24 accumulators, per k four B loads and 6 broadcasts for 24 FMAs), A rows
+// read straight from the zero-padded NHWC image as in the AVX2 6x16 kernel. Each output is summed
+// from zero in (row, p) order with FMA, the same order as the AVX2 kernel.
+#include <immintrin.h>
+
+#include "kernels/conv_stem.h"
+
+namespace bfcn {
+namespace {
+
+template <int NP>
+void ukernel(const float* a, int64_t lda, int64_t rs, int rows, int run, const float* bp, float* c,
+             int64_t ldc) {
+  const int64_t ps = int64_t(rows) * run * 16;  // floats between consecutive panels
+  __m512 acc[6][NP];
+#pragma GCC unroll 8
+  for (int i = 0; i < 6; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_setzero_ps();
+  for (int r = 0; r < rows; ++r) {
+    const float* ar = a + r * rs;
+    for (int p = 0; p < run; ++p, bp += 16) {
+      __m512 b[NP];
+#pragma GCC unroll 4
+      for (int j = 0; j < NP; ++j) b[j] = _mm512_load_ps(bp + j * ps);
+#pragma GCC unroll 8
+      for (int i = 0; i < 6; ++i) {
+        const __m512 av = _mm512_set1_ps(ar[i * lda + p]);
+#pragma GCC unroll 4
+        for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_fmadd_ps(av, b[j], acc[i][j]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < 6; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NP; ++j) _mm512_storeu_ps(c + i * ldc + j * 16, acc[i][j]);
+}
+
+}  // namespace
+
+void conv_stem_ukernel_6x64__avx512(const float* a, int64_t lda, int64_t rs, int rows, int run,
+                                    const float* bp, float* c, int64_t ldc) {
+  ukernel<4>(a, lda, rs, rows, run, bp, c, ldc);
+}
+
+void conv_stem_ukernel_6x48__avx512(const float* a, int64_t lda, int64_t rs, int rows, int run,
+                                    const float* bp, float* c, int64_t ldc) {
+  ukernel<3>(a, lda, rs, rows, run, bp, c, ldc);
+}
+
+void conv_stem_ukernel_6x32__avx512(const float* a, int64_t lda, int64_t rs, int rows, int run,
+                                    const float* bp, float* c, int64_t ldc) {
+  ukernel<2>(a, lda, rs, rows, run, bp, c, ldc);
+}
+
+void conv_stem_ukernel_6x16__avx512(const float* a, int64_t lda, int64_t rs, int rows, int run,
+                                    const float* bp, float* c, int64_t ldc) {
+  ukernel<1>(a, lda, rs, rows, run, bp, c, ldc);
+}
+
+}  // namespace bfcn
