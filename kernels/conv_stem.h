@@ -75,6 +75,8 @@ void conv_stem_quantize__ref(const float* acc, int64_t m, int oc, const float* b
                              const float* mul, const float* add, int bits, uint8_t* q);
 void conv_stem_quantize__avx2(const float* acc, int64_t m, int oc, const float* bias, bool relu,
                               const float* mul, const float* add, int bits, uint8_t* q);
+void conv_stem_quantize__avx512(const float* acc, int64_t m, int oc, const float* bias, bool relu,
+                                const float* mul, const float* add, int bits, uint8_t* q);
 ConvStemQuantizeFn conv_stem_active_quantize();
 
 }  // namespace bfcn

@@ -61,3 +61,36 @@ void conv_stem_ukernel_6x16__avx512(const float* a, int64_t lda, int64_t rs, int
 }
 
 }  // namespace bfcn
+
+namespace bfcn {
+
+// 16 channels per step, masked tail; the same float operations in the same order as
+// conv_stem_quantize__avx2 (asm barriers keep GCC from contracting mul+add into an FMA);
+// round-to-nearest-even, then a saturating narrow to bytes. Zero-masked forms throughout: GCC 12
+// warns (maybe-uninitialized) on the undefined pass-through of the plain max/min/round/convert.
+void conv_stem_quantize__avx512(const float* acc, int64_t m, int oc, const float* bias, bool relu,
+                                const float* mul, const float* add, int bits, uint8_t* q) {
+  const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
+  const __m512 levels = _mm512_set1_ps(float((1 << bits) - 1));
+  const __mmask16 all = 0xffff;
+  for (int64_t i = 0; i < m; ++i, acc += oc, q += oc)
+    for (int o = 0; o < oc; o += 16) {
+      const __mmask16 k = oc - o >= 16 ? all : __mmask16((1u << (oc - o)) - 1);
+      __m512 v =
+          _mm512_add_ps(_mm512_maskz_loadu_ps(k, acc + o), _mm512_maskz_loadu_ps(k, bias + o));
+      if (relu) v = _mm512_maskz_max_ps(all, v, zero);  // (v > 0 ? v : 0): NaN -> 0
+      if (mul) {
+        v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(k, mul + o));
+        asm("" : "+v"(v));
+      }
+      if (add) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, add + o));
+      v = _mm512_mul_ps(_mm512_maskz_min_ps(all, _mm512_maskz_max_ps(all, v, zero), one),
+                        levels);  // NaN -> 0
+      asm("" : "+v"(v));
+      const __m512i qi = _mm512_maskz_cvtps_epi32(
+          all, _mm512_maskz_roundscale_ps(all, v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+      _mm512_mask_cvtusepi32_storeu_epi8(q + o, k, qi);
+    }
+}
+
+}  // namespace bfcn

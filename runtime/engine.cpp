@@ -559,12 +559,14 @@ void Model::run(const float* image, int h, int w, std::vector<float>* logits,
         macs = int64_t(y.h) * y.w * y.c * L.in_c * L.kernel * L.kernel;
         if (I.fusion[li] == kStemHead) {  // conv -> codes -> max pool + pack, into act's output
           const Layer &P = I.layers[li + 1], &Q = I.layers[li + 2];
-          // Every code is written by the conv: no zero-fill pass over the 4 MB.
-          std::unique_ptr<uint8_t[]> codes(new uint8_t[size_t(y.h) * y.w * y.c]);
+          // Every code is written by the conv: no zero-fill pass over the 4 MB, and the buffer
+          // is kept between runs (fresh pages cost page faults on every image).
+          thread_local std::vector<uint8_t> codes;
+          if (codes.size() < size_t(y.h) * y.w * y.c) codes.resize(size_t(y.h) * y.w * y.c);
           ConvStemEpilogue e;
           e.bias = L.bias.data();
           e.relu = L.relu;
-          e.out_q = codes.get();
+          e.out_q = codes.data();
           e.mul = Q.mul.empty() ? nullptr : Q.mul.data();
           e.add = Q.add.empty() ? nullptr : Q.add.data();
           e.bits = Q.out_bits;
@@ -576,7 +578,7 @@ void Model::run(const float* image, int h, int w, std::vector<float>* logits,
           z.w = (y.w + 2 * P.pad - P.kernel) / P.stride + 1;
           BFCN_CHECK(z.h > 0 && z.w > 0, "layer '", P.name, "': input too small");
           z.p.assign(size_t(z.h) * z.w * z.bits * bit_words(z.c), 0);
-          maxpool_pack_q(codes.get(), y.h, y.w, y.c, P.kernel, P.stride, P.pad, z.bits, z.p.data(),
+          maxpool_pack_q(codes.data(), y.h, y.w, y.c, P.kernel, P.stride, P.pad, z.bits, z.p.data(),
                          z.h, z.w);
           y = Buf{};
           break;

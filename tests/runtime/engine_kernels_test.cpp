@@ -124,7 +124,36 @@ TEST_CASE("stem conv microkernels agree (AVX2 vs scalar)", "[runtime][stem]") {
     }
 }
 
-TEST_CASE("stem quantizing epilogue is bit-exact (AVX2 vs scalar vs quantize_level)",
+TEST_CASE("stem conv AVX-512 microkernels agree with the scalar one", "[runtime][stem]") {
+  if (!isa_supported(Isa::avx512)) BFCN_SKIP("skipped: this CPU lacks avx512");
+  // A: 6 pixels, 7 kernel rows of 21 floats (the RGB 7x7 stem), lda 6, row stride 200; B: four
+  // consecutive 147 x 16 panels; the 1..4-panel kernels each against the 1-panel scalar one.
+  constexpr int rows = 7, run = 21, kk = rows * run;
+  const auto a = uniform(6 * 6 + 6 * 200 + run, 7);
+  const auto b = uniform(size_t(4) * kk * 16, 8);
+  alignas(64) float bp[4 * kk * 16];  // panels are 64-byte aligned as sgemm_pack_b's
+  std::copy(b.begin(), b.end(), bp);
+  const ConvStemUkernel by_panels[] = {
+      conv_stem_ukernel_6x16__avx512, conv_stem_ukernel_6x32__avx512,
+      conv_stem_ukernel_6x48__avx512, conv_stem_ukernel_6x64__avx512};
+  for (int np = 1; np <= 4; ++np) {
+    INFO(np << " panels");
+    std::vector<float> c_ref(6 * 70, 0.0f), c_512(6 * 70, -1.0f);
+    for (int q = 0; q < np; ++q)
+      conv_stem_ukernel_6x16__ref(a.data(), 6, 200, rows, run, bp + q * kk * 16,
+                                  c_ref.data() + q * 16, 70);
+    by_panels[np - 1](a.data(), 6, 200, rows, run, bp, c_512.data(), 70);
+    for (int i = 0; i < 6; ++i)
+      for (int j = 0; j < 70; ++j) {
+        if (j < 16 * np)
+          CHECK(c_512[size_t(i * 70 + j)] == Approx(c_ref[size_t(i * 70 + j)]).margin(1e-5));
+        else
+          CHECK(c_512[size_t(i * 70 + j)] == -1.0f);  // columns past the panels untouched
+      }
+  }
+}
+
+TEST_CASE("stem quantizing epilogue is bit-exact (AVX-512, AVX2, scalar, quantize_level)",
           "[runtime][stem]") {
   // Values on rounding ties, at the clip edges, +-0, NaN, inf and huge; 67 channels (tail).
   const int oc = 67, m = 9;
@@ -169,6 +198,12 @@ TEST_CASE("stem quantizing epilogue is bit-exact (AVX2 vs scalar vs quantize_lev
         if (isa_supported(Isa::avx2)) {
           conv_stem_quantize__avx2(acc.data(), m, oc, bs->data(), relu, mp, ap, bits, q_avx.data());
           CHECK(q_avx == expect);
+        }
+        if (isa_supported(Isa::avx512)) {
+          std::vector<uint8_t> q512(acc.size());
+          conv_stem_quantize__avx512(acc.data(), m, oc, bs->data(), relu, mp, ap, bits,
+                                     q512.data());
+          CHECK(q512 == expect);
         }
       }
     }
