@@ -15,8 +15,11 @@ int run_bench(const std::vector<std::string>& args) {
   namespace fs = std::filesystem;
   fs::path self = fs::read_symlink("/proc/self/exe");
   fs::path bench = self.parent_path() / "bfcn-bench";
-  BFCN_CHECK(fs::exists(bench), "bench: ", bench.string(),
-             " not found; build it with -DBFCN_BUILD_BENCH=ON (needs libdnnl-dev)");
+  const std::string skipped = BFCN_BENCH_SKIP;  // why configure left bench/ out, if it did
+  BFCN_CHECK(fs::exists(bench), "bench: ", bench.string(), " was not built",
+             skipped.empty() ? std::string() : " (" + skipped + ")",
+             "; install libdnnl-dev and ocl-icd-opencl-dev (scripts/deps.sh), re-run cmake with "
+             "-DBFCN_BUILD_BENCH=ON and build the bfcn target");
   std::vector<std::string> argv_s{bench.string()};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;

@@ -240,11 +240,15 @@ TEST_CASE("pred folder: Cityscapes labelTrainIds vs labelIds GT: trainIds == lab
 
   // The independent Python implementation of the official protocol.
   const fs::path script = test::source_dir() / "tests/python/cityscapes_eval_reference.py";
+  // A missing numpy/PIL is a missing dependency; the script failing once they import is a failure.
+  const auto deps = test::run_command("/usr/bin/python3 -c 'import numpy, PIL'");
+  if (deps.status != 0) BFCN_SKIP("/usr/bin/python3 cannot import numpy and PIL: " + deps.output);
   auto py =
       test::run_command("/usr/bin/python3 " + script.string() + " --gt-dir " + gt.string() +
                             " --pred-dir " + (tmp / "tid").string() + " --pred-format trainIds",
                         false);
-  if (py.status != 0) BFCN_SKIP("python3 with numpy/PIL unavailable: " + py.output);
+  INFO("reference script output: " << py.output);
+  REQUIRE(py.status == 0);
   nlohmann::json j = nlohmann::json::parse(py.output);
   REQUIRE(j["n_images"] == rt.n_images);
   INFO("C++ mIoU " << rt.metrics.miou << " Python " << j["miou"].get<double>());

@@ -47,7 +47,7 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
 }  // namespace
 
 TEST_CASE("quantize_levels_f32 AVX2 matches the reference bit for bit, mask included") {
-  if (!isa_supported(Isa::avx2)) BFCN_SKIP("no AVX2 on this CPU");
+  if (!isa_supported(Isa::avx2)) BFCN_SKIP_ISA("no AVX2 on this CPU");
   Rng rng(11);
   for (int k = 1; k <= 8; ++k)
     for (bool clip : {true, false})

@@ -127,7 +127,7 @@ TEST_CASE("pre-packed sgemm entry points match the reference") {
 }
 
 TEST_CASE("sgemm microkernels agree") {
-  if (!cpu_features().avx2 || !cpu_features().fma) BFCN_SKIP("no AVX2+FMA on this CPU");
+  if (!cpu_features().avx2 || !cpu_features().fma) BFCN_SKIP_ISA("no AVX2+FMA on this CPU");
   Rng rng(3);
   for (int64_t kc : {1, 2, 5, 256}) {
     // Packed panels are 32-byte aligned in the driver; the AVX2 kernel relies on it.

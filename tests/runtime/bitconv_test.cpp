@@ -180,7 +180,7 @@ TEST_CASE("activation packing round trips and quantize_pack matches", "[runtime]
 
 TEST_CASE("AVX2 quantize_pack_act equals the scalar one bit for bit", "[runtime][bitpack]") {
   if (!isa_supported(Isa::avx2)) {
-    BFCN_SKIP("this CPU lacks avx2");
+    BFCN_SKIP_ISA("this CPU lacks avx2");
   }
   Rng rng(31);
   const float special[] = {0.0f,        -0.0f,       1.0f,    0.5f / 3.0f, 1.5f / 3.0f,

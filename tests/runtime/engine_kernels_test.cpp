@@ -104,7 +104,7 @@ TEST_CASE("stem conv matches a double reference on odd shapes and borders", "[ru
 
 TEST_CASE("stem conv microkernels agree (AVX2 vs scalar)", "[runtime][stem]") {
   if (!(isa_supported(Isa::avx2) && cpu_features().fma))
-    BFCN_SKIP("skipped: this CPU lacks avx2+fma");
+    BFCN_SKIP_ISA("skipped: this CPU lacks avx2+fma");
   // A: 6 pixels, 3 kernel rows of 21 floats, lda 6, row stride 200; B: one 63 x 16 panel.
   const auto a = uniform(800, 5);
   const auto b = uniform(63 * 16, 6);

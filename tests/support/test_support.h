@@ -54,9 +54,32 @@ bool all_close(const Tensor& a, const Tensor& b, float rtol = 1e-4f, float atol 
 
 }  // namespace bfcn::test
 
-// Catch2 v2 has no SKIP: warn with the reason and return from the test case.
-#define BFCN_SKIP(reason) \
-  do {                    \
-    WARN(reason);         \
-    return;               \
+namespace bfcn::test {
+// Catch2 v2 has no skip, so a skipped test case records its reason here and returns; the test
+// main (tests/support/test_main.cpp) then exits with kSkipReturnCode, which ctest reports as
+// "Skipped" (SKIP_RETURN_CODE), and appends the reason to $BFCN_SKIP_LOG for scripts/test.sh.
+enum class SkipKind { missing_dependency, cpu_feature };
+constexpr int kSkipReturnCode = 77;
+// Under CI=true a missing dependency or missing data is a failure, not a skip: only a CPU feature
+// the machine lacks may skip there. Returns true when the caller should return (skip recorded).
+bool record_skip(SkipKind kind, const std::string& reason);
+}  // namespace bfcn::test
+
+// Skip for a missing oracle, data set, package or binary (a failure under CI=true).
+#define BFCN_SKIP(reason)                                                                          \
+  do {                                                                                             \
+    const std::string bfcn_skip_reason_ = (reason);                                                \
+    if (!::bfcn::test::record_skip(::bfcn::test::SkipKind::missing_dependency, bfcn_skip_reason_)) \
+      FAIL("CI=true: a missing dependency must not skip: " << bfcn_skip_reason_);                  \
+    WARN("skipped: " << bfcn_skip_reason_);                                                        \
+    return;                                                                                        \
+  } while (0)
+
+// Skip because this CPU lacks an ISA (allowed everywhere, listed by scripts/test.sh).
+#define BFCN_SKIP_ISA(reason)                                                          \
+  do {                                                                                 \
+    const std::string bfcn_skip_reason_ = (reason);                                    \
+    ::bfcn::test::record_skip(::bfcn::test::SkipKind::cpu_feature, bfcn_skip_reason_); \
+    WARN("skipped: " << bfcn_skip_reason_);                                            \
+    return;                                                                            \
   } while (0)
