@@ -71,29 +71,85 @@ Flags parse_flags(const std::vector<std::string>& args) {
   return f;
 }
 
-// Core cycles per second from a chain of dependent adds (1 cycle each).
-double estimate_ghz() {
+// The issue rate of a kernel's inner step on THIS core, measured: 8 independent chains of the
+// step's instructions, in step groups per nanosecond (divide by the clock for per cycle). Short
+// loops, best of 15, so a shared machine's preemptions drop out.
+constexpr int kRateIters = 200000;
+
+// Core cycles per nanosecond from short chains of dependent adds (1 cycle each), best of 15.
+double short_chain_ghz() {
   auto chain = [] {
     uint64_t x = 0;
-    for (int i = 0; i < 20000000; ++i) {
+    for (int i = 0; i < kRateIters; ++i)
       asm volatile(
           "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
           "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0"
           : "+r"(x));
-    }
     return x;
   };
-  const double s = best_seconds(chain, 3, 1);
-  return 160e6 / s / 1e9;
+  return 8.0 * kRateIters / best_seconds(chain, 15, 1) / 1e9;
 }
 
-// Bit-MACs per core cycle at 100% of the kernel's issue limit for Wm x Ak.
-double ceiling_mac_per_cycle(Isa isa, int m, int k) {
-  // avx512: AND + VPOPCNTQ + ADD per 512-bit plane pair at 2 zmm ops/cycle (research/runtime.md).
-  // avx2 LUT: AND, 2x AND-mask, shift, 2x VPSHUFB, 2x ADD per 256-bit plane pair at 4 ops/cycle.
-  // scalar: AND + POPCNT + ADD per 64 bits at 4 ALU ops/cycle.
-  const double per_pair = isa == Isa::avx512 ? 341.33 : isa == Isa::avx2 ? 128.0 : 85.3;
-  return per_pair / double(m * k);
+// avx512 ocv: VPANDD + VPOPCNTD + VPADDD on zmm (512 plane-bit MACs per group).
+__attribute__((target("avx512f,avx512vpopcntdq"))) double avx512_popcnt_groups_per_ns() {
+  auto loop = [] {
+    for (int i = 0; i < kRateIters; ++i)
+      asm volatile(
+          "vpandd %%zmm16, %%zmm17, %%zmm0\n\tvpandd %%zmm16, %%zmm18, %%zmm1\n\t"
+          "vpandd %%zmm16, %%zmm19, %%zmm2\n\tvpandd %%zmm16, %%zmm20, %%zmm3\n\t"
+          "vpandd %%zmm21, %%zmm17, %%zmm4\n\tvpandd %%zmm21, %%zmm18, %%zmm5\n\t"
+          "vpandd %%zmm21, %%zmm19, %%zmm6\n\tvpandd %%zmm21, %%zmm20, %%zmm7\n\t"
+          "vpopcntd %%zmm0, %%zmm0\n\tvpopcntd %%zmm1, %%zmm1\n\t"
+          "vpopcntd %%zmm2, %%zmm2\n\tvpopcntd %%zmm3, %%zmm3\n\t"
+          "vpopcntd %%zmm4, %%zmm4\n\tvpopcntd %%zmm5, %%zmm5\n\t"
+          "vpopcntd %%zmm6, %%zmm6\n\tvpopcntd %%zmm7, %%zmm7\n\t"
+          "vpaddd %%zmm0, %%zmm8, %%zmm8\n\tvpaddd %%zmm1, %%zmm9, %%zmm9\n\t"
+          "vpaddd %%zmm2, %%zmm10, %%zmm10\n\tvpaddd %%zmm3, %%zmm11, %%zmm11\n\t"
+          "vpaddd %%zmm4, %%zmm12, %%zmm12\n\tvpaddd %%zmm5, %%zmm13, %%zmm13\n\t"
+          "vpaddd %%zmm6, %%zmm14, %%zmm14\n\tvpaddd %%zmm7, %%zmm15, %%zmm15" ::
+              : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",
+                "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+  };
+  return 8.0 * kRateIters / best_seconds(loop, 15, 1) / 1e9;
+}
+
+// avx2 LUT kernels (nibble-split ocv/nib): VPAND + VPSHUFB + VPADDB on ymm per 128 plane-bit MACs
+// (a nibble-split word carries 32 data bits).
+__attribute__((target("avx2"))) double avx2_lut_groups_per_ns() {
+  auto loop = [] {
+    for (int i = 0; i < kRateIters; ++i)
+      asm volatile(
+          "vpand %%ymm12, %%ymm13, %%ymm0\n\tvpand %%ymm12, %%ymm14, %%ymm1\n\t"
+          "vpand %%ymm15, %%ymm13, %%ymm2\n\tvpand %%ymm15, %%ymm14, %%ymm3\n\t"
+          "vpshufb %%ymm0, %%ymm11, %%ymm0\n\tvpshufb %%ymm1, %%ymm11, %%ymm1\n\t"
+          "vpshufb %%ymm2, %%ymm11, %%ymm2\n\tvpshufb %%ymm3, %%ymm11, %%ymm3\n\t"
+          "vpaddb %%ymm0, %%ymm4, %%ymm4\n\tvpaddb %%ymm1, %%ymm5, %%ymm5\n\t"
+          "vpaddb %%ymm2, %%ymm6, %%ymm6\n\tvpaddb %%ymm3, %%ymm7, %%ymm7" ::
+              : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7");
+  };
+  return 4.0 * kRateIters / best_seconds(loop, 15, 1) / 1e9;
+}
+
+// Bit-MACs per core cycle at 100% of a kernel's measured issue rate, per (Wm x Ak) plane pair
+// count. See docs/runtime.md "Ceilings".
+struct Ceilings {
+  double avx512_per_pair = 0;  // MAC/cycle for one plane pair, VPOPCNTD kernels
+  double avx2_per_pair = 0;    // nibble-LUT kernels
+  double mac_per_cycle(const std::string& kernel, int m, int k) const {
+    const double pairs = double(m * k);
+    if (kernel.find("avx512") != std::string::npos) return avx512_per_pair / pairs;
+    if (kernel.find("avx2_popcnt") != std::string::npos || kernel.find("ref") != std::string::npos)
+      return 85.3 / pairs;  // scalar POPCNT: AND + POPCNT + ADD per 64 bits at 4 ALU ops/cycle
+    return avx2_per_pair / pairs;
+  }
+};
+
+Ceilings measure_ceilings() {
+  Ceilings c;
+  const double ghz = short_chain_ghz();
+  if (isa_supported(Isa::avx512)) c.avx512_per_pair = 512.0 * avx512_popcnt_groups_per_ns() / ghz;
+  if (isa_supported(Isa::avx2)) c.avx2_per_pair = 128.0 * avx2_lut_groups_per_ns() / ghz;
+  return c;
 }
 
 struct ConvKey {
@@ -220,9 +276,16 @@ int bench_runtime(const std::vector<std::string>& args) {
   const Flags f = parse_flags(args);
   const Isa isa = active_isa();
   const BgemmVariant& variant = bgemm_active();
-  const double ghz = estimate_ghz();
-  std::printf("bench runtime: isa %s, kernel %s, cpu [%s], ~%.2f GHz core clock, input %dx%d\n",
-              isa_name(isa), variant.name, cpu_features_string().c_str(), ghz, f.h, f.w);
+  const double ghz = short_chain_ghz();
+  const Ceilings ceil = measure_ceilings();
+  std::printf(
+      "bench runtime: isa %s, default kernel %s (bit layers: bgemm_for_shape), cpu [%s], "
+      "~%.2f GHz core clock, input %dx%d\n",
+      isa_name(isa), variant.name, cpu_features_string().c_str(), ghz, f.h, f.w);
+  std::printf(
+      "ceilings measured on this core, MAC/cycle per plane pair (W1A1; W1A2 = half): "
+      "zmm AND+VPOPCNTD+ADD %.1f, ymm nibble-LUT AND+VPSHUFB+ADD %.1f\n",
+      ceil.avx512_per_pair, ceil.avx2_per_pair);
 
   std::vector<std::pair<int, int>> configs;
   if (f.wbits > 0 || f.abits > 0)
@@ -288,8 +351,8 @@ int bench_runtime(const std::vector<std::string>& args) {
       const auto& hl = model.header()["layers"];
       printf("\nW%dA%d, %d thread(s): whole network %.2f ms, our FP32 path %.2f ms (%.2fx)\n", wb,
              ab, threads, total, total_fp32, total_fp32 / total);
-      printf("%-24s %-9s %8s %7s %8s %6s %9s %9s %6s %6s\n", "layer", "type", "ms", "GMAC",
-             "GMAC/s", "ceil%", "dnnl_f32", "dnnl_i8", "x_f32", "x_i8");
+      printf("%-24s %-9s %8s %7s %8s %6s %9s %9s %6s %6s %s\n", "layer", "type", "ms", "GMAC",
+             "GMAC/s", "ceil%", "dnnl_f32", "dnnl_i8", "x_f32", "x_i8", "kernel");
       for (size_t i = 0; i < hl.size() && i < prof.size(); ++i) {
         const auto& L = hl[i];
         const auto in_hw = hw[L["inputs"][0].get<std::string>()];
@@ -315,17 +378,20 @@ int bench_runtime(const std::vector<std::string>& args) {
           double ceil_frac = 0;
           if (L["type"] == "bitconv") {
             const double ceiling =
-                ceiling_mac_per_cycle(isa, L["w_bits"], L["a_bits"]) * ghz * 1e9 * threads;
+                ceil.mac_per_cycle(prof[i].kernel, L["w_bits"], L["a_bits"]) * ghz * 1e9 * threads;
+            row["kernel"] = prof[i].kernel;
             ceil_frac = double(prof[i].macs) / (prof[i].ms / 1e3) / ceiling;
             row["ceiling_fraction"] = ceil_frac;
             bit_ms += prof[i].ms;
             bit_fp32_ms += peer.first;
             bit_int8_ms += peer.second;
           }
-          printf("%-24s %-9s %8.2f %7.3f %8.1f %6.1f %9.2f %9.2f %6.2f %6.2f\n",
+          const std::string kname =
+              prof[i].kernel.rfind("bgemm__", 0) == 0 ? prof[i].kernel.substr(7) : prof[i].kernel;
+          printf("%-24s %-9s %8.2f %7.3f %8.1f %6.1f %9.2f %9.2f %6.2f %6.2f %s\n",
                  prof[i].name.c_str(), prof[i].type.c_str(), prof[i].ms, gmac,
                  gmac / (prof[i].ms / 1e3), 100 * ceil_frac, peer.first, peer.second,
-                 peer.first / prof[i].ms, peer.second / prof[i].ms);
+                 peer.first / prof[i].ms, peer.second / prof[i].ms, kname.c_str());
         } else {
           if (L["type"] == "maxpool") {
             const int k = L["kernel"], s = L["stride"], p = L["pad"];
