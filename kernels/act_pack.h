@@ -17,6 +17,9 @@ void maxpool_pack_q(const uint8_t* q, int h, int w, int c, int k, int s, int p, 
 // packed [pixels][bits][cw(c)] -> out [pixels][c] = q / (2^bits - 1) (the training quantizer's
 // level values).
 void unpack_dequant_act(const uint64_t* packed, int64_t pixels, int c, int bits, float* out);
+// The same, single-threaded (one output row inside a conv), AVX-512; bit-identical.
+void unpack_dequant_act__avx512(const uint64_t* packed, int64_t pixels, int c, int bits,
+                                float* out);
 
 // Per position i < n: the first channel with the largest x[ch*stride + i] (c <= 256), i.e.
 // std::max_element over channels (a NaN never replaces the running best) -> out[i].

@@ -395,8 +395,10 @@ void bitconv_forward(const BitConvShape& s, const uint64_t* in, const uint64_t* 
     const float* residual = e.residual ? e.residual + row * oc : nullptr;  // [OW][OC] of this row
     if (e.residual_packed) {
       res_row.resize(size_t(ow) * oc);
-      unpack_dequant_act(e.residual_packed + row * e.residual_bits * cwo, ow, oc, e.residual_bits,
-                         res_row.data());
+      static const auto unpack =
+          active_isa() >= Isa::avx512 ? unpack_dequant_act__avx512 : unpack_dequant_act;
+      unpack(e.residual_packed + row * e.residual_bits * cwo, ow, oc, e.residual_bits,
+             res_row.data());
       residual = res_row.data();
     }
     for (int ox = 0; ox < ow; ++ox) {

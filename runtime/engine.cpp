@@ -621,7 +621,9 @@ void Model::run(const float* image, int h, int w, std::vector<float>* logits,
             e.residual = r.f.data();
           }
         }
-        if (L.out_bits > 0 && !L.relu) {  // fused re-quantization: no float output tensor
+        // Fused re-quantization: no float output tensor. A ReLU before the quantizer changes
+        // nothing (the quantizer clips at 0, NaN -> 0 both ways), so ReLU layers fuse too.
+        if (L.out_bits > 0) {
           y.bits = L.out_bits;
           y.p.assign(size_t(y.h) * y.w * L.out_bits * bit_words(y.c), 0);
           e.out_packed = y.p.data();

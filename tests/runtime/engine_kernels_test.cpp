@@ -294,7 +294,27 @@ TEST_CASE("unpack + dequantize matches unpack_act_q and the level values", "[run
       bool same = true;
       for (size_t i = 0; i < q.size(); ++i) same = same && got[i] == float(q[i]) / n;
       CHECK(same);
+      if (isa_supported(Isa::avx512)) {  // bit-identical floats, no write past c per pixel
+        std::vector<float> got512(q.size() + 16, -1.0f);
+        unpack_dequant_act__avx512(packed.data(), pix, c, bits, got512.data());
+        CHECK(std::equal(got.begin(), got.end(), got512.begin()));
+        CHECK(got512[q.size()] == -1.0f);
+      }
     }
+  for (int bits : {5, 8}) {  // wider codes fall back to the scalar unpack
+    const int c = 70;
+    std::vector<uint8_t> q(size_t(5) * c);
+    for (uint8_t& v : q) v = uint8_t(gen() % (1u << bits));
+    std::vector<uint64_t> packed(size_t(5) * bits * bit_words(c));
+    pack_act_q(q.data(), 5, c, bits, packed.data());
+    std::vector<float> a(q.size()), b(q.size());
+    unpack_dequant_act(packed.data(), 5, c, bits, a.data());
+    if (isa_supported(Isa::avx512))
+      unpack_dequant_act__avx512(packed.data(), 5, c, bits, b.data());
+    else
+      b = a;
+    CHECK(a == b);
+  }
 }
 
 TEST_CASE("channel argmax picks the first maximum, ignores NaN after the first",
