@@ -1,55 +1,267 @@
 #!/usr/bin/env bash
-# The main job: build, then run the end-to-end demo on generated default data:
-# fashion-seg (Fashion-MNIST items composed into 128 px scenes) → train FP32 FCN-8s/ResNet-18, then
-# fine-tune W1A2 from it (and W2A2 with DEMO_W2A2=1; the BFCN recipe) from the shipped configs →
-# evaluate → export + bit-conv inference. About 20 min on 2 quiet cores.
-# An interrupted demo continues where it stopped (training resumes from runs/<name>/last.h5).
+# The main job: from a fresh clone to a trained, measured, deployed BFCN and its report.
+#   install deps → build `bfcn` → generate fashion-seg (Fashion-MNIST items in 128 px scenes, VOC
+#   layout) → train FCN-8s/ResNet-18 FP32, fine-tune W2A2 and W1A2 from it (the BFCN recipe, the
+#   shipped configs with shorter schedules) → evaluate → export .bfcn → time the bit-conv runtime
+#   (bfcn bench runtime) → segment val images with it (bfcn infer) → runs/demo/report.md + PNGs.
+# About 25 min on 2 cores from a fresh machine; prints its estimate first and one line per stage.
+#
+# usage: scripts/demo.sh [--quick] [--fresh]
+#   --quick   a reduced run (a few dozen iterations) for a first look in ~3 min once built; its
+#             report (runs/demo-quick/report.md) says so
+#   --fresh   start over: delete this mode's runs, report and data first
+# A re-run skips the stages already done (an interrupted training resumes from its last.h5).
+# Environment (tests and other locations):
+#   BFCN=path/to/bfcn   use this binary: no install, no build
+#   DEMO_OUT=DIR        report folder (default runs/demo, runs/demo-quick with --quick)
+#   DEMO_RUNS=DIR       training folders DIR/fashion_seg_<variant> (default runs, runs/quick)
+#   DEMO_DATA=DIR       generated data (default data/fashion-seg)
+#   DEMO_TINY=1         tiny data and schedules (the CI test of this script)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j "$(nproc)" --target bfcn  # only what the demo runs (bfcn pulls bfcn-bench)
-build/bfcn --version
 
-BFCN=build/bfcn
-DATA=data/fashion-seg
-if [ ! -f "$DATA/dataset.json" ]; then
-  echo "== generating $DATA"
-  "$BFCN" data make fashion-seg --out "$DATA"
+QUICK=0
+FRESH=0
+for a in "$@"; do
+  case "$a" in
+    --quick) QUICK=1 ;;
+    --fresh) FRESH=1 ;;
+    -h | --help)
+      sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+      exit 0
+      ;;
+    *)
+      echo "demo.sh: unknown flag '$a' (flags: --quick, --fresh, --help)" >&2
+      exit 1
+      ;;
+  esac
+done
+
+# ---- schedules -----------------------------------------------------------------------------
+# Full: sized so install + build + all stages fit 25 min on 2 cores (docs/demo.md has the
+# measured stage times). FP32 from ImageNet-free init, then W2A2 and W1A2 fine-tunes.
+VARIANTS="fp32 w2a2 w1a2"
+declare -A ITERS=([fp32]=700 [w2a2]=400 [w1a2]=400)
+EVAL_EVERY=100
+BATCH=8
+SIZES="128 512"
+BENCH_REPS=3
+DATA_ARGS=()
+RUNS=${DEMO_RUNS:-runs}
+OUT=${DEMO_OUT:-runs/demo}
+MODE="full"
+if [ "$QUICK" = 1 ]; then
+  ITERS=([fp32]=60 [w2a2]=30 [w1a2]=30)
+  EVAL_EVERY=0  # validate once, at the end
+  BENCH_REPS=1
+  RUNS=${DEMO_RUNS:-runs/quick}
+  OUT=${DEMO_OUT:-runs/demo-quick}
+  MODE="quick"
 fi
+if [ "${DEMO_TINY:-0}" = 1 ]; then
+  ITERS=([fp32]=6 [w2a2]=3 [w1a2]=3)
+  EVAL_EVERY=0
+  BATCH=4
+  SIZES="64 96"
+  BENCH_REPS=1
+  DATA_ARGS=(--train 24 --val 8 --size 64)
+  MODE="tiny"
+fi
+DATA=${DEMO_DATA:-data/fashion-seg}
+THREADS=${DEMO_THREADS:-$(nproc)}
 
-train_run() {  # train_run <variant>: trains configs/fashion_seg_fcn8s_r18_<variant>.json
-  local cfg="configs/fashion_seg_fcn8s_r18_$1.json" out="runs/fashion_seg_$1"
-  echo "== training $cfg → $out"
-  if [ -f "$out/last.h5" ]; then
-    "$BFCN" train --resume "$out"
-  else
-    "$BFCN" train --config "$cfg" --out "$out"
+if [ "$FRESH" = 1 ]; then
+  echo "demo: --fresh: removing $OUT, $DATA and $RUNS/fashion_seg_{fp32,w2a2,w1a2}"
+  rm -rf "$OUT" "$DATA"
+  for v in $VARIANTS; do rm -rf "${RUNS:?}/fashion_seg_$v"; done
+fi
+mkdir -p "$OUT/.done" "$OUT/logs"
+
+# ---- estimate ------------------------------------------------------------------------------
+# Throughput on 2 quiet cores of this project's reference machine (docs/demo.md): training at
+# 128 px, FP32 ~25 img/s, fake-quantized ~20 img/s; validation ~60 img/s; scales with the cores.
+cores=$(nproc)
+est() { # est <stage>: seconds
+  local speed=$((cores < 2 ? 1 : cores / 2)) n_val=200 img=128
+  [ "$MODE" = tiny ] && n_val=8 && img=64
+  case "$1" in
+    install) echo 180 ;;
+    build) [ -x build/bfcn ] && echo 60 || echo 480 ;;
+    data) echo 10 ;;
+    train_*)
+      local v=${1#train_} it rate evals
+      it=${ITERS[$v]}
+      rate=$([ "$v" = fp32 ] && echo 25 || echo 20)
+      evals=$([ "$EVAL_EVERY" -gt 0 ] && echo $((it / EVAL_EVERY + 1)) || echo 1)
+      echo $(((it * BATCH * img * img / (128 * 128) / rate + evals * n_val / 60) / speed + 5)) ;;
+    eval) echo $((3 * n_val / 60 + 15)) ;;
+    export) echo 10 ;;
+    bench) [ "$MODE" = full ] && echo 90 || echo 40 ;;
+    infer) echo 5 ;;
+    report) echo 10 ;;
+  esac
+}
+STAGES="data train_fp32 train_w2a2 train_w1a2 eval export bench infer report"
+[ -z "${BFCN:-}" ] && STAGES="install build $STAGES"
+total=0
+for s in $STAGES; do [ -f "$OUT/.done/$s" ] || total=$((total + $(est "$s"))); done
+n_stages=$(echo $STAGES | wc -w)
+echo "demo ($MODE): FP32 ${ITERS[fp32]} it, W2A2 ${ITERS[w2a2]} it, W1A2 ${ITERS[w1a2]} it" \
+  "(batch $BATCH) on $cores core(s) → $OUT/report.md"
+echo "demo: estimated time $((total / 60)) min $((total % 60)) s for the stages still to run" \
+  "(logs in $OUT/logs/)"
+
+# ---- stage runner --------------------------------------------------------------------------
+# stage <name> <command...>: skipped when $OUT/.done/<name> exists (it holds the seconds it took);
+# otherwise runs the command with its output in $OUT/logs/<name>.log and shows a progress bar on
+# a terminal (training: iterations done; other stages: time against the estimate).
+i_stage=0
+bar() { # bar <fraction 0-1000>
+  local n=$(($1 * 24 / 1000)) s=""
+  for ((k = 0; k < 24; k++)); do [ $k -lt $n ] && s+="#" || s+="."; done
+  printf '%s' "$s"
+}
+stage() {
+  local name=$1
+  shift
+  i_stage=$((i_stage + 1))
+  local head
+  head=$(printf '[%d/%d] %-11s' "$i_stage" "$n_stages" "$name")
+  if [ -f "$OUT/.done/$name" ]; then
+    echo "$head done in an earlier run ($(cat "$OUT/.done/$name") s), skipped"
+    return 0
   fi
+  local log="$OUT/logs/$name.log" t0 e
+  e=$(est "$name")
+  t0=$(date +%s)
+  "$@" >"$log" 2>&1 &
+  local pid=$!
+  if [ -t 1 ]; then
+    while kill -0 "$pid" 2>/dev/null; do
+      local now frac itline
+      now=$(($(date +%s) - t0))
+      frac=$((now * 1000 / (e > 0 ? e : 1)))
+      itline=$(grep -o 'it [0-9]*/[0-9]*' "$log" 2>/dev/null | tail -n 1 || true)
+      if [ -n "$itline" ]; then
+        local a=${itline#it } b
+        b=${a#*/}
+        a=${a%/*}
+        frac=$((a * 1000 / (b > 0 ? b : 1)))
+      fi
+      [ $frac -gt 990 ] && frac=990
+      printf '\r%s [%s] %3d s / ~%d s %s ' "$head" "$(bar $frac)" "$now" "$e" "$itline"
+      sleep 1
+    done
+    printf '\r\033[K'
+  fi
+  if ! wait "$pid"; then
+    echo "$head FAILED after $(($(date +%s) - t0)) s; last lines of $log:"
+    tail -n 25 "$log"
+    exit 1
+  fi
+  local took=$(($(date +%s) - t0))
+  echo "$took" >"$OUT/.done/$name"
+  echo "$head [$(bar 1000)] $took s (estimated ~$e s)"
 }
 
-# The quantized configs start from runs/fashion_seg_fp32/best.h5 (their init_from).
-variants="fp32 w1a2"
-if [ "${DEMO_W2A2:-0}" = "1" ]; then variants="fp32 w1a2 w2a2"; fi
-for v in $variants; do
-  train_run "$v"
-  echo "== evaluating runs/fashion_seg_$v/best.h5"
-  "$BFCN" eval --checkpoint "runs/fashion_seg_$v/best.h5" --json "runs/fashion_seg_$v/eval.json"
-done
-
-RUN=runs/fashion_seg_w1a2
-if "$BFCN" --help 2>&1 | grep -q "export" && "$BFCN" --help 2>&1 | grep -q "infer"; then
-  echo "== export + bit-conv inference"
-  "$BFCN" export --checkpoint "$RUN/best.h5" --out "$RUN/model.bfcn"
-  mkdir -p "$RUN/samples" "$RUN/pred"
-  head -n 8 "$DATA/ImageSets/Segmentation/val.txt" | while read -r id; do
-    cp "$DATA/JPEGImages/$id.jpg" "$RUN/samples/"
-  done
-  "$BFCN" infer --model "$RUN/model.bfcn" --input "$RUN/samples" --out "$RUN/pred" --color \
-    --threads 2 | tail -n 3
+# ---- stages --------------------------------------------------------------------------------
+do_build() {
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
+  # Only what the demo runs: bfcn (which pulls bfcn-bench when oneDNN is there), no tests.
+  cmake --build build -j "$cores" --target bfcn
+}
+if [ -z "${BFCN:-}" ]; then
+  stage install scripts/deps.sh
+  stage build do_build
+  BFCN=build/bfcn
 fi
+"$BFCN" --version | sed -n '1p;5p'
 
-for v in $variants; do
-  miou=$(sed -n 's/.*"miou": *\([0-9.eE+-]*\).*/\1/p' "runs/fashion_seg_$v/eval.json" | head -n 1)
-  echo "final val mIoU ($v): $miou   (curves: runs/fashion_seg_$v/curves.png)"
+stage data "$BFCN" data make fashion-seg --out "$DATA" "${DATA_ARGS[@]}"
+
+train_one() { # train_one <variant>
+  local v=$1 cfg="configs/fashion_seg_fcn8s_r18_$1.json" out="$RUNS/fashion_seg_$1"
+  if [ -f "$out/last.h5" ]; then
+    "$BFCN" train --resume "$out" --json "$out/train.json"
+    return
+  fi
+  local it=${ITERS[$v]} every=$EVAL_EVERY
+  [ "$every" -gt 0 ] || every=$it
+  local args=(--config "$cfg" --out "$out" --json "$out/train.json"
+    --set "data.root=$DATA" --set "train.iterations=$it" --set "train.batch=$BATCH"
+    --set "train.eval_interval=$every" --set "train.checkpoint_interval=$every"
+    --set "train.log_interval=$(((it + 9) / 10))" --set "train.threads=$THREADS")
+  # The config's init_from names runs/fashion_seg_<v>/best.h5; follow it into $RUNS.
+  local init
+  init=$(sed -n 's/.*"init_from": *"\([^"]*\)".*/\1/p' "$cfg" | head -n 1)
+  [ -n "$init" ] && args+=(--init-from "$RUNS/${init#runs/}")
+  "$BFCN" train "${args[@]}"
+}
+for v in $VARIANTS; do stage "train_$v" train_one "$v"; done
+
+eval_all() {
+  for v in $VARIANTS; do
+    "$BFCN" eval --checkpoint "$RUNS/fashion_seg_$v/best.h5" --data-root "$DATA" \
+      --threads "$THREADS" --json "$OUT/eval_$v.json"
+  done
+}
+stage eval eval_all
+
+QVARIANTS="w2a2 w1a2"  # exported and run on the bit-conv runtime (it needs quantized activations)
+export_all() {
+  for v in $QVARIANTS; do
+    "$BFCN" export --checkpoint "$RUNS/fashion_seg_$v/best.h5" --out "$RUNS/fashion_seg_$v/model.bfcn"
+  done
+}
+stage export export_all
+
+# Runtime timings: bit-conv runtime, our FP32 path (the same graph with float convs, the FP32
+# row) and oneDNN per quantized model and input size. Without
+# bfcn-bench (no oneDNN) `bfcn report` times our two paths itself and marks oneDNN n/a.
+bench_all() {
+  if ! "$BFCN" bench --help >/dev/null 2>&1; then
+    echo "bfcn-bench not built: bfcn report times the models itself (oneDNN n/a)"
+    rm -f "$OUT"/bench_*.json
+    return 0
+  fi
+  for v in $QVARIANTS; do
+    for s in $SIZES; do
+      "$BFCN" bench runtime --model "$RUNS/fashion_seg_$v/model.bfcn" --input "${s}x${s}" \
+        --threads "$THREADS" --reps "$BENCH_REPS" --json "$OUT/bench_${v}_$s.json"
+    done
+  done
+}
+stage bench bench_all
+
+# Six val images through the deployed models (the report's panel); FP32 from its checkpoint.
+infer_all() {
+  rm -rf "$OUT/samples"
+  mkdir -p "$OUT/samples"
+  head -n 6 "$DATA/ImageSets/Segmentation/val.txt" | while read -r id; do
+    cp "$DATA/JPEGImages/$id.jpg" "$OUT/samples/"
+  done
+  "$BFCN" eval --checkpoint "$RUNS/fashion_seg_fp32/best.h5" --data-root "$DATA" --max-images 6 \
+    --threads "$THREADS" --save-pred "$OUT/pred_fp32"
+  for v in $QVARIANTS; do
+    "$BFCN" infer --model "$RUNS/fashion_seg_$v/model.bfcn" --input "$OUT/samples" \
+      --out "$OUT/pred_$v" --color --threads "$THREADS"
+  done
+}
+stage infer infer_all
+
+# Wall time of every stage so far (the report's table), then the report itself.
+: >"$OUT/stages.tsv"
+for s in $STAGES; do
+  [ "$s" = report ] && continue
+  [ -f "$OUT/.done/$s" ] && printf '%s\t%s\t%s\n' "$s" "$(cat "$OUT/.done/$s")" "" >>"$OUT/stages.tsv"
 done
+report_args=(--dir "$OUT" --data "$DATA" --sizes "${SIZES// /,}" --threads "$THREADS"
+  --run "FP32=$RUNS/fashion_seg_fp32" --run "W2A2=$RUNS/fashion_seg_w2a2"
+  --run "W1A2=$RUNS/fashion_seg_w1a2"
+  --note "Schedules: FP32 ${ITERS[fp32]}, W2A2 ${ITERS[w2a2]}, W1A2 ${ITERS[w1a2]} iterations of batch $BATCH.")
+[ "$MODE" != full ] && report_args+=(--quick)
+rm -f "$OUT/.done/report"  # always rebuilt: it is cheap and shows the latest stage times
+stage report "$BFCN" report "${report_args[@]}"
+echo
+sed -n '/^## Accuracy/,/^mIoU and pixel/p' "$OUT/report.md" | sed '$d'
+echo "demo: report in $OUT/report.md (curves.png, panel.png beside it)"

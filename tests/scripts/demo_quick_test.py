@@ -138,7 +138,8 @@ def main():
                 fail("second run did not skip stage " + s)
         print("PASS: demo --quick report with 3 rows, per-class IoU, curves and panel")
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if os.environ.get("DEMO_TEST_KEEP") != "1":
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
