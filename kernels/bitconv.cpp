@@ -32,7 +32,7 @@ std::span<const BgemmVariant> bgemm_variants() {
       {Isa::avx2, "bgemm__avx2_ocv", bgemm__avx2_ocv, requant_pack__avx2, true,
        prep_weights__avx2_ocv, kOcvPixelTile},
       {Isa::avx512, "bgemm__avx512", bgemm__avx512, requant_pack__avx2},
-      {Isa::avx512, "bgemm__avx512_ocv", bgemm__avx512_ocv, requant_pack__avx2, false,
+      {Isa::avx512, "bgemm__avx512_ocv", bgemm__avx512_ocv, requant_pack__avx512, false,
        prep_weights__avx512_ocv, kOcv512PixelTile},
   };
   return kVariants;

@@ -62,6 +62,8 @@ void requant_pack__ref(const int32_t*, int, int32_t, const float*, const float*,
                        uint64_t*);
 void requant_pack__avx2(const int32_t*, int, int32_t, const float*, const float*, const float*, int,
                         uint64_t*);
+void requant_pack__avx512(const int32_t*, int, int32_t, const float*, const float*, const float*,
+                          int, uint64_t*);
 
 void bgemm__ref(const uint64_t*, int, const uint64_t*, int, int, int, int, int32_t*, int);
 void bgemm__avx2_popcnt(const uint64_t*, int, const uint64_t*, int, int, int, int, int32_t*, int);

@@ -146,6 +146,42 @@ void prep_weights__avx512_ocv(const uint64_t* w, int noc, int m_bits, int k_bits
   }
 }
 
+// The packed epilogue (RequantFn) 16 channels per step: the float operations of
+// requant_pack__ref in its order (an asm barrier keeps the multiply and add from contracting into
+// an FMA), each bit plane's 16 bits taken as a test mask. Zero-masked forms throughout (GCC 12
+// warns on the undefined pass-through of the plain ones).
+void requant_pack__avx512(const int32_t* p, int n, int32_t corr, const float* mul, const float* add,
+                          const float* res, int bits, uint64_t* out) {
+  const int cw = (n + 63) / 64;
+  const __m512i vcorr = _mm512_set1_epi32(corr);
+  const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
+  const __m512 levels = _mm512_set1_ps(float((1 << bits) - 1));
+  const __mmask16 all = 0xffff;
+  for (int wi = 0; wi < cw; ++wi) {
+    uint64_t planes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const int m = std::min(64, n - wi * 64);
+    for (int j = 0; j < m; j += 16) {
+      const int o = wi * 64 + j;
+      const __mmask16 k = m - j >= 16 ? all : __mmask16((1u << (m - j)) - 1);
+      const __m512i pv = _mm512_maskz_loadu_epi32(k, p + o);
+      const __m512i iv = _mm512_sub_epi32(_mm512_add_epi32(pv, pv), vcorr);
+      __m512 v =
+          _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(all, iv), _mm512_maskz_loadu_ps(k, mul + o));
+      asm("" : "+v"(v));
+      v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, add + o));
+      if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, res + o));
+      v = _mm512_mul_ps(_mm512_maskz_min_ps(all, _mm512_maskz_max_ps(all, v, zero), one),
+                        levels);  // NaN -> 0
+      asm("" : "+v"(v));
+      const __m512i qi = _mm512_maskz_cvtps_epi32(
+          all, _mm512_maskz_roundscale_ps(all, v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+      for (int b = 0; b < bits; ++b)
+        planes[b] |= uint64_t(_mm512_mask_test_epi32_mask(k, qi, _mm512_set1_epi32(1 << b))) << j;
+    }
+    for (int b = 0; b < bits; ++b) out[b * cw + wi] = planes[b];
+  }
+}
+
 void bgemm__avx512_ocv(const uint64_t* a, int npix, const uint64_t* w, int noc, int k_bits,
                        int m_bits, int lp, int32_t* out, int ldo) {
   switch (m_bits * 16 + k_bits) {
