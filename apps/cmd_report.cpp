@@ -47,6 +47,7 @@ struct Timing {
   double onednn_ms = kNaN;  // convs on oneDNN fp32 + our other layers (NaN: no bfcn-bench)
   std::string source;       // "bfcn bench runtime" or "bfcn report timer"
   int threads = 0;
+  std::map<std::string, int> kernels;  // bit layers per kernel variant (bench files only)
 };
 
 struct Row {
@@ -99,6 +100,8 @@ Timing timing_from_bench(const fs::path& file) {
   for (const auto& L : r.at("layers")) {
     const std::string type = L.value("type", "");
     has_bitconv |= type == "bitconv";
+    if (type == "bitconv" && L.contains("kernel") && L["kernel"].is_string())
+      ++t.kernels[L["kernel"].get<std::string>()];
     // Convolutions as oneDNN fp32 runs them (same shape, same process), everything else ours.
     onednn += L.contains("peer_onednn_fp32_ms") ? L["peer_onednn_fp32_ms"].get<double>()
                                                 : L.value("ms", 0.0);
@@ -568,8 +571,16 @@ int run_report(const std::vector<std::string>& argv) {
 
   md << "\n## Machine\n\n| | |\n|---|---|\n| CPU | " << cpu_model() << " |\n| ISA features | "
      << bfcn::cpu_features_string() << " |\n| kernels | " << bfcn::isa_name(bfcn::active_isa())
-     << ", bit-conv kernel `" << bfcn::bgemm_active().name << "` |\n| threads | " << t0.threads
-     << " (runtime timing) |\n| load average at report time | " << load_average() << " |\n";
+     << ", default bit-conv kernel `" << bfcn::bgemm_active().name << "` |\n";
+  for (const Row& r : rows)
+    for (const auto& [side, t] : r.timing)
+      if (r.w_bits < 32 && !t.kernels.empty()) {
+        md << "| " << r.label << " bit layers at " << side << "² |";
+        for (const auto& [name, n] : t.kernels) md << " " << n << "× `" << name << "`";
+        md << " |\n";
+      }
+  md << "| threads | " << t0.threads << " (runtime timing) |\n| load average at report time | "
+     << load_average() << " |\n";
   json jstages = json::array();
   if (!stages.empty()) {
     md << "\n## Wall time per stage\n\n| stage | wall time | |\n|---|---|---|\n";
