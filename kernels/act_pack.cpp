@@ -13,6 +13,8 @@ namespace bfcn {
 
 void maxpool_pack_q(const uint8_t* q, int h, int w, int c, int k, int s, int p, int bits,
                     uint64_t* out, int oh, int ow) {
+  if (active_isa() >= Isa::avx512 && bits <= 8)
+    return maxpool_pack_q__avx512(q, h, w, c, k, s, p, bits, out, oh, ow);
   const int cw = bit_words(c);
 #pragma omp parallel if (int64_t(oh) * ow * c > 65536)
   {

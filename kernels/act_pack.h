@@ -13,6 +13,9 @@ namespace bfcn {
 // 2p <= k so every window has a tap) -> out packed [oh][ow][bits][cw(c)].
 void maxpool_pack_q(const uint8_t* q, int h, int w, int c, int k, int s, int p, int bits,
                     uint64_t* out, int oh, int ow);
+// The AVX-512 body maxpool_pack_q runs when active_isa() is avx512 (bits <= 8).
+void maxpool_pack_q__avx512(const uint8_t* q, int h, int w, int c, int k, int s, int p, int bits,
+                            uint64_t* out, int oh, int ow);
 
 // packed [pixels][bits][cw(c)] -> out [pixels][c] = q / (2^bits - 1) (the training quantizer's
 // level values).
