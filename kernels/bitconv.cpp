@@ -82,24 +82,24 @@ const BgemmVariant& bgemm_for_shape(const BitConvShape& s) {
   for (uint64_t& x : in) x = gen();
   for (uint64_t& x : w) x = gen();  // (speed does not depend on the bits; results are dropped)
   std::vector<int32_t> out(size_t(std::max(1, c.out_h())) * c.out_w() * c.out_c);
-  const BgemmVariant* best = nullptr;
-  double best_s = 0;
-  for (const BgemmVariant& v : bgemm_variants()) {
-    if (v.isa == Isa::ref || int(v.isa) > int(isa) || !isa_supported(v.isa)) continue;
-    double t = 1e30;
-    for (int rep = 0; rep < 4; ++rep) {  // best of 3 after a warm-up
+  std::vector<const BgemmVariant*> cands;
+  for (const BgemmVariant& v : bgemm_variants())
+    if (v.isa != Isa::ref && int(v.isa) <= int(isa) && isa_supported(v.isa)) cands.push_back(&v);
+  // Rounds over all candidates (a warm-up round, then the best of 4 each): on a shared machine a
+  // burst of load then hits every candidate alike instead of one candidate's whole timing.
+  std::vector<double> t(cands.size(), 1e30);
+  for (int round = 0; round < 5; ++round)
+    for (size_t i = 0; i < cands.size(); ++i) {
       const auto t0 = std::chrono::steady_clock::now();
-      bitconv_int32(c, in.data(), w.data(), out.data(), v);
+      bitconv_int32(c, in.data(), w.data(), out.data(), *cands[i]);
       const double dt =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      if (rep > 0) t = std::min(t, dt);
+      if (round > 0) t[i] = std::min(t[i], dt);
     }
-    if (!best || t < best_s) {
-      best = &v;
-      best_s = t;
-    }
-  }
-  if (!best) best = &bgemm_variants()[0];
+  size_t bi = 0;
+  for (size_t i = 1; i < cands.size(); ++i)
+    if (t[i] < t[bi]) bi = i;
+  const BgemmVariant* best = cands.empty() ? &bgemm_variants()[0] : cands[bi];
   chosen[key] = best;
   return *best;
 }
