@@ -113,14 +113,35 @@ echo "demo: estimated time $((total / 60)) min $((total % 60)) s for the stages 
 
 # ---- stage runner --------------------------------------------------------------------------
 # stage <name> <command...>: skipped when $OUT/.done/<name> exists (it holds the seconds it took);
-# otherwise runs the command with its output in $OUT/logs/<name>.log and shows a progress bar on
-# a terminal (training: iterations done; other stages: time against the estimate).
+# otherwise runs the command (in the foreground, so Ctrl-C reaches it) with its output in
+# $OUT/logs/<name>.log, while a background watcher draws a progress bar on a terminal (training:
+# iterations done; other stages: time against the estimate).
 i_stage=0
 bar() { # bar <fraction 0-1000>
   local n=$(($1 * 24 / 1000)) s=""
   for ((k = 0; k < 24; k++)); do [ $k -lt $n ] && s+="#" || s+="."; done
   printf '%s' "$s"
 }
+watch_progress() { # watch_progress <head> <log> <estimate>: the progress bar line, every second
+  local head=$1 log=$2 e=$3 t0
+  t0=$(date +%s)
+  while sleep 1; do
+    local now frac itline
+    now=$(($(date +%s) - t0))
+    frac=$((now * 1000 / (e > 0 ? e : 1)))
+    itline=$(grep -o 'it [0-9]*/[0-9]*' "$log" 2>/dev/null | tail -n 1 || true)
+    if [ -n "$itline" ]; then
+      local a=${itline#it } b
+      b=${a#*/}
+      a=${a%/*}
+      frac=$((a * 1000 / (b > 0 ? b : 1)))
+    fi
+    [ $frac -gt 990 ] && frac=990
+    printf '\r%s [%s] %3d s / ~%d s %s ' "$head" "$(bar $frac)" "$now" "$e" "$itline"
+  done
+}
+INTERRUPTED=0
+trap 'INTERRUPTED=1' INT  # Ctrl-C: the running command stops (training writes a checkpoint)
 stage() {
   local name=$1
   shift
@@ -131,30 +152,30 @@ stage() {
     echo "$head done in an earlier run ($(cat "$OUT/.done/$name") s), skipped"
     return 0
   fi
-  local log="$OUT/logs/$name.log" t0 e
+  local log="$OUT/logs/$name.log" t0 e rc watcher=""
   e=$(est "$name")
   t0=$(date +%s)
-  "$@" >"$log" 2>&1 &
-  local pid=$!
   if [ -t 1 ]; then
-    while kill -0 "$pid" 2>/dev/null; do
-      local now frac itline
-      now=$(($(date +%s) - t0))
-      frac=$((now * 1000 / (e > 0 ? e : 1)))
-      itline=$(grep -o 'it [0-9]*/[0-9]*' "$log" 2>/dev/null | tail -n 1 || true)
-      if [ -n "$itline" ]; then
-        local a=${itline#it } b
-        b=${a#*/}
-        a=${a%/*}
-        frac=$((a * 1000 / (b > 0 ? b : 1)))
-      fi
-      [ $frac -gt 990 ] && frac=990
-      printf '\r%s [%s] %3d s / ~%d s %s ' "$head" "$(bar $frac)" "$now" "$e" "$itline"
-      sleep 1
-    done
+    watch_progress "$head" "$log" "$e" &
+    watcher=$!
+  fi
+  set +e
+  (
+    set -e
+    "$@"
+  ) >"$log" 2>&1
+  rc=$?
+  set -e
+  if [ -n "$watcher" ]; then
+    kill "$watcher" 2>/dev/null || true
+    wait "$watcher" 2>/dev/null || true
     printf '\r\033[K'
   fi
-  if ! wait "$pid"; then
+  if [ "$INTERRUPTED" = 1 ]; then
+    echo "$head interrupted after $(($(date +%s) - t0)) s; run the same command again to continue"
+    exit 130
+  fi
+  if [ $rc -ne 0 ]; then
     echo "$head FAILED after $(($(date +%s) - t0)) s; last lines of $log:"
     tail -n 25 "$log"
     exit 1
@@ -183,6 +204,7 @@ train_one() { # train_one <variant>
   local v=$1 cfg="configs/fashion_seg_fcn8s_r18_$1.json" out="$RUNS/fashion_seg_$1"
   if [ -f "$out/last.h5" ]; then
     "$BFCN" train --resume "$out" --json "$out/train.json"
+    finished "$out"
     return
   fi
   local it=${ITERS[$v]} every=$EVAL_EVERY
@@ -196,6 +218,10 @@ train_one() { # train_one <variant>
   init=$(sed -n 's/.*"init_from": *"\([^"]*\)".*/\1/p' "$cfg" | head -n 1)
   [ -n "$init" ] && args+=(--init-from "$RUNS/${init#runs/}")
   "$BFCN" train "${args[@]}"
+  finished "$out"
+}
+finished() { # a training stopped by a signal exits 0 with "interrupted": true in its summary
+  ! grep -q '"interrupted": *true' "$1/train.json"
 }
 for v in $VARIANTS; do stage "train_$v" train_one "$v"; done
 
