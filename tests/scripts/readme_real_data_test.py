@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Runs the README's "Train on PASCAL VOC / Cityscapes" commands as written, at tiny size, against
-the real-format samples in ../shared/data (exit 77 = skipped when that folder is absent).
+the real-format samples in ../shared/data (exit 77 = skipped, logged to $BFCN_SKIP_LOG, when that
+folder is absent; a failure under CI=true, as for the C++ tests).
 
 usage: readme_real_data_test.py BUILD_DIR SOURCE_DIR
 
@@ -62,7 +63,13 @@ def main():
     city_train = os.path.join(shared, "cityscapes_sample")
     city_val = os.path.join(shared, "cityscapes_sample_tiny")
     if not all(os.path.isdir(p) for p in (voc, city_train, city_val)):
-        print("SKIP: %s (the real-format VOC/Cityscapes samples) is absent" % shared)
+        reason = "%s (the real-format VOC/Cityscapes samples) is absent" % shared
+        if os.environ.get("CI") == "true":  # as the C++ tests: missing data fails under CI
+            fail("CI=true: a missing dependency must not skip: " + reason)
+        print("BFCN-SKIPPED: scripts:readme_real_data | missing dependency | " + reason)
+        if os.environ.get("BFCN_SKIP_LOG"):
+            with open(os.environ["BFCN_SKIP_LOG"], "a") as log:
+                log.write("scripts:readme_real_data | missing dependency | %s\n" % reason)
         sys.exit(77)
     voc_block, city_block = readme_blocks(os.path.join(source, "README.md"))
 
