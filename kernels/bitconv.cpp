@@ -286,17 +286,18 @@ void im2col_row_tiled(const BitConvShape& s, const uint64_t* in_split, const int
         for (int kx = 0; kx < s.kw; ++kx) {
           const int t = ky * s.kw + kx;
           const int64_t pix0 = int64_t(iy) * s.in_w + ix_lo + kx * s.dilation;
-          for (int hi = 0; hi < halves * cw; ++hi) {  // (h, i) planes: l = h*used + t*cw + i
-            const int h = hi / cw, i = hi % cw;
-            uint64_t* d = tbase + (h * used + t * cw + i) * ls;
-            const uint64_t* src = in_split + (hi * pixels + pix0) * kb;
-            if (KT > 0 && ls == 4 * KT)  // the usual full tile of 4: an inlined fixed-size copy
-              row_in ? void(std::memcpy(d, src, sizeof(uint64_t) * 4 * KT))
-                     : void(std::memset(d, 0, sizeof(uint64_t) * 4 * KT));
-            else
-              row_in ? void(std::memcpy(d, src, sizeof(uint64_t) * ls))
-                     : void(std::memset(d, 0, sizeof(uint64_t) * ls));
-          }
+          for (int h = 0; h < halves; ++h)  // (h, i) planes: l = h*used + t*cw + i
+            for (int i = 0; i < cw; ++i) {
+              const int hi = h * cw + i;
+              uint64_t* d = tbase + (h * used + t * cw + i) * ls;
+              const uint64_t* src = in_split + (hi * pixels + pix0) * kb;
+              if (KT > 0 && ls == 4 * KT)  // the usual full tile of 4: an inlined fixed-size copy
+                row_in ? void(std::memcpy(d, src, sizeof(uint64_t) * 4 * KT))
+                       : void(std::memset(d, 0, sizeof(uint64_t) * 4 * KT));
+              else
+                row_in ? void(std::memcpy(d, src, sizeof(uint64_t) * ls))
+                       : void(std::memset(d, 0, sizeof(uint64_t) * ls));
+            }
           if (row_in)
             for (int pp = 0; pp < n; ++pp) r.count[size_t(t0 + pp)] += act_count[pix0 + pp];
         }
@@ -314,14 +315,15 @@ void im2col_row_tiled(const BitConvShape& s, const uint64_t* in_split, const int
           const int t = ky * s.kw + kx;
           const bool inside = iy >= 0 && iy < s.in_h && ix >= 0 && ix < s.in_w;
           const int64_t pix = inside ? int64_t(iy) * s.in_w + ix : 0;
-          for (int hi = 0; hi < halves * cw; ++hi) {
-            const int h = hi / cw, i = hi % cw;
-            uint64_t* d = base + (h * used + t * cw + i) * ls;
-            if (inside)  // fixed-size copies when KT > 0
-              std::memcpy(d, in_split + (hi * pixels + pix) * kb, sizeof(uint64_t) * kb);
-            else
-              std::memset(d, 0, sizeof(uint64_t) * kb);
-          }
+          for (int h = 0; h < halves; ++h)
+            for (int i = 0; i < cw; ++i) {
+              const int hi = h * cw + i;
+              uint64_t* d = base + (h * used + t * cw + i) * ls;
+              if (inside)  // fixed-size copies when KT > 0
+                std::memcpy(d, in_split + (hi * pixels + pix) * kb, sizeof(uint64_t) * kb);
+              else
+                std::memset(d, 0, sizeof(uint64_t) * kb);
+            }
           if (inside) count += act_count[pix];
         }
       }
