@@ -42,7 +42,7 @@ done
 # measured stage times). FP32 from ImageNet-free init, then W2A2 and W1A2 fine-tunes.
 VARIANTS="fp32 w2a2 w1a2"
 declare -A ITERS=([fp32]=700 [w2a2]=400 [w1a2]=400)
-EVAL_EVERY=100
+EVAL_EVERY=200  # validation passes cost ~7 s each (200 images), keep them few
 BATCH=8
 SIZES="128 512"
 BENCH_REPS=3
@@ -79,13 +79,18 @@ mkdir -p "$OUT/.done" "$OUT/logs"
 
 # ---- estimate ------------------------------------------------------------------------------
 # Throughput on 2 quiet cores of this project's reference machine (docs/demo.md): training at
-# 128 px, FP32 ~25 img/s, fake-quantized ~20 img/s; validation ~60 img/s; scales with the cores.
+# 128 px, FP32 ~25 img/s, fake-quantized ~20 img/s; validation ~30 img/s; scales with the cores.
 cores=$(nproc)
 est() { # est <stage>: seconds
   local speed=$((cores < 2 ? 1 : cores / 2)) n_val=200 img=128
   [ "$MODE" = tiny ] && n_val=8 && img=64
   case "$1" in
-    install) echo 180 ;;
+    install) # ~3 min from a fresh machine, seconds when every package is already there
+      local missing
+      missing=$(scripts/deps.sh --list | while read -r p; do
+        dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+      done | wc -l)
+      [ "$missing" -gt 0 ] && echo 180 || echo 2 ;;
     build) [ -x build/bfcn ] && echo 60 || echo 480 ;;
     data) echo 10 ;;
     train_*)
@@ -93,8 +98,8 @@ est() { # est <stage>: seconds
       it=${ITERS[$v]}
       rate=$([ "$v" = fp32 ] && echo 25 || echo 20)
       evals=$([ "$EVAL_EVERY" -gt 0 ] && echo $((it / EVAL_EVERY + 1)) || echo 1)
-      echo $(((it * BATCH * img * img / (128 * 128) / rate + evals * n_val / 60) / speed + 5)) ;;
-    eval) echo $((3 * n_val / 60 + 15)) ;;
+      echo $(((it * BATCH * img * img / (128 * 128) / rate + evals * n_val / 30) / speed + 5)) ;;
+    eval) echo $((3 * n_val / 30 + 15)) ;;
     export) echo 10 ;;
     bench) [ "$MODE" = full ] && echo 90 || echo 40 ;;
     infer) echo 5 ;;

@@ -128,6 +128,20 @@ def main():
         if "## Wall time per stage" not in text or "train_w1a2" not in text:
             fail("report has no wall time of the stages")
 
+        # Bad input: exit 1 with a message naming the missing folder / file.
+        runs = os.path.join(tmp, "runs")
+        bad = subprocess.run([bfcn, "report", "--dir", out, "--run", "W2A2=" + tmp + "/nowhere"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if bad.returncode != 1 or tmp + "/nowhere" not in bad.stdout:
+            fail("report on a missing run folder: exit %d, '%s'" % (bad.returncode, bad.stdout))
+        os.rename(os.path.join(out, "eval_w1a2.json"), os.path.join(tmp, "eval_w1a2.json"))
+        bad = subprocess.run([bfcn, "report", "--dir", out, "--out", os.path.join(tmp, "r2"),
+                              "--run", "W1A2=" + os.path.join(runs, "fashion_seg_w1a2")],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if bad.returncode != 1 or "eval_w1a2.json" not in bad.stdout:
+            fail("report without eval_w1a2.json: exit %d, '%s'" % (bad.returncode, bad.stdout))
+        os.rename(os.path.join(tmp, "eval_w1a2.json"), os.path.join(out, "eval_w1a2.json"))
+
         r2 = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         print(r2.stdout)
         if r2.returncode != 0:
