@@ -85,6 +85,11 @@ Var dropout(const Var& x, float p, bool training, Rng& rng);
 Var softmax_cross_entropy(const Var& logits, const Tensor& labels, int ignore_index = 255,
                           const Tensor& class_weights = Tensor());
 
+// Distillation loss on NCHW logits against a constant teacher [N,C,H,W] (same shape), temperature
+// T > 0: T^2 * mean over the N*H*W pixels of KL(softmax(teacher/T) || softmax(student/T)) (Hinton
+// et al.'s scaling, so the gradient size does not shrink with T). dL/dstudent = T*(p_s - p_t)/P.
+Var distill_kl(const Var& student, const Tensor& teacher, float temperature);
+
 // ---- straight-through estimators (see Note [Straight-through estimators] in ops/ste.cpp) ----
 Var round_ste(const Var& x);  // forward round-half-to-even, backward identity
 Var sign_ste(const Var& x);   // forward sign with sign(0) = +1, backward identity
@@ -97,6 +102,13 @@ Var sign_ste(const Var& x);   // forward sign with sign(0) = +1, backward identi
 Var quantize_levels_ste(const Var& x, int k);
 Var clip_quantize_levels_ste(const Var& x, int k);
 Var scaled_sign_ste(const Var& w, const Tensor& e);
+// Learned-clip activation quantizer (PACT's clip with LSQ's step gradient), alpha [1] > 0:
+//   y = alpha * round(clamp(x/alpha, 0, 1) * n)/n, n = 2^k - 1 (k 1..8; k = 32: no rounding, so
+//   y = clamp(x, 0, alpha) exactly, which is what the finite-difference check differentiates)
+//   dL/dx = dy * 1[0 <= x <= alpha]
+//   dL/dalpha = sum dy * (1 if x > alpha; q - x/alpha if 0 <= x <= alpha; 0 if x < 0), q the
+//   normalised level round(x/alpha*n)/n: the derivative of alpha*round_ste(clamp(x/alpha)).
+Var pact_quantize(const Var& x, const Var& alpha, int k);
 
 // ---- non-differentiable helpers ----
 // argmax over C of [N,C,H,W] → i32 [N,H,W] (first maximal class on ties).

@@ -14,6 +14,8 @@ class BatchNorm2d : public Module {
   int channels() const { return channels_; }
   float eps() const { return eps_; }
   float momentum() const { return momentum_; }
+  // BN re-estimation (train/calibrate.h) sets 1/(i+1) for batch i: an exact running average.
+  void set_momentum(float m) { momentum_ = m; }
   Var weight() const { return weight_; }
   Var bias() const { return bias_; }
   Tensor running_mean() const { return running_mean_; }

@@ -15,6 +15,7 @@ namespace {
 QuantSpec head_spec(const QuantConfig& q, const std::string& name, bool last) {
   QuantSpec s = q.spec_for(name);
   if (last && q.first_last_fp()) s.w_bits = s.g_bits = 32;
+  if (last && q.score_policy() == "w8") s.w_bits = 8;  // 8-bit score/skip weights
   return s;
 }
 

@@ -55,7 +55,27 @@ QuantConfig QuantConfig::from_json(const json& j, const std::string& path) {
   const Where top{path, ""};
   BFCN_CHECK_CONFIG(j.is_object(), path,
                     ": expected an object like {\"w_bits\": 1, \"a_bits\": 2}, got ", j.dump());
-  check_keys(j, {"w_bits", "a_bits", "g_bits", "w_scale", "first_last_fp", "overrides"}, top);
+  check_keys(j,
+             {"w_bits", "a_bits", "g_bits", "w_scale", "first_last_fp", "overrides", "residual",
+              "downsample", "score", "act_clip"},
+             top);
+  auto read_choice = [&](const char* key, const std::vector<std::string>& allowed,
+                         std::string& dst) {
+    if (!j.contains(key)) return;
+    const json& v = j[key];
+    std::string list;
+    for (const auto& a : allowed) list += (list.empty() ? "\"" : ", \"") + a + "\"";
+    BFCN_CHECK_CONFIG(v.is_string() && std::find(allowed.begin(), allowed.end(),
+                                                 v.get<std::string>()) != allowed.end(),
+                      path, ": ", key, " must be one of ", list, ", got ", v.dump());
+    dst = v.get<std::string>();
+  };
+  std::string residual = "quantized";
+  read_choice("residual", {"quantized", "fp"}, residual);
+  c.residual_fp_ = residual == "fp";
+  read_choice("downsample", {"quant", "fp32", "w8"}, c.downsample_);
+  read_choice("score", {"fp32", "w8"}, c.score_);
+  read_choice("act_clip", {"fixed", "learned"}, c.act_clip_);
   if (j.contains("w_bits")) c.default_.w_bits = read_bits(j["w_bits"], "w_bits", top);
   if (j.contains("a_bits")) c.default_.a_bits = read_bits(j["a_bits"], "a_bits", top);
   if (j.contains("g_bits")) c.default_.g_bits = read_bits(j["g_bits"], "g_bits", top);
@@ -108,6 +128,13 @@ QuantSpec QuantConfig::spec_for(const std::string& layer_name) const {
   return s;
 }
 
+QuantSpec QuantConfig::downsample_spec(const std::string& layer_name) const {
+  QuantSpec s = spec_for(layer_name);
+  if (downsample_ == "fp32") s.w_bits = s.g_bits = 32;
+  if (downsample_ == "w8") s.w_bits = 8;
+  return s;
+}
+
 std::vector<std::string> QuantConfig::override_keys() const {
   std::vector<std::string> keys;
   for (const auto& kv : overrides_) keys.push_back(kv.first);
@@ -128,6 +155,11 @@ json QuantConfig::to_json() const {
             {"g_bits", default_.g_bits},
             {"w_scale", scale_name(default_.w_scale_channel)},
             {"first_last_fp", first_last_fp_}};
+  // Policy keys only when they differ from the paper's recipe (resolved configs stay as before).
+  if (residual_fp_) j["residual"] = "fp";
+  if (downsample_ != "quant") j["downsample"] = downsample_;
+  if (score_ != "fp32") j["score"] = score_;
+  if (act_clip_ != "fixed") j["act_clip"] = act_clip_;
   if (!overrides_.empty()) {
     json ov = json::object();
     for (const auto& [name, o] : overrides_) {

@@ -25,6 +25,18 @@ class QuantConfig {
   QuantSpec spec_for(const std::string& layer_name) const;
   const QuantSpec& default_spec() const { return default_; }
   bool first_last_fp() const { return first_last_fp_; }
+  // Precision policy (docs/quantization.md), all defaulting to the paper's recipe:
+  //   "residual": "quantized" (the block output/identity path is the 2-bit activation) | "fp"
+  //     (Bi-Real style: each block quantizes its input in front of conv1, the add stays FP);
+  //   "downsample": "quant" (the default spec) | "fp32" | "w8" (8-bit DoReFa weights) for the
+  //     1x1 downsample convs; "score": "fp32" | "w8" for the FCN score/skip convs (first_last_fp
+  //     already keeps them FP32); "act_clip": "fixed" (DoReFa [0,1]) | "learned" (PACT/LSQ clip).
+  bool residual_fp() const { return residual_fp_; }
+  const std::string& downsample_policy() const { return downsample_; }
+  const std::string& score_policy() const { return score_; }
+  bool learned_clip() const { return act_clip_ == "learned"; }
+  // The spec of a downsample / score conv after its policy.
+  QuantSpec downsample_spec(const std::string& layer_name) const;
   // Override keys, sorted; and a check that every key names (or prefixes) one of `layer_names`
   // (ConfigError "<path>.overrides: key 'layr4' matches no layer").
   std::vector<std::string> override_keys() const;
@@ -41,6 +53,8 @@ class QuantConfig {
   std::string path_ = "quant";
   QuantSpec default_;
   bool first_last_fp_ = true;
+  bool residual_fp_ = false;
+  std::string downsample_ = "quant", score_ = "fp32", act_clip_ = "fixed";
   std::map<std::string, Override> overrides_;
 };
 

@@ -42,7 +42,8 @@ int act_bits(const Module& m) {
 std::shared_ptr<ModuleChain> make_downsample(int in, int out, int stride, const std::string& prefix,
                                              const QuantConfig& q, Rng& rng) {
   auto ds = std::make_shared<ModuleChain>();
-  ds->append(conv_named(prefix + "downsample.0", conv_opts(in, out, 1, stride, 0, 1), q, rng));
+  ds->append(make_conv(conv_opts(in, out, 1, stride, 0, 1),
+                       q.downsample_spec(prefix + "downsample.0"), rng));
   ds->append(std::make_shared<BatchNorm2d>(out));
   return ds;
 }
@@ -60,9 +61,9 @@ std::shared_ptr<Conv2d> make_conv(const Conv2dOptions& o, const QuantSpec& q, Rn
   return std::make_shared<QConv2d>(o, q, rng);
 }
 
-std::shared_ptr<Module> make_act(int a_bits) {
+std::shared_ptr<Module> make_act(int a_bits, bool learned_clip) {
   if (a_bits >= 32) return std::make_shared<ReLU>();
-  return std::make_shared<QuantAct>(a_bits);
+  return std::make_shared<QuantAct>(a_bits, 32, 0, learned_clip);
 }
 
 void ModuleChain::append(std::shared_ptr<Module> m) {
@@ -80,28 +81,34 @@ Var ModuleChain::forward(const Var& x) {
 BasicBlock::BasicBlock(int in, int planes, int stride, int dilation, const std::string& prefix,
                        const QuantConfig& q, Rng& rng)
     : ResBlock("BasicBlock") {
+  const bool lc = q.learned_clip(), fp_res = q.residual_fp();
+  if (fp_res) act_in = register_module("act_in", make_act(a_bits_of(q, prefix + "conv1"), lc));
   conv1 = register_module(
       "conv1",
       conv_named(prefix + "conv1", conv_opts(in, planes, 3, stride, dilation, dilation), q, rng));
   bn1 = register_module("bn1", std::make_shared<BatchNorm2d>(planes));
-  act1 = register_module("act1", make_act(a_bits_of(q, prefix + "conv1")));
+  act1 = register_module("act1", make_act(a_bits_of(q, prefix + "conv1"), lc));
   conv2 = register_module(
       "conv2",
       conv_named(prefix + "conv2", conv_opts(planes, planes, 3, 1, dilation, dilation), q, rng));
   bn2 = register_module("bn2", std::make_shared<BatchNorm2d>(planes));
-  if (stride != 1 || in != planes)
+  if (stride != 1 || in != planes) {
     downsample = register_module("downsample", make_downsample(in, planes, stride, prefix, q, rng));
-  act2 = register_module("act2", make_act(a_bits_of(q, prefix + "conv2")));
+    downsample_reads_fp = fp_res && q.downsample_spec(prefix + "downsample.0").w_bits > 4;
+  }
+  act2 = register_module("act2", make_act(fp_res ? 32 : a_bits_of(q, prefix + "conv2"), lc));
 }
 
 Var BasicBlock::forward(const Var& x) {
-  Var out = act1->forward(bn1->forward(conv1->forward(x)));
+  const Var xq = act_in ? act_in->forward(x) : x;
+  Var out = act1->forward(bn1->forward(conv1->forward(xq)));
   out = bn2->forward(conv2->forward(out));
-  Var identity = downsample ? downsample->forward(x) : x;
+  Var identity = downsample ? downsample->forward(downsample_reads_fp ? x : xq) : x;
   return act2->forward(add(out, identity));  // residual add in FP
 }
 
 void BasicBlock::summarize(const std::string& prefix, SummaryCursor& c) const {
+  if (act_in) summarize_module(prefix + "act_in", *act_in, c);
   SummaryCursor in = c;
   summarize_module(prefix + "conv1", *conv1, c);
   summarize_module(prefix + "bn1", *bn1, c);
@@ -257,7 +264,8 @@ ResNet::ResNet(const ResNetOptions& o, Rng& rng) : Module("ResNet"), opt_(o) {
                            make_conv(conv_opts(o.in_channels, 64, 7, 2, 3, 1, preact_), stem, rng));
   if (!preact_) {
     bn1_ = register_module("bn1", std::make_shared<BatchNorm2d>(64));
-    act1_ = register_module("act1", make_act(stem.a_bits));
+    // With the fp residual policy the stem output is the FP stream (layer1.0.act_in quantizes).
+    act1_ = register_module("act1", make_act(q.residual_fp() ? 32 : stem.a_bits, q.learned_clip()));
   }
   maxpool_ = register_module("maxpool", std::make_shared<MaxPool2d>(Pool2dArgs::square(3, 2, 1)));
 

@@ -30,8 +30,9 @@ const std::vector<std::string>& resnet_arch_names();
 
 // Conv2d when the spec is all-FP (w_bits and g_bits 32), QConv2d otherwise.
 std::shared_ptr<Conv2d> make_conv(const Conv2dOptions& o, const QuantSpec& q, Rng& rng);
-// QuantAct(a_bits) for a_bits < 32, ReLU otherwise.
-std::shared_ptr<Module> make_act(int a_bits);
+// QuantAct(a_bits) for a_bits < 32 (with a learned clip parameter when learned_clip), ReLU
+// otherwise.
+std::shared_ptr<Module> make_act(int a_bits, bool learned_clip = false);
 
 // Children "0", "1", ... run in order (torch.nn.Sequential; type "Sequential").
 class ModuleChain : public Module {
@@ -52,6 +53,9 @@ class ResBlock : public Module {
 // torchvision BasicBlock: act2(bn2(conv2(act1(bn1(conv1(x))))) + downsample(x)).
 // The 3x3 convs both use the block's dilation (torchvision has no dilated BasicBlock; this is the
 // usual generalisation). Activations after bn1/bn2 take the a_bits of conv1/conv2's spec.
+// With the "fp" residual policy (Bi-Real style): xq = act_in(x) feeds conv1 (and a bit
+// downsample), act2 is a ReLU, so relu(bn2(conv2(.)) + identity) stays FP; an FP32/8-bit
+// downsample reads the FP x.
 class BasicBlock : public ResBlock {
  public:
   BasicBlock(int in, int planes, int stride, int dilation, const std::string& prefix,
@@ -61,6 +65,8 @@ class BasicBlock : public ResBlock {
   std::shared_ptr<Conv2d> conv1, conv2;
   std::shared_ptr<Module> bn1, bn2, act1, act2;
   std::shared_ptr<ModuleChain> downsample;  // "0" conv 1x1 (stride), "1" BN; null if identity
+  std::shared_ptr<Module> act_in;           // fp residual only: the quantizer of the block input
+  bool downsample_reads_fp = false;         // fp residual with an FP32/8-bit downsample
 };
 
 // torchvision Bottleneck (v1.5): 1x1 → 3x3 (stride, dilation) → 1x1 (x4), act3 after the add.

@@ -3,6 +3,9 @@
 // Labels are validated before any threaded work so a bad value is reported by name.
 #include "kernels/loss.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "autograd/ops.h"
 #include "autograd/ops/op_util.h"
 
@@ -101,6 +104,62 @@ Tensor argmax_channels(const Tensor& logits) {
     }
   }
   return out;
+}
+
+Var distill_kl(const Var& student, const Tensor& teacher, float temperature) {
+  const Tensor& sv = f32_value(student, "distill_kl", "student");
+  check_nchw(sv, "distill_kl", "student");
+  BFCN_CHECK(teacher.dtype() == DType::f32 && teacher.shape() == sv.shape(),
+             "distill_kl: teacher logits must be f32 of the student's shape ", sv.shape(), ", got ",
+             teacher.shape());
+  BFCN_CHECK(std::isfinite(temperature) && temperature > 0.0f,
+             "distill_kl: temperature must be > 0, got ", temperature);
+  const int64_t n = sv.dim(0), c = sv.dim(1), hw = sv.dim(2) * sv.dim(3), pix = n * hw;
+  const float inv_t = 1.0f / temperature;
+  // Softmaxes at temperature T, kept for backward (p_s - p_t is the gradient).
+  Tensor ps = Tensor::empty(sv.shape()), pt = Tensor::empty(sv.shape());
+  const float* s = sv.f32();
+  const float* t = teacher.f32();
+  float* psp = ps.f32();
+  float* ptp = pt.f32();
+  double loss = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : loss)
+  for (int64_t p = 0; p < pix; ++p) {
+    const int64_t b = p / hw, i = p % hw;
+    const int64_t base = b * c * hw + i;
+    float ms = -INFINITY, mt = -INFINITY;
+    for (int64_t k = 0; k < c; ++k) {
+      ms = std::max(ms, s[base + k * hw] * inv_t);
+      mt = std::max(mt, t[base + k * hw] * inv_t);
+    }
+    double zs = 0, zt = 0;
+    for (int64_t k = 0; k < c; ++k) {
+      zs += std::exp(double(s[base + k * hw] * inv_t - ms));
+      zt += std::exp(double(t[base + k * hw] * inv_t - mt));
+    }
+    const double lzs = std::log(zs), lzt = std::log(zt);
+    double kl = 0;
+    for (int64_t k = 0; k < c; ++k) {
+      const double ls = double(s[base + k * hw] * inv_t - ms) - lzs;  // log p_s
+      const double lt = double(t[base + k * hw] * inv_t - mt) - lzt;  // log p_t
+      const double pk = std::exp(lt);
+      kl += pk * (lt - ls);
+      psp[base + k * hw] = static_cast<float>(std::exp(ls));
+      ptp[base + k * hw] = static_cast<float>(pk);
+    }
+    loss += kl;
+  }
+  const float scale_t2 = temperature * temperature;
+  Tensor out = Tensor::full(Shape{1}, static_cast<float>(loss / double(pix)) * scale_t2);
+  return make_op(
+      "distill_kl", out, {student},
+      [ps, pt, temperature, pix](const Tensor& dy, const GradMask&) -> std::vector<Tensor> {
+        const float g = dy.f32()[0] * temperature / static_cast<float>(pix);
+        Tensor dx = Tensor::empty(ps.shape());
+        const int64_t m = ps.numel();
+        for (int64_t i = 0; i < m; ++i) dx.f32()[i] = g * (ps.f32()[i] - pt.f32()[i]);
+        return {dx};
+      });
 }
 
 }  // namespace bfcn

@@ -1,5 +1,8 @@
 // Straight-through estimators: round_ste and sign_ste, the two primitives DoReFa quantizers use.
 // Forward is the true (piecewise-constant) function; backward is the identity. See the Note below.
+#include <algorithm>
+#include <cmath>
+
 #include "autograd/ops.h"
 #include "autograd/ops/op_util.h"
 #include "core/error.h"
@@ -93,6 +96,56 @@ Var scaled_sign_ste(const Var& w, const Tensor& e) {
   const int64_t rows = e.numel();
   scaled_sign_f32(wv.f32(), e.f32(), rows, wv.numel() / rows, y.f32());
   return make_op("scaled_sign_ste", y, {w}, identity_backward);
+}
+
+Var pact_quantize(const Var& x, const Var& alpha, int k) {
+  BFCN_CHECK((k >= 1 && k <= 8) || k == 32, "pact_quantize: bits must be 1..8 or 32, got ", k);
+  const Tensor& xv = f32_value(x, "pact_quantize", "x");
+  const Tensor& av = f32_value(alpha, "pact_quantize", "alpha");
+  BFCN_CHECK(av.numel() == 1, "pact_quantize: alpha must have one element, got ", av.shape());
+  const float a = av.f32()[0];
+  BFCN_CHECK(std::isfinite(a) && a > 0.0f, "pact_quantize: the clip alpha must be > 0, got ", a);
+  const float n = k == 32 ? 0.0f : static_cast<float>((1 << k) - 1);
+  const int64_t count = xv.numel();
+  Tensor y = empty_like(xv);
+  const float* xp = xv.f32();
+  float* yp = y.f32();
+#pragma omp parallel for schedule(static) if (count > (1 << 16))
+  for (int64_t i = 0; i < count; ++i) {
+    const float u = std::min(1.0f, std::max(0.0f, xp[i] / a));
+    yp[i] = a * (n > 0.0f ? std::nearbyint(u * n) / n : u);
+  }
+  Tensor xs = xv;  // kept for backward (shared storage; no graph value is modified in place)
+  return make_op("pact_quantize", y, {x, alpha},
+                 [xs, a, n](const Tensor& dy, const GradMask& need) -> std::vector<Tensor> {
+                   const int64_t m = xs.numel();
+                   const float* xq = xs.f32();
+                   const float* d = dy.f32();
+                   Tensor dx, da;
+                   if (need[0]) {
+                     dx = Tensor::empty(xs.shape());
+                     float* o = dx.f32();
+#pragma omp parallel for schedule(static) if (m > (1 << 16))
+                     for (int64_t i = 0; i < m; ++i)
+                       o[i] = xq[i] >= 0.0f && xq[i] <= a ? d[i] : 0.0f;
+                   }
+                   if (need[1]) {
+                     double s = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : s) if (m > (1 << 16))
+                     for (int64_t i = 0; i < m; ++i) {
+                       if (xq[i] < 0.0f) continue;
+                       if (xq[i] > a) {
+                         s += d[i];
+                         continue;
+                       }
+                       const float u = xq[i] / a;
+                       const float q = n > 0.0f ? std::nearbyint(u * n) / n : u;
+                       s += static_cast<double>(d[i]) * (q - u);
+                     }
+                     da = Tensor::full(Shape{1}, static_cast<float>(s));
+                   }
+                   return {dx, da};
+                 });
 }
 
 }  // namespace bfcn

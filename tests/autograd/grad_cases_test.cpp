@@ -180,6 +180,19 @@ std::vector<GradCase> make_cases() {
              return softmax_cross_entropy(v[0], labels_u8, 255, weights);
            });
 
+  // ---- low-bit recipe ----
+  // pact_quantize at k = 32 is clamp(x, 0, alpha) exactly: its x and alpha gradients are true
+  // derivatives (x kept away from the kinks at 0 and alpha = 0.6; the STE part is pinned by
+  // tests/quant). alpha is the second input, so its gradient (a sum) is checked too.
+  add_case("pact_quantize k=32 (x and alpha)",
+           {away_from(s, rng, 0.0f, 0.6f), Tensor::full(Shape{1}, 0.6f)},
+           [](const std::vector<Var>& v) { return pact_quantize(v[0], v[1], 32); });
+  const Tensor teacher = random_tensor(s, rng, -2.0f, 2.0f);
+  add_case("distill_kl T=2", {random_tensor(s, rng, -2.0f, 2.0f)},
+           [teacher](const std::vector<Var>& v) { return distill_kl(v[0], teacher, 2.0f); });
+  add_case("distill_kl T=1", {random_tensor(s, rng, -2.0f, 2.0f)},
+           [teacher](const std::vector<Var>& v) { return distill_kl(v[0], teacher, 1.0f); });
+
   // ---- conv2d (implemented by "conv" in autograd/ops/conv2d.cpp) ----
   const auto conv_case = [&](std::string name, Shape w_shape, bool bias, Conv2dArgs a) {
     std::vector<Tensor> in{random_tensor(s, rng), random_tensor(w_shape, rng)};

@@ -201,3 +201,47 @@ TEST_CASE("QuantAct: ReLU at 32 bits, clip + k-bit levels otherwise", "[layers]"
   CHECK_THROWS_AS(QuantAct(2, 9), ConfigError);
   CHECK(q2.named_parameters().empty());
 }
+
+TEST_CASE("QuantAct with a learned clip: parameter, calibration from samples, levels", "[layers]") {
+  QuantAct q(2, 32, 0, /*learned_clip=*/true);
+  REQUIRE(q.learned_clip());
+  REQUIRE(q.named_parameters().size() == 1);
+  CHECK(q.named_parameters()[0].first == "clip");
+  CHECK(q.clip_value() == 1.0f);  // DoReFa's clip until calibrated
+  // Calibration: forward is the FP ReLU while recording; the clip then fits the data's range.
+  Rng rng(3);
+  const Tensor big = test::random_tensor(Shape{1, 4, 16, 16}, rng, -3.0f, 3.0f);
+  q.begin_calibration();
+  const Tensor during = q.forward(Var(big)).value();
+  for (int64_t i = 0; i < big.numel(); ++i) CHECK(during.f32()[i] == std::max(0.0f, big.f32()[i]));
+  const float a = q.end_calibration();
+  CHECK(a == q.clip_value());
+  CHECK(a > 1.5f);  // uniform on [0,3]: the MSE-optimal 2-bit clip is well above DoReFa's 1
+  CHECK(a <= 3.0f);
+  // After calibration the levels are a*j/3.
+  const Tensor y = q.forward(Var(big)).value();
+  for (int64_t i = 0; i < y.numel(); ++i) {
+    const float j = y.f32()[i] * 3.0f / a;
+    CHECK(std::fabs(j - std::nearbyint(j)) < 1e-4f);
+  }
+  // The fixed-clip QuantAct has nothing to calibrate.
+  QuantAct fixed(2);
+  fixed.begin_calibration();
+  CHECK_FALSE(fixed.calibrating());
+  CHECK(fixed.end_calibration() == 1.0f);
+}
+
+TEST_CASE("mse_optimal_clip scales with the data and prefers the bulk over outliers", "[layers]") {
+  std::vector<float> x;
+  Rng rng(9);
+  for (int i = 0; i < 20000; ++i) x.push_back(rng.uniform(0.0f, 1.0f));
+  const float a1 = mse_optimal_clip(x, 2);
+  std::vector<float> x3;
+  for (float v : x) x3.push_back(3.0f * v);
+  CHECK(mse_optimal_clip(x3, 2) == Approx(3.0f * a1).epsilon(0.02));
+  // One outlier whose squared error (49^2) is below the bulk's (~20000/3 at a clip of 50) must
+  // not stretch the clip to 50; a grid of max/100 steps gives 0.5 or 1 here.
+  x.push_back(50.0f);
+  CHECK(mse_optimal_clip(x, 2) <= 1.0f);
+  CHECK(mse_optimal_clip({-1.0f, -2.0f}, 2) == 1.0f);  // no positive value: DoReFa's clip
+}

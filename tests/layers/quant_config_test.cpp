@@ -3,6 +3,10 @@
 #include "layers/quant_config.h"
 
 #include "core/error.h"
+#include "layers/activation.h"
+#include "layers/conv.h"
+#include "layers/model.h"
+#include "layers/resnet.h"
 #include "tests/support/test_support.h"
 
 using namespace bfcn;
@@ -27,7 +31,11 @@ TEST_CASE("quant config: bad values give exact messages", "[layers][config]") {
         "model.quant: w_scale must be \"layer\" or \"channel\", got \"foo\"");
   CHECK(error_of({{"w_bit", 1}}) ==
         "model.quant: unknown key 'w_bit' (known: w_bits, a_bits, g_bits, w_scale, "
-        "first_last_fp, overrides)");
+        "first_last_fp, overrides, residual, downsample, score, act_clip)");
+  CHECK(error_of({{"residual", "float"}}) ==
+        "model.quant: residual must be one of \"quantized\", \"fp\", got \"float\"");
+  CHECK(error_of({{"act_clip", 1}}) ==
+        "model.quant: act_clip must be one of \"fixed\", \"learned\", got 1");
   CHECK(error_of({{"w_bits", "1"}}) == "model.quant: w_bits must be an integer, got \"1\"");
   CHECK(error_of({{"w_bits", 1.5}}) == "model.quant: w_bits must be an integer, got 1.5");
   CHECK(error_of({{"first_last_fp", 1}}) ==
@@ -90,4 +98,50 @@ TEST_CASE("quant config: defaults, first_last_fp and overrides by prefix", "[lay
     CHECK(back.spec_for(n) == c.spec_for(n));
   CHECK(c.to_json()["w_scale"] == "layer");
   CHECK(c.to_json()["overrides"]["layer4.1"]["w_scale"] == "channel");
+}
+
+TEST_CASE("precision policies: fp residual stream, downsample/score bits, learned clips",
+          "[layers][config]") {
+  const nlohmann::json base = {{"backbone", "resnet18"}, {"head", "fcn8s"}, {"n_classes", 5}};
+  auto with = [&](nlohmann::json q) {
+    nlohmann::json c = base;
+    c["quant"] = std::move(q);
+    return build_model(c, 1);
+  };
+  auto find = [](const SegmentationModel& m, const std::string& name) -> Module* {
+    for (const auto& [n, mod] : m.named_modules())
+      if (n == name) return mod;
+    return nullptr;
+  };
+  // Paper recipe: 2-bit stream (act2 quantizes), quantized downsample, no act_in, no clips.
+  auto paper = with({{"w_bits", 1}, {"a_bits", 2}});
+  CHECK(dynamic_cast<QuantAct*>(find(*paper, "layer1.0.act2")));
+  CHECK(find(*paper, "layer1.0.act_in") == nullptr);
+  CHECK(dynamic_cast<QConv2d*>(find(*paper, "layer2.0.downsample.0"))->quant().w_bits == 1);
+  for (const auto& [n, p] : paper->named_parameters()) CHECK(n.find("clip") == std::string::npos);
+  // fp residual: act_in quantizes, act2 and the stem act1 are ReLUs.
+  auto fp = with({{"w_bits", 1}, {"a_bits", 2}, {"residual", "fp"}, {"downsample", "fp32"}});
+  CHECK(dynamic_cast<QuantAct*>(find(*fp, "layer1.0.act_in")));
+  CHECK(dynamic_cast<ReLU*>(find(*fp, "layer1.0.act2")));
+  CHECK(dynamic_cast<ReLU*>(find(*fp, "act1")));
+  CHECK(dynamic_cast<QConv2d*>(find(*fp, "layer2.0.downsample.0")) == nullptr);
+  CHECK(dynamic_cast<BasicBlock*>(find(*fp, "layer2.0"))->downsample_reads_fp);
+  // 8-bit downsample and score convs; learned clips on every quantizer.
+  auto w8 = with({{"w_bits", 1},
+                  {"a_bits", 2},
+                  {"downsample", "w8"},
+                  {"score", "w8"},
+                  {"act_clip", "learned"}});
+  CHECK(dynamic_cast<QConv2d*>(find(*w8, "layer3.0.downsample.0"))->quant().w_bits == 8);
+  CHECK(dynamic_cast<QConv2d*>(find(*w8, "score_layer2"))->quant().w_bits == 8);
+  CHECK(dynamic_cast<QuantAct*>(find(*w8, "layer1.0.act1"))->learned_clip());
+  int clips = 0;
+  for (const auto& [n, p] : w8->named_parameters()) clips += n.find(".clip") != std::string::npos;
+  CHECK(clips == 1 + 8 * 2);  // stem act1 + act1/act2 of 8 blocks
+  // The resolved config round-trips the policy keys (and omits them at their defaults).
+  const auto j =
+      QuantConfig::from_json({{"residual", "fp"}, {"act_clip", "learned"}}, "q").to_json();
+  CHECK(j.at("residual") == "fp");
+  CHECK(j.at("act_clip") == "learned");
+  CHECK_FALSE(j.contains("downsample"));
 }

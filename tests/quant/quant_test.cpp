@@ -299,3 +299,42 @@ TEST_CASE("bit widths must be 1..8 or 32", "[quant][config]") {
   CHECK_THROWS_AS(quantize_activation(w, 9), ConfigError);
   CHECK_THROWS_AS(quantize_gradient(w, 33, rng), ConfigError);
 }
+
+TEST_CASE("pact_quantize: levels alpha*j/3, x mask, and the LSQ-style alpha gradient", "[quant]") {
+  // alpha = 2, k = 2: levels {0, 2/3, 4/3, 2}.
+  Var x = leaf(Shape{6}, {-0.5f, 0.0f, 0.5f, 0.9f, 2.0f, 3.0f});
+  Var a(Tensor::full(Shape{1}, 2.0f), /*requires_grad=*/true);
+  Var y = pact_quantize(x, a, 2);
+  const std::vector<float> expect = {0.0f, 0.0f, 2.0f / 3.0f, 2.0f / 3.0f, 2.0f, 2.0f};
+  for (int i = 0; i < 6; ++i) CHECK(y.value().f32()[i] == Approx(expect[size_t(i)]).epsilon(1e-6));
+  Var loss = sum(y);
+  loss.backward();
+  // dx: 1 on [0, alpha] inclusive.
+  const std::vector<float> dx = {0, 1, 1, 1, 1, 0};
+  for (int i = 0; i < 6; ++i) CHECK(x.grad().f32()[i] == dx[size_t(i)]);
+  // dalpha: q - x/alpha inside, 1 above, 0 below; q = normalised level.
+  double da = 0;
+  da += 0.0 - 0.0;         // x = 0: q = 0
+  da += 1.0 / 3.0 - 0.25;  // x = 0.5: q = 1/3
+  da += 1.0 / 3.0 - 0.45;  // x = 0.9: q = 1/3
+  da += 1.0 - 1.0;         // x = 2 = alpha: q = 1
+  da += 1.0;               // x = 3 > alpha
+  CHECK(a.grad().f32()[0] == Approx(da).epsilon(1e-5));
+}
+
+TEST_CASE("pact_quantize with alpha 1 equals DoReFa's activation quantizer", "[quant]") {
+  Rng rng(5);
+  const Tensor t = random_tensor(Shape{2, 3, 4, 4}, rng, -0.5f, 1.5f);
+  NoGradGuard g;
+  const Tensor p = pact_quantize(Var(t), Var(Tensor::full(Shape{1}, 1.0f)), 2).value();
+  const Tensor d = quantize_activation(Var(t), 2).value();
+  for (int64_t i = 0; i < t.numel(); ++i) CHECK(p.f32()[i] == d.f32()[i]);
+}
+
+TEST_CASE("pact_quantize rejects a non-positive clip and bad bit widths", "[quant]") {
+  const Var x(Tensor::full(Shape{2}, 0.5f));
+  CHECK_THROWS_WITH(pact_quantize(x, Var(Tensor::full(Shape{1}, 0.0f)), 2),
+                    Catch::Contains("alpha must be > 0"));
+  CHECK_THROWS_WITH(pact_quantize(x, Var(Tensor::full(Shape{1}, 1.0f)), 9),
+                    Catch::Contains("bits must be 1..8 or 32"));
+}

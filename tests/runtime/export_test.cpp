@@ -15,11 +15,13 @@
 #include "autograd/quant.h"
 #include "autograd/var.h"
 #include "core/rng.h"
+#include "layers/activation.h"
 #include "layers/batch_norm.h"
 #include "layers/conv.h"
 #include "layers/model.h"
 #include "runtime/engine.h"
 #include "tests/support/test_support.h"
+#include "train/calibrate.h"
 
 using namespace bfcn;
 
@@ -73,6 +75,8 @@ struct Agreement {
   double label_agreement = 0, max_logit_diff = 0, mean_logit_diff = 0, logit_range = 0;
 };
 
+Agreement compare_model(SegmentationModel& model_ref, Rng& rng);
+
 Agreement compare_engines(int w_bits, int a_bits, uint64_t seed) {
   const nlohmann::json cfg = {
       {"backbone", "resnet18"},
@@ -82,6 +86,38 @@ Agreement compare_engines(int w_bits, int a_bits, uint64_t seed) {
   auto model = build_model(cfg, seed);
   Rng rng(seed);
   spread_batch_norms(*model, rng);
+  return compare_model(*model, rng);
+}
+
+// A model with precision-policy options, calibrated as the trainer does (learned clips from FP
+// statistics, then BN re-estimation with the quantizers on) on random images, then compared.
+Agreement compare_policy(const nlohmann::json& quant, uint64_t seed) {
+  const nlohmann::json cfg = {
+      {"backbone", "resnet18"}, {"head", "fcn8s"}, {"n_classes", 6}, {"quant", quant}};
+  auto model = build_model(cfg, seed);
+  Rng rng(seed);
+  int left = 3;
+  const BatchSource next = [&](Tensor& x) {
+    if (left-- <= 0) return false;
+    x = test::random_tensor(Shape{2, 3, 64, 64}, rng, -2.0f, 2.0f);
+    return true;
+  };
+  calibrate_learned_clips(*model, next, 3);
+  left = 3;
+  REQUIRE(reestimate_batch_norm(*model, next, 3) == 3);
+  // Shift BN betas a little so the quantizers see values spread over their levels, and make the
+  // learned clips differ from layer to layer (exercises the rescaling of packed residuals).
+  for (const auto& [name, m] : model->named_modules()) {
+    if (auto* bn = dynamic_cast<BatchNorm2d*>(m))
+      for (float& b : bn->bias().mutable_value().span<float>()) b += rng.uniform(0.2f, 0.6f);
+    if (auto* q = dynamic_cast<QuantAct*>(m); q && q->learned_clip())
+      q->named_parameters()[0].second.mutable_value().f32()[0] *= rng.uniform(0.8f, 1.25f);
+  }
+  return compare_model(*model, rng);
+}
+
+Agreement compare_model(SegmentationModel& model_ref, Rng& rng) {
+  SegmentationModel* model = &model_ref;
   model->eval();
   const bool sanitized = std::getenv("BFCN_SANITIZED") != nullptr;
   const int h = sanitized ? 40 : 72, w = sanitized ? 48 : 88;
@@ -141,6 +177,32 @@ TEST_CASE("exported W1A2 and W2A2 models agree with the training engine", "[runt
   }
 }
 
+TEST_CASE("every graph-changing precision option exports and agrees with the training engine",
+          "[runtime][export]") {
+  const std::vector<std::pair<std::string, nlohmann::json>> cases = {
+      {"fp residual", {{"w_bits", 1}, {"a_bits", 2}, {"residual", "fp"}}},
+      {"learned clip", {{"w_bits", 1}, {"a_bits", 2}, {"act_clip", "learned"}}},
+      {"downsample fp32", {{"w_bits", 1}, {"a_bits", 2}, {"downsample", "fp32"}}},
+      {"fp residual + fp32 downsample + learned clip",
+       {{"w_bits", 1},
+        {"a_bits", 2},
+        {"residual", "fp"},
+        {"downsample", "fp32"},
+        {"act_clip", "learned"}}},
+      {"fp residual + bit downsample (reads the quantized input)",
+       {{"w_bits", 1}, {"a_bits", 2}, {"residual", "fp"}, {"act_clip", "learned"}}},
+  };
+  for (const auto& [name, q] : cases) {
+    const Agreement a = compare_policy(q, 23);
+    INFO(name << ": label agreement " << a.label_agreement << ", max |logit diff| "
+              << a.max_logit_diff << ", mean " << a.mean_logit_diff << ", logit range "
+              << a.logit_range);
+    CHECK(a.logit_range > 0.5);
+    CHECK(a.label_agreement >= 0.999);
+    CHECK(a.mean_logit_diff <= 0.01 * a.logit_range);
+  }
+}
+
 TEST_CASE("export rejects models the runtime cannot run", "[runtime][export]") {
   const nlohmann::json cfg = {{"backbone", "resnet50"},
                               {"head", "fcn8s"},
@@ -151,6 +213,15 @@ TEST_CASE("export rejects models the runtime cannot run", "[runtime][export]") {
   std::vector<rt::BlobData> blobs;
   CHECK_THROWS_WITH(build_export(*model, nlohmann::json::object(), header, blobs),
                     Catch::Contains("resnet50"));
+  for (const char* policy : {"downsample", "score"}) {
+    auto w8 = build_model({{"backbone", "resnet18"},
+                           {"head", "fcn8s"},
+                           {"n_classes", 3},
+                           {"quant", {{"w_bits", 1}, {"a_bits", 2}, {policy, "w8"}}}},
+                          1);
+    CHECK_THROWS_WITH(build_export(*w8, nlohmann::json::object(), header, blobs),
+                      Catch::Contains("8-bit weights"));
+  }
   const nlohmann::json fp = {{"backbone", "resnet18"}, {"head", "fcn8s"}, {"n_classes", 3}};
   auto fp_model = build_model(fp, 1);
   CHECK_THROWS_WITH(build_export(*fp_model, nlohmann::json::object(), header, blobs),
