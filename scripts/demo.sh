@@ -41,7 +41,7 @@ done
 # Full: sized so install + build + all stages fit 25 min on 2 cores (docs/demo.md has the
 # measured stage times). FP32 from ImageNet-free init, then W2A2 and W1A2 fine-tunes.
 VARIANTS="fp32 w2a2 w1a2"
-declare -A ITERS=([fp32]=700 [w2a2]=400 [w1a2]=400)
+declare -A ITERS=([fp32]=800 [w2a2]=400 [w1a2]=400)
 EVAL_EVERY=200  # validation passes cost ~7 s each (200 images), keep them few
 BATCH=8
 SIZES="128 512"
@@ -91,7 +91,7 @@ est() { # est <stage>: seconds
         dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
       done | wc -l)
       [ "$missing" -gt 0 ] && echo 180 || echo 2 ;;
-    build) [ -x build/bfcn ] && echo 60 || echo 480 ;;
+    build) [ -x build/bfcn ] && echo 60 || echo 300 ;; # 475 s of CPU from scratch (docs/demo.md)
     data) echo 10 ;;
     train_*)
       local v=${1#train_} it rate evals
