@@ -125,7 +125,7 @@ TEST_CASE("stem conv microkernels agree (AVX2 vs scalar)", "[runtime][stem]") {
 }
 
 TEST_CASE("stem conv AVX-512 microkernels agree with the scalar one", "[runtime][stem]") {
-  if (!isa_supported(Isa::avx512)) BFCN_SKIP("skipped: this CPU lacks avx512");
+  if (!isa_supported(Isa::avx512)) BFCN_SKIP_ISA("this CPU lacks avx512");
   // A: 6 pixels, 7 kernel rows of 21 floats (the RGB 7x7 stem), lda 6, row stride 200; B: four
   // consecutive 147 x 16 panels; the 1..4-panel kernels each against the 1-panel scalar one.
   constexpr int rows = 7, run = 21, kk = rows * run;
