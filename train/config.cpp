@@ -40,6 +40,10 @@ json default_train_json() {
       {"keep_last", 3},
       {"seed", 1},
       {"threads", 0},
+      {"calibrate_batches", 0},
+      {"bn_recalib_end_batches", 0},
+      {"teacher", ""},
+      {"distill", {{"loss", "kl"}, {"weight", 1.0}, {"temperature", 2.0}}},
   };
 }
 
@@ -170,6 +174,12 @@ void check_ranges(const json& t, const std::string& source) {
   c.num("keep_last", 1, 1000000, false, false);
   c.num("seed", 0, 9.2e18, false, false);
   c.num("threads", 0, 1024, false, false);
+  c.num("calibrate_batches", 0, 100000, false, false);
+  c.num("bn_recalib_end_batches", 0, 100000, false, false);
+  const json& d = t.at("distill");
+  c.one_of("loss", {"kl", "mse"}, &d, "train.distill.");
+  c.num("weight", 0, 1000, false, false, &d, "train.distill.");
+  c.num("temperature", 0, 100, true, false, &d, "train.distill.");
   BFCN_CHECK_CONFIG(!t.at("nesterov").get<bool>() || t.at("momentum").get<double>() > 0, source,
                     ": train.nesterov: Nesterov momentum needs train.momentum > 0, but got ",
                     t.at("momentum").dump());
@@ -262,6 +272,12 @@ TrainConfig parse_train_config(const json& t) {
   c.keep_last = t.at("keep_last").get<int>();
   c.seed = t.at("seed").get<uint64_t>();
   c.threads = t.at("threads").get<int>();
+  c.calibrate_batches = t.at("calibrate_batches").get<int>();
+  c.bn_recalib_end_batches = t.at("bn_recalib_end_batches").get<int>();
+  c.teacher = t.at("teacher").get<std::string>();
+  c.distill_mse = t.at("distill").at("loss").get<std::string>() == "mse";
+  c.distill_weight = t.at("distill").at("weight").get<double>();
+  c.distill_temperature = t.at("distill").at("temperature").get<double>();
   return c;
 }
 

@@ -31,6 +31,16 @@ struct TrainConfig {
   int keep_last = 3;                // ckpt_<iter>.h5 files kept
   uint64_t seed = 1;
   int threads = 0;  // 0 = OpenMP default
+  // Low-bit recipe (docs/quantization.md). Before the first step of a fresh run: N batches set
+  // the learned activation clips from FP statistics, then re-estimate the BN running stats.
+  int calibrate_batches = 0;
+  // After the last step: re-estimate BN running stats over N batches and validate again.
+  int bn_recalib_end_batches = 0;
+  // Distillation: a teacher checkpoint (run in eval mode, no gradients) whose logits add
+  // distill_weight * (KL at distill_temperature, or MSE) to the loss. Empty: off.
+  std::string teacher;
+  bool distill_mse = false;
+  double distill_weight = 1.0, distill_temperature = 2.0;
 };
 
 // The "train" section with every key at its default value (the schema for validation).

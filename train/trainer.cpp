@@ -19,6 +19,7 @@
 #include "datasets/loader.h"
 #include "eval/confusion.h"
 #include "layers/model.h"
+#include "train/calibrate.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
 #include "train/hdf5_io.h"
@@ -154,6 +155,35 @@ TrainResult run_training(const TrainOptions& o) {
   Rng rng(0);
   rng.set_state(st.rng);
 
+  // Low-bit recipe. Calibration draws its batches from a loader of its own (same data, its own
+  // seed) so the training batches of a run do not depend on whether it calibrated.
+  DataLoader calib_loader(train_ds, dcfg, tc.batch, /*train=*/true, tc.seed ^ 0xCA1Bu);
+  const BatchSource calib_next = [&](Tensor& images) {
+    Batch b;
+    if (!calib_loader.next(b) && !calib_loader.next(b)) return false;
+    images = b.images;
+    return true;
+  };
+  if (o.resume.empty() && tc.calibrate_batches > 0) {
+    const auto t0 = Clock::now();
+    const int clips = calibrate_learned_clips(*model, calib_next, tc.calibrate_batches);
+    const int used = reestimate_batch_norm(*model, calib_next, tc.calibrate_batches);
+    std::cerr << "calibrated " << clips << " learned clips and re-estimated BN over " << used
+              << " batches in " << std::chrono::duration<double>(Clock::now() - t0).count()
+              << " s\n";
+  }
+  std::shared_ptr<SegmentationModel> teacher;
+  if (!tc.teacher.empty()) {
+    BFCN_CHECK_CONFIG(fs::exists(tc.teacher), src, ": train.teacher: '", tc.teacher,
+                      "' does not exist; train the FP32 teacher first");
+    teacher = load_model_from_checkpoint(tc.teacher).model;
+    teacher->eval();
+    BFCN_CHECK_CONFIG(teacher->n_classes() == model->n_classes(), src, ": train.teacher has ",
+                      teacher->n_classes(), " classes, the model ", model->n_classes());
+    std::cerr << "distilling from " << tc.teacher << " (" << (tc.distill_mse ? "mse" : "kl")
+              << ", weight " << tc.distill_weight << ", T " << tc.distill_temperature << ")\n";
+  }
+
   fs::create_directories(o.out_dir);
   {
     std::ofstream f(o.out_dir / "config.json");
@@ -220,6 +250,16 @@ TrainResult run_training(const TrainOptions& o) {
     const double lr = lr_at(tc.schedule, tc.lr, it, total);
     Var logits = model->forward(Var(batch.images));
     Var loss = softmax_cross_entropy(logits, batch.labels, 255);
+    if (teacher && tc.distill_weight > 0) {
+      Tensor t_logits;
+      {
+        NoGradGuard ng;
+        t_logits = teacher->forward(Var(batch.images)).value();
+      }
+      Var d = tc.distill_mse ? mean(mul(sub(logits, Var(t_logits)), sub(logits, Var(t_logits))))
+                             : distill_kl(logits, t_logits, float(tc.distill_temperature));
+      loss = add(loss, scale(d, float(tc.distill_weight)));
+    }
     const float loss_v = it + 1 == o.fault_nan_at ? std::nanf("") : loss.value().item();
     BFCN_CHECK(std::isfinite(loss_v), "training diverged: loss is ", loss_v, " at iteration ",
                it + 1, "; last good checkpoint: ",
@@ -275,6 +315,13 @@ TrainResult run_training(const TrainOptions& o) {
     }
   }
   if (bar) std::cerr << "\n";
+  if (it == total && !res.interrupted && tc.bn_recalib_end_batches > 0) {
+    const int used = reestimate_batch_norm(*model, calib_next, tc.bn_recalib_end_batches);
+    model->train();
+    std::cerr << "re-estimated BN over " << used << " batches after training\n";
+    run_validation();
+    save(it);
+  }
   if (!log.losses().empty() && !fs::exists(o.out_dir / "curves.png"))
     write_curves_png(o.out_dir / "curves.png", log.losses(), log.val_miou());
   res.iteration = it;
