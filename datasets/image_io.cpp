@@ -12,6 +12,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 
 namespace bfcn {
@@ -63,7 +64,12 @@ void png_read_mem(png_structp png, png_bytep out, png_size_t n) {
 struct PngInfo {
   png_uint_32 width = 0, height = 0;
   int bit_depth = 0, color_type = 0;
+  bool too_large = false;  // over kMaxImageSide / kMaxImagePixels: refused before allocation
 };
+
+bool within_size_limits(int64_t w, int64_t h) {
+  return w > 0 && h > 0 && w <= kMaxImageSide && h <= kMaxImageSide && w * h <= kMaxImagePixels;
+}
 
 // Returns nullptr on success or the libpng message. `out` is sized by `alloc(h, w)` after the
 // header has been checked by `header_ok` (which returns a static reason string or nullptr).
@@ -96,7 +102,8 @@ const char* decode_label_png(const uint8_t* bytes, size_t n, PngInfo* info, PngE
   info->color_type = png_get_color_type(png, pinfo);
   const bool palette = info->color_type == PNG_COLOR_TYPE_PALETTE;
   const bool gray = info->color_type == PNG_COLOR_TYPE_GRAY;
-  if (!(palette || gray) || info->bit_depth > 8) {
+  info->too_large = !within_size_limits(info->width, info->height);
+  if (!(palette || gray) || info->bit_depth > 8 || info->too_large) {
     *header_rejected = true;
     png_destroy_read_struct(&png, &pinfo, nullptr);
     return nullptr;
@@ -190,8 +197,49 @@ bool jpeg_complete(const std::vector<uint8_t>& b) {
 
 }  // namespace
 
+bool peek_image_size(const uint8_t* b, size_t n, int64_t* width, int64_t* height) {
+  auto be16 = [&](size_t i) { return int64_t(b[i]) << 8 | b[i + 1]; };
+  auto be32 = [&](size_t i) { return be16(i) << 16 | be16(i + 2); };
+  if (n >= 24 && png_sig_cmp(b, 0, 8) == 0 && std::memcmp(b + 12, "IHDR", 4) == 0) {
+    *width = be32(16);
+    *height = be32(20);
+    return true;
+  }
+  if (n < 4 || b[0] != 0xFF || b[1] != 0xD8) return false;
+  // JPEG: walk the marker segments up to the first start-of-frame (C0-CF but C4 DHT, C8 JPG,
+  // CC DAC), whose payload is precision, height, width.
+  size_t i = 2;
+  while (i + 4 <= n) {
+    if (b[i] != 0xFF) return false;
+    const uint8_t marker = b[i + 1];
+    if (marker == 0xFF) {  // fill byte
+      ++i;
+      continue;
+    }
+    if (marker == 0xD8 || (marker >= 0xD0 && marker <= 0xD7) || marker == 0x01) {
+      i += 2;
+      continue;
+    }
+    const size_t len = size_t(be16(i + 2));
+    if (marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC) {
+      if (i + 9 > n || len < 7) return false;
+      *height = be16(i + 5);
+      *width = be16(i + 7);
+      return true;
+    }
+    if (marker == 0xDA || marker == 0xD9 || len < 2) return false;  // scan data before any frame
+    i += 2 + len;
+  }
+  return false;
+}
+
 LabelMap read_label_png(const fs::path& file) {
   const std::vector<uint8_t> bytes = read_file_bytes(file);
+  int64_t w = 0, h = 0;
+  BFCN_CHECK_IO(!peek_image_size(bytes.data(), bytes.size(), &w, &h) || within_size_limits(w, h),
+                file.string(), ": label PNG declares ", w, "x", h, " pixels, over the limit of ",
+                kMaxImageSide, " per side and ", kMaxImagePixels,
+                " in all; refused before decoding (corrupt or not a label?)");
   LabelMap m;
   PngInfo info;
   PngErr err{};
@@ -199,6 +247,9 @@ LabelMap read_label_png(const fs::path& file) {
   const char* msg =
       decode_label_png(bytes.data(), bytes.size(), &info, &err, alloc_label, &m, &rejected);
   BFCN_CHECK_IO(msg == nullptr, file.string(), ": cannot read label PNG: ", msg);
+  BFCN_CHECK_IO(!info.too_large, file.string(), ": label PNG declares ", info.width, "x",
+                info.height, " pixels, over the limit of ", kMaxImageSide, " per side and ",
+                kMaxImagePixels, " in all; refused before decoding (corrupt or not a label?)");
   BFCN_CHECK_IO(!rejected, file.string(),
                 ": expected a palette or 8-bit grayscale label PNG, but got ",
                 color_type_name(info.color_type, info.bit_depth), " (", info.bit_depth,
@@ -217,22 +268,35 @@ void write_label_png(const fs::path& file, const uint8_t* labels, int height, in
     for (size_t i = 0; i < palette->size() && i < 256; ++i)
       colours.push_back({(*palette)[i][0], (*palette)[i][1], (*palette)[i][2]});
   }
-  FILE* fp = std::fopen(file.c_str(), "wb");
-  BFCN_CHECK_IO(fp != nullptr, file.string(),
-                ": cannot open for writing (does the folder exist and is it writable?)");
-  PngErr err{};
-  const char* msg =
-      encode_label_png(fp, labels, height, width, colours.empty() ? nullptr : colours.data(),
-                       static_cast<int>(colours.size()), &err);
-  const bool closed = std::fclose(fp) == 0;
-  BFCN_CHECK_IO(msg == nullptr, file.string(), ": PNG write failed: ", msg);
-  BFCN_CHECK_IO(closed, file.string(), ": write failed (disk full?)");
+  write_file_atomically(
+      file,
+      [&](const fs::path& tmp) {
+        FILE* fp = std::fopen(tmp.c_str(), "wb");
+        BFCN_CHECK_IO(fp != nullptr, file.string(),
+                      ": cannot open for writing (does the folder exist and is it writable?)");
+        PngErr err{};
+        const char* msg =
+            encode_label_png(fp, labels, height, width, colours.empty() ? nullptr : colours.data(),
+                             static_cast<int>(colours.size()), &err);
+        const bool closed = std::fclose(fp) == 0;
+        BFCN_CHECK_IO(msg == nullptr, file.string(), ": PNG write failed: ", msg);
+        BFCN_CHECK_IO(closed, file.string(), ": write failed (disk full or file-size limit?)");
+      },
+      Durability::rename_only);
 }
 
 ImageRGB read_image_rgb(const fs::path& file) {
   std::vector<uint8_t> bytes = read_file_bytes(file);
   BFCN_CHECK_IO(!bytes.empty(), file.string(), ": empty file");
   const bool is_jpeg = bytes.size() >= 2 && bytes[0] == 0xFF && bytes[1] == 0xD8;
+  int64_t w = 0, h = 0;
+  // OpenCV would decode any format it knows and allocate whatever a header claims: only JPEG and
+  // PNG get through, and only within the size limits.
+  BFCN_CHECK_IO(peek_image_size(bytes.data(), bytes.size(), &w, &h), file.string(),
+                ": not a JPEG or PNG image (or its header is cut short)");
+  BFCN_CHECK_IO(within_size_limits(w, h), file.string(), ": image header declares ", w, "x", h,
+                " pixels, over the limit of ", kMaxImageSide, " per side and ", kMaxImagePixels,
+                " in all; refused before decoding");
   BFCN_CHECK_IO(!is_jpeg || jpeg_complete(bytes), file.string(),
                 ": truncated JPEG (no end-of-image marker after the last scan); re-copy the file");
   cv::Mat bgr;
@@ -271,11 +335,18 @@ void write_image_rgb(const fs::path& file, const ImageRGB& img) {
   cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
   std::vector<uint8_t> buf;
   BFCN_CHECK_IO(cv::imencode(ext, bgr, buf, params), file.string(), ": image encoding failed");
-  std::ofstream f(file, std::ios::binary);
-  BFCN_CHECK_IO(f.good(), file.string(),
-                ": cannot open for writing (does the folder exist and is it writable?)");
-  f.write(reinterpret_cast<const char*>(buf.data()), static_cast<std::streamsize>(buf.size()));
-  BFCN_CHECK_IO(f.good(), file.string(), ": write failed (disk full?)");
+  write_file_atomically(
+      file,
+      [&](const fs::path& tmp) {
+        std::ofstream f(tmp, std::ios::binary);
+        BFCN_CHECK_IO(f.good(), file.string(),
+                      ": cannot open for writing (does the folder exist and is it writable?)");
+        f.write(reinterpret_cast<const char*>(buf.data()),
+                static_cast<std::streamsize>(buf.size()));
+        f.flush();
+        BFCN_CHECK_IO(f.good(), file.string(), ": write failed (disk full or file-size limit?)");
+      },
+      Durability::rename_only);
 }
 
 }  // namespace bfcn

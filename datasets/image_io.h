@@ -13,6 +13,15 @@
 
 namespace bfcn {
 
+// Untrusted sizes are bounded before anything is allocated: an image or label whose header
+// declares more than this is refused with IoError (a 20-byte file may claim 100000 x 100000).
+constexpr int64_t kMaxImageSide = 32768;
+constexpr int64_t kMaxImagePixels = int64_t(1) << 26;  // 8192 x 8192; Cityscapes is 2048 x 1024
+
+// Width and height from a PNG (IHDR) or baseline/progressive JPEG (SOFn) header without decoding;
+// false when the bytes are neither or the header is cut short.
+bool peek_image_size(const uint8_t* bytes, size_t n, int64_t* width, int64_t* height);
+
 struct LabelMap {
   int height = 0, width = 0;
   std::vector<uint8_t> data;  // [H,W] row-major class indices
@@ -42,7 +51,8 @@ struct ImageRGB {
 };
 
 // JPEG or PNG (any channel count, converted to RGB). Missing, unreadable or truncated files
-// (a JPEG without its end-of-image marker included) throw IoError naming the file.
+// (a JPEG without its end-of-image marker included), other formats and images over the size
+// limits above throw IoError naming the file.
 ImageRGB read_image_rgb(const std::filesystem::path& file);
 
 // Writes .png or .jpg/.jpeg (quality 95) by extension; deterministic bytes for the same pixels.

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 
 namespace bfcn::rt {
@@ -90,10 +91,15 @@ std::vector<uint8_t> serialize_model(nlohmann::json header, const std::vector<Bl
 void write_model_file(const std::filesystem::path& path, nlohmann::json header,
                       const std::vector<BlobData>& blobs) {
   const std::vector<uint8_t> bytes = serialize_model(std::move(header), blobs);
-  std::ofstream f(path, std::ios::binary);
-  BFCN_CHECK_IO(f.good(), path.string(), ": cannot open for writing (check the folder exists)");
-  f.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
-  BFCN_CHECK_IO(f.good(), path.string(), ": write failed (disk full?)");
+  // Never a half-written model: a temp file beside it, fsync'ed, renamed into place.
+  write_file_atomically(path, [&](const std::filesystem::path& tmp) {
+    std::ofstream f(tmp, std::ios::binary);
+    BFCN_CHECK_IO(f.good(), path.string(), ": cannot open ", tmp.string(),
+                  " for writing (check the folder exists and is writable)");
+    f.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+    f.flush();
+    BFCN_CHECK_IO(f.good(), path.string(), ": write failed (disk full or file-size limit?)");
+  });
 }
 
 ModelFile read_model_file(const std::filesystem::path& path) {

@@ -10,7 +10,7 @@ PKGS=(
   libdnnl-dev ocl-icd-opencl-dev
   python3 python3-torch python3-torchvision python3-numpy python3-pil python3-h5py
   dataset-fashion-mnist
-  clang-format
+  clang-format clang-14 libclang-rt-14-dev
 )
 if [ "${1:-}" = "--list" ]; then printf '%s\n' "${PKGS[@]}"; exit 0; fi
 missing=()

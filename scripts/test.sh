@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs dependencies, builds Release with warnings as errors, runs every
-# test with ctest, then builds the tests with ASan/UBSan and runs them again.
+# test with ctest, then builds the tests with ASan/UBSan and runs them again, then fuzzes the
+# parsers of untrusted input (scripts/fuzz.sh).
 # Exits non-zero on any failure.  Usage: scripts/test.sh [--no-sanitize]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +38,11 @@ if [ "$SANITIZE" = 1 ]; then
      LSAN_OPTIONS=suppressions="$PWD/../scripts/lsan.supp" UBSAN_OPTIONS=print_stacktrace=1 \
      OMP_NUM_THREADS=2 BFCN_SANITIZED=1 \
      ctest --output-on-failure -j "$JOBS" --timeout 1800)
+fi
+if [ "$SANITIZE" = 1 ]; then
+  # libFuzzer (clang) on the .bfcn reader, the config parser and the image decoders, under
+  # ASan/UBSan, FUZZ_SECONDS each; a crash fails the run and names the input to keep.
+  scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
 fi
 if [ -s "$BFCN_SKIP_LOG" ]; then
   echo "== skipped tests (test | kind | reason), Release and ASan runs:"

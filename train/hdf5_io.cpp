@@ -4,9 +4,11 @@
 
 #include <hdf5.h>
 
+#include <fstream>
 #include <system_error>
 #include <vector>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 
 namespace bfcn {
@@ -121,11 +123,16 @@ void ensure_parent_groups(hid_t file, const std::string& path, const std::string
   }
 }
 
+// The file is built in memory (HDF5's core driver, no backing store) and its image written with
+// plain I/O: a failed disk write (full disk, file-size limit) is then an ordinary error, whereas an
+// HDF5 file whose flush failed stays open inside the library and crashes it at exit.
 void write_file(const fs::path& file, const TensorFile& tf) {
   const std::string where = file.string();
-  H5Id f(H5Fcreate(where.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
-  BFCN_CHECK_IO(f.ok(), where,
-                ": cannot create HDF5 file (check the folder exists and is writable)");
+  H5Id fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+  BFCN_CHECK_IO(fapl.ok() && H5Pset_fapl_core(fapl.get(), size_t(64) << 20, 0) >= 0, where,
+                ": cannot set up an in-memory HDF5 file");
+  H5Id f(H5Fcreate(where.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose);
+  BFCN_CHECK_IO(f.ok(), where, ": cannot create HDF5 file");
   for (const auto& [name, value] : tf.attrs) write_string_attr(f.get(), name, value, where);
   for (const auto& [key, t] : tf.tensors) {
     BFCN_CHECK_IO(t.defined(), where, ": tensor '", key, "' is undefined");
@@ -148,7 +155,17 @@ void write_file(const fs::path& file, const TensorFile& tf) {
     write_string_attr(ds.get(), kKeyAttr, key, where);
   }
   BFCN_CHECK_IO(H5Fflush(f.get(), H5F_SCOPE_GLOBAL) >= 0, where, ": cannot flush");
+  const ssize_t bytes = H5Fget_file_image(f.get(), nullptr, 0);
+  BFCN_CHECK_IO(bytes > 0, where, ": cannot get the HDF5 file image");
+  std::vector<char> image(static_cast<size_t>(bytes));
+  BFCN_CHECK_IO(H5Fget_file_image(f.get(), image.data(), image.size()) == bytes, where,
+                ": cannot get the HDF5 file image");
   f.reset();
+  std::ofstream out(file, std::ios::binary | std::ios::trunc);
+  BFCN_CHECK_IO(out.good(), where, ": cannot open for writing (check the folder exists)");
+  out.write(image.data(), static_cast<std::streamsize>(image.size()));
+  out.flush();
+  BFCN_CHECK_IO(out.good(), where, ": write failed (disk full or file-size limit?)");
 }
 
 struct VisitCtx {
@@ -278,23 +295,7 @@ std::string h5_path_to_tensor_key(const std::string& path) {
 
 void save_tensor_file(const fs::path& file, const TensorFile& tf) {
   SilenceH5 quiet;
-  fs::path tmp = file;
-  tmp += ".tmp";
-  try {
-    write_file(tmp, tf);
-  } catch (...) {
-    std::error_code ec;
-    fs::remove(tmp, ec);
-    throw;
-  }
-  std::error_code ec;
-  fs::rename(tmp, file, ec);
-  if (ec) {
-    std::error_code ec2;
-    fs::remove(tmp, ec2);
-    throw IoError(file.string() + ": cannot rename " + tmp.string() +
-                  " into place: " + ec.message());
-  }
+  write_file_atomically(file, [&](const fs::path& tmp) { write_file(tmp, tf); });
 }
 
 TensorFile load_tensor_file(const fs::path& file) {

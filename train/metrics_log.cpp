@@ -4,6 +4,7 @@
 
 #include <fstream>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 
 namespace bfcn {
@@ -36,13 +37,12 @@ MetricsLog::MetricsLog(const fs::path& file, int64_t resume_from) : file_(file) 
     for (auto& r : read_metrics_file(file))
       if (r.value("iter", int64_t{0}) <= resume_from) kept.push_back(std::move(r));
   }
-  const fs::path tmp = file.string() + ".tmp";
-  {
+  write_file_atomically(file, [&](const fs::path& tmp) {
     std::ofstream out(tmp, std::ios::trunc);
-    BFCN_CHECK_IO(out.good(), tmp.string(), ": cannot write the metrics log");
     for (const auto& r : kept) out << r.dump() << '\n';
-  }
-  fs::rename(tmp, file);
+    out.flush();
+    BFCN_CHECK_IO(out.good(), tmp.string(), ": cannot write the metrics log (disk full?)");
+  });
   for (const auto& r : kept) remember(r);
 }
 
@@ -59,6 +59,8 @@ void MetricsLog::log(const json& record) {
   BFCN_CHECK_IO(out.good(), file_.string(), ": cannot append to the metrics log");
   out << record.dump() << '\n';
   out.flush();
+  BFCN_CHECK_IO(out.good(), file_.string(),
+                ": cannot append to the metrics log (disk full or file-size limit?)");
   remember(record);
 }
 

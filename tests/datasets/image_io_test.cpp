@@ -2,6 +2,8 @@
 // and the rejection of RGB/16-bit/truncated inputs with the file named.
 #include "datasets/image_io.h"
 
+#include <zlib.h>
+
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <map>
@@ -142,4 +144,46 @@ TEST_CASE("bad label and image files are rejected naming the file", "[datasets][
   write_bytes(dir / "bad.jpg", {0x00, 0x11, 0x22});
   CHECK_THROWS_WITH(read_image_rgb(dir / "bad.jpg"), Catch::Contains("bad.jpg"));
   CHECK_THROWS_WITH(read_image_rgb(dir / "none.jpg"), Catch::Contains("none.jpg"));
+}
+
+TEST_CASE("a tiny file declaring a 100000 x 100000 image is refused before allocation",
+          "[datasets][bad]") {
+  test::TempDir dir;
+  // PNG: signature + an IHDR chunk claiming 100000 x 100000, 8-bit palette (33 bytes, no data).
+  std::vector<uint8_t> png = {0x89, 'P',  'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A, 0,    0, 0,
+                              13,   'I',  'H', 'D', 'R',  0,    1,    0x86, 0xA0, 0, 1,
+                              0x86, 0xA0, 8,   3,   0,    0,    0,    0,    0,    0, 0};
+  const uint32_t crc = crc32(0, png.data() + 12, 17);
+  for (int i = 0; i < 4; ++i) png[29 + i] = uint8_t(crc >> (24 - 8 * i));
+  write_bytes(dir / "huge.png", png);
+  int64_t w = 0, h = 0;
+  REQUIRE(peek_image_size(png.data(), png.size(), &w, &h));
+  CHECK((w == 100000 && h == 100000));
+  CHECK_THROWS_WITH(read_label_png(dir / "huge.png"),
+                    Catch::Contains("huge.png") && Catch::Contains("100000x100000") &&
+                        Catch::Contains("refused before decoding"));
+  CHECK_THROWS_WITH(read_image_rgb(dir / "huge.png"),
+                    Catch::Contains("huge.png") && Catch::Contains("100000x100000"));
+  // JPEG: SOI, SOF0 claiming 65000 x 65000 (the JPEG maximum), EOI: 21 bytes.
+  const std::vector<uint8_t> jpg = {0xFF, 0xD8, 0xFF, 0xC0, 0,    11,   8, 0xFD, 0xE8, 0xFD, 0xE8,
+                                    1,    1,    0x11, 0,    0xFF, 0xDA, 0, 2,    0xFF, 0xD9};
+  write_bytes(dir / "huge.jpg", jpg);
+  REQUIRE(peek_image_size(jpg.data(), jpg.size(), &w, &h));
+  CHECK((w == 65000 && h == 65000));
+  CHECK_THROWS_WITH(read_image_rgb(dir / "huge.jpg"),
+                    Catch::Contains("huge.jpg") && Catch::Contains("65000x65000"));
+  // Real headers read back their sizes.
+  ImageRGB img;
+  img.height = 5;
+  img.width = 7;
+  img.data.assign(5 * 7 * 3, 100);
+  for (const char* name : {"s.jpg", "s.png"}) {
+    write_image_rgb(dir / name, img);
+    const std::vector<uint8_t> b = read_file_bytes(dir / name);
+    REQUIRE(peek_image_size(b.data(), b.size(), &w, &h));
+    CHECK((w == 7 && h == 5));
+  }
+  // A BMP (which OpenCV would decode) is not a JPEG or PNG.
+  write_bytes(dir / "x.bmp", {'B', 'M', 0, 0, 0, 0, 0, 0, 0, 0, 54, 0, 0, 0});
+  CHECK_THROWS_WITH(read_image_rgb(dir / "x.bmp"), Catch::Contains("not a JPEG or PNG"));
 }

@@ -5,11 +5,14 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "core/rng.h"
 #include "datasets/image_io.h"
+#include "tests/support/test_support.h"
+#include "train/metrics_log.h"
 
 namespace bfcn::test {
 
@@ -72,6 +75,22 @@ inline nlohmann::json tiny_config(const std::filesystem::path& root, int iterati
         {"log_interval", 1},
         {"seed", 5},
         {"threads", 2}}}};
+}
+
+// The tiny dataset shared by the tests of one process (built on first use, removed at exit).
+inline const std::filesystem::path& shared_tiny_root() {
+  static TempDir dir("bfcn_train_data");
+  static const bool made = (make_tiny_dataset(dir.path()), true);
+  (void)made;
+  return dir.path();
+}
+
+// iteration -> loss of a metrics.jsonl (the records that carry a loss).
+inline std::map<int64_t, double> losses_of(const std::filesystem::path& metrics_file) {
+  std::map<int64_t, double> out;
+  for (const auto& r : read_metrics_file(metrics_file))
+    if (r.contains("loss")) out[r["iter"].get<int64_t>()] = r["loss"].get<double>();
+  return out;
 }
 
 inline void write_json(const std::filesystem::path& file, const nlohmann::json& j) {

@@ -24,17 +24,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The shared tiny dataset (built once per test process).
-const fs::path& tiny_root() {
-  static test::TempDir dir("bfcn_train_data");
-  static bool made = false;
-  if (!made) {
-    test::make_tiny_dataset(dir.path());
-    made = true;
-  }
-  return dir.path();
-}
-
 test::RunResult train(const std::string& flags) {
   return test::run_command(test::bfcn_binary().string() + " train " + flags + " 2>&1");
 }
@@ -44,19 +33,11 @@ std::string cfg_file(const test::TempDir& d, const json& cfg, const std::string&
   return (d / name).string();
 }
 
-// iter → loss from a metrics.jsonl
-std::map<int64_t, double> losses(const fs::path& file) {
-  std::map<int64_t, double> out;
-  for (const auto& r : read_metrics_file(file))
-    if (r.contains("loss")) out[r["iter"].get<int64_t>()] = r["loss"].get<double>();
-  return out;
-}
-
 }  // namespace
 
 TEST_CASE("resume reproduces the uninterrupted run's losses exactly", "[train][e2e]") {
   test::TempDir d;
-  json cfg = test::tiny_config(tiny_root(), 4);
+  json cfg = test::tiny_config(test::shared_tiny_root(), 4);
   cfg["train"]["optimizer"] = "sgd";
   cfg["train"]["lr"] = 0.01;
   cfg["train"]["checkpoint_interval"] = 1;
@@ -74,7 +55,8 @@ TEST_CASE("resume reproduces the uninterrupted run's losses exactly", "[train][e
   REQUIRE(b2.status == 0);
   CHECK_THAT(b2.output, Catch::Contains("resumed from"));
 
-  const auto la = losses(d / "a" / "metrics.jsonl"), lb = losses(d / "b" / "metrics.jsonl");
+  const auto la = test::losses_of(d / "a" / "metrics.jsonl"),
+             lb = test::losses_of(d / "b" / "metrics.jsonl");
   REQUIRE(la.size() == 4);
   REQUIRE(lb.size() == 4);
   for (const auto& [it, l] : la) {
@@ -93,7 +75,7 @@ TEST_CASE("resume reproduces the uninterrupted run's losses exactly", "[train][e
 
 TEST_CASE("bad configs and flags exit 1 naming the key", "[train]") {
   test::TempDir d;
-  const json good = test::tiny_config(tiny_root(), 2);
+  const json good = test::tiny_config(test::shared_tiny_root(), 2);
   auto expect_fail = [&](const json& cfg, const std::string& extra, const std::string& needle) {
     auto r = train("--config " + cfg_file(d, cfg) + " --out " + (d / "o").string() + extra);
     INFO(r.output);
@@ -124,7 +106,7 @@ TEST_CASE("bad configs and flags exit 1 naming the key", "[train]") {
 TEST_CASE("a NaN loss stops with the iteration named and keeps the last good checkpoint",
           "[train][e2e]") {
   test::TempDir d;
-  json cfg = test::tiny_config(tiny_root(), 10);
+  json cfg = test::tiny_config(test::shared_tiny_root(), 10);
   cfg["train"]["optimizer"] = "sgd";
   cfg["train"]["checkpoint_interval"] = 1;
   auto r =
@@ -140,7 +122,7 @@ TEST_CASE("a NaN loss stops with the iteration named and keeps the last good che
 
 TEST_CASE("SIGINT finishes the step, checkpoints, exits 0, and the run resumes", "[train][e2e]") {
   test::TempDir d;
-  json cfg = test::tiny_config(tiny_root(), 1000);
+  json cfg = test::tiny_config(test::shared_tiny_root(), 1000);
   cfg["train"]["optimizer"] = "sgd";
   const std::string c = cfg_file(d, cfg);
   const std::string bin = test::bfcn_binary().string(), out = (d / "o").string(),
@@ -172,12 +154,12 @@ TEST_CASE("SIGINT finishes the step, checkpoints, exits 0, and the run resumes",
   CHECK(WEXITSTATUS(st) == 0);
   CHECK_THAT(text, Catch::Contains("interrupted at iteration"));
   REQUIRE(fs::exists(d / "o" / "last.h5"));
-  const int64_t stopped = losses(d / "o" / "metrics.jsonl").rbegin()->first;
+  const int64_t stopped = test::losses_of(d / "o" / "metrics.jsonl").rbegin()->first;
   CHECK(stopped < 1000);
   auto r = train("--resume " + out + " --stop-at " + std::to_string(stopped + 1));
   INFO(r.output);
   CHECK(r.status == 0);
-  const auto l = losses(d / "o" / "metrics.jsonl");
+  const auto l = test::losses_of(d / "o" / "metrics.jsonl");
   CHECK(l.rbegin()->first == stopped + 1);
 }
 
@@ -186,14 +168,14 @@ TEST_CASE("a W1A2 FCN trains on a tiny dataset: the loss falls and curves.png is
   test::TempDir d;
   const bool sanitized = std::getenv("BFCN_SANITIZED") != nullptr;
   const int iters = sanitized ? 6 : 16;
-  json cfg = test::tiny_config(tiny_root(), iters);
+  json cfg = test::tiny_config(test::shared_tiny_root(), iters);
   cfg["train"]["optimizer"] = "sgd";
   cfg["train"]["lr"] = 0.01;
   cfg["train"]["eval_interval"] = iters / 2;
   auto r = train("--config " + cfg_file(d, cfg) + " --out " + (d / "o").string());
   INFO(r.output);
   REQUIRE(r.status == 0);
-  const auto l = losses(d / "o" / "metrics.jsonl");
+  const auto l = test::losses_of(d / "o" / "metrics.jsonl");
   REQUIRE(static_cast<int>(l.size()) == iters);
   // Mean of the first three logged losses vs the last three.
   double first = 0, last = 0;
@@ -215,14 +197,14 @@ TEST_CASE("a W1A2 FCN trains on a tiny dataset: the loss falls and curves.png is
 TEST_CASE("fine-tuning W1A2 from an FP32 run (--init-from); eval_at_start logs the starting mIoU",
           "[train][e2e]") {
   test::TempDir d;
-  json fp = test::tiny_config(tiny_root(), 3, 32);
+  json fp = test::tiny_config(test::shared_tiny_root(), 3, 32);
   auto a = train("--config " + cfg_file(d, fp, "fp.json") + " --out " + (d / "fp").string());
   INFO(a.output);
   REQUIRE(a.status == 0);
 
   // Same W1A2 fine-tune logged every step and every 2 steps: "loss" of the second is the mean of
   // the first's two steps, "loss_last" the later one.
-  json q = test::tiny_config(tiny_root(), 4);
+  json q = test::tiny_config(test::shared_tiny_root(), 4);
   q["train"]["eval_at_start"] = true;
   const std::string init = " --init-from " + (d / "fp" / "last.h5").string();
   auto b = train("--config " + cfg_file(d, q, "q1.json") + init + " --out " + (d / "q1").string());
@@ -235,7 +217,7 @@ TEST_CASE("fine-tuning W1A2 from an FP32 run (--init-from); eval_at_start logs t
   INFO(c.output);
   REQUIRE(c.status == 0);
 
-  const auto every = losses(d / "q1" / "metrics.jsonl");
+  const auto every = test::losses_of(d / "q1" / "metrics.jsonl");
   const auto recs = read_metrics_file(d / "q2" / "metrics.jsonl");
   REQUIRE(every.size() == 4);
   int n_loss = 0;
