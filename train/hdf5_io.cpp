@@ -162,7 +162,8 @@ void write_file(const fs::path& file, const TensorFile& tf) {
                 ": cannot get the HDF5 file image");
   f.reset();
   std::ofstream out(file, std::ios::binary | std::ios::trunc);
-  BFCN_CHECK_IO(out.good(), where, ": cannot open for writing (check the folder exists)");
+  BFCN_CHECK_IO(out.good(), where,
+                ": cannot create the file (check the folder exists and is writable)");
   out.write(image.data(), static_cast<std::streamsize>(image.size()));
   out.flush();
   BFCN_CHECK_IO(out.good(), where, ": write failed (disk full or file-size limit?)");
