@@ -3,8 +3,8 @@
 // composed from these, so its gradient comes for free.
 //
 // Adding an op: (1) declare it here; (2) add a raw-pointer kernel pair in kernels/ if it is heavy;
-// (3) implement it in autograd/ops/<group>.cpp with make_op(); (4) add a case to the gradient-check
-// table in tests/autograd/grad_cases_test.cpp (and a PyTorch parity case if torch has it).
+// (3) implement it in autograd/ops/<group>.cpp with make_op(); (4) add a double reference forward
+// (tests/autograd/reference_ops.h) and 3-shape cases to tests/autograd/grad_cases_test.cpp.
 //
 // Shapes: images are NCHW [N,C,H,W]; label maps [N,H,W] (i32 or u8). Binary ops take b with the
 // same shape as a, or b with one element (a broadcast scalar; its gradient is the sum).
