@@ -23,6 +23,11 @@ constexpr int64_t kMc = 144;  // multiple of kGemmMr
 constexpr int64_t kKc = 256;
 constexpr int64_t kNc = 3072;      // multiple of kGemmNr
 constexpr int64_t kNcArows = 256;  // multiple of kGemmNr
+// K block of the 12x32-tile variants (B micro-panel 32 KiB of Zen 5's 48 KiB L1D); 128 and 192
+// measured no better on `bench ops`.
+constexpr int64_t kKcTiles = 256;
+// K block of variant v.
+int64_t kc_block(const GemmVariant& v) { return v.tile[0][0] != nullptr ? kKcTiles : kKc; }
 // Below this many multiply-adds a second thread costs more than it saves.
 constexpr int64_t kParallelMinMacs = int64_t{1} << 18;
 
@@ -129,6 +134,43 @@ void macro_kernel(int64_t mc, int64_t nc, int64_t kc, const float* ap, int64_t a
   }
 }
 
+// The same over 12x32 tiles (two A panels x two B panels), with 6- and 16-wide tiles at the
+// edges: v.tile[mp-1][np-1]. Partial tiles go through a scratch tile as above.
+void macro_kernel_tiles(int64_t mc, int64_t nc, int64_t kc, const float* ap, int64_t a_stride,
+                        const float* bp, int64_t b_stride, int64_t ldb, float* c, int64_t ldc,
+                        bool acc, const GemmVariant& v) {
+  alignas(64) float tile[4 * kGemmMr * kGemmNr];
+  constexpr int64_t ldt = 2 * kGemmNr;
+  for (int64_t jr = 0; jr < nc; jr += 2 * kGemmNr) {
+    const int64_t nr = std::min<int64_t>(2 * kGemmNr, nc - jr);
+    const int np = nr > kGemmNr ? 2 : 1;
+    const float* bpanel = bp + (jr / kGemmNr) * b_stride;
+    for (int64_t ir = 0; ir < mc; ir += 2 * kGemmMr) {
+      const int64_t mr = std::min<int64_t>(2 * kGemmMr, mc - ir);
+      const int mp = mr > kGemmMr ? 2 : 1;
+      const GemmTile fn = v.tile[mp - 1][np - 1];
+      const float* apanel = ap + (ir / kGemmMr) * a_stride;
+      float* cp = c + ir * ldc + jr;
+      if (mr == mp * kGemmMr && nr == np * kGemmNr) {
+        fn(kc, apanel, a_stride, bpanel, ldb, b_stride, cp, ldc, acc);
+        continue;
+      }
+      fn(kc, apanel, a_stride, bpanel, ldb, b_stride, tile, ldt, false);
+      for (int64_t i = 0; i < mr; ++i)
+        for (int64_t j = 0; j < nr; ++j)
+          cp[i * ldc + j] = acc ? cp[i * ldc + j] + tile[i * ldt + j] : tile[i * ldt + j];
+    }
+  }
+}
+
+void macro(int64_t mc, int64_t nc, int64_t kc, const float* ap, int64_t a_stride, const float* bp,
+           int64_t b_stride, int64_t ldb, float* c, int64_t ldc, bool acc, const GemmVariant& v) {
+  if (v.tile[0][0] != nullptr)
+    macro_kernel_tiles(mc, nc, kc, ap, a_stride, bp, b_stride, ldb, c, ldc, acc, v);
+  else
+    macro_kernel(mc, nc, kc, ap, a_stride, bp, b_stride, ldb, c, ldc, acc, v.ukernel);
+}
+
 bool zero_depth(int64_t m, int64_t n, int64_t k, float* c, int64_t ldc, bool accumulate) {
   if (m <= 0 || n <= 0) return true;
   if (k > 0) return false;
@@ -139,23 +181,24 @@ bool zero_depth(int64_t m, int64_t n, int64_t k, float* c, int64_t ldc, bool acc
 
 void gemm_serial(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a, int64_t cs_a,
                  const float* b, int64_t rs_b, int64_t cs_b, float* c, int64_t ldc, bool accumulate,
-                 GemmMicrokernel ukernel) {
+                 const GemmVariant& v) {
   if (zero_depth(m, n, k, c, ldc, accumulate)) return;
-  const int64_t kc_max = std::min(kKc, k);
+  const int64_t kb = kc_block(v);
+  const int64_t kc_max = std::min(kb, k);
   const int64_t nc_max = (std::min(kNc, n) + kGemmNr - 1) / kGemmNr * kGemmNr;
   const int64_t mc_max = (std::min(kMc, m) + kGemmMr - 1) / kGemmMr * kGemmMr;
   float* bp = t_bpack.get(static_cast<size_t>(kc_max * nc_max));
   float* ap = t_apack.get(static_cast<size_t>(kc_max * mc_max));
   for (int64_t jc = 0; jc < n; jc += kNc) {
     const int64_t nc = std::min(kNc, n - jc);
-    for (int64_t pc = 0; pc < k; pc += kKc) {
-      const int64_t kc = std::min(kKc, k - pc);
+    for (int64_t pc = 0; pc < k; pc += kb) {
+      const int64_t kc = std::min(kb, k - pc);
       pack_b(kc, nc, b + pc * rs_b + jc * cs_b, rs_b, cs_b, bp);
       for (int64_t ic = 0; ic < m; ic += kMc) {
         const int64_t mc = std::min(kMc, m - ic);
         pack_a(mc, kc, a + ic * rs_a + pc * cs_a, rs_a, cs_a, ap);
-        macro_kernel(mc, nc, kc, ap, kc * kGemmMr, bp, kc * kGemmNr, kGemmNr, c + ic * ldc + jc,
-                     ldc, accumulate || pc > 0, ukernel);
+        macro(mc, nc, kc, ap, kc * kGemmMr, bp, kc * kGemmNr, kGemmNr, c + ic * ldc + jc, ldc,
+              accumulate || pc > 0, v);
       }
     }
   }
@@ -189,29 +232,65 @@ void sgemm_ukernel_6x16_arows__ref(int64_t kc, const float* a, int64_t lda, cons
       c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
 }
 
-GemmMicrokernel sgemm_active_ukernel() {
-  static const GemmMicrokernel k = active_isa() >= Isa::avx2 && cpu_features().fma
-                                       ? sgemm_ukernel_6x16__avx2
-                                       : sgemm_ukernel_6x16__ref;
-  return k;
+std::span<const GemmVariant> sgemm_variants() {
+  static const GemmVariant kVariants[] = {
+      {Isa::ref, "sgemm__ref", sgemm_ukernel_6x16__ref, sgemm_ukernel_6x16_arows__ref},
+      {Isa::avx2, "sgemm__avx2", sgemm_ukernel_6x16__avx2, sgemm_ukernel_6x16_arows__avx2},
+      {Isa::avx512,
+       "sgemm__avx512",
+       sgemm_ukernel_6x16__avx2,
+       sgemm_ukernel_6x16_arows__avx2,
+       {{sgemm_tile__avx512<1, 1>, sgemm_tile__avx512<1, 2>},
+        {sgemm_tile__avx512<2, 1>, sgemm_tile__avx512<2, 2>}},
+       {{sgemm_tile_arows__avx512<1, 1>, sgemm_tile_arows__avx512<1, 2>},
+        {sgemm_tile_arows__avx512<2, 1>, sgemm_tile_arows__avx512<2, 2>}}},
+  };
+  return kVariants;
 }
+
+namespace {
+const GemmVariant* g_forced = nullptr;  // sgemm_use_variant
+}  // namespace
+
+const GemmVariant& sgemm_active() {
+  if (g_forced != nullptr) return *g_forced;
+  static const GemmVariant* chosen = [] {
+    const Isa isa = active_isa();
+    const GemmVariant* best = &sgemm_variants()[0];
+    for (const GemmVariant& v : sgemm_variants())
+      if (v.isa == isa) best = &v;
+    return best;
+  }();
+  return *chosen;
+}
+
+const GemmVariant* sgemm_use_variant(const GemmVariant* v) {
+  const GemmVariant* old = g_forced;
+  g_forced = v;
+  return old;
+}
+
+GemmMicrokernel sgemm_active_ukernel() { return sgemm_active().ukernel; }
 
 void sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a, int64_t cs_a,
            const float* b, int64_t rs_b, int64_t cs_b, float* c, int64_t ldc, bool accumulate,
            int max_threads) {
   assert(m >= 0 && n >= 0 && k >= 0);
-  const GemmMicrokernel uk = sgemm_active_ukernel();
+  const GemmVariant& v = sgemm_active();
   int nt = max_threads > 0 ? max_threads : omp_get_max_threads();
   if (omp_in_parallel() || m * n * k < kParallelMinMacs) nt = 1;
   // Split columns when there are enough for every thread to get a few 16-wide panels, else rows.
   // Range starts stay multiples of the tile size, so the tile grid (and the rounding) is unchanged.
+  // Units of the variant's widest tile, so no thread gets a sliver.
+  const int64_t nr = v.tile[0][0] != nullptr ? 2 * kGemmNr : kGemmNr;
+  const int64_t mr = v.tile[0][0] != nullptr ? 2 * kGemmMr : kGemmMr;
   bool split_n = n >= int64_t{nt} * 4 * kGemmNr;
   if (!split_n && m < int64_t{nt} * 2 * kGemmMr) nt = 1;
   if (nt <= 1) {
-    gemm_serial(m, n, k, a, rs_a, cs_a, b, rs_b, cs_b, c, ldc, accumulate, uk);
+    gemm_serial(m, n, k, a, rs_a, cs_a, b, rs_b, cs_b, c, ldc, accumulate, v);
     return;
   }
-  const int64_t unit = split_n ? kGemmNr : kGemmMr;
+  const int64_t unit = split_n ? nr : mr;
   const int64_t total = split_n ? n : m;
   const int64_t per = ((total + nt - 1) / nt + unit - 1) / unit * unit;
 #pragma omp parallel num_threads(nt)
@@ -221,10 +300,10 @@ void sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a, int64_
     if (lo < hi) {
       if (split_n)
         gemm_serial(m, hi - lo, k, a, rs_a, cs_a, b + lo * cs_b, rs_b, cs_b, c + lo, ldc,
-                    accumulate, uk);
+                    accumulate, v);
       else
         gemm_serial(hi - lo, n, k, a + lo * rs_a, rs_a, cs_a, b, rs_b, cs_b, c + lo * ldc, ldc,
-                    accumulate, uk);
+                    accumulate, v);
     }
   }
 }
@@ -233,16 +312,17 @@ void sgemm_packed_b(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_
                     const float* bp, float* c, int64_t ldc, bool accumulate) {
   assert(reinterpret_cast<uintptr_t>(bp) % 32 == 0);
   if (zero_depth(m, n, k, c, ldc, accumulate)) return;
-  const GemmMicrokernel uk = sgemm_active_ukernel();
+  const GemmVariant& v = sgemm_active();
+  const int64_t kb = kc_block(v);
   const int64_t mc_max = (std::min(kMc, m) + kGemmMr - 1) / kGemmMr * kGemmMr;
-  float* ap = t_apack.get(static_cast<size_t>(std::min(kKc, k) * mc_max));
-  for (int64_t pc = 0; pc < k; pc += kKc) {
-    const int64_t kc = std::min(kKc, k - pc);
+  float* ap = t_apack.get(static_cast<size_t>(std::min(kb, k) * mc_max));
+  for (int64_t pc = 0; pc < k; pc += kb) {
+    const int64_t kc = std::min(kb, k - pc);
     for (int64_t ic = 0; ic < m; ic += kMc) {
       const int64_t mc = std::min(kMc, m - ic);
       pack_a(mc, kc, a + ic * rs_a + pc * cs_a, rs_a, cs_a, ap);
-      macro_kernel(mc, n, kc, ap, kc * kGemmMr, bp + pc * kGemmNr, k * kGemmNr, kGemmNr,
-                   c + ic * ldc, ldc, accumulate || pc > 0, uk);
+      macro(mc, n, kc, ap, kc * kGemmMr, bp + pc * kGemmNr, k * kGemmNr, kGemmNr, c + ic * ldc, ldc,
+            accumulate || pc > 0, v);
     }
   }
 }
@@ -251,13 +331,67 @@ void sgemm_pack_b(int64_t k, int64_t n, const float* b, int64_t rs_b, int64_t cs
   pack_b(k, n, b, rs_b, cs_b, bp);
 }
 
+namespace {
+
+// sgemm_arows_packed_b over 12x32 tiles: 12 rows of A in place while at least 12 remain, then 6,
+// then the last partial rows zero-padded to 6 in a copy; 32-column tiles, 16 at the right edge.
+void arows_tiles(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* bp,
+                 float* c, int64_t ldc, bool accumulate, const GemmVariant& v) {
+  alignas(64) float tile[4 * kGemmMr * kGemmNr];
+  constexpr int64_t ldt = 2 * kGemmNr;
+  const int64_t b_next = k * kGemmNr;
+  const int64_t kb = kc_block(v);
+  for (int64_t pc = 0; pc < k; pc += kb) {
+    const int64_t kc = std::min(kb, k - pc);
+    const bool acc = accumulate || pc > 0;
+    for (int64_t jc = 0; jc < n; jc += kNcArows) {
+      const int64_t nc = std::min(kNcArows, n - jc);
+      for (int64_t ir = 0; ir < m;) {
+        const int64_t left = m - ir;
+        const int mp = left >= 2 * kGemmMr ? 2 : 1;
+        const int64_t mr = std::min<int64_t>(left, mp * kGemmMr);
+        const float* ablk = a + ir * lda + pc;
+        int64_t ld = lda;
+        if (mr < kGemmMr) {
+          float* rows = t_apack.get(static_cast<size_t>(kGemmMr * kb));
+          for (int64_t i = 0; i < kGemmMr; ++i)
+            for (int64_t p = 0; p < kc; ++p) rows[i * kc + p] = i < mr ? ablk[i * lda + p] : 0.0f;
+          ablk = rows;
+          ld = kc;
+        }
+        for (int64_t jr = jc; jr < jc + nc; jr += 2 * kGemmNr) {
+          const int64_t nr = std::min<int64_t>(2 * kGemmNr, n - jr);
+          const int np = nr > kGemmNr ? 2 : 1;
+          const GemmTileArows fn = v.tile_arows[mp - 1][np - 1];
+          const float* bpanel = bp + (jr / kGemmNr) * b_next + pc * kGemmNr;
+          float* cp = c + ir * ldc + jr;
+          if (mr == mp * kGemmMr && nr == np * kGemmNr) {
+            fn(kc, ablk, ld, bpanel, kGemmNr, b_next, cp, ldc, acc);
+            continue;
+          }
+          fn(kc, ablk, ld, bpanel, kGemmNr, b_next, tile, ldt, false);
+          for (int64_t i = 0; i < mr; ++i)
+            for (int64_t j = 0; j < nr; ++j)
+              cp[i * ldc + j] = acc ? cp[i * ldc + j] + tile[i * ldt + j] : tile[i * ldt + j];
+        }
+        ir += mr;
+      }
+    }
+  }
+}
+
+}  // namespace
+
 void sgemm_arows_packed_b(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
                           const float* bp, float* c, int64_t ldc, bool accumulate) {
   assert(reinterpret_cast<uintptr_t>(bp) % 32 == 0);
   if (zero_depth(m, n, k, c, ldc, accumulate)) return;
-  static const GemmMicrokernelArows uk = active_isa() >= Isa::avx2 && cpu_features().fma
-                                             ? sgemm_ukernel_6x16_arows__avx2
-                                             : sgemm_ukernel_6x16_arows__ref;
+  const GemmVariant& v = sgemm_active();
+  if (v.tile_arows[0][0] != nullptr) {
+    arows_tiles(m, n, k, a, lda, bp, c, ldc, accumulate, v);
+    return;
+  }
+  const GemmMicrokernelArows uk = v.ukernel_arows;
   alignas(64) float tile[kGemmMr * kGemmNr];
   float* rows = nullptr;  // the last partial 6-row block, zero-padded (kc x 6 at most)
   // Per kc slice and block of kNcArows columns (B block <= 256 KiB, L2), 6 rows of A stay in L1
@@ -309,13 +443,14 @@ void sgemm_packed(int64_t m, int64_t n, int64_t k, const float* ap, const float*
                   int64_t ldc, bool accumulate) {
   assert(reinterpret_cast<uintptr_t>(bp) % 32 == 0);  // A is only broadcast: any alignment
   if (zero_depth(m, n, k, c, ldc, accumulate)) return;
-  const GemmMicrokernel uk = sgemm_active_ukernel();
-  for (int64_t pc = 0; pc < k; pc += kKc) {
-    const int64_t kc = std::min(kKc, k - pc);
+  const GemmVariant& v = sgemm_active();
+  const int64_t kb = kc_block(v);
+  for (int64_t pc = 0; pc < k; pc += kb) {
+    const int64_t kc = std::min(kb, k - pc);
     for (int64_t ic = 0; ic < m; ic += kMc)
-      macro_kernel(std::min(kMc, m - ic), n, kc, ap + (ic / kGemmMr) * k * kGemmMr + pc * kGemmMr,
-                   k * kGemmMr, bp + pc * kGemmNr, k * kGemmNr, kGemmNr, c + ic * ldc, ldc,
-                   accumulate || pc > 0, uk);
+      macro(std::min(kMc, m - ic), n, kc, ap + (ic / kGemmMr) * k * kGemmMr + pc * kGemmMr,
+            k * kGemmMr, bp + pc * kGemmNr, k * kGemmNr, kGemmNr, c + ic * ldc, ldc,
+            accumulate || pc > 0, v);
   }
 }
 
@@ -324,13 +459,13 @@ void sgemm_packed_a(int64_t m, int64_t n, int64_t k, const float* ap, const floa
   assert(reinterpret_cast<uintptr_t>(b) % 32 == 0);  // A is only broadcast: any alignment
   assert(ldb % kGemmNr == 0);
   if (zero_depth(m, n, k, c, ldc, accumulate)) return;
-  const GemmMicrokernel uk = sgemm_active_ukernel();
-  for (int64_t pc = 0; pc < k; pc += kKc) {
-    const int64_t kc = std::min(kKc, k - pc);
+  const GemmVariant& v = sgemm_active();
+  const int64_t kb = kc_block(v);
+  for (int64_t pc = 0; pc < k; pc += kb) {
+    const int64_t kc = std::min(kb, k - pc);
     for (int64_t ic = 0; ic < m; ic += kMc)
-      macro_kernel(std::min(kMc, m - ic), n, kc, ap + (ic / kGemmMr) * k * kGemmMr + pc * kGemmMr,
-                   k * kGemmMr, b + pc * ldb, kGemmNr, ldb, c + ic * ldc, ldc, accumulate || pc > 0,
-                   uk);
+      macro(std::min(kMc, m - ic), n, kc, ap + (ic / kGemmMr) * k * kGemmMr + pc * kGemmMr,
+            k * kGemmMr, b + pc * ldb, kGemmNr, ldb, c + ic * ldc, ldc, accumulate || pc > 0, v);
   }
 }
 

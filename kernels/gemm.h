@@ -1,11 +1,15 @@
 // f32 GEMM over raw strided pointers: C[M,N] = A[M,K]·B[K,N] (+ C when accumulate).
 // Goto/BLIS-style: pack A into MR-row panels and B into NR-column panels (any strides, so
-// transposes are free at pack time), then a 6x16 register-tile microkernel (AVX2+FMA when the CPU
-// has it, portable C++ otherwise). Threads split C into disjoint column (or row) ranges, and every
-// element is summed in the same k order whatever the split: results do not depend on thread count.
+// transposes are free at pack time), then register-tile microkernels: 6x16 (AVX2+FMA, or portable
+// C++), or up to 12x32 with AVX-512 (two A panels x two B panels per tile). Threads split C into
+// disjoint column (or row) ranges, and every element is summed in the same k order whatever the
+// split: results do not depend on thread count.
 #pragma once
 
 #include <cstdint>
+#include <span>
+
+#include "kernels/cpu_features.h"
 
 namespace bfcn {
 
@@ -63,7 +67,7 @@ void sgemm_ukernel_6x16__ref(int64_t kc, const float* ap, const float* bp, int64
                              int64_t ldc, bool accumulate);
 void sgemm_ukernel_6x16__avx2(int64_t kc, const float* ap, const float* bp, int64_t ldb, float* c,
                               int64_t ldc, bool accumulate);
-// The microkernel for kernels/cpu_features.h's active_isa().
+// The 6x16 microkernel of the active variant (sgemm_active() below).
 GemmMicrokernel sgemm_active_ukernel();
 // Same tile with A read in place: row i at a + i*lda, k contiguous.
 using GemmMicrokernelArows = void (*)(int64_t kc, const float* a, int64_t lda, const float* bp,
@@ -72,5 +76,42 @@ void sgemm_ukernel_6x16_arows__ref(int64_t kc, const float* a, int64_t lda, cons
                                    float* c, int64_t ldc, bool accumulate);
 void sgemm_ukernel_6x16_arows__avx2(int64_t kc, const float* a, int64_t lda, const float* bp,
                                     float* c, int64_t ldc, bool accumulate);
+
+// Multi-panel tiles (AVX-512): mp 6-row A panels x np 16-column B panels (mp, np in 1..2) in one
+// register tile, so the packed layouts above stay the same for every ISA. A panel i at
+// ap + i*a_next (kc groups of 6); B panel j at b + j*b_next, row p at + p*ldb (any alignment).
+// Every element is summed from zero in k order with FMA, then added to C: the same arithmetic as
+// the 6x16 AVX2 kernel, so results do not depend on how the tiles are grouped.
+using GemmTile = void (*)(int64_t kc, const float* ap, int64_t a_next, const float* b, int64_t ldb,
+                          int64_t b_next, float* c, int64_t ldc, bool accumulate);
+// Same with A read in place: row i of the tile at a + i*lda, k contiguous.
+using GemmTileArows = void (*)(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb,
+                               int64_t b_next, float* c, int64_t ldc, bool accumulate);
+template <int MP, int NP>
+void sgemm_tile__avx512(int64_t kc, const float* ap, int64_t a_next, const float* b, int64_t ldb,
+                        int64_t b_next, float* c, int64_t ldc, bool accumulate);
+template <int MP, int NP>
+void sgemm_tile_arows__avx512(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb,
+                              int64_t b_next, float* c, int64_t ldc, bool accumulate);
+
+// The GEMM variants, one per ISA level (ref first), as in kernels/bitconv.h: dispatch takes the
+// one of active_isa(), tests and benchmarks iterate the list.
+struct GemmVariant {
+  Isa isa;
+  const char* name;                    // "sgemm__avx512"
+  GemmMicrokernel ukernel;             // 6x16, A packed
+  GemmMicrokernelArows ukernel_arows;  // 6x16, A rows in place
+  // When set, the drivers cover C with tile[mp-1][np-1] (up to 12x32) instead of 6x16 ukernels.
+  GemmTile tile[2][2] = {};
+  GemmTileArows tile_arows[2][2] = {};
+};
+std::span<const GemmVariant> sgemm_variants();
+// The variant every entry point above runs: the one of active_isa(), unless a test chose another
+// with sgemm_use_variant.
+const GemmVariant& sgemm_active();
+// Makes every sgemm entry point run v (nullptr: back to the active_isa() one) and returns the
+// previous choice. Process-wide and not thread-safe: for tests and benchmarks, which must check
+// isa_supported(v.isa) first.
+const GemmVariant* sgemm_use_variant(const GemmVariant* v);
 
 }  // namespace bfcn

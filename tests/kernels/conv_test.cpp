@@ -1,7 +1,7 @@
 // Fast conv2d kernels against the direct references: 1x1/3x3/7x7/rectangular kernels, strides 1-3,
 // padding 0-3, dilation 1-2, groups 1/2/4/depthwise, odd sizes, inputs smaller than the kernel,
-// batch 1 and 3, bias on/off, 1 and 2 threads (bitwise equal), and a tiny im2col budget that forces
-// the chunked paths.
+// batch 1 and 3, bias on/off, 1 and 2 threads (bitwise equal), a tiny im2col budget that forces
+// the chunked paths, and every GEMM variant of kernels/gemm.h the CPU supports.
 #include "kernels/conv.h"
 
 #include <omp.h>
@@ -9,9 +9,12 @@
 #include <algorithm>
 #include <cmath>
 #include <sstream>
+#include <string>
 #include <vector>
 
 #include "core/rng.h"
+#include "kernels/cpu_features.h"
+#include "kernels/gemm.h"
 #include "tests/kernels/kernel_test_util.h"
 #include "tests/support/test_support.h"
 
@@ -158,6 +161,40 @@ TEST_CASE("conv2d threaded sizes match the reference and do not depend on thread
   check_geom(geom_of({16, hw, hw, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1}, 1), rng);
   check_geom(geom_of({3, 2 * hw, 2 * hw, 16, 7, 7, 2, 2, 3, 3, 1, 1, 1}, 1), rng);
   check_geom(geom_of({64, hw / 2, hw / 2, 48, 1, 1, 1, 1, 0, 0, 1, 1, 1}, 2), rng);
+}
+
+namespace {
+// Every case above plus shapes big enough for 12x32 GEMM tiles (64 and 76 output channels, R over
+// one K block, a 1x1 direct case) under the GEMM variant of `isa` (skipped when the CPU lacks it).
+void check_gemm_variant(Isa isa) {
+  const GemmVariant* v = nullptr;
+  for (const GemmVariant& cand : sgemm_variants())
+    if (cand.isa == isa) v = &cand;
+  REQUIRE(v != nullptr);
+  if (!isa_supported(isa))
+    BFCN_SKIP_ISA(std::string(v->name) + ": this CPU lacks " + isa_name(isa));
+  Restore restore;
+  struct Use {
+    const GemmVariant* prev;
+    ~Use() { sgemm_use_variant(prev); }
+  } use{sgemm_use_variant(v)};
+  Rng rng(31);
+  for (const Case& cs : kCases) check_geom(geom_of(cs, 2), rng);
+  check_geom(geom_of({32, 14, 13, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1}, 1), rng);
+  check_geom(geom_of({40, 9, 10, 76, 3, 3, 2, 1, 1, 1, 1, 1, 1}, 2), rng);
+  check_geom(geom_of({70, 11, 9, 44, 1, 1, 1, 1, 0, 0, 1, 1, 1}, 1), rng);
+  check_geom(geom_of({3, 30, 30, 64, 7, 7, 2, 2, 3, 3, 1, 1, 1}, 1), rng);
+  conv2d_set_col_budget(2000);  // chunked paths with the wide tiles
+  check_geom(geom_of({32, 14, 13, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1}, 2), rng);
+}
+}  // namespace
+
+TEST_CASE("conv2d matches the reference with the sgemm__ref GEMM") { check_gemm_variant(Isa::ref); }
+TEST_CASE("conv2d matches the reference with the sgemm__avx2 GEMM") {
+  check_gemm_variant(Isa::avx2);
+}
+TEST_CASE("conv2d matches the reference with the sgemm__avx512 GEMM") {
+  check_gemm_variant(Isa::avx512);
 }
 
 TEST_CASE("ConvGeom rejects inconsistent sizes") {

@@ -1,12 +1,16 @@
-// sgemm against the triple-loop reference: all transpositions, edge sizes around the 6x16 tile
-// and the 256-deep K block, accumulate on/off, 1 and 2 threads (bitwise equal), both microkernels.
+// sgemm against the triple-loop reference, for every variant of the table (ref, avx2, avx512; the
+// ones this CPU lacks skip): all transpositions, edge sizes around the 6x16 / 12x32 tiles and the
+// 256-deep K block, deep K, accumulate on/off, 1 and 2 threads (bitwise equal), every pre-packed
+// entry point; and the 6x16 microkernels against each other.
 #include "kernels/gemm.h"
 
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "core/rng.h"
@@ -32,11 +36,18 @@ struct ThreadsGuard {
 
 }  // namespace
 
-TEST_CASE("sgemm matches the reference on edge shapes and transposes") {
-  ThreadsGuard guard;
-  Rng rng(7);
-  const int64_t sizes_m[] = {1, 5, 6, 7, 13, 150};
-  const int64_t sizes_n[] = {1, 15, 16, 17, 70};
+namespace {
+
+// Float error bound for sums of k products of values in [-1, 1], relative to the output scale
+// (rel_err): grows like sqrt(k) for round-to-nearest accumulation.
+double tol_for(int64_t k) { return 2e-6 * std::sqrt(double(std::max<int64_t>(k, 1))); }
+
+// Runs every sgemm entry point (of the variant in use) against the triple-loop reference.
+void check_entry_points(Rng& rng) {
+  // Edge sizes around the 6x16 and 12x32 tiles and the 256-deep K block, all transposes,
+  // accumulate on/off, 1 and 2 threads (bitwise equal).
+  const int64_t sizes_m[] = {1, 5, 6, 7, 12, 13, 150};
+  const int64_t sizes_n[] = {1, 15, 16, 17, 32, 33, 70};
   const int64_t sizes_k[] = {1, 3, 255, 257};
   int checked = 0;
   for (int64_t m : sizes_m)
@@ -58,42 +69,33 @@ TEST_CASE("sgemm matches the reference on edge shapes and transposes") {
             sgemm(m, n, k, a.data(), rs_a, cs_a, b.data(), rs_b, cs_b, got2.data(), ldc, acc, 2);
             INFO("m=" << m << " n=" << n << " k=" << k << " ta=" << ta << " tb=" << tb
                       << " acc=" << acc);
-            REQUIRE(rel_err(got1, want) < 1e-5);
+            REQUIRE(rel_err(got1, want) < tol_for(k));
             REQUIRE(got1 == got2);  // thread-count independent, padding columns untouched
             ++checked;
           }
-  CHECK(checked == 6 * 5 * 4 * 4);
-}
+  CHECK(checked == 7 * 7 * 4 * 4);
 
-TEST_CASE("sgemm with k = 0 zeroes or keeps C") {
-  std::vector<float> c(12, 3.0f);
-  sgemm(3, 4, 0, nullptr, 0, 1, nullptr, 4, 1, c.data(), 4, true);
-  CHECK(c == std::vector<float>(12, 3.0f));
-  sgemm(3, 4, 0, nullptr, 0, 1, nullptr, 4, 1, c.data(), 4, false);
-  CHECK(c == std::vector<float>(12, 0.0f));
-}
-
-TEST_CASE("sgemm splits large problems over threads with identical results") {
-  ThreadsGuard guard;
-  Rng rng(11);
-  for (auto [m, n, k] : {std::array<int64_t, 3>{64, 1000, 300}, {500, 40, 300}}) {
+  // Large problems split over threads (columns, then rows), and a deep K (18 K blocks).
+  for (auto [m, n, k] : {std::array<int64_t, 3>{64, 1000, 300}, {500, 40, 300}, {30, 50, 4608}}) {
     auto a = random_vec(m * k, rng), b = random_vec(k * n, rng);
     std::vector<float> want(static_cast<size_t>(m * n)), c1(want.size()), c2(want.size());
     sgemm__ref(m, n, k, a.data(), k, 1, b.data(), n, 1, want.data(), n, false);
-    omp_set_num_threads(1);
-    sgemm(m, n, k, a.data(), k, 1, b.data(), n, 1, c1.data(), n, false);
-    omp_set_num_threads(2);
-    sgemm(m, n, k, a.data(), k, 1, b.data(), n, 1, c2.data(), n, false);
+    sgemm(m, n, k, a.data(), k, 1, b.data(), n, 1, c1.data(), n, false, 1);
+    sgemm(m, n, k, a.data(), k, 1, b.data(), n, 1, c2.data(), n, false, 2);
     INFO("m=" << m << " n=" << n << " k=" << k);
-    CHECK(rel_err(c1, want) < 1e-5);
+    CHECK(rel_err(c1, want) < tol_for(k));
     CHECK(c1 == c2);
   }
-}
 
-TEST_CASE("pre-packed sgemm entry points match the reference") {
-  Rng rng(13);
-  for (auto [m, n, k] :
-       {std::array<int64_t, 3>{1, 1, 1}, {7, 17, 3}, {13, 40, 300}, {150, 33, 257}, {6, 16, 256}}) {
+  // Pre-packed entry points.
+  for (auto [m, n, k] : {std::array<int64_t, 3>{1, 1, 1},
+                         {7, 17, 3},
+                         {13, 40, 300},
+                         {150, 33, 257},
+                         {6, 16, 256},
+                         {12, 32, 256},
+                         {29, 70, 600},
+                         {64, 64, 576}}) {
     const auto a = random_vec(m * k, rng), b = random_vec(k * n, rng);
     const int64_t mpan = (m + kGemmMr - 1) / kGemmMr, npan = (n + kGemmNr - 1) / kGemmNr;
     float* ap = aligned_floats(mpan * kGemmMr * k);
@@ -112,18 +114,68 @@ TEST_CASE("pre-packed sgemm entry points match the reference") {
         for (int64_t j = 0; j < ldb; ++j) brow[p * ldb + j] = j < n ? b[p * n + j] : 0.0f;
       sgemm_packed_a(m, n, k, ap, brow, ldb, c4.data(), n, acc);
       std::free(brow);
-      CHECK(rel_err(c4, want) < 1e-5);
       sgemm_packed(m, n, k, ap, bp, c1.data(), n, acc);
       sgemm_packed_b(m, n, k, a.data(), k, 1, bp, c2.data(), n, acc);
       sgemm_arows_packed_b(m, n, k, a.data(), k, bp, c3.data(), n, acc);
       INFO("m=" << m << " n=" << n << " k=" << k << " acc=" << acc);
-      CHECK(rel_err(c1, want) < 1e-5);
-      CHECK(rel_err(c2, want) < 1e-5);
-      CHECK(rel_err(c3, want) < 1e-5);
+      CHECK(rel_err(c1, want) < tol_for(k));
+      CHECK(rel_err(c2, want) < tol_for(k));
+      CHECK(rel_err(c3, want) < tol_for(k));
+      CHECK(rel_err(c4, want) < tol_for(k));
     }
     std::free(ap);
     std::free(bp);
   }
+}
+
+// The table's variant of `isa`, run through every entry point (skipped when the CPU lacks it).
+void check_variant(Isa isa) {
+  const GemmVariant* v = nullptr;
+  for (const GemmVariant& cand : sgemm_variants())
+    if (cand.isa == isa) v = &cand;
+  REQUIRE(v != nullptr);
+  if (!isa_supported(isa))
+    BFCN_SKIP_ISA(std::string(v->name) + ": this CPU lacks " + isa_name(isa));
+  ThreadsGuard threads;
+  struct Restore {
+    const GemmVariant* prev;
+    ~Restore() { sgemm_use_variant(prev); }
+  } restore{sgemm_use_variant(v)};
+  REQUIRE(&sgemm_active() == v);
+  Rng rng(7 + int(isa));
+  check_entry_points(rng);
+}
+
+}  // namespace
+
+TEST_CASE("sgemm variant table has one variant per ISA level, ref first") {
+  const auto vs = sgemm_variants();
+  REQUIRE(vs.size() == 3);
+  CHECK(vs[0].isa == Isa::ref);
+  CHECK(vs[1].isa == Isa::avx2);
+  CHECK(vs[2].isa == Isa::avx512);
+  CHECK(sgemm_active().isa == active_isa());
+}
+
+TEST_CASE("sgemm__ref matches the reference on edge shapes, transposes and packed entry points") {
+  check_variant(Isa::ref);
+}
+
+TEST_CASE("sgemm__avx2 matches the reference on edge shapes, transposes and packed entry points") {
+  check_variant(Isa::avx2);
+}
+
+TEST_CASE(
+    "sgemm__avx512 matches the reference on edge shapes, transposes and packed entry points") {
+  check_variant(Isa::avx512);
+}
+
+TEST_CASE("sgemm with k = 0 zeroes or keeps C") {
+  std::vector<float> c(12, 3.0f);
+  sgemm(3, 4, 0, nullptr, 0, 1, nullptr, 4, 1, c.data(), 4, true);
+  CHECK(c == std::vector<float>(12, 3.0f));
+  sgemm(3, 4, 0, nullptr, 0, 1, nullptr, 4, 1, c.data(), 4, false);
+  CHECK(c == std::vector<float>(12, 0.0f));
 }
 
 TEST_CASE("sgemm microkernels agree") {
