@@ -28,6 +28,14 @@ export BFCN_SKIP_LOG="$PWD/build/skipped.log"
 : >"$BFCN_SKIP_LOG"
 (cd build && OMP_NUM_THREADS=2 ctest --output-on-failure -j "$JOBS" --timeout 900)
 
+echo "== runtime-only build (docs/deploy.md: kernels/ + core/ + runtime/ + C API; Eigen, HDF5 and"
+echo "   OpenCV disabled to prove they are not needed) and its tests"
+cmake -S . -B build-runtime -DCMAKE_BUILD_TYPE=Release -DBFCN_WERROR=ON -DBFCN_RUNTIME_ONLY=ON \
+      -DCMAKE_DISABLE_FIND_PACKAGE_Eigen3=ON -DCMAKE_DISABLE_FIND_PACKAGE_HDF5=ON \
+      -DCMAKE_DISABLE_FIND_PACKAGE_OpenCV=ON >/dev/null
+cmake --build build-runtime -j "$JOBS"
+(cd build-runtime && OMP_NUM_THREADS=2 ctest --output-on-failure -j "$JOBS" --timeout 900)
+
 if [ "$SANITIZE" = 1 ]; then
   echo "== ASan/UBSan build"
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBFCN_WERROR=ON -DBFCN_SANITIZE=ON \
