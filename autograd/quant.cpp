@@ -58,6 +58,53 @@ Var quantize_weight(const Var& w, int k, bool per_channel) {
   return add_scalar(scale(quantize_k(u, k), 2.0f), -1.0f);
 }
 
+Tensor symmetric_weight_scale(const Tensor& w, int k) {
+  BFCN_CHECK(k >= 2 && k <= 8, "symmetric_weight_scale: bits must be 2..8, got ", k);
+  BFCN_CHECK(w.ndim() >= 1 && w.numel() > 0,
+             "symmetric_weight_scale: expected a non-empty weight, got ", w.shape());
+  const int64_t K = w.dim(0), per = w.numel() / K;
+  const float top = static_cast<float>((1 << (k - 1)) - 1);
+  Tensor s = Tensor::empty({K});
+  const float* p = w.f32();
+  for (int64_t o = 0; o < K; ++o) {
+    float m = 0.0f;
+    for (int64_t i = 0; i < per; ++i) m = std::max(m, std::fabs(p[o * per + i]));
+    s.f32()[o] = m / top;
+  }
+  return s;
+}
+
+Var quantize_weight_symmetric(const Var& w, int k) {
+  BFCN_CHECK((k >= 2 && k <= 8) || k == 32,
+             "quantize_weight_symmetric: bits must be 2..8 or 32, got ", k);
+  if (k == 32) return w;
+  const Tensor& wv = w.value();
+  BFCN_CHECK(wv.dtype() == DType::f32, "quantize_weight_symmetric: expected an f32 weight");
+  const Tensor s = symmetric_weight_scale(wv, k);
+  const int64_t K = wv.dim(0), per = wv.numel() / K;
+  Tensor y = Tensor::empty(wv.shape());
+  const float* p = wv.f32();
+  float* o = y.f32();
+  for (int64_t c = 0; c < K; ++c) {
+    const float sc = s.f32()[c];
+    for (int64_t i = 0; i < per; ++i)
+      o[c * per + i] = sc > 0.0f ? std::nearbyint(p[c * per + i] / sc) * sc : 0.0f;
+  }
+  // Identity STE: nothing is clipped (|w/s| <= 2^(k-1)-1) and s is a constant.
+  return make_op("quantize_weight_symmetric", y, {w},
+                 [](const Tensor& dy, const GradMask&) -> std::vector<Tensor> { return {dy}; });
+}
+
+Var quantize_weight(const Var& w, const QuantSpec& q) {
+  if (q.w_symmetric) return quantize_weight_symmetric(w, q.w_bits);
+  return quantize_weight(w, q.w_bits, q.w_scale_channel);
+}
+
+Tensor quantize_weight_value(const Tensor& w, const QuantSpec& q) {
+  NoGradGuard no_grad;
+  return quantize_weight(Var(w), q).value();
+}
+
 Var tanh_normalize(const Var& w) {
   // u = tanh(w)/max|tanh(w)| * 0.5 + 0.5 (tensorpack's order). The max is a graph node (not
   // stop-gradient), as in tensorpack, so a sliver of gradient reaches the arg-max element.

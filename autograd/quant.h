@@ -15,11 +15,14 @@ namespace bfcn {
 
 // Bit widths of one layer: weights, activations after it, gradients (32 = full precision).
 // w_scale_channel: 1-bit weights get one E = mean|W| per output channel instead of per layer.
+// w_symmetric: the weights use quantize_weight_symmetric (per-channel max scale, kept) instead of
+// DoReFa's fw; set by the "w8" downsample/score policies, which have no JSON key of their own.
 struct QuantSpec {
   int w_bits = 32;
   int a_bits = 32;
   int g_bits = 32;
   bool w_scale_channel = false;
+  bool w_symmetric = false;
   bool operator==(const QuantSpec&) const = default;
 };
 
@@ -38,6 +41,20 @@ Var quantize_k(const Var& x, int k);
 //           tanh and the max (as tensorpack, no stop-gradient). per_channel is ignored (no scale).
 //   k = 32: w unchanged.
 Var quantize_weight(const Var& w, int k, bool per_channel = false);
+
+// Symmetric max-scaled k-bit weights (k = 2..8), one scale per output channel o of w [K,...]:
+//   s_o = max|w_o| / (2^(k-1) - 1),  y = round(w / s_o) * s_o  (round half to even),
+// so y keeps w's scale (unlike DoReFa's k >= 2 fw, whose values are in [-1,1]) and its levels are
+// the integers -(2^(k-1)-1)..2^(k-1)-1 times s_o. An all-zero channel stays 0. s is a constant
+// taken from w.value() (stop-gradient, as E for k = 1) and |w/s| never exceeds the top level, so
+// nothing is clipped and the STE gradient is exactly dL/dw = dL/dy. k = 32: w unchanged.
+Var quantize_weight_symmetric(const Var& w, int k);
+// s_o of quantize_weight_symmetric as [K].
+Tensor symmetric_weight_scale(const Tensor& w, int k);
+
+// The weight quantizer of a layer: quantize_weight_symmetric when q.w_symmetric, else
+// quantize_weight(w, q.w_bits, q.w_scale_channel).
+Var quantize_weight(const Var& w, const QuantSpec& q);
 
 // The differentiable (non-STE) part of the k >= 2 weight quantizer: tanh(w)/(2*max|tanh(w)|) + 0.5,
 // in [0,1]. Exposed so it can be finite-difference checked; quantize_weight rounds its result.
@@ -58,5 +75,8 @@ Var quantize_gradient(const Var& x, int k, Rng& rng);
 Tensor weight_scale(const Tensor& w, bool per_channel);
 // Forward value of quantize_weight(w, k, per_channel), computed without autograd.
 Tensor quantize_weight_value(const Tensor& w, int k, bool per_channel = false);
+// Forward value of quantize_weight(w, q): exactly what a QConv2d with spec q convolves with (the
+// export writes these values, so training and runtime use bit-identical weights).
+Tensor quantize_weight_value(const Tensor& w, const QuantSpec& q);
 
 }  // namespace bfcn

@@ -43,11 +43,11 @@ QConv2d::QConv2d(const Conv2dOptions& o, const QuantSpec& q, Rng& rng)
   check_bits(q.w_bits, "w_bits", "");
   check_bits(q.a_bits, "a_bits", "");
   check_bits(q.g_bits, "g_bits", "");
+  BFCN_CHECK_CONFIG(!q.w_symmetric || (q.w_bits >= 2 && q.w_bits <= 8) || q.w_bits == 32,
+                    "QConv2d: symmetric weights need w_bits 2..8, got ", q.w_bits);
 }
 
-Var QConv2d::quantized_weight() const {
-  return quantize_weight(weight(), q_.w_bits, q_.w_scale_channel);
-}
+Var QConv2d::quantized_weight() const { return quantize_weight(weight(), q_); }
 
 Var QConv2d::forward(const Var& x) {
   Var y = conv2d(x, quantized_weight(), bias(), options().args());

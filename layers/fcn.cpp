@@ -15,7 +15,10 @@ namespace {
 QuantSpec head_spec(const QuantConfig& q, const std::string& name, bool last) {
   QuantSpec s = q.spec_for(name);
   if (last && q.first_last_fp()) s.w_bits = s.g_bits = 32;
-  if (last && q.score_policy() == "w8") s.w_bits = 8;  // 8-bit score/skip weights
+  if (last && q.score_policy() == "w8") {  // symmetric 8-bit score/skip weights (scale kept)
+    s.w_bits = 8;
+    s.w_symmetric = true;
+  }
   return s;
 }
 

@@ -131,7 +131,10 @@ QuantSpec QuantConfig::spec_for(const std::string& layer_name) const {
 QuantSpec QuantConfig::downsample_spec(const std::string& layer_name) const {
   QuantSpec s = spec_for(layer_name);
   if (downsample_ == "fp32") s.w_bits = s.g_bits = 32;
-  if (downsample_ == "w8") s.w_bits = 8;
+  if (downsample_ == "w8") {
+    s.w_bits = 8;
+    s.w_symmetric = true;
+  }
   return s;
 }
 

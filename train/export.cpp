@@ -79,8 +79,7 @@ struct Walker {
   static Tensor weight_values(const Conv2d& conv) {
     const auto* q = dynamic_cast<const QConv2d*>(&conv);
     if (!q || q->quant().w_bits >= 32) return conv.weight().value();
-    return quantize_weight_value(conv.weight().value(), q->quant().w_bits,
-                                 q->quant().w_scale_channel);
+    return quantize_weight_value(conv.weight().value(), q->quant());
   }
 
   nlohmann::json conv_json(const std::string& name, const std::string& type,
@@ -154,7 +153,6 @@ struct Walker {
             float out_alpha = 1.0f, bool relu = false, float float_unit = 1.0f) {
     const Conv2dOptions& o = cv.options();
     const int m = w_bits_of(cv), a = bits.at(in);
-    check_not_8bit(name, m);
     // Units of the pre-quantizer sum: the residual's when there is one (it is added as stored).
     const float sum_unit = !residual.empty() ? unit(residual)
                            : out_bits > 0    ? out_alpha
@@ -230,15 +228,6 @@ struct Walker {
     chans[conv_out] = oc;
     units[conv_out] = sum_unit;
     if (out_bits > 0 && !fused) quant_act(name + ".act", conv_out, out, out_bits, out_alpha);
-  }
-
-  // 5..8-bit weights (the "w8" downsample/score policies) would run as conv_f32 with the
-  // quantized values, but on random test models their label agreement with the training engine
-  // was 97.9-99.8% (< 99.9%), not yet explained: refuse rather than ship an unverified graph.
-  static void check_not_8bit(const std::string& name, int m) {
-    BFCN_CHECK(m <= 4 || m >= 32, "export: layer '", name, "' has ", m,
-               "-bit weights (the \"w8\" policy), which the export does not support yet; use "
-               "\"fp32\" for deployable downsample/score convs");
   }
 
   // The clip of an activation module: the learned alpha, 1 for DoReFa's fixed clip or a ReLU.
@@ -330,7 +319,6 @@ void build_export(const SegmentationModel& model, const nlohmann::json& config,
     feats.push_back(x);
   }
   auto score = [&](const std::string& name, const std::string& in, const std::string& out) {
-    w.check_not_8bit(name, Walker::w_bits_of(*w.get<Conv2d>(name)));
     w.conv_f32(name, *w.get<Conv2d>(name), nullptr, in, out);
   };
   auto push = [&](nlohmann::json j) { w.layers.push_back(std::move(j)); };

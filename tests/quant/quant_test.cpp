@@ -1,5 +1,6 @@
 // DoReFa quantizers: exact level sets, ties, sign(0), k = 32 identity, STE gradient masks, the
-// exact identity gradient of the 1-bit weight quantizer, finite differences of the tanh/max
+// exact identity gradient of the 1-bit weight quantizer, the symmetric max-scaled ("w8") weight
+// quantizer's values and identity gradient, finite differences of the tanh/max
 // normalisation, the gradient quantizer fg, and bit-width validation.
 #include "autograd/quant.h"
 
@@ -195,6 +196,71 @@ TEST_CASE("k-bit weights of an all-zero tensor stay finite", "[quant]") {
   // 1-bit: E = 0, so the weights are exactly 0 but the gradient still passes.
   CHECK(quantize_weight_value(Tensor::zeros({2, 2, 1, 1}), 1).to_vector() ==
         std::vector<float>(4, 0.0f));
+}
+
+TEST_CASE("symmetric 8-bit weights are round(w/s)*s with s = max|w_o|/127 per output channel",
+          "[quant]") {
+  Rng rng(21);
+  Tensor wt = random_tensor({4, 3, 3, 3}, rng, -0.05f, 0.05f);
+  for (int64_t i = 0; i < 27; ++i) wt.f32()[27 + i] *= 40.0f;  // channel 1 is 40x larger
+  for (int64_t i = 0; i < 27; ++i) wt.f32()[81 + i] = 0.0f;    // channel 3 is all zero
+  wt.f32()[3] = 0.05f;                                         // channel 0's max is hit exactly
+  const Tensor s = symmetric_weight_scale(wt, 8);
+  REQUIRE(s.numel() == 4);
+  const Tensor y = quantize_weight_symmetric(Var(wt, true), 8).value();
+  for (int64_t o = 0; o < 4; ++o) {
+    float m = 0.0f;
+    for (int64_t i = 0; i < 27; ++i) m = std::max(m, std::fabs(wt.f32()[o * 27 + i]));
+    CHECK(s.f32()[o] == m / 127.0f);
+    std::set<int> codes;
+    for (int64_t i = 0; i < 27; ++i) {
+      const float w = wt.f32()[o * 27 + i], v = y.f32()[o * 27 + i];
+      INFO("o = " << o << " w = " << w);
+      if (o == 3) {
+        REQUIRE(v == 0.0f);
+        continue;
+      }
+      const float q = std::nearbyint(w / s.f32()[o]);
+      REQUIRE(v == q * s.f32()[o]);  // exact, with the scale kept (not normalised to [-1,1])
+      REQUIRE(std::fabs(q) <= 127.0f);
+      REQUIRE(std::fabs(v - w) <= 0.5f * s.f32()[o] * (1.0f + 1e-6f));
+      codes.insert(int(q));
+    }
+    if (o != 3) CHECK((codes.count(127) || codes.count(-127)));  // the max |w| is a level
+  }
+  // Ties round half to even: s = 1 (max 127), w = 2.5 -> 2, 3.5 -> 4, -0.5 -> -0.
+  const Var t = leaf({1, 5}, {127.0f, 2.5f, 3.5f, -0.5f, -127.0f});
+  CHECK(quantize_weight_symmetric(t, 8).value().to_vector() ==
+        std::vector<float>{127.0f, 2.0f, 4.0f, -0.0f, -127.0f});
+  // The spec dispatch and the value helper give the same values (what export writes).
+  QuantSpec q;
+  q.w_bits = 8;
+  q.w_symmetric = true;
+  CHECK(quantize_weight_value(wt, q).to_vector() == y.to_vector());
+  CHECK(quantize_weight(Var(wt), q).value().to_vector() == y.to_vector());
+  q.w_symmetric = false;  // DoReFa's fw: values in [-1,1], the scale is dropped
+  CHECK(quantize_weight_value(wt, q).to_vector() == quantize_weight_value(wt, 8).to_vector());
+  // Other widths: 2^(k-1)-1 levels per sign.
+  const Tensor y4 = quantize_weight_symmetric(Var(wt), 4).value();
+  const Tensor s4 = symmetric_weight_scale(wt, 4);
+  for (int64_t i = 0; i < 27; ++i)
+    REQUIRE(y4.f32()[27 + i] == std::nearbyint(wt.f32()[27 + i] / s4.f32()[1]) * s4.f32()[1]);
+  CHECK(s4.f32()[1] == Approx(s.f32()[1] * 127.0f / 7.0f));
+  CHECK(quantize_weight_symmetric(Var(wt), 32).value().to_vector() == wt.to_vector());
+  CHECK_THROWS_WITH(quantize_weight_symmetric(Var(wt), 1), Catch::Contains("2..8 or 32"));
+}
+
+TEST_CASE("the gradient through the symmetric weight quantizer equals the upstream gradient",
+          "[quant]") {
+  // STE with a constant (stop-gradient) scale; |w/s| <= 127 so no element is clipped and the
+  // gradient is dL/dy for every weight, including the arg-max and an all-zero channel.
+  Rng rng(22);
+  Tensor wt = random_tensor({3, 4, 3, 3}, rng, -3, 3);
+  for (int64_t i = 0; i < 36; ++i) wt.f32()[72 + i] = 0.0f;
+  const Var w(wt, true);
+  const Tensor seed = random_tensor(w.shape(), rng, -2, 2);
+  const Tensor g = grad_of(w, quantize_weight_symmetric(w, 8), seed);
+  CHECK(g.to_vector() == seed.to_vector());  // bit-exact
 }
 
 TEST_CASE("tanh/max normalisation matches finite differences, incl. the max path",

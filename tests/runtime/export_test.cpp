@@ -9,7 +9,9 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <map>
+#include <set>
 #include <string>
 
 #include "autograd/quant.h"
@@ -46,8 +48,7 @@ void spread_batch_norms(SegmentationModel& model, Rng& rng) {
     auto* conv = dynamic_cast<Conv2d*>(mods.at(conv_name));
     REQUIRE(conv);
     Tensor w = conv->weight().value();
-    if (auto* q = dynamic_cast<QConv2d*>(conv))
-      w = quantize_weight_value(w, q->quant().w_bits, q->quant().w_scale_channel);
+    if (auto* q = dynamic_cast<QConv2d*>(conv)) w = quantize_weight_value(w, q->quant());
     const bool stem = conv_name == "conv1";
     const double in_mean = stem ? 0.0 : 0.5, in_var = stem ? 1.3 : 0.139;
     const int64_t oc = w.dim(0), per = w.numel() / oc;
@@ -77,12 +78,14 @@ struct Agreement {
 
 Agreement compare_model(SegmentationModel& model_ref, Rng& rng);
 
-Agreement compare_engines(int w_bits, int a_bits, uint64_t seed) {
-  const nlohmann::json cfg = {
+Agreement compare_engines(int w_bits, int a_bits, uint64_t seed,
+                          const nlohmann::json& extra = nlohmann::json::object()) {
+  nlohmann::json cfg = {
       {"backbone", "resnet18"},
       {"head", "fcn8s"},
       {"n_classes", 6},
       {"quant", {{"w_bits", w_bits}, {"a_bits", a_bits}, {"first_last_fp", true}}}};
+  for (const auto& [k, v] : extra.items()) cfg["quant"][k] = v;
   auto model = build_model(cfg, seed);
   Rng rng(seed);
   spread_batch_norms(*model, rng);
@@ -191,6 +194,16 @@ TEST_CASE("every graph-changing precision option exports and agrees with the tra
         {"act_clip", "learned"}}},
       {"fp residual + bit downsample (reads the quantized input)",
        {{"w_bits", 1}, {"a_bits", 2}, {"residual", "fp"}, {"act_clip", "learned"}}},
+      // Symmetric 8-bit weights (conv_f32 with the training forward's exact values).
+      {"downsample w8", {{"w_bits", 1}, {"a_bits", 2}, {"downsample", "w8"}}},
+      {"score w8", {{"w_bits", 1}, {"a_bits", 2}, {"score", "w8"}}},
+      {"fp residual + w8 downsample (reads the FP stream) + w8 score + learned clip",
+       {{"w_bits", 1},
+        {"a_bits", 2},
+        {"residual", "fp"},
+        {"downsample", "w8"},
+        {"score", "w8"},
+        {"act_clip", "learned"}}},
   };
   for (const auto& [name, q] : cases) {
     const Agreement a = compare_policy(q, 23);
@@ -203,6 +216,47 @@ TEST_CASE("every graph-changing precision option exports and agrees with the tra
   }
 }
 
+TEST_CASE("w8 score convs export the training forward's weight values bit for bit",
+          "[runtime][export]") {
+  auto model = build_model({{"backbone", "resnet18"},
+                            {"head", "fcn8s"},
+                            {"n_classes", 3},
+                            {"quant", {{"w_bits", 1}, {"a_bits", 2}, {"score", "w8"}}}},
+                           3);
+  nlohmann::json header;
+  std::vector<rt::BlobData> blobs;
+  build_export(*model, nlohmann::json::object(), header, blobs);
+  for (const auto& [name, m] : model->named_modules()) {
+    if (name.rfind("score_layer", 0) != 0) continue;
+    const auto* q = dynamic_cast<QConv2d*>(m);
+    REQUIRE(q);
+    CHECK(q->quant().w_bits == 8);
+    CHECK(q->quant().w_symmetric);
+    Tensor want;
+    {
+      NoGradGuard g;
+      want = q->quantized_weight().value();  // what the training forward convolves with
+    }
+    // A 1x1 score conv has no BN and reads a fixed-clip (unit 1) tensor, so the blob [oc][c] is
+    // the quantized weight itself.
+    const auto it = std::find_if(blobs.begin(), blobs.end(),
+                                 [&](const rt::BlobData& b) { return b.name == name + ".weight"; });
+    REQUIRE(it != blobs.end());
+    REQUIRE(it->bytes.size() == size_t(want.numel()) * 4);
+    std::vector<float> got(size_t(want.numel()));
+    std::memcpy(got.data(), it->bytes.data(), it->bytes.size());
+    INFO(name);
+    CHECK(got == want.to_vector());
+    std::set<float> levels(got.begin(), got.end());
+    CHECK(levels.size() > 20);  // 8-bit levels, not 1-bit
+  }
+  std::string types;
+  for (const auto& l : header["layers"])
+    if (l["name"].get<std::string>().rfind("score_layer", 0) == 0)
+      types += l["type"].get<std::string>() + " ";
+  CHECK(types == "conv_f32 conv_f32 conv_f32 ");
+}
+
 TEST_CASE("export rejects models the runtime cannot run", "[runtime][export]") {
   const nlohmann::json cfg = {{"backbone", "resnet50"},
                               {"head", "fcn8s"},
@@ -213,15 +267,6 @@ TEST_CASE("export rejects models the runtime cannot run", "[runtime][export]") {
   std::vector<rt::BlobData> blobs;
   CHECK_THROWS_WITH(build_export(*model, nlohmann::json::object(), header, blobs),
                     Catch::Contains("resnet50"));
-  for (const char* policy : {"downsample", "score"}) {
-    auto w8 = build_model({{"backbone", "resnet18"},
-                           {"head", "fcn8s"},
-                           {"n_classes", 3},
-                           {"quant", {{"w_bits", 1}, {"a_bits", 2}, {policy, "w8"}}}},
-                          1);
-    CHECK_THROWS_WITH(build_export(*w8, nlohmann::json::object(), header, blobs),
-                      Catch::Contains("8-bit weights"));
-  }
   const nlohmann::json fp = {{"backbone", "resnet18"}, {"head", "fcn8s"}, {"n_classes", 3}};
   auto fp_model = build_model(fp, 1);
   CHECK_THROWS_WITH(build_export(*fp_model, nlohmann::json::object(), header, blobs),
