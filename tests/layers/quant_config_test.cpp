@@ -134,6 +134,10 @@ TEST_CASE("precision policies: fp residual stream, downsample/score bits, learne
                   {"act_clip", "learned"}});
   CHECK(dynamic_cast<QConv2d*>(find(*w8, "layer3.0.downsample.0"))->quant().w_bits == 8);
   CHECK(dynamic_cast<QConv2d*>(find(*w8, "score_layer2"))->quant().w_bits == 8);
+  // w8 is the symmetric max-scaled quantizer (scale kept), not DoReFa's [-1,1] fw.
+  CHECK(dynamic_cast<QConv2d*>(find(*w8, "layer3.0.downsample.0"))->quant().w_symmetric);
+  CHECK(dynamic_cast<QConv2d*>(find(*w8, "score_layer2"))->quant().w_symmetric);
+  CHECK_FALSE(dynamic_cast<QConv2d*>(find(*w8, "layer3.0.conv1"))->quant().w_symmetric);
   CHECK(dynamic_cast<QuantAct*>(find(*w8, "layer1.0.act1"))->learned_clip());
   int clips = 0;
   for (const auto& [n, p] : w8->named_parameters()) clips += n.find(".clip") != std::string::npos;
