@@ -1,12 +1,14 @@
 // `bfcn bench <name>`: runs the bfcn-bench binary that sits next to bfcn. Benchmarks live in their
-// own binary so that oneDNN (the speed peer) is never linked into bfcn or the libraries.
+// own binary so that oneDNN (the speed peer) is never linked into bfcn or the libraries; they
+// register in the same command registry (group "bfcn bench", cli/command.h), so `bfcn bench
+// --help` lists them and every one parses its flags with the same parser.
 #include <unistd.h>
 
 #include <filesystem>
 #include <string>
 #include <vector>
 
-#include "apps/command.h"
+#include "cli/command.h"
 #include "core/error.h"
 
 namespace {
@@ -31,5 +33,7 @@ int run_bench(const std::vector<std::string>& args) {
 
 }  // namespace
 
-BFCN_REGISTER_COMMAND("bench", "speed benchmarks against peers (ops, train, runtime, loader)",
-                      run_bench);
+BFCN_REGISTER_COMMAND(
+    "bfcn",
+    bfcn::cli::Command("bench", "speed benchmarks against peers (ops, train, runtime, loader)")
+        .forwards(run_bench));

@@ -8,8 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "apps/args.h"
-#include "apps/command.h"
+#include "cli/command.h"
 #include "core/error.h"
 #include "datasets/check.h"
 #include "datasets/dataset.h"
@@ -17,7 +16,7 @@
 
 namespace {
 
-using bfcn::app::Args;
+using bfcn::cli::Args;
 
 // A progress line: a bar with rate and ETA on a terminal, else one line every ~10 %.
 class Progress {
@@ -53,30 +52,13 @@ void report_progress(int done, int total) {
     g_progress->update(static_cast<size_t>(done), static_cast<size_t>(total));
 }
 
-int make_fashion(const std::vector<std::string>& argv) {
-  Args a("bfcn data make fashion-seg",
-         {{"out", true, false, "DIR  output folder (VOC layout + dataset.json)"},
-          {"train", true, false, "N  train scenes (default 2000)"},
-          {"val", true, false, "N  val scenes (default 200)"},
-          {"size", true, false, "PX  scene side (default 128)"},
-          {"seed", true, false, "S  random seed (default 1); same seed, same bytes"},
-          {"fashion-mnist", true, false,
-           "DIR  Fashion-MNIST IDX .gz folder (default /usr/share/datasets/fashion-mnist)"}},
-         argv);
-  if (a.help()) {
-    std::printf(
-        "usage: bfcn data make fashion-seg --out DIR [--train N] [--val N] [--size PX] [--seed S]\n"
-        "Composes Fashion-MNIST items into segmentation scenes (11 classes, 255 = void band).\n\n%s"
-        "\nexample: bfcn data make fashion-seg --out data/fashion-seg --train 2000 --val 200\n",
-        a.usage().c_str());
-    return 0;
-  }
+int make_fashion(const Args& a) {
   bfcn::FashionSegOptions o;
   o.out = a.require("out");
-  o.n_train = a.get_int("train", o.n_train);
-  o.n_val = a.get_int("val", o.n_val);
-  o.size = a.get_int("size", o.size);
-  o.seed = static_cast<uint64_t>(a.get_int("seed", static_cast<int>(o.seed)));
+  o.n_train = a.get_int("train");
+  o.n_val = a.get_int("val");
+  o.size = a.get_int("size");
+  o.seed = static_cast<uint64_t>(a.get_int("seed"));
   if (a.has("fashion-mnist")) o.source = a.get("fashion-mnist");
   Progress p("fashion-seg");
   g_progress = &p;
@@ -89,24 +71,7 @@ int make_fashion(const std::vector<std::string>& argv) {
   return 0;
 }
 
-int check(const std::vector<std::string>& argv) {
-  Args a("bfcn data check",
-         {{"dataset", true, false, "voc|cityscapes|folder  dataset layout"},
-          {"root", true, false, "DIR  dataset root (VOC: the VOC2012 folder)"},
-          {"split", true, false, "S  split to check (default train)"},
-          {"label-dir", true, false, "D  voc: SegmentationClass (default) | SegmentationClassAug"},
-          {"cityscapes-labels", true, false, "L  labelIds (default) | labelTrainIds"},
-          {"json", true, false, "FILE  write the report as JSON"}},
-         argv);
-  if (a.help()) {
-    std::printf(
-        "usage: bfcn data check --dataset voc|cityscapes|folder --root DIR [--split S] "
-        "[--json FILE]\nLoads and validates every sample; prints counts, size range and the "
-        "per-class pixel histogram. Exit 1 if any sample is bad (all are listed).\n\n%s"
-        "\nexample: bfcn data check --dataset voc --root VOCdevkit/VOC2012 --split val\n",
-        a.usage().c_str());
-    return 0;
-  }
+int check(const Args& a) {
   nlohmann::json j{{"dataset", a.require("dataset")}, {"root", a.require("root")}};
   if (a.has("label-dir")) j["label_dir"] = a.get("label-dir");
   if (a.has("cityscapes-labels")) j["cityscapes_labels"] = a.get("cityscapes-labels");
@@ -127,24 +92,51 @@ int check(const std::vector<std::string>& argv) {
 }
 
 int run_data(const std::vector<std::string>& args) {
-  const char* usage =
-      "usage: bfcn data make fashion-seg --out DIR [--train N] [--val N] [--size PX] [--seed S]\n"
-      "       bfcn data check --dataset voc|cityscapes|folder --root DIR [--split S] [--json F]\n";
-  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
-    std::fputs(usage, args.empty() ? stderr : stdout);
-    return args.empty() ? 1 : 0;
-  }
-  if (args[0] == "make") {
-    BFCN_CHECK(args.size() >= 2 && args[1] == "fashion-seg",
-               "data make: expected the dataset name 'fashion-seg', but got '",
-               args.size() >= 2 ? args[1] : std::string(), "'");
-    return make_fashion({args.begin() + 2, args.end()});
-  }
-  if (args[0] == "check") return check({args.begin() + 1, args.end()});
-  throw bfcn::Error("data: unknown action '" + args[0] + "' (expected make or check)\n" + usage);
+  return bfcn::cli::dispatch(
+      {"bfcn data", "bfcn data: make the demo dataset; check a dataset on disk", ""}, args);
 }
 
 }  // namespace
 
-BFCN_REGISTER_COMMAND("data", "make the fashion-seg demo dataset; check a dataset on disk",
-                      run_data);
+BFCN_REGISTER_COMMAND(
+    "bfcn", bfcn::cli::Command("data", "make the fashion-seg demo dataset; check a dataset on disk")
+                .forwards(run_data));
+
+BFCN_REGISTER_COMMAND(
+    "bfcn data",
+    bfcn::cli::Command("make fashion-seg", "generate the fashion-seg demo dataset (VOC layout)")
+        .describe("Composes Fashion-MNIST items into segmentation scenes (11 classes, 255 = void "
+                  "band).")
+        .usage("bfcn data make fashion-seg --out DIR [--train N] [--val N] [--size PX] [--seed S]")
+        .with_flags(
+            {bfcn::cli::text("out", "DIR", "output folder (VOC layout + dataset.json)").needed(),
+             bfcn::cli::integer("train", "N", "train scenes").at_least(0).defaults("2000"),
+             bfcn::cli::integer("val", "N", "val scenes").at_least(0).defaults("200"),
+             bfcn::cli::integer("size", "PX", "scene side").range(64, 4096).defaults("128"),
+             bfcn::cli::integer("seed", "S", "random seed; same seed, same bytes")
+                 .at_least(0)
+                 .defaults("1"),
+             bfcn::cli::text("fashion-mnist", "DIR",
+                             "Fashion-MNIST IDX .gz folder (default "
+                             "/usr/share/datasets/fashion-mnist)")})
+        .example("bfcn data make fashion-seg --out data/fashion-seg --train 2000 --val 200")
+        .runs(make_fashion));
+
+BFCN_REGISTER_COMMAND(
+    "bfcn data",
+    bfcn::cli::Command("check", "validate a dataset on disk; per-class pixel histogram")
+        .describe("Loads and validates every sample; prints counts, size range and the per-class "
+                  "pixel histogram. Exit 1 if any sample is bad (all are listed).")
+        .usage("bfcn data check --dataset voc|cityscapes|folder --root DIR [--split S] "
+               "[--json FILE]")
+        .with_flags(
+            {bfcn::cli::choice("dataset", {"voc", "cityscapes", "folder"}, "dataset layout")
+                 .needed(),
+             bfcn::cli::text("root", "DIR", "dataset root (VOC: the VOC2012 folder)").needed(),
+             bfcn::cli::text("split", "S", "split to check (default train)"),
+             bfcn::cli::text("label-dir", "D",
+                             "voc: SegmentationClass (default) | SegmentationClassAug"),
+             bfcn::cli::text("cityscapes-labels", "L", "labelIds (default) | labelTrainIds"),
+             bfcn::cli::text("json", "FILE", "write the report as JSON")})
+        .example("bfcn data check --dataset voc --root VOCdevkit/VOC2012 --split val")
+        .runs(check));

@@ -13,9 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "apps/args.h"
-#include "apps/command.h"
 #include "autograd/var.h"
+#include "cli/command.h"
 #include "core/error.h"
 #include "datasets/dataset.h"
 #include "eval/evaluate.h"
@@ -54,7 +53,7 @@ void write_text(const fs::path& file, const std::string& text) {
   BFCN_CHECK_IO(f.good(), "eval: cannot write ", file.string());
 }
 
-void report(const bfcn::app::Args& args, const bfcn::Metrics& m,
+void report(const bfcn::cli::Args& args, const bfcn::Metrics& m,
             const std::vector<std::string>& names, nlohmann::json j) {
   std::cout << bfcn::metrics_table(m, names);
   nlohmann::json mj = bfcn::metrics_to_json(m, names);
@@ -63,7 +62,7 @@ void report(const bfcn::app::Args& args, const bfcn::Metrics& m,
   if (args.has("markdown")) write_text(args.get("markdown"), bfcn::metrics_markdown(m, names));
 }
 
-int eval_pred_dir(const bfcn::app::Args& args) {
+int eval_pred_dir(const bfcn::cli::Args& args) {
   bfcn::FolderEvalOptions o;
   o.dataset = bfcn::parse_eval_dataset(args.require("dataset"));
   o.pred_format = bfcn::parse_pred_format(args.get("pred-format", "auto"));
@@ -88,23 +87,21 @@ int eval_pred_dir(const bfcn::app::Args& args) {
   return 0;
 }
 
-int eval_checkpoint(const bfcn::app::Args& args) {
+int eval_checkpoint(const bfcn::cli::Args& args) {
   const fs::path ckpt = args.require("checkpoint");
   // Inference flags first, so a typo fails before the model and data are loaded.
   bfcn::EvaluateOptions o;
   o.inference.flip = args.has("flip");
   o.inference.sliding = args.has("sliding");
   if (args.has("window")) {
-    auto [h, w] = bfcn::app::parse_hw("window", args.get("window"));
+    auto [h, w] = args.get_hw("window");
     o.inference.window_h = h;
     o.inference.window_w = w;
   }
   o.inference.overlap = static_cast<float>(args.get_double("overlap", 1.0 / 3));
   if (args.has("scales")) o.inference.scales = parse_scales(args.get("scales"));
   if (args.has("save-pred")) o.save_pred_dir = args.get("save-pred");
-  o.max_images = static_cast<size_t>(std::max(0, args.get_int("max-images", 0)));
-  BFCN_CHECK(o.inference.overlap >= 0.0f && o.inference.overlap < 1.0f,
-             "eval: --overlap must be in [0, 1), got ", o.inference.overlap);
+  o.max_images = static_cast<size_t>(args.get_int("max-images"));
 
   nlohmann::json override_cfg;
   std::string source = bfcn::resolve_checkpoint(ckpt).string();
@@ -121,7 +118,7 @@ int eval_checkpoint(const bfcn::app::Args& args) {
   const bfcn::DataConfig dc = bfcn::DataConfig::from_json(data_j, source + ": data");
   const std::string split = args.get("split", dc.val_split);
   std::unique_ptr<bfcn::SegDataset> ds = bfcn::make_dataset(dc, split);
-  if (args.has("threads")) omp_set_num_threads(std::max(1, args.get_int("threads", 1)));
+  if (args.has("threads")) omp_set_num_threads(args.get_int("threads"));
   o.mean = dc.mean;
   o.std = dc.std;
   o.inference.pad_multiple = args.get_int("pad-multiple", std::max(32, lm.model->output_stride()));
@@ -159,50 +156,7 @@ int eval_checkpoint(const bfcn::app::Args& args) {
   return 0;
 }
 
-int run_eval(const std::vector<std::string>& argv) {
-  bfcn::app::Args args(
-      "eval",
-      {{"pred-dir", true, false, "DIR   saved prediction PNGs to score (with --gt-dir, --dataset)"},
-       {"gt-dir", true, false,
-        "DIR   ground truth: VOC2012 root or SegmentationClass folder; Cityscapes gtFine (or a "
-        "split/city folder in it)"},
-       {"dataset", true, false, "NAME  voc | cityscapes (protocol for --pred-dir)"},
-       {"pred-format", true, false,
-        "FMT   Cityscapes predictions: auto (default, decided per folder) | trainIds | labelIds"},
-       {"checkpoint", true, false, "CKPT  trained model (.h5, or a training output DIR)"},
-       {"config", true, false, "FILE  config to use instead of the one stored in the checkpoint"},
-       {"data-root", true, false, "DIR   override the config's data.root"},
-       {"split", true, false,
-        "NAME  dataset split (default: the config's val split; VOC list "
-        "name for --pred-dir, default val)"},
-       {"save-pred", true, false,
-        "DIR   write raw label PNGs (VOC palette / Cityscapes labelIds), colour masks, panels"},
-       {"flip", false, false, "      add horizontally flipped inference (TTA)"},
-       {"scales", true, false, "LIST  multi-scale TTA, e.g. 0.75,1,1.25 (default 1)"},
-       {"sliding", false, false, "      sliding-window inference instead of whole image"},
-       {"window", true, false, "HxW   sliding window size (default 512x1024)"},
-       {"overlap", true, false, "F     sliding window overlap fraction in [0,1) (default 0.333)"},
-       {"pad-multiple", true, false,
-        "N     pad inputs to a multiple of N (default max(32, output stride))"},
-       {"max-images", true, false, "N     evaluate only the first N images (0 = all)"},
-       {"threads", true, false, "N     OpenMP threads"},
-       {"json", true, false, "FILE  write metrics (miou, per_class_iou, ...) as JSON"},
-       {"markdown", true, false, "FILE  write the per-class table as markdown"}},
-      argv);
-  if (args.help()) {
-    std::cout << "bfcn eval: mIoU under the VOC / Cityscapes protocols, of saved predictions or of "
-                 "a checkpoint.\n\n"
-              << args.usage()
-              << "\nExamples:\n"
-                 "  bfcn eval --pred-dir preds/ --gt-dir VOCdevkit/VOC2012 --dataset voc --json "
-                 "m.json\n"
-                 "  bfcn eval --pred-dir results/ --gt-dir cityscapes/gtFine/val --dataset "
-                 "cityscapes\n"
-                 "  bfcn eval --checkpoint runs/w1a2 --split val --save-pred out/ --flip\n"
-                 "  bfcn eval --checkpoint city.h5 --sliding --window 512x1024 --scales "
-                 "0.75,1,1.25\n";
-    return 0;
-  }
+int run_eval(const bfcn::cli::Args& args) {
   const bool folder = args.has("pred-dir"), ckpt = args.has("checkpoint");
   BFCN_CHECK(folder != ckpt,
              "eval: give either --pred-dir (with --gt-dir, --dataset) or --checkpoint; see --help");
@@ -219,5 +173,52 @@ int run_eval(const std::vector<std::string>& argv) {
 
 }  // namespace
 
-BFCN_REGISTER_COMMAND("eval", "mIoU of a checkpoint or of saved predictions (VOC, Cityscapes)",
-                      run_eval);
+BFCN_REGISTER_COMMAND(
+    "bfcn",
+    bfcn::cli::Command("eval", "mIoU of a checkpoint or of saved predictions (VOC, Cityscapes)")
+        .describe("mIoU under the VOC / Cityscapes protocols, of saved predictions (--pred-dir) or "
+                  "of a checkpoint (--checkpoint).")
+        .usage("bfcn eval --checkpoint CKPT [--config C.json] [--split val] [flags]\n"
+               "       bfcn eval --pred-dir DIR --gt-dir DIR --dataset voc|cityscapes [flags]")
+        .with_flags(
+            {bfcn::cli::text("pred-dir", "DIR",
+                             "saved prediction PNGs to score (with --gt-dir, --dataset)"),
+             bfcn::cli::text("gt-dir", "DIR",
+                             "ground truth: VOC2012 root or SegmentationClass folder; Cityscapes "
+                             "gtFine (or a split/city folder in it)"),
+             bfcn::cli::text("dataset", "NAME", "voc | cityscapes (protocol for --pred-dir)"),
+             bfcn::cli::text("pred-format", "FMT",
+                             "Cityscapes predictions: auto (default, decided per folder) | "
+                             "trainIds | labelIds"),
+             bfcn::cli::text("checkpoint", "CKPT", "trained model (.h5, or a training output DIR)"),
+             bfcn::cli::text("config", "FILE",
+                             "config to use instead of the one stored in the checkpoint"),
+             bfcn::cli::text("data-root", "DIR", "override the config's data.root"),
+             bfcn::cli::text("split", "NAME",
+                             "dataset split (default: the config's val split; VOC list name for "
+                             "--pred-dir, default val)"),
+             bfcn::cli::text("save-pred", "DIR",
+                             "write raw label PNGs (VOC palette / Cityscapes labelIds), colour "
+                             "masks, panels"),
+             bfcn::cli::boolean("flip", "add horizontally flipped inference (TTA)"),
+             bfcn::cli::text("scales", "LIST", "multi-scale TTA, e.g. 0.75,1,1.25 (default 1)"),
+             bfcn::cli::boolean("sliding", "sliding-window inference instead of whole image"),
+             bfcn::cli::size("window", "sliding window size (default 512x1024)"),
+             bfcn::cli::number("overlap", "F", "sliding window overlap fraction (default 1/3)")
+                 .range_open(0, 1),
+             bfcn::cli::integer("pad-multiple", "N",
+                                "pad inputs to a multiple of N (default max(32, output stride))")
+                 .at_least(1),
+             bfcn::cli::integer("max-images", "N", "evaluate only the first N images (0 = all)")
+                 .at_least(0)
+                 .defaults("0"),
+             bfcn::cli::integer("threads", "N", "OpenMP threads").at_least(1),
+             bfcn::cli::text("json", "FILE", "write metrics (miou, per_class_iou, ...) as JSON"),
+             bfcn::cli::text("markdown", "FILE", "write the per-class table as markdown")})
+        .example(
+            "bfcn eval --pred-dir preds/ --gt-dir VOCdevkit/VOC2012 --dataset voc --json m.json")
+        .example(
+            "bfcn eval --pred-dir results/ --gt-dir cityscapes/gtFine/val --dataset cityscapes")
+        .example("bfcn eval --checkpoint runs/w1a2 --split val --save-pred out/ --flip")
+        .example("bfcn eval --checkpoint city.h5 --sliding --window 512x1024 --scales 0.75,1,1.25")
+        .runs(run_eval));

@@ -4,24 +4,12 @@
 #include <string>
 #include <vector>
 
-#include "apps/args.h"
-#include "apps/command.h"
+#include "cli/command.h"
 #include "train/export.h"
 
 namespace {
 
-int run_export(const std::vector<std::string>& argv) {
-  bfcn::app::Args args("export",
-                       {{"checkpoint", true, false, "CKPT  checkpoint .h5 or training output dir"},
-                        {"out", true, false, "FILE  the .bfcn model to write"}},
-                       argv);
-  if (args.help()) {
-    std::cout << "bfcn export: write a trained model as a bit-packed .bfcn file for `bfcn "
-                 "infer` and `bfcn bench runtime`.\n\n"
-              << args.usage()
-              << "\nExample:\n  bfcn export --checkpoint runs/w1a2/best.h5 --out w1a2.bfcn\n";
-    return 0;
-  }
+int run_export(const bfcn::cli::Args& args) {
   const std::string ckpt = args.require("checkpoint"), out = args.require("out");
   const bfcn::ExportSummary s = bfcn::export_checkpoint(ckpt, out);
   std::cout << "wrote " << out << ": " << s.bit_layers << " bit-conv layers, " << s.fp32_layers
@@ -33,4 +21,14 @@ int run_export(const std::vector<std::string>& argv) {
 
 }  // namespace
 
-BFCN_REGISTER_COMMAND("export", "checkpoint -> bit-packed .bfcn deploy model", run_export);
+BFCN_REGISTER_COMMAND(
+    "bfcn",
+    bfcn::cli::Command("export", "checkpoint -> bit-packed .bfcn deploy model")
+        .describe("Writes a trained model as a bit-packed .bfcn file for `bfcn infer` and `bfcn "
+                  "bench runtime`.")
+        .usage("bfcn export --checkpoint CKPT --out MODEL.bfcn")
+        .with_flags({bfcn::cli::text("checkpoint", "CKPT", "checkpoint .h5 or training output dir")
+                         .needed(),
+                     bfcn::cli::text("out", "FILE", "the .bfcn model to write").needed()})
+        .example("bfcn export --checkpoint runs/w1a2/best.h5 --out w1a2.bfcn")
+        .runs(run_export));

@@ -11,8 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "apps/args.h"
-#include "apps/command.h"
+#include "cli/command.h"
 #include "core/error.h"
 #include "datasets/image_io.h"
 #include "kernels/bitconv.h"
@@ -29,28 +28,10 @@ bool is_image(const fs::path& p) {
   return e == ".png" || e == ".jpg" || e == ".jpeg";
 }
 
-int run_infer(const std::vector<std::string>& argv) {
-  bfcn::app::Args args("infer",
-                       {{"model", true, false, "FILE  .bfcn model (bfcn export)"},
-                        {"input", true, false, "PATH  an image (.png/.jpg) or a folder of them"},
-                        {"out", true, false, "DIR   where label PNGs are written"},
-                        {"color", false, false, "      also write <stem>_color.png masks"},
-                        {"threads", true, false, "N     OpenMP threads (default: all)"}},
-                       argv);
-  if (args.help()) {
-    std::cout
-        << "bfcn infer: segment images with a .bfcn model on the bit-convolution runtime.\n\n"
-        << args.usage()
-        << "\nExample:\n  bfcn infer --model w1a2.bfcn --input photos/ --out masks/ --color\n";
-    return 0;
-  }
+int run_infer(const bfcn::cli::Args& args) {
   const fs::path model_path = args.require("model"), input = args.require("input"),
                  out = args.require("out");
-  if (args.has("threads")) {
-    const int t = args.get_int("threads", 1);
-    BFCN_CHECK(t >= 1, "bfcn infer: --threads must be >= 1, got ", t);
-    omp_set_num_threads(t);
-  }
+  if (args.has("threads")) omp_set_num_threads(args.get_int("threads"));
   const bfcn::rt::Model model = bfcn::rt::Model::load(model_path.string());
   std::vector<fs::path> images;
   BFCN_CHECK_IO(fs::exists(input), input.string(), ": no such image or folder");
@@ -98,4 +79,17 @@ int run_infer(const std::vector<std::string>& argv) {
 
 }  // namespace
 
-BFCN_REGISTER_COMMAND("infer", "segment images with a .bfcn model (bit-conv runtime)", run_infer);
+BFCN_REGISTER_COMMAND(
+    "bfcn",
+    bfcn::cli::Command("infer", "segment images with a .bfcn model (bit-conv runtime)")
+        .describe("Segments images with a .bfcn model on the bit-convolution runtime; writes "
+                  "<stem>.png label maps (class indices).")
+        .usage("bfcn infer --model MODEL.bfcn --input IMG|DIR --out DIR [--color] [--threads N]")
+        .with_flags(
+            {bfcn::cli::text("model", "FILE", ".bfcn model (bfcn export)").needed(),
+             bfcn::cli::text("input", "PATH", "an image (.png/.jpg) or a folder of them").needed(),
+             bfcn::cli::text("out", "DIR", "where label PNGs are written").needed(),
+             bfcn::cli::boolean("color", "also write <stem>_color.png masks"),
+             bfcn::cli::integer("threads", "N", "OpenMP threads (default: all)").at_least(1)})
+        .example("bfcn infer --model w1a2.bfcn --input photos/ --out masks/ --color")
+        .runs(run_infer));

@@ -23,8 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "apps/args.h"
-#include "apps/command.h"
+#include "cli/command.h"
 #include "core/error.h"
 #include "datasets/image_io.h"
 #include "eval/visualize.h"
@@ -344,39 +343,12 @@ Row load_row(const std::string& spec, const fs::path& dir, const std::vector<int
   return r;
 }
 
-int run_report(const std::vector<std::string>& argv) {
-  bfcn::app::Args args(
-      "report",
-      {{"run", true, true,
-        "L=DIR  a model's label and training folder (repeatable; the first is the FP32 "
-        "reference): FP32=runs/fashion_seg_fp32"},
-       {"dir", true, false,
-        "DIR   the demo folder: eval_<l>.json, bench_<l>_<S>.json, samples/, pred_<l>/, "
-        "stages.tsv (l = lower-case label)"},
-       {"data", true, false, "DIR   dataset root (VOC layout) for the panel's ground truth"},
-       {"out", true, false, "DIR   where report.md and the PNGs go (default: --dir)"},
-       {"sizes", true, false, "LIST  input sides of the runtime columns (default 128,512)"},
-       {"quick", false, false, "      mark the report as a quick first look (reduced run)"},
-       {"note", true, false, "TEXT  a line for the report's header (e.g. the iterations used)"},
-       {"reps", true, false, "N     repetitions when timing here without bench files (default 3)"},
-       {"threads", true, false, "N     OpenMP threads for that timing"},
-       {"json", true, false, "FILE  also write report.json here (default OUT/report.json)"}},
-      argv);
-  if (args.help()) {
-    std::cout << "bfcn report: the demo report (accuracy, speed, size, per-class IoU, curves, "
-                 "prediction panel, machine, stage times) from the demo's outputs.\n\n"
-              << args.usage()
-              << "\nExample (what scripts/demo.sh runs):\n"
-                 "  bfcn report --dir runs/demo --data data/fashion-seg --run "
-                 "FP32=runs/fashion_seg_fp32 \\\n"
-                 "      --run W2A2=runs/fashion_seg_w2a2 --run W1A2=runs/fashion_seg_w1a2\n";
-    return 0;
-  }
+int run_report(const bfcn::cli::Args& args) {
   const fs::path dir = args.require("dir");
   const fs::path out = args.get("out", dir.string());
   const std::vector<int> sizes = parse_sizes(args.get("sizes", "128,512"));
-  const int reps = std::max(1, args.get_int("reps", 3));
-  if (args.has("threads")) omp_set_num_threads(std::max(1, args.get_int("threads", 1)));
+  const int reps = args.get_int("reps");
+  if (args.has("threads")) omp_set_num_threads(args.get_int("threads"));
   const std::vector<std::string> specs = args.get_all("run");
   BFCN_CHECK(!specs.empty(), "report: give at least one --run LABEL=RUN_DIR (see --help)");
   BFCN_CHECK_IO(fs::is_directory(dir), "report: demo folder ", dir.string(), " not found");
@@ -629,5 +601,37 @@ int run_report(const std::vector<std::string>& argv) {
 
 }  // namespace
 
-BFCN_REGISTER_COMMAND("report", "the demo report: accuracy, speed, size, curves, predictions",
-                      run_report);
+BFCN_REGISTER_COMMAND(
+    "bfcn",
+    bfcn::cli::Command("report", "the demo report: accuracy, speed, size, curves, predictions")
+        .describe("The demo report (accuracy, speed, size, per-class IoU, curves, prediction "
+                  "panel, machine, stage times) from the demo's outputs.")
+        .usage("bfcn report --dir DEMO_DIR --run LABEL=RUN_DIR... [--data DIR] [--sizes 128,512] "
+               "[--quick] [--out DIR]")
+        .with_flags(
+            {bfcn::cli::text("run", "L=DIR",
+                             "a model's label and training folder (the first is the FP32 "
+                             "reference): FP32=runs/fashion_seg_fp32")
+                 .many(),
+             bfcn::cli::text("dir", "DIR",
+                             "the demo folder: eval_<l>.json, bench_<l>_<S>.json, samples/, "
+                             "pred_<l>/, stages.tsv (l = lower-case label)")
+                 .needed(),
+             bfcn::cli::text("data", "DIR",
+                             "dataset root (VOC layout) for the panel's ground truth"),
+             bfcn::cli::text("out", "DIR", "where report.md and the PNGs go (default: --dir)"),
+             bfcn::cli::text("sizes", "LIST",
+                             "input sides of the runtime columns (default 128,512)"),
+             bfcn::cli::boolean("quick", "mark the report as a quick first look (reduced run)"),
+             bfcn::cli::text("note", "TEXT",
+                             "a line for the report's header (e.g. the iterations used)"),
+             bfcn::cli::integer("reps", "N", "repetitions when timing here without bench files")
+                 .at_least(1)
+                 .defaults("3"),
+             bfcn::cli::integer("threads", "N", "OpenMP threads for that timing").at_least(1),
+             bfcn::cli::text("json", "FILE",
+                             "also write report.json here (default OUT/report.json)")})
+        .example("bfcn report --dir runs/demo --data data/fashion-seg --run "
+                 "FP32=runs/fashion_seg_fp32 --run W2A2=runs/fashion_seg_w2a2 --run "
+                 "W1A2=runs/fashion_seg_w1a2   (what scripts/demo.sh runs)")
+        .runs(run_report));

@@ -6,8 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "apps/args.h"
-#include "apps/command.h"
+#include "cli/command.h"
 #include "core/error.h"
 #include "layers/model.h"
 #include "layers/summary.h"
@@ -15,23 +14,9 @@
 
 namespace {
 
-int run_summary(const std::vector<std::string>& argv) {
-  using bfcn::app::FlagSpec;
-  bfcn::app::Args args("summary",
-                       {{"config", true, false, "FILE  model or training config (JSON)"},
-                        {"input", true, false, "HxW   input size (default 512x512)"},
-                        {"json", true, false, "FILE  also write the table as JSON"}},
-                       argv);
-  if (args.help()) {
-    std::cout << "bfcn summary: layer table of a model (name, type, output shape, w/a bits, "
-                 "params, MACs) and totals.\n\n"
-              << args.usage()
-              << "\nExample:\n  bfcn summary --config configs/voc12_fcn8s_r18_w1a2.json --input "
-                 "512x512\n";
-    return 0;
-  }
+int run_summary(const bfcn::cli::Args& args) {
   const std::string file = args.require("config");
-  auto [h, w] = bfcn::app::parse_hw("input", args.get("input", "512x512"));
+  auto [h, w] = args.get_hw("input");
   nlohmann::json cfg = bfcn::load_json_file(file);
   BFCN_CHECK_CONFIG(cfg.is_object(), file, ": expected a JSON object, but got ", cfg.dump());
   const nlohmann::json& model_cfg = cfg.contains("model") ? cfg["model"] : cfg;
@@ -71,5 +56,14 @@ int run_summary(const std::vector<std::string>& argv) {
 
 }  // namespace
 
-BFCN_REGISTER_COMMAND("summary", "layer table of a model config: shapes, bits, params, MACs",
-                      run_summary);
+BFCN_REGISTER_COMMAND(
+    "bfcn",
+    bfcn::cli::Command("summary", "layer table of a model config: shapes, bits, params, MACs")
+        .describe("Layer table of a model (name, type, output shape, w/a bits, params, MACs) and "
+                  "totals.")
+        .usage("bfcn summary --config C.json [--input HxW] [--json FILE]")
+        .with_flags({bfcn::cli::text("config", "FILE", "model or training config (JSON)").needed(),
+                     bfcn::cli::size("input", "input size").defaults("512x512"),
+                     bfcn::cli::text("json", "FILE", "also write the table as JSON")})
+        .example("bfcn summary --config configs/voc12_fcn8s_r18_w1a2.json --input 512x512")
+        .runs(run_summary));

@@ -8,8 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "apps/args.h"
-#include "apps/command.h"
+#include "cli/command.h"
 #include "core/error.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
@@ -22,32 +21,8 @@ void on_signal(int sig) {
   std::signal(sig, SIG_DFL);  // a second signal terminates immediately
 }
 
-int run_train(const std::vector<std::string>& argv) {
+int run_train(const bfcn::cli::Args& args) {
   namespace fs = std::filesystem;
-  bfcn::app::Args args(
-      "train",
-      {{"config", true, false, "FILE  training config (JSON); optional with --resume"},
-       {"set", true, true, "K=V   override an existing config key (repeatable): train.lr=0.005"},
-       {"out", true, false,
-        "DIR   output folder (default runs/<config name>; with --resume DIR, DIR)"},
-       {"resume", true, false, "DIR|CKPT  continue a run exactly (DIR means DIR/last.h5)"},
-       {"init-from", true, false, "CKPT  start from these weights only (non-strict)"},
-       {"threads", true, false, "N     OpenMP threads (default: train.threads, 0 = all)"},
-       {"stop-at", true, false, "ITER  stop after iteration ITER as Ctrl-C would (checkpoint)"},
-       {"fault-nan-at", true, false, "ITER  (testing) make the loss of iteration ITER NaN"},
-       {"json", true, false, "FILE  write the run summary (iterations, loss, mIoU) as JSON"}},
-      argv);
-  if (args.help()) {
-    std::cout << "bfcn train: train a segmentation model from a JSON config; writes checkpoints "
-                 "(ckpt_<iter>.h5, last.h5, best.h5), metrics.jsonl, curves.png and config.json "
-                 "under --out.\n\n"
-              << args.usage()
-              << "\nExamples:\n"
-                 "  bfcn train --config configs/fashion_seg_fcn8s_r18_w1a2.json --out runs/w1a2\n"
-                 "  bfcn train --config C.json --set train.lr=0.005 --set train.iterations=500\n"
-                 "  bfcn train --resume runs/w1a2\n";
-    return 0;
-  }
   bfcn::TrainOptions o;
   nlohmann::json user;
   if (args.has("resume")) {
@@ -108,4 +83,34 @@ int run_train(const std::vector<std::string>& argv) {
 
 }  // namespace
 
-BFCN_REGISTER_COMMAND("train", "train a segmentation model from a JSON config", run_train);
+BFCN_REGISTER_COMMAND(
+    "bfcn",
+    bfcn::cli::Command("train", "train a segmentation model from a JSON config")
+        .describe("Trains a segmentation model from a JSON config; writes checkpoints "
+                  "(ckpt_<iter>.h5, last.h5, best.h5), metrics.jsonl, curves.png and config.json "
+                  "under --out.")
+        .usage("bfcn train --config C.json [--set key=value]... [--out DIR] [--resume DIR|CKPT] "
+               "[--init-from CKPT]")
+        .with_flags(
+            {bfcn::cli::text("config", "FILE", "training config (JSON); optional with --resume"),
+             bfcn::cli::text("set", "K=V", "override an existing config key, e.g. train.lr=0.005")
+                 .many(),
+             bfcn::cli::text("out", "DIR",
+                             "output folder (default runs/<config name>; with --resume DIR, DIR)"),
+             bfcn::cli::text("resume", "DIR|CKPT",
+                             "continue a run exactly (DIR means DIR/last.h5)"),
+             bfcn::cli::text("init-from", "CKPT", "start from these weights only (non-strict)"),
+             bfcn::cli::integer("threads", "N", "OpenMP threads (default: train.threads; 0 = all)")
+                 .at_least(0),
+             bfcn::cli::integer("stop-at", "ITER",
+                                "stop after iteration ITER as Ctrl-C would (checkpoint)")
+                 .at_least(0),
+             bfcn::cli::integer("fault-nan-at", "ITER",
+                                "(testing) make the loss of iteration ITER NaN")
+                 .at_least(1),
+             bfcn::cli::text("json", "FILE",
+                             "write the run summary (iterations, loss, mIoU) as JSON")})
+        .example("bfcn train --config configs/fashion_seg_fcn8s_r18_w1a2.json --out runs/w1a2")
+        .example("bfcn train --config C.json --set train.lr=0.005 --set train.iterations=500")
+        .example("bfcn train --resume runs/w1a2")
+        .runs(run_train));

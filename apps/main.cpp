@@ -1,42 +1,15 @@
-// bfcn: the one user-facing binary. Subcommands register themselves (apps/command.h); this file
-// dispatches, prints --version/--help, and maps exceptions to exit codes (1 user, 2 internal).
+// bfcn: the one user-facing binary. Subcommands register themselves (cli/command.h, one
+// apps/cmd_*.cpp each); this file prints --version and hands the rest to the shared dispatcher,
+// which prints --help and maps exceptions to exit codes (1 user, 2 internal).
 #include <omp.h>
 
-#include <algorithm>
 #include <cstdio>
-#include <cstring>
-#include <exception>
-#include <iostream>
 #include <string>
 #include <vector>
 
-#include "apps/command.h"
-#include "core/error.h"
+#include "cli/command.h"
 #include "kernels/bitconv.h"
 #include "kernels/cpu_features.h"
-
-namespace bfcn::app {
-
-namespace {
-std::vector<Command>& registry() {
-  static std::vector<Command> r;
-  return r;
-}
-}  // namespace
-
-bool register_command(const Command& cmd) {
-  registry().push_back(cmd);
-  return true;
-}
-
-const std::vector<Command>& commands() {
-  auto& r = registry();
-  std::sort(r.begin(), r.end(),
-            [](const Command& a, const Command& b) { return std::strcmp(a.name, b.name) < 0; });
-  return r;
-}
-
-}  // namespace bfcn::app
 
 namespace {
 
@@ -51,41 +24,19 @@ void print_version() {
   std::printf("threads: %d (OpenMP; set OMP_NUM_THREADS or --threads)\n", omp_get_max_threads());
 }
 
-void print_help() {
-  std::printf(
-      "bfcn — train, evaluate, export and run Bit Fully Convolutional Networks\n\n"
-      "usage: bfcn <command> [flags]   (bfcn <command> --help for its flags and an example)\n\n"
-      "commands:\n");
-  for (const auto& c : bfcn::app::commands()) std::printf("  %-10s %s\n", c.name, c.summary);
-  std::printf(
-      "\n  --version  version, build, compiler, CPU features and chosen kernels\n"
-      "  --help     this text\n");
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
-  try {
-    if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
-      print_help();
-      return args.empty() ? 1 : 0;
-    }
-    if (args[0] == "--version" || args[0] == "version") {
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  const bfcn::cli::Group top{
+      "bfcn", "bfcn — train, evaluate, export and run Bit Fully Convolutional Networks",
+      "  --version  version, build, compiler, CPU features and chosen kernels\n"
+      "  --help     this text\n"};
+  return bfcn::cli::run_main("bfcn", [&] {
+    if (!args.empty() && (args[0] == "--version" || args[0] == "version")) {
       print_version();
       return 0;
     }
-    for (const auto& c : bfcn::app::commands()) {
-      if (args[0] == c.name) return c.run({args.begin() + 1, args.end()});
-    }
-    std::fprintf(stderr, "bfcn: unknown command '%s' (run `bfcn --help` for the list)\n",
-                 args[0].c_str());
-    return 1;
-  } catch (const bfcn::Error& e) {
-    std::fprintf(stderr, "bfcn: error: %s\n", e.what());
-    return 1;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bfcn: internal error: %s\n", e.what());
-    return 2;
-  }
+    return bfcn::cli::dispatch(top, args);
+  });
 }

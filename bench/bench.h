@@ -1,6 +1,7 @@
 // Benchmarks of `bfcn bench <name>` (the bfcn-bench binary). Each bench/bench_<name>.cpp
-// registers one entry; speed is always reported as ratios against a peer run in the same process
-// or script (oneDNN, PyTorch, our own fp32 path) — never asserted in tests.
+// registers one command in the shared registry (group "bfcn bench", cli/command.h) with its typed
+// flags; speed is always reported as ratios against a peer run in the same process or script
+// (oneDNN, PyTorch, our own fp32 path) — never asserted in tests.
 #pragma once
 
 #include <chrono>
@@ -8,16 +9,9 @@
 #include <string>
 #include <vector>
 
-namespace bfcn::bench {
+#include "cli/command.h"
 
-using BenchFn = int (*)(const std::vector<std::string>& args);
-struct Bench {
-  const char* name;
-  const char* summary;
-  BenchFn run;
-};
-bool register_bench(const Bench& b);
-const std::vector<Bench>& benches();
+namespace bfcn::bench {
 
 // Writes a benchmark's --json results to `path` and says so; throws IoError naming the file.
 void write_json(const char* bench, const std::string& path, const nlohmann::json& results);
@@ -38,8 +32,5 @@ double best_seconds(F&& fn, int reps = 5, int warmup = 1) {
 
 }  // namespace bfcn::bench
 
-#define BFCN_BENCH_CAT_INNER(a, b) a##b
-#define BFCN_BENCH_CAT(a, b) BFCN_BENCH_CAT_INNER(a, b)
-#define BFCN_REGISTER_BENCH(name, summary, fn)                                          \
-  static const bool BFCN_BENCH_CAT(bfcn_bench_registered_, __LINE__) [[maybe_unused]] = \
-      ::bfcn::bench::register_bench({name, summary, fn})
+// BFCN_REGISTER_BENCH(cli::Command("runtime", "...").with_flags({...}).runs(fn));
+#define BFCN_REGISTER_BENCH(...) BFCN_REGISTER_COMMAND("bfcn bench", __VA_ARGS__)

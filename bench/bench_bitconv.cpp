@@ -18,31 +18,11 @@
 namespace bfcn::bench {
 namespace {
 
-int bench_bitconv(const std::vector<std::string>& args) {
-  int wbits = 1, abits = 2, threads = 1, reps = 5;
-  std::string json_path;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    BFCN_CHECK(i + 1 < args.size(), "bfcn bench bitconv: ", a,
-               " needs a value (flags: --wbits W --abits A --threads N --reps N --json F)");
-    const std::string v = args[++i];
-    if (a == "--wbits")
-      wbits = std::stoi(v);
-    else if (a == "--abits")
-      abits = std::stoi(v);
-    else if (a == "--threads")
-      threads = std::stoi(v);
-    else if (a == "--reps")
-      reps = std::max(1, std::stoi(v));
-    else if (a == "--json")
-      json_path = v;
-    else
-      BFCN_CHECK(false, "bfcn bench bitconv: unknown flag '", a,
-                 "' (flags: --wbits W --abits A --threads N --reps N --json F)");
-  }
-  BFCN_CHECK(wbits >= 1 && wbits <= 8 && abits >= 1 && abits <= 8,
-             "bfcn bench bitconv: --wbits/--abits must be 1..8, got ", wbits, "/", abits);
-  omp_set_num_threads(std::max(1, threads));
+int bench_bitconv(const cli::Args& a) {
+  const int wbits = a.get_int("wbits"), abits = a.get_int("abits"), threads = a.get_int("threads"),
+            reps = a.get_int("reps");
+  const std::string json_path = a.get("json");
+  omp_set_num_threads(threads);
   std::printf("bench bitconv: W%dA%d, %d thread(s), isa %s, default kernel %s\n", wbits, abits,
               threads, isa_name(active_isa()), bgemm_active().name);
   struct Layer {
@@ -113,7 +93,19 @@ int bench_bitconv(const std::vector<std::string>& args) {
 
 }  // namespace
 
-BFCN_REGISTER_BENCH("bitconv", "bit-conv kernel variants side by side on the FCN-8s 3x3 shapes",
-                    bench_bitconv);
+BFCN_REGISTER_BENCH(
+    cli::Command("bitconv", "bit-conv kernel variants side by side on the FCN-8s 3x3 shapes")
+        .describe("Every bit-conv kernel variant this CPU runs on the ResNet-18 FCN-8s 3x3 shapes "
+                  "at a 512x512 input, in one process: integer-only and fused times, GMAC/s, the "
+                  "epilogue share and the speed-up over bgemm__avx2_nib. Wall clock, best of "
+                  "--reps.")
+        .with_flags(
+            {cli::integer("wbits", "W", "weight bits").range(1, 8).defaults("1"),
+             cli::integer("abits", "A", "activation bits").range(1, 8).defaults("2"),
+             cli::integer("threads", "N", "OpenMP threads").at_least(1).defaults("1"),
+             cli::integer("reps", "N", "timed repetitions (best of)").at_least(1).defaults("5"),
+             cli::text("json", "FILE", "write the rows as JSON")})
+        .example("bfcn bench bitconv --wbits 1 --abits 2 --threads 1 --reps 5")
+        .runs(bench_bitconv));
 
 }  // namespace bfcn::bench

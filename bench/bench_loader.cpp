@@ -65,42 +65,12 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-int run(const std::vector<std::string>& args) {
-  std::string root, json_path;
-  int max_workers = 2, crop = 512, n_images = 64, batch = 8;
-  for (size_t i = 0; i < args.size(); ++i) {
-    auto value = [&]() -> std::string {
-      BFCN_CHECK(i + 1 < args.size(), "bench loader: flag ", args[i], " needs a value");
-      return args[++i];
-    };
-    const std::string& a = args[i];
-    if (a == "--help" || a == "-h") {
-      std::printf(
-          "usage: bfcn bench loader [--root VOC2012_DIR] [--workers N] [--crop 512] [--images N]\n"
-          "                         [--batch B] [--json FILE]\n"
-          "DataLoader images/s for 1..N workers (train mode: scale 0.5-2, crop, flip), vs bare\n"
-          "JPEG+PNG decoding on one thread. Without --root, N (default 64) 500x375 JPEGs are made\n"
-          "in a temp folder.\nexample: bfcn bench loader --workers 4 --json loader.json\n");
-      return 0;
-    } else if (a == "--root") {
-      root = value();
-    } else if (a == "--workers") {
-      max_workers = std::stoi(value());
-    } else if (a == "--crop") {
-      crop = std::stoi(value());
-    } else if (a == "--images") {
-      n_images = std::stoi(value());
-    } else if (a == "--batch") {
-      batch = std::stoi(value());
-    } else if (a == "--json") {
-      json_path = value();
-    } else {
-      throw Error("bench loader: unknown flag '" + a +
-                  "' (known: --root, --workers, --crop, --images, --batch, --json)");
-    }
-  }
-  BFCN_CHECK(max_workers >= 1 && crop >= 16 && n_images >= 1 && batch >= 1,
-             "bench loader: expected --workers >= 1, --crop >= 16, --images >= 1, --batch >= 1");
+int run(const cli::Args& a) {
+  std::string root = a.get("root");
+  const std::string json_path = a.get("json");
+  const int max_workers = a.get_int("workers"), crop = a.get_int("crop"),
+            n_images = a.get_int("images");
+  int batch = a.get_int("batch");
   fs::path tmp;
   if (root.empty()) {
     tmp =
@@ -158,5 +128,21 @@ int run(const std::vector<std::string>& args) {
 
 }  // namespace
 
-BFCN_REGISTER_BENCH("loader", "DataLoader images/s per worker on VOC-sized JPEGs, 512x512 crops",
-                    run);
+BFCN_REGISTER_BENCH(
+    bfcn::cli::Command("loader", "DataLoader images/s per worker on VOC-sized JPEGs, 512x512 crops")
+        .describe("DataLoader images/s for 1..N workers (train mode: scale 0.5-2, crop, flip), vs "
+                  "bare JPEG+PNG decoding on one thread. Without --root, --images 500x375 JPEGs "
+                  "are made in a temp folder.")
+        .with_flags(
+            {bfcn::cli::text("root", "DIR", "a VOC2012 folder to read (default: generated)"),
+             bfcn::cli::integer("workers", "N", "up to N loader workers (1..N are timed)")
+                 .at_least(1)
+                 .defaults("2"),
+             bfcn::cli::integer("crop", "PX", "training crop side").at_least(16).defaults("512"),
+             bfcn::cli::integer("images", "N", "images to generate without --root")
+                 .at_least(1)
+                 .defaults("64"),
+             bfcn::cli::integer("batch", "B", "batch size").at_least(1).defaults("8"),
+             bfcn::cli::text("json", "FILE", "write the results as JSON")})
+        .example("bfcn bench loader --workers 4 --json loader.json")
+        .runs(run));

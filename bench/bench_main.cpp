@@ -1,8 +1,6 @@
-// bfcn-bench: dispatches to the registered benchmarks. Reached as `bfcn bench <name> [flags]`.
-#include <algorithm>
+// bfcn-bench: the benchmarks' main. Reached as `bfcn bench <name> [flags]`; dispatches with the
+// same registry and parser as bfcn (cli/command.h, group "bfcn bench").
 #include <cstdio>
-#include <cstring>
-#include <exception>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -11,16 +9,6 @@
 #include "core/error.h"
 
 namespace bfcn::bench {
-namespace {
-std::vector<Bench>& registry() {
-  static std::vector<Bench> r;
-  return r;
-}
-}  // namespace
-bool register_bench(const Bench& b) {
-  registry().push_back(b);
-  return true;
-}
 void write_json(const char* bench, const std::string& path, const nlohmann::json& results) {
   std::ofstream f(path);
   BFCN_CHECK_IO(f.good(), "bench ", bench, ": cannot write --json file '", path,
@@ -29,35 +17,14 @@ void write_json(const char* bench, const std::string& path, const nlohmann::json
   BFCN_CHECK_IO(f.good(), "bench ", bench, ": failed writing '", path, "'");
   std::printf("wrote %s\n", path.c_str());
 }
-const std::vector<Bench>& benches() {
-  auto& r = registry();
-  std::sort(r.begin(), r.end(),
-            [](const Bench& a, const Bench& b) { return std::strcmp(a.name, b.name) < 0; });
-  return r;
-}
 }  // namespace bfcn::bench
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
-  auto usage = [] {
-    std::printf("usage: bfcn bench <name> [flags]   (bfcn bench <name> --help)\n\nbenchmarks:\n");
-    for (const auto& b : bfcn::bench::benches()) std::printf("  %-10s %s\n", b.name, b.summary);
-  };
-  try {
-    if (args.empty() || args[0] == "--help" || args[0] == "-h") {
-      usage();
-      return args.empty() ? 1 : 0;
-    }
-    for (const auto& b : bfcn::bench::benches())
-      if (args[0] == b.name) return b.run({args.begin() + 1, args.end()});
-    std::fprintf(stderr, "bfcn bench: unknown benchmark '%s'\n", args[0].c_str());
-    usage();
-    return 1;
-  } catch (const bfcn::Error& e) {
-    std::fprintf(stderr, "bfcn bench: error: %s\n", e.what());
-    return 1;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bfcn bench: internal error: %s\n", e.what());
-    return 2;
-  }
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  const bfcn::cli::Group bench{
+      "bfcn bench",
+      "bfcn bench — speed benchmarks, each against a peer in the same process (oneDNN, PyTorch, "
+      "our FP32 path)",
+      ""};
+  return bfcn::cli::run_main("bfcn bench", [&] { return bfcn::cli::dispatch(bench, args); });
 }

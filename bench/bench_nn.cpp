@@ -275,43 +275,11 @@ std::vector<Case> make_cases(Store& st, Rng& rng) {
   return cs;
 }
 
-int run(const std::vector<std::string>& args) {
+int run(const cli::Args& a) {
   std::vector<int> thread_counts{1, 2};
-  std::string json_path;
-  int reps = 5;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto value = [&]() -> std::string {
-      BFCN_CHECK(i + 1 < args.size(), "bench nn: flag ", a, " needs a value");
-      return args[++i];
-    };
-    auto int_value = [&](int min) {
-      const std::string v = value();
-      int t = 0;
-      try {
-        t = std::stoi(v);
-      } catch (const std::exception&) {
-      }
-      BFCN_CHECK(t >= min, "bench nn: ", a, " must be an integer >= ", min, ", got '", v, "'");
-      return t;
-    };
-    if (a == "--help" || a == "-h") {
-      std::printf(
-          "usage: bfcn bench nn [--threads N] [--reps R] [--json FILE]\n"
-          "  pool / batch-norm / upsample / cross-entropy / relu kernels (fwd and bwd ms) on\n"
-          "  FCN-ResNet18 shapes at 256x256, batch 8, beside oneDNN fp32 forward_training.\n"
-          "  Default: 1 and 2 threads, R = 5, wall clock, best of R after one warm-up.\n");
-      return 0;
-    } else if (a == "--threads") {
-      thread_counts = {int_value(1)};
-    } else if (a == "--reps") {
-      reps = int_value(1);
-    } else if (a == "--json") {
-      json_path = value();
-    } else {
-      throw Error("bench nn: unknown flag '" + a + "' (try --help)");
-    }
-  }
+  if (a.has("threads")) thread_counts = {a.get_int("threads")};
+  const std::string json_path = a.get("json");
+  const int reps = a.get_int("reps");
   Store store;
   Rng rng(1);
   std::vector<Case> cases = make_cases(store, rng);
@@ -360,7 +328,16 @@ int run(const std::vector<std::string>& args) {
 
 }  // namespace
 
-BFCN_REGISTER_BENCH("nn", "pool/BN/upsample/xent/relu kernels vs oneDNN (FCN-ResNet18, 256x256)",
-                    run);
+BFCN_REGISTER_BENCH(
+    cli::Command("nn", "pool/BN/upsample/xent/relu kernels vs oneDNN (FCN-ResNet18, 256x256)")
+        .describe("pool / batch-norm / upsample / cross-entropy / relu kernels (fwd and bwd ms) on "
+                  "FCN-ResNet18 shapes at 256x256, batch 8, beside oneDNN fp32 forward_training. "
+                  "Wall clock, best of --reps after one warm-up.")
+        .with_flags(
+            {cli::integer("threads", "N", "OpenMP threads (default: 1 and 2)").at_least(1),
+             cli::integer("reps", "R", "timed repetitions (best of)").at_least(1).defaults("5"),
+             cli::text("json", "FILE", "write the results as JSON")})
+        .example("bfcn bench nn --threads 2 --reps 3 --json nn.json")
+        .runs(run));
 
 }  // namespace bfcn::bench

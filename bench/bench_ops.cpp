@@ -135,53 +135,12 @@ double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
   return worst / scale;
 }
 
-int run(const std::vector<std::string>& args) {
+int run(const cli::Args& a) {
   std::vector<int> thread_counts{1, 2};
-  std::string json_path;
-  int reps = 5;
-  bool cpu_clock = false;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto value = [&]() -> std::string {
-      BFCN_CHECK(i + 1 < args.size(), "bench ops: flag ", a, " needs a value");
-      return args[++i];
-    };
-    if (a == "--help" || a == "-h") {
-      std::printf(
-          "usage: bfcn bench ops [--threads N] [--reps R] [--clock wall|cpu] [--json FILE]\n"
-          "  conv2d fwd / bwd-data / bwd-weight GMAC/s on ResNet-18 shapes at 512x512, batch 1,\n"
-          "  beside oneDNN fp32 forward. Default: 1 and 2 threads, R = 5, wall clock.\n"
-          "  --clock cpu times the calling thread's CPU time (for a loaded machine; needs\n"
-          "  --threads 1).\n");
-      return 0;
-    } else if (a == "--threads") {
-      const std::string v = value();
-      int t = 0;
-      try {
-        t = std::stoi(v);
-      } catch (const std::exception&) {
-      }
-      BFCN_CHECK(t >= 1, "bench ops: --threads must be an integer >= 1, got '", v, "'");
-      thread_counts = {t};
-    } else if (a == "--reps") {
-      const std::string v = value();
-      try {
-        reps = std::stoi(v);
-      } catch (const std::exception&) {
-        reps = 0;
-      }
-      BFCN_CHECK(reps >= 1, "bench ops: --reps must be an integer >= 1, got '", v, "'");
-    } else if (a == "--clock") {
-      const std::string v = value();
-      BFCN_CHECK(v == "wall" || v == "cpu", "bench ops: --clock must be wall or cpu, got '", v,
-                 "'");
-      cpu_clock = v == "cpu";
-    } else if (a == "--json") {
-      json_path = value();
-    } else {
-      throw Error("bench ops: unknown flag '" + a + "' (try --help)");
-    }
-  }
+  if (a.has("threads")) thread_counts = {a.get_int("threads")};
+  const std::string json_path = a.get("json");
+  const int reps = a.get_int("reps");
+  const bool cpu_clock = a.get("clock") == "cpu";
 
   BFCN_CHECK(!cpu_clock || (thread_counts.size() == 1 && thread_counts[0] == 1),
              "bench ops: --clock cpu measures one thread only; add --threads 1");
@@ -248,6 +207,18 @@ int run(const std::vector<std::string>& args) {
 
 }  // namespace
 
-BFCN_REGISTER_BENCH("ops", "conv2d fwd/bwd GMAC/s vs oneDNN fp32 (ResNet-18 shapes, 512x512)", run);
+BFCN_REGISTER_BENCH(
+    cli::Command("ops", "conv2d fwd/bwd GMAC/s vs oneDNN fp32 (ResNet-18 shapes, 512x512)")
+        .describe("conv2d fwd / bwd-data / bwd-weight GMAC/s on ResNet-18 shapes at 512x512, batch "
+                  "1, beside oneDNN fp32 forward. --clock cpu times the calling thread's CPU time "
+                  "(for a loaded machine; needs --threads 1).")
+        .usage("bfcn bench ops [--threads N] [--reps R] [--clock wall|cpu] [--json FILE]")
+        .with_flags(
+            {cli::integer("threads", "N", "OpenMP threads (default: 1 and 2)").at_least(1),
+             cli::integer("reps", "R", "timed repetitions (best of)").at_least(1).defaults("5"),
+             cli::choice("clock", {"wall", "cpu"}, "what is timed").defaults("wall"),
+             cli::text("json", "FILE", "write the results as JSON")})
+        .example("bfcn bench ops --threads 1 --clock cpu --reps 5")
+        .runs(run));
 
 }  // namespace bfcn::bench

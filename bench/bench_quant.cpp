@@ -30,60 +30,18 @@ Tensor random(const Shape& s, Rng& rng, float lo, float hi) {
   return t;
 }
 
-int parse_int(const std::string& flag, const std::string& v, int lo) {
-  int x = 0;
-  try {
-    size_t used = 0;
-    x = std::stoi(v, &used);
-    BFCN_CHECK(used == v.size(), "");
-  } catch (...) {
-    x = lo - 1;
-  }
-  BFCN_CHECK(x >= lo, "bench quant: ", flag, " must be an integer >= ", lo, ", got '", v, "'");
-  return x;
-}
-
 struct Row {
   std::string name;
   double ms;
   double ratio;  // vs the FP32 reference of its group
 };
 
-int run(const std::vector<std::string>& args) {
-  int batch = 2, channels = 128, h = 40, w = 40, reps = 5, threads = 0;
-  std::string json_path;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto value = [&]() -> const std::string& {
-      BFCN_CHECK(i + 1 < args.size(), "bench quant: flag ", a, " needs a value");
-      return args[++i];
-    };
-    if (a == "--help" || a == "-h") {
-      std::printf(
-          "usage: bfcn bench quant [--batch B] [--channels C] [--input HxW] [--threads N] "
-          "[--reps R] [--json FILE]\n"
-          "  times fwd+bwd of conv3x3(C->C) -> BN -> act at FP32 vs W1A2/W2A2 and the quantizers "
-          "alone\n  example: bfcn bench quant --batch 2 --channels 128 --input 40x40\n");
-      return 0;
-    } else if (a == "--batch") {
-      batch = parse_int(a, value(), 1);
-    } else if (a == "--channels") {
-      channels = parse_int(a, value(), 1);
-    } else if (a == "--input") {
-      const std::string v = value();
-      const size_t x = v.find('x');
-      h = parse_int(a, v.substr(0, x), 1);
-      w = x == std::string::npos ? h : parse_int(a, v.substr(x + 1), 1);
-    } else if (a == "--threads") {
-      threads = parse_int(a, value(), 1);
-    } else if (a == "--reps") {
-      reps = parse_int(a, value(), 1);
-    } else if (a == "--json") {
-      json_path = value();
-    } else {
-      throw Error("bench quant: unknown flag '" + a + "' (try --help)");
-    }
-  }
+int run(const cli::Args& a) {
+  const int batch = a.get_int("batch"), channels = a.get_int("channels"), reps = a.get_int("reps"),
+            threads = a.get_int("threads", 0);
+  const std::pair<int, int> hw = a.get_hw("input");
+  const int h = hw.first, w = hw.second;
+  const std::string json_path = a.get("json");
   if (threads > 0) omp_set_num_threads(threads);
 
   Rng rng(1);
@@ -165,6 +123,18 @@ int run(const std::vector<std::string>& args) {
 
 }  // namespace
 
-BFCN_REGISTER_BENCH("quant", "DoReFa quantization overhead: FP32 vs W1A2/W2A2 block fwd+bwd", run);
+BFCN_REGISTER_BENCH(
+    cli::Command("quant", "DoReFa quantization overhead: FP32 vs W1A2/W2A2 block fwd+bwd")
+        .describe("Times fwd+bwd of conv3x3(C->C) -> BN -> act at FP32 vs W1A2/W2A2 and the "
+                  "quantizers alone.")
+        .with_flags(
+            {cli::integer("batch", "B", "batch size").at_least(1).defaults("2"),
+             cli::integer("channels", "C", "channels").at_least(1).defaults("128"),
+             cli::size("input", "input size").defaults("40x40"),
+             cli::integer("threads", "N", "OpenMP threads (default: all)").at_least(1),
+             cli::integer("reps", "R", "timed repetitions (best of)").at_least(1).defaults("5"),
+             cli::text("json", "FILE", "write the rows as JSON")})
+        .example("bfcn bench quant --batch 2 --channels 128 --input 40x40")
+        .runs(run));
 
 }  // namespace bfcn::bench

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "bench/bench.h"
@@ -32,42 +33,16 @@ struct Flags {
   int h = 512, w = 512, threads = 0, reps = 3, wbits = 0, abits = 0;
 };
 
-Flags parse_flags(const std::vector<std::string>& args) {
+Flags read_flags(const cli::Args& a) {
   Flags f;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto value = [&]() -> std::string {
-      BFCN_CHECK(i + 1 < args.size(), "bfcn bench runtime: ", a, " needs a value");
-      return args[++i];
-    };
-    if (a == "--model") {
-      f.model = value();
-    } else if (a == "--arch") {
-      f.arch = value();
-      BFCN_CHECK(f.arch == "fcn8s_r18" || f.arch == "fcn8s_r34",
-                 "bfcn bench runtime: --arch must be fcn8s_r18 or fcn8s_r34, got '", f.arch, "'");
-    } else if (a == "--input") {
-      const std::string v = value();
-      const size_t x = v.find('x');
-      f.h = std::stoi(v.substr(0, x));
-      f.w = x == std::string::npos ? f.h : std::stoi(v.substr(x + 1));
-      BFCN_CHECK(f.h >= 32 && f.w >= 32, "bfcn bench runtime: --input must be >= 32x32");
-    } else if (a == "--threads") {
-      f.threads = std::stoi(value());
-    } else if (a == "--json") {
-      f.json = value();
-    } else if (a == "--reps") {
-      f.reps = std::max(1, std::stoi(value()));
-    } else if (a == "--wbits") {
-      f.wbits = std::stoi(value());
-    } else if (a == "--abits") {
-      f.abits = std::stoi(value());
-    } else {
-      BFCN_CHECK(false, "bfcn bench runtime: unknown flag '", a,
-                 "' (flags: --model M.bfcn | --arch fcn8s_r18|fcn8s_r34, --input HxW, --threads N, "
-                 "--json F, --wbits W --abits A, --reps N)");
-    }
-  }
+  f.model = a.get("model");
+  f.arch = a.get("arch");
+  f.json = a.get("json");
+  std::tie(f.h, f.w) = a.get_hw("input");
+  f.threads = a.get_int("threads");
+  f.reps = a.get_int("reps");
+  f.wbits = a.get_int("wbits", 0);
+  f.abits = a.get_int("abits", 0);
   return f;
 }
 
@@ -272,8 +247,8 @@ nlohmann::json pack_epilogue_share(int wb, int ab, int h, int w, int c, int reps
           {"pack_plus_epilogue_share_unfused_input", (t_pack + epi) / (t_pack + t_full)}};
 }
 
-int bench_runtime(const std::vector<std::string>& args) {
-  const Flags f = parse_flags(args);
+int bench_runtime(const cli::Args& args) {
+  const Flags f = read_flags(args);
   const Isa isa = active_isa();
   const BgemmVariant& variant = bgemm_active();
   const double ghz = short_chain_ghz();
@@ -472,7 +447,25 @@ int bench_runtime(const std::vector<std::string>& args) {
 
 }  // namespace
 
-BFCN_REGISTER_BENCH("runtime", "bit-conv runtime vs oneDNN fp32/int8 and our FP32 path",
-                    bench_runtime);
+BFCN_REGISTER_BENCH(
+    cli::Command("runtime", "bit-conv runtime vs oneDNN fp32/int8 and our FP32 path")
+        .describe("The whole bit-conv runtime (a synthetic --arch model unless --model), per "
+                  "layer, beside oneDNN fp32 and u8s8 int8 on the same shape in the same process, "
+                  "and our FP32 path.")
+        .usage("bfcn bench runtime [--model MODEL.bfcn | --arch fcn8s_r18] [--input HxW] "
+               "[--threads N] [--json FILE]")
+        .with_flags(
+            {cli::text("model", "FILE", ".bfcn model to time (default: a synthetic --arch model)"),
+             cli::choice("arch", {"fcn8s_r18", "fcn8s_r34"}, "synthetic model")
+                 .defaults("fcn8s_r18"),
+             cli::size("input", "input size").at_least(32).defaults("512x512"),
+             cli::integer("threads", "N", "OpenMP threads; 0 = 1 and 2").at_least(0).defaults("0"),
+             cli::integer("reps", "N", "timed repetitions (best of)").at_least(1).defaults("3"),
+             cli::integer("wbits", "W", "only this weight width (synthetic model)").range(1, 8),
+             cli::integer("abits", "A", "only this activation width (synthetic model)").range(1, 8),
+             cli::text("json", "FILE", "write per-layer results as JSON")})
+        .example("bfcn bench runtime --input 512x512 --threads 1 --wbits 1 --abits 2 --reps 3")
+        .example("bfcn bench runtime --model w1a2.bfcn --input 128x128 --threads 2 --json r.json")
+        .runs(bench_runtime));
 
 }  // namespace bfcn::bench

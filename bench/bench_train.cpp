@@ -15,6 +15,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "autograd/ops.h"
@@ -131,76 +132,17 @@ json measure_torch(const std::string& kind, const Setup& s, int n_classes) {
   return json::parse(last);
 }
 
-int run(const std::vector<std::string>& argv) {
-  // bfcn-bench does not link apps/, so flags are parsed here: --key value or --key=value.
-  std::map<std::string, std::vector<std::string>> flags;
-  const std::vector<std::string> known = {"config", "batch", "input", "threads",
-                                          "iters",  "peer",  "json"};
-  for (size_t i = 0; i < argv.size(); ++i) {
-    std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::cout << "bfcn bench train: training-step throughput (img/s) and peak RSS, FP32 and "
-                   "W1A2 FCN8s-ResNet18, vs PyTorch (bench/torch_train_ref.py).\n"
-                   "  --config FILE   model/training config to time (repeatable; default FP32 "
-                   "and W1A2)\n"
-                   "  --batch B       batch size (default 8)\n"
-                   "  --input HxW     input size (default 256x256)\n"
-                   "  --threads N     threads for us and PyTorch (default 2)\n"
-                   "  --iters N       timed steps per model, median reported (default 5)\n"
-                   "  --peer P        torch|none (default torch)\n"
-                   "  --json FILE     write results as JSON\n"
-                   "Example:\n  bfcn bench train --batch 8 --input 256x256 --threads 2 --json "
-                   "train.json\n";
-      return 0;
-    }
-    BFCN_CHECK(a.rfind("--", 0) == 0, "bench train: unexpected argument '", a, "'");
-    std::string key = a.substr(2), value;
-    const size_t eq = key.find('=');
-    if (eq != std::string::npos) {
-      value = key.substr(eq + 1);
-      key = key.substr(0, eq);
-    } else {
-      BFCN_CHECK(i + 1 < argv.size(), "bench train: --", key, " needs a value");
-      value = argv[++i];
-    }
-    BFCN_CHECK(std::find(known.begin(), known.end(), key) != known.end(),
-               "bench train: unknown flag --", key, " (see --help)");
-    flags[key].push_back(value);
-  }
-  auto get = [&](const std::string& k, const std::string& def) {
-    return flags.count(k) ? flags[k].back() : def;
-  };
-  auto get_int = [&](const std::string& k, int def) {
-    const std::string v = get(k, std::to_string(def));
-    try {
-      return std::stoi(v);
-    } catch (const std::exception&) {
-      throw bfcn::Error("bench train: --" + k + " expects an integer, got '" + v + "'");
-    }
-  };
+int run(const bfcn::cli::Args& a) {
   Setup s;
-  s.batch = get_int("batch", 8);
-  {
-    const std::string hw = get("input", "256x256");
-    const size_t x = hw.find('x');
-    try {
-      s.height = std::stoi(hw.substr(0, x));
-      s.width = x == std::string::npos ? s.height : std::stoi(hw.substr(x + 1));
-    } catch (const std::exception&) {
-      throw bfcn::Error("bench train: --input expects HxW (e.g. 256x256), got '" + hw + "'");
-    }
-  }
-  s.threads = get_int("threads", 2);
-  s.iters = get_int("iters", 5);
-  const std::string peer = get("peer", "torch");
-  BFCN_CHECK(peer == "torch" || peer == "none", "bench train: --peer must be torch or none, got '",
-             peer, "'");
-  BFCN_CHECK(s.batch >= 1 && s.iters >= 1 && s.threads >= 1,
-             "bench train: --batch, --iters and --threads must be >= 1");
+  s.batch = a.get_int("batch");
+  std::tie(s.height, s.width) = a.get_hw("input");
+  s.threads = a.get_int("threads");
+  s.iters = a.get_int("iters");
+  const std::string peer = a.get("peer");
 
   std::vector<std::pair<std::string, json>> models;
-  if (flags.count("config")) {
-    for (const auto& f : flags["config"]) {
+  if (a.has("config")) {
+    for (const auto& f : a.get_all("config")) {
       json c = bfcn::load_json_file(f);
       const json m = c.contains("model") ? c["model"] : c;
       const bool quant = m.contains("quant") && m["quant"].value("w_bits", 32) < 32;
@@ -254,12 +196,32 @@ int run(const std::vector<std::string>& argv) {
     std::printf("W1A2 step time / our FP32 step time: %.2fx (target <= 1.15x)\n",
                 w1a2_ms / fp32_ms);
   }
-  if (flags.count("json")) {
-    bfcn::bench::write_json("train", get("json", ""), out);
-  }
+  if (a.has("json")) bfcn::bench::write_json("train", a.get("json"), out);
   return 0;
 }
 
 }  // namespace
 
-BFCN_REGISTER_BENCH("train", "training step img/s and peak RSS, FP32 and W1A2, vs PyTorch", run);
+BFCN_REGISTER_BENCH(
+    bfcn::cli::Command("train", "training step img/s and peak RSS, FP32 and W1A2, vs PyTorch")
+        .describe("Training-step throughput (img/s) and peak RSS, FP32 and W1A2 FCN8s-ResNet18 by "
+                  "default, vs PyTorch (bench/torch_train_ref.py) with the same batch, input and "
+                  "threads.")
+        .usage("bfcn bench train [--config C.json] [--batch B] [--input HxW] [--threads N] "
+               "[--json FILE]")
+        .with_flags(
+            {bfcn::cli::text("config", "FILE",
+                             "model/training config to time (default: FP32 and W1A2)")
+                 .many(),
+             bfcn::cli::integer("batch", "B", "batch size").at_least(1).defaults("8"),
+             bfcn::cli::size("input", "input size").defaults("256x256"),
+             bfcn::cli::integer("threads", "N", "threads for us and PyTorch")
+                 .at_least(1)
+                 .defaults("2"),
+             bfcn::cli::integer("iters", "N", "timed steps per model, median reported")
+                 .at_least(1)
+                 .defaults("5"),
+             bfcn::cli::choice("peer", {"torch", "none"}, "the peer to run").defaults("torch"),
+             bfcn::cli::text("json", "FILE", "write results as JSON")})
+        .example("bfcn bench train --batch 8 --input 256x256 --threads 2 --json train.json")
+        .runs(run));
