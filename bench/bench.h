@@ -16,6 +16,11 @@ namespace bfcn::bench {
 // Writes a benchmark's --json results to `path` and says so; throws IoError naming the file.
 void write_json(const char* bench, const std::string& path, const nlohmann::json& results);
 
+// Runs a Python peer script of bench/ (found beside the source tree of this binary or under
+// ./bench) with /usr/bin/python3 and returns the JSON object on its last line starting with '{';
+// on any failure {"error": "..."} with the script's output, so a missing peer never stops a bench.
+nlohmann::json run_python_peer(const std::string& script, const std::string& args);
+
 // Wall-clock seconds of the best of `reps` runs of fn after `warmup` runs.
 template <class F>
 double best_seconds(F&& fn, int reps = 5, int warmup = 1) {

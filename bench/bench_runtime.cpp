@@ -29,7 +29,7 @@ namespace bfcn::bench {
 namespace {
 
 struct Flags {
-  std::string model, arch = "fcn8s_r18", json;
+  std::string model, arch = "fcn8s_r18", json, peer = "torch";
   int h = 512, w = 512, threads = 0, reps = 3, wbits = 0, abits = 0;
 };
 
@@ -38,6 +38,7 @@ Flags read_flags(const cli::Args& a) {
   f.model = a.get("model");
   f.arch = a.get("arch");
   f.json = a.get("json");
+  f.peer = a.get("peer");
   std::tie(f.h, f.w) = a.get_hw("input");
   f.threads = a.get_int("threads");
   f.reps = a.get_int("reps");
@@ -286,6 +287,21 @@ int bench_runtime(const cli::Args& args) {
                         {"arch", f.model.empty() ? f.arch : f.model},
                         {"runs", nlohmann::json::array()}};
   std::map<std::pair<ConvKey, int>, std::pair<double, double>> peer_cache;  // (shape, threads)
+  // PyTorch FP32 eager inference of the same FCN-8s trunk (bench/torch_infer_ref.py), per threads.
+  std::map<int, nlohmann::json> torch_cache;
+  auto torch_ms = [&](int threads) -> nlohmann::json& {
+    auto it = torch_cache.find(threads);
+    if (it == torch_cache.end())
+      it = torch_cache
+               .emplace(threads,
+                        run_python_peer("torch_infer_ref.py",
+                                        "--arch " + f.arch + " --height " + std::to_string(f.h) +
+                                            " --width " + std::to_string(f.w) + " --threads " +
+                                            std::to_string(threads) + " --reps " +
+                                            std::to_string(std::max(3, f.reps))))
+               .first;
+    return it->second;
+  };
 
   for (const auto& [wb, ab] : configs) {
     nlohmann::json header;
@@ -392,6 +408,23 @@ int bench_runtime(const cli::Args& args) {
              layers_ms - bit_ms, 100 * (layers_ms - bit_ms) / layers_ms, layers_ms);
       printf("bit-conv layers: %.2f ms vs oneDNN fp32 %.2f ms (%.2fx), int8 %.2f ms (%.2fx)\n",
              bit_ms, bit_fp32_ms, bit_fp32_ms / bit_ms, bit_int8_ms, bit_int8_ms / bit_ms);
+      nlohmann::json torch_peer;
+      if (f.peer == "torch") {
+        const nlohmann::json& t = torch_ms(threads);
+        if (t.contains("ms")) {
+          const double tms = t["ms"].get<double>();
+          torch_peer = {{"peer_torch_fp32_ms", tms},
+                        {"speedup_vs_torch_fp32", tms / total},
+                        {"torch_version", t.value("torch", "")}};
+          printf(
+              "whole network vs PyTorch %s FP32 eager (%s, %d thread(s)): %.2f ms vs %.2f ms "
+              "(%.2fx)\n",
+              t.value("torch", "").c_str(), f.arch.c_str(), threads, total, tms, tms / total);
+        } else {
+          torch_peer = {{"peer_torch_error", t.value("error", "")}};
+          printf("PyTorch peer unavailable: %s\n", t.value("error", "").c_str());
+        }
+      }
       nlohmann::json run = {{"wbits", wb},
                             {"abits", ab},
                             {"threads", threads},
@@ -406,6 +439,7 @@ int bench_runtime(const cli::Args& args) {
                             {"bitconv_peer_onednn_int8_ms", bit_int8_ms},
                             {"model_bytes", bytes.size()},
                             {"fp32_checkpoint_bytes", fp32_bytes}};
+      run.update(torch_peer);
       out["runs"].push_back(run);
     }
     printf("model file %zu bytes vs FP32 weights %lld bytes (1/%.1f)\n", bytes.size(),
@@ -463,6 +497,10 @@ BFCN_REGISTER_BENCH(
              cli::integer("reps", "N", "timed repetitions (best of)").at_least(1).defaults("3"),
              cli::integer("wbits", "W", "only this weight width (synthetic model)").range(1, 8),
              cli::integer("abits", "A", "only this activation width (synthetic model)").range(1, 8),
+             cli::choice("peer", {"torch", "none"},
+                         "also time PyTorch FP32 inference of the same network "
+                         "(bench/torch_infer_ref.py)")
+                 .defaults("torch"),
              cli::text("json", "FILE", "write per-layer results as JSON")})
         .example("bfcn bench runtime --input 512x512 --threads 1 --wbits 1 --abits 2 --reps 3")
         .example("bfcn bench runtime --model w1a2.bfcn --input 128x128 --threads 2 --json r.json")

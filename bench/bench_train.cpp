@@ -28,7 +28,6 @@
 namespace {
 
 using nlohmann::json;
-namespace fs = std::filesystem;
 
 struct Setup {
   int batch = 8, height = 256, width = 256, threads = 2, iters = 5;
@@ -103,33 +102,13 @@ json in_child(const json& model_cfg, const Setup& s) {
   return j;
 }
 
-fs::path torch_script() {
-  const fs::path exe = fs::read_symlink("/proc/self/exe");
-  for (const fs::path& p : {exe.parent_path().parent_path() / "bench" / "torch_train_ref.py",
-                            fs::path("bench/torch_train_ref.py")})
-    if (fs::exists(p)) return p;
-  return {};
-}
-
 json measure_torch(const std::string& kind, const Setup& s, int n_classes) {
-  const fs::path script = torch_script();
-  if (script.empty()) return {{"error", "bench/torch_train_ref.py not found"}};
-  const std::string cmd = "/usr/bin/python3 " + script.string() + " --model " + kind + " --batch " +
-                          std::to_string(s.batch) + " --height " + std::to_string(s.height) +
-                          " --width " + std::to_string(s.width) + " --threads " +
-                          std::to_string(s.threads) + " --iters " + std::to_string(s.iters) +
-                          " --classes " + std::to_string(n_classes) + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return {{"error", "cannot run python3"}};
-  std::string out, last;
-  char buf[4096];
-  while (fgets(buf, sizeof buf, p)) {
-    out += buf;
-    if (buf[0] == '{') last = buf;
-  }
-  const int st = pclose(p);
-  if (st != 0 || last.empty()) return {{"error", "torch peer failed: " + out.substr(0, 300)}};
-  return json::parse(last);
+  return bfcn::bench::run_python_peer(
+      "torch_train_ref.py", "--model " + kind + " --batch " + std::to_string(s.batch) +
+                                " --height " + std::to_string(s.height) + " --width " +
+                                std::to_string(s.width) + " --threads " +
+                                std::to_string(s.threads) + " --iters " + std::to_string(s.iters) +
+                                " --classes " + std::to_string(n_classes));
 }
 
 int run(const bfcn::cli::Args& a) {
