@@ -12,9 +12,8 @@
 #include <vector>
 
 #include "datasets/image_io.h"
-#include "layers/model.h"
 #include "tests/support/test_support.h"
-#include "train/checkpoint.h"
+#include "tests/support/tiny_checkpoint.h"
 
 using namespace bfcn;
 namespace fs = std::filesystem;
@@ -48,16 +47,7 @@ TEST_CASE("deploy: segment_image.c against the installed package equals bfcn inf
           "[deploy][example]") {
   if (!fs::exists(test::bfcn_binary())) BFCN_SKIP("bfcn binary not built");
   test::TempDir tmp("bfcn_deploy_example");
-  const nlohmann::json cfg = {
-      {"model",
-       {{"backbone", "resnet18"},
-        {"head", "fcn8s"},
-        {"n_classes", 21},
-        {"quant", {{"w_bits", 1}, {"a_bits", 2}, {"first_last_fp", true}}}}},
-      {"data", {{"dataset", "voc"}, {"root", (tmp / "none").string()}}}};
-  auto model = build_model(cfg["model"], 3);
-  model->eval();
-  save_checkpoint(tmp / "m.h5", *model, nullptr, TrainState{}, cfg);
+  test::save_random_w1a2_checkpoint(tmp / "m.h5", 3, tmp / "none");
   const std::string bin = test::bfcn_binary().string(), q = "'", m = (tmp / "m.bfcn").string();
   run(bin + " export --checkpoint " + (tmp / "m.h5").string() + " --out " + m);
 

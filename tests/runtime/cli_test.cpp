@@ -5,10 +5,9 @@
 #include <string>
 
 #include "datasets/image_io.h"
-#include "layers/model.h"
 #include "runtime/engine.h"
 #include "tests/support/test_support.h"
-#include "train/checkpoint.h"
+#include "tests/support/tiny_checkpoint.h"
 
 using namespace bfcn;
 namespace fs = std::filesystem;
@@ -16,16 +15,7 @@ namespace fs = std::filesystem;
 TEST_CASE("cli: bfcn export then bfcn infer writes the runtime's label maps", "[runtime][cli]") {
   if (!fs::exists(test::bfcn_binary())) BFCN_SKIP("bfcn binary not built");
   test::TempDir tmp("bfcn_rt_cli");
-  const nlohmann::json cfg = {
-      {"model",
-       {{"backbone", "resnet18"},
-        {"head", "fcn8s"},
-        {"n_classes", 21},
-        {"quant", {{"w_bits", 1}, {"a_bits", 2}, {"first_last_fp", true}}}}},
-      {"data", {{"dataset", "voc"}, {"root", (tmp / "none").string()}}}};
-  auto model = build_model(cfg["model"], 5);
-  model->eval();
-  save_checkpoint(tmp / "m.h5", *model, nullptr, TrainState{}, cfg);
+  test::save_random_w1a2_checkpoint(tmp / "m.h5", 5, tmp / "none");
   const std::string bin = test::bfcn_binary().string();
   auto r = test::run_command(bin + " export --checkpoint " + (tmp / "m.h5").string() + " --out " +
                              (tmp / "m.bfcn").string());
