@@ -8,6 +8,7 @@ PKGS=(
   build-essential cmake pkg-config git
   libeigen3-dev catch2 nlohmann-json3-dev libhdf5-dev libopencv-dev libpng-dev zlib1g-dev
   libdnnl-dev ocl-icd-opencl-dev
+  libopenmpi-dev openmpi-bin
   python3 python3-torch python3-torchvision python3-numpy python3-pil python3-h5py
   dataset-fashion-mnist
   clang-format clang-14 libclang-rt-14-dev
