@@ -12,6 +12,7 @@ PKGS=(
   python3 python3-torch python3-torchvision python3-numpy python3-pil python3-h5py
   dataset-fashion-mnist
   clang-format clang-14 libclang-rt-14-dev
+  g++-aarch64-linux-gnu qemu-user
 )
 if [ "${1:-}" = "--list" ]; then printf '%s\n' "${PKGS[@]}"; exit 0; fi
 missing=()
