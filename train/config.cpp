@@ -40,6 +40,7 @@ json default_train_json() {
       {"keep_last", 3},
       {"seed", 1},
       {"threads", 0},
+      {"sync_bn", false},
       {"calibrate_batches", 0},
       {"bn_recalib_end_batches", 0},
       {"teacher", ""},
@@ -272,6 +273,7 @@ TrainConfig parse_train_config(const json& t) {
   c.keep_last = t.at("keep_last").get<int>();
   c.seed = t.at("seed").get<uint64_t>();
   c.threads = t.at("threads").get<int>();
+  c.sync_bn = t.at("sync_bn").get<bool>();
   c.calibrate_batches = t.at("calibrate_batches").get<int>();
   c.bn_recalib_end_batches = t.at("bn_recalib_end_batches").get<int>();
   c.teacher = t.at("teacher").get<std::string>();

@@ -31,6 +31,8 @@ struct TrainConfig {
   int keep_last = 3;                // ckpt_<iter>.h5 files kept
   uint64_t seed = 1;
   int threads = 0;  // 0 = OpenMP default
+  // Data-parallel runs (mpirun): batch-norm statistics over all ranks' samples, not each rank's.
+  bool sync_bn = false;
   // Low-bit recipe (docs/quantization.md). Before the first step of a fresh run: N batches set
   // the learned activation clips from FP statistics, then re-estimate the BN running stats.
   int calibrate_batches = 0;
