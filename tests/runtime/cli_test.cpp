@@ -6,6 +6,7 @@
 
 #include "datasets/image_io.h"
 #include "runtime/engine.h"
+#include "tests/datasets/fixtures.h"
 #include "tests/support/test_support.h"
 #include "tests/support/tiny_checkpoint.h"
 
@@ -53,4 +54,27 @@ TEST_CASE("cli: bfcn export then bfcn infer writes the runtime's label maps", "[
                         (tmp / "in").string() + " --out " + (tmp / "out").string());
   CHECK(r.status == 1);
   CHECK_THAT(r.output, Catch::Contains("missing.bfcn"));
+}
+
+TEST_CASE("cli: bfcn export --verify compares runtime and training engine on val images",
+          "[runtime][cli]") {
+  if (!fs::exists(test::bfcn_binary())) BFCN_SKIP("bfcn binary not built");
+  test::TempDir tmp("bfcn_rt_verify");
+  test::write_voc(tmp / "voc", 3, 40, 48, "val");
+  test::save_random_w1a2_checkpoint(tmp / "m.h5", 5, tmp / "voc");
+  const std::string bin = test::bfcn_binary().string();
+  const std::string base = bin + " export --checkpoint " + (tmp / "m.h5").string() + " --out " +
+                           (tmp / "m.bfcn").string() + " --threads 1 --verify ";
+  auto r = test::run_command(base + "5");
+  INFO(r.output);
+  CHECK(r.status == 0);
+  // 3 images exist (N is capped); a random model's logits agree to float rounding.
+  CHECK_THAT(r.output, Catch::Contains("verify: 3 val images of voc: label agreement 100.0000 %"));
+  // --data-root overrides the stored root; a wrong one is named in the error.
+  r = test::run_command(base + "2 --data-root " + (tmp / "nowhere").string());
+  INFO(r.output);
+  CHECK(r.status == 1);
+  CHECK_THAT(r.output, Catch::Contains("nowhere"));
+  r = test::run_command(base + "-1");
+  CHECK(r.status == 1);
 }
