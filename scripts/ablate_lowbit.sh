@@ -9,7 +9,8 @@
 #   ROWS="w2a2_paper w1a2_paper" scripts/ablate_lowbit.sh   # a subset
 #
 # Env: BFCN (binary, default build/bfcn), DATA (data/fashion-seg, made if missing), OUT
-# (runs/ablation), PARENT_ITERS (3000), FT_ITERS (400), THREADS (2), SEED (1).
+# (runs/ablation), PARENT_ITERS (3000), PARENT_DESC (the parent row's text in the table), FT_ITERS (400),
+# THREADS (2), SEED (1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BFCN=${BFCN:-build/bfcn}
@@ -80,16 +81,18 @@ spec_of() {
 
 # The last "validation at N" line of a run's log: "mIoU 0.3 ..." → 30.00.
 final_miou() { grep 'validation at' "$OUT/$1.log" | tail -1 | awk '{printf "%.2f", 100 * $5}'; }
+# The parent's mIoU: the best validation of its log (the fine-tunes start from its best.h5).
+best_miou() { grep 'validation at' "$OUT/$1.log" | awk '$5 > b { b = $5 } END { printf "%.2f", 100 * b }'; }
 start_miou() { grep 'validation at 0:' "$OUT/$1.log" | head -1 | awk '{printf "%.2f", 100 * $5}'; }
 
 train_parent
 for r in $ROWS; do run_row "$(spec_of "$r")"; done
 
-fp=$(final_miou fp32)
+fp=$(best_miou fp32)
 {
   echo "| row | config | init | extra | step-0 mIoU | final mIoU | drop vs FP32 | train s |"
   echo "|---|---|---|---|---|---|---|---|"
-  echo "| fp32 | fp32 | scratch | ${PARENT_ITERS} its | – | $fp | 0 | $(cat "$(done_marker fp32)") |"
+  echo "| fp32 | fp32 | scratch | ${PARENT_DESC:-${PARENT_ITERS} its} (best val) | – | $fp | 0 | $(cat "$(done_marker fp32)") |"
   for r in $ROWS; do
     IFS='|' read -r name cfg init extra <<<"$(spec_of "$r")"
     m=$(final_miou "$name")
