@@ -439,7 +439,7 @@ int bench_runtime(const cli::Args& args) {
                             {"bitconv_peer_onednn_int8_ms", bit_int8_ms},
                             {"model_bytes", bytes.size()},
                             {"fp32_checkpoint_bytes", fp32_bytes}};
-      run.update(torch_peer);
+      if (!torch_peer.is_null()) run.update(torch_peer);  // --peer none leaves it null
       out["runs"].push_back(run);
     }
     printf("model file %zu bytes vs FP32 weights %lld bytes (1/%.1f)\n", bytes.size(),
