@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "core/json_read.h"
 #include "datasets/cityscapes.h"
 #include "datasets/folder.h"
 #include "datasets/voc.h"
@@ -16,82 +17,19 @@ using nlohmann::json;
 
 namespace {
 
-std::string type_name(const json& v) {
-  if (v.is_boolean()) return "a boolean";
-  if (v.is_number()) return "a number";
-  if (v.is_string()) return "a string";
-  if (v.is_array()) return "an array";
-  if (v.is_object()) return "an object";
-  return "null";
-}
-
-void reject_unknown(const json& obj, const std::vector<std::string>& known,
-                    const std::string& where) {
-  for (const auto& [key, value] : obj.items()) {
-    bool ok = false;
-    for (const auto& k : known) ok = ok || k == key;
-    if (!ok) {
-      std::string list;
-      for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-      throw ConfigError(where + "." + key + ": unknown key (known: " + list + ")");
-    }
-  }
-}
-
-std::string get_string(const json& j, const std::string& key, const std::string& where,
-                       const std::string& fallback, const std::vector<std::string>& choices = {}) {
-  if (!j.contains(key)) return fallback;
-  const json& v = j.at(key);
-  BFCN_CHECK_CONFIG(v.is_string(), where, ".", key, ": expected a string, but got ", type_name(v));
-  std::string s = v.get<std::string>();
-  if (!choices.empty()) {
-    bool ok = false;
-    std::string list;
-    for (const auto& c : choices) {
-      ok = ok || c == s;
-      list += (list.empty() ? "" : " | ") + c;
-    }
-    BFCN_CHECK_CONFIG(ok, where, ".", key, ": expected one of ", list, ", but got '", s, "'");
-  }
-  return s;
-}
-
-double get_number(const json& j, const std::string& key, const std::string& where, double fallback,
-                  double lo, double hi) {
-  if (!j.contains(key)) return fallback;
-  const json& v = j.at(key);
-  BFCN_CHECK_CONFIG(v.is_number(), where, ".", key, ": expected a number, but got ", type_name(v));
-  double x = v.get<double>();
-  BFCN_CHECK_CONFIG(x >= lo && x <= hi, where, ".", key, ": expected a number in [", lo, ", ", hi,
-                    "], but got ", x);
-  return x;
-}
-
-int get_int(const json& j, const std::string& key, const std::string& where, int fallback, int lo,
-            int hi) {
-  if (!j.contains(key)) return fallback;
-  const json& v = j.at(key);
-  BFCN_CHECK_CONFIG(v.is_number_integer(), where, ".", key, ": expected an integer, but got ",
-                    type_name(v));
-  int64_t x = v.get<int64_t>();
-  BFCN_CHECK_CONFIG(x >= lo && x <= hi, where, ".", key, ": expected an integer in [", lo, ", ", hi,
-                    "], but got ", x);
-  return static_cast<int>(x);
-}
-
-std::array<float, 3> get_triple(const json& j, const std::string& key, const std::string& where,
+std::array<float, 3> get_triple(const JsonObject& o, const std::string& key,
                                 std::array<float, 3> fallback, bool positive) {
-  if (!j.contains(key)) return fallback;
-  const json& v = j.at(key);
-  BFCN_CHECK_CONFIG(v.is_array() && v.size() == 3, where, ".", key,
-                    ": expected an array of 3 numbers (R, G, B), but got ", v.dump());
+  if (!o.has(key)) return fallback;
+  const json& v = o.value().at(key);
+  if (!(v.is_array() && v.size() == 3))
+    o.fail(key, "expected an array of 3 numbers (R, G, B), but got " + v.dump());
   std::array<float, 3> out{};
-  for (int i = 0; i < 3; ++i) {
-    BFCN_CHECK_CONFIG(v[i].is_number(), where, ".", key, "[", i, "]: expected a number, but got ",
-                      type_name(v[i]));
+  for (size_t i = 0; i < 3; ++i) {
+    const std::string at = key + "[" + std::to_string(i) + "]";
+    if (!v[i].is_number()) o.fail(at, json_type_mismatch("a number", v[i]));
     out[i] = v[i].get<float>();
-    BFCN_CHECK_CONFIG(!positive || out[i] > 0, where, ".", key, "[", i,
-                      "]: expected a positive number, but got ", out[i]);
+    if (positive && !(out[i] > 0))
+      o.fail(at, detail::concat("expected a positive number, but got ", out[i]));
   }
   return out;
 }
@@ -99,54 +37,48 @@ std::array<float, 3> get_triple(const json& j, const std::string& key, const std
 }  // namespace
 
 DataConfig DataConfig::from_json(const json& j, const std::string& path) {
-  BFCN_CHECK_CONFIG(j.is_object(), path, ": expected an object, but got ", type_name(j));
-  reject_unknown(j,
-                 {"dataset", "root", "train_split", "val_split", "label_dir", "cityscapes_labels",
-                  "augment", "mean", "std", "workers", "prefetch"},
-                 path);
+  const JsonObject d(j, path);
+  d.check_keys({"dataset", "root", "train_split", "val_split", "label_dir", "cityscapes_labels",
+                "augment", "mean", "std", "workers", "prefetch"});
   DataConfig c;
-  c.dataset = get_string(j, "dataset", path, c.dataset, {"voc", "cityscapes", "folder"});
+  c.dataset = d.get_choice("dataset", {"voc", "cityscapes", "folder"}, c.dataset);
   // root may be absent here (a checkpoint's config only needs mean/std and the class set);
   // make_dataset() requires it.
-  c.root = get_string(j, "root", path, "");
-  c.train_split = get_string(j, "train_split", path, c.train_split);
-  c.val_split = get_string(j, "val_split", path, c.val_split);
+  c.root = d.get_string("root", "");
+  c.train_split = d.get_string("train_split", c.train_split);
+  c.val_split = d.get_string("val_split", c.val_split);
   c.label_dir =
-      get_string(j, "label_dir", path, c.label_dir, {"SegmentationClass", "SegmentationClassAug"});
+      d.get_choice("label_dir", {"SegmentationClass", "SegmentationClassAug"}, c.label_dir);
   c.cityscapes_labels =
-      get_string(j, "cityscapes_labels", path, c.cityscapes_labels, {"labelIds", "labelTrainIds"});
-  if (j.contains("augment")) {
-    const json& a = j.at("augment");
-    const std::string ap = path + ".augment";
-    BFCN_CHECK_CONFIG(a.is_object(), ap, ": expected an object, but got ", type_name(a));
-    reject_unknown(a, {"scale_min", "scale_max", "crop", "flip", "jitter"}, ap);
+      d.get_choice("cityscapes_labels", {"labelIds", "labelTrainIds"}, c.cityscapes_labels);
+  if (d.has("augment")) {
+    const JsonObject a = d.get_object("augment");
+    a.check_keys({"scale_min", "scale_max", "crop", "flip", "jitter"});
     auto& g = c.augment;
-    g.scale_min = static_cast<float>(get_number(a, "scale_min", ap, g.scale_min, 0.05, 10));
-    g.scale_max = static_cast<float>(get_number(a, "scale_max", ap, g.scale_max, 0.05, 10));
-    BFCN_CHECK_CONFIG(g.scale_min <= g.scale_max, ap, ": expected scale_min <= scale_max, but got ",
-                      g.scale_min, " > ", g.scale_max);
-    if (a.contains("crop")) {
-      const json& cr = a.at("crop");
+    g.scale_min = static_cast<float>(a.get_number("scale_min", 0.05, 10, g.scale_min));
+    g.scale_max = static_cast<float>(a.get_number("scale_max", 0.05, 10, g.scale_max));
+    if (g.scale_min > g.scale_max)
+      a.fail("", detail::concat("expected scale_min <= scale_max, but got ", g.scale_min, " > ",
+                                g.scale_max));
+    if (a.has("crop")) {
+      const json& cr = a.value().at("crop");
       const bool ok = cr.is_array() && cr.size() == 2 && cr[0].is_number_integer() &&
                       cr[1].is_number_integer() && cr[0].get<int64_t>() >= 0 &&
                       cr[1].get<int64_t>() >= 0 && cr[0].get<int64_t>() <= 16384 &&
                       cr[1].get<int64_t>() <= 16384 &&
                       ((cr[0].get<int64_t>() == 0) == (cr[1].get<int64_t>() == 0));
-      BFCN_CHECK_CONFIG(ok, ap, ".crop: expected [H, W] with 1..16384 each (or [0, 0] = off), ",
-                        "but got ", cr.dump());
+      if (!ok)
+        a.fail("crop",
+               "expected [H, W] with 1..16384 each (or [0, 0] = off), but got " + cr.dump());
       g.crop = {cr[0].get<int>(), cr[1].get<int>()};
     }
-    if (a.contains("flip")) {
-      BFCN_CHECK_CONFIG(a.at("flip").is_boolean(), ap, ".flip: expected a boolean, but got ",
-                        type_name(a.at("flip")));
-      g.flip = a.at("flip").get<bool>();
-    }
-    g.jitter = static_cast<float>(get_number(a, "jitter", ap, g.jitter, 0, 1));
+    g.flip = a.get_bool("flip", g.flip);
+    g.jitter = static_cast<float>(a.get_number("jitter", 0, 1, g.jitter));
   }
-  c.mean = get_triple(j, "mean", path, c.mean, false);
-  c.std = get_triple(j, "std", path, c.std, true);
-  c.workers = get_int(j, "workers", path, c.workers, 0, 64);
-  c.prefetch = get_int(j, "prefetch", path, c.prefetch, 1, 256);
+  c.mean = get_triple(d, "mean", c.mean, false);
+  c.std = get_triple(d, "std", c.std, true);
+  c.workers = d.get_int("workers", 0, 64, c.workers);
+  c.prefetch = d.get_int("prefetch", 1, 256, c.prefetch);
   return c;
 }
 

@@ -4,85 +4,35 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/json_read.h"
 
 namespace bfcn {
-namespace {
-
 using nlohmann::json;
 
-std::string join(const std::vector<std::string>& v) {
-  std::string s;
-  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + v[i];
-  return s;
-}
-
-const json& require_key(const json& j, const std::string& key, const std::string& path,
-                        const std::vector<std::string>& required) {
-  BFCN_CHECK_CONFIG(j.contains(key), path, ": missing key '", key, "' (required: ", join(required),
-                    ")");
-  return j.at(key);
-}
-
-std::string get_string(const json& v, const std::string& where) {
-  BFCN_CHECK_CONFIG(v.is_string(), where, ": expected a string, but got ", v.dump());
-  return v.get<std::string>();
-}
-
-int get_int(const json& v, const std::string& where, int lo, int hi) {
-  BFCN_CHECK_CONFIG(v.is_number_integer(), where, ": expected an integer, but got ", v.dump());
-  const int64_t x = v.get<int64_t>();
-  BFCN_CHECK_CONFIG(x >= lo && x <= hi, where, ": expected an integer in [", lo, ", ", hi,
-                    "], but got ", x);
-  return static_cast<int>(x);
-}
-
-std::string one_of(const json& v, const std::string& where, const std::vector<std::string>& ok) {
-  std::string s = get_string(v, where);
-  BFCN_CHECK_CONFIG(std::find(ok.begin(), ok.end(), s) != ok.end(), where, ": expected one of ",
-                    join(ok), ", but got '", s, "'");
-  return s;
-}
-
-}  // namespace
-
 json resolve_model_config(const json& cfg, const std::string& path) {
-  BFCN_CHECK_CONFIG(cfg.is_object(), path, ": expected an object, but got ", cfg.dump());
+  const JsonObject m(cfg, path);
+  m.check_keys({"backbone", "head", "n_classes", "output_stride", "quant", "head_channels",
+                "in_channels", "name"});
   const std::vector<std::string> required = {"backbone", "head", "n_classes"};
-  const std::vector<std::string> known = {"backbone",      "head",  "n_classes",
-                                          "output_stride", "quant", "head_channels",
-                                          "in_channels",   "name"};
-  for (const auto& [key, value] : cfg.items())
-    BFCN_CHECK_CONFIG(std::find(known.begin(), known.end(), key) != known.end(), path,
-                      ": unknown key '", key, "' (known: ", join(known), ")");
+  for (const auto& key : required) m.require(key, required);
   json r;
-  r["backbone"] =
-      one_of(require_key(cfg, "backbone", path, required), path + ".backbone", resnet_arch_names());
-  r["head"] = one_of(require_key(cfg, "head", path, required), path + ".head", fcn_head_names());
-  r["n_classes"] =
-      get_int(require_key(cfg, "n_classes", path, required), path + ".n_classes", 1, 1 << 16);
+  r["backbone"] = m.get_choice("backbone", resnet_arch_names());
+  r["head"] = m.get_choice("head", fcn_head_names());
+  r["n_classes"] = m.get_int("n_classes", 1, 1 << 16);
   const bool dilated = r["head"] == "dilated";
-  int os = dilated ? 8 : 32;
-  if (cfg.contains("output_stride")) {
-    os = get_int(cfg["output_stride"], path + ".output_stride", 1, 64);
-    BFCN_CHECK_CONFIG(os == 8 || os == 16 || os == 32, path,
-                      ".output_stride: expected one of 8, 16, 32, but got ", os);
-  }
+  const int os = m.get_int("output_stride", 1, 64, dilated ? 8 : 32);
+  if (os != 8 && os != 16 && os != 32)
+    m.fail("output_stride", "expected one of 8, 16, 32, but got " + std::to_string(os));
   r["output_stride"] = os;
-  r["in_channels"] =
-      cfg.contains("in_channels") ? get_int(cfg["in_channels"], path + ".in_channels", 1, 64) : 3;
-  int hc = 0;
-  if (cfg.contains("head_channels")) {
-    hc = get_int(cfg["head_channels"], path + ".head_channels", 0, 1 << 16);
-    BFCN_CHECK_CONFIG(
-        dilated || hc == 0, path,
-        ".head_channels: only the \"dilated\" head has hidden channels, but head is '",
-        r["head"].get<std::string>(), "'");
-  }
+  r["in_channels"] = m.get_int("in_channels", 1, 64, 3);
+  const int hc = m.get_int("head_channels", 0, 1 << 16, 0);
+  if (!dilated && hc != 0)
+    m.fail("head_channels", "only the \"dilated\" head has hidden channels, but head is '" +
+                                r["head"].get<std::string>() + "'");
   r["head_channels"] = hc;
-  if (cfg.contains("name")) r["name"] = get_string(cfg["name"], path + ".name");
-  json q = cfg.contains("quant") ? cfg["quant"] : json::object();
-  BFCN_CHECK_CONFIG(q.is_object(), path, ".quant: expected an object, but got ", q.dump());
-  r["quant"] = QuantConfig::from_json(q, path + ".quant").to_json();
+  if (m.has("name")) r["name"] = m.get_string("name");
+  const json q = m.has("quant") ? m.get_object("quant").value() : json::object();
+  r["quant"] = QuantConfig::from_json(q, m.path_of("quant")).to_json();
   return r;
 }
 

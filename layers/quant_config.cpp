@@ -1,44 +1,24 @@
-// QuantConfig (see layers/quant_config.h): strict parsing, every error is a ConfigError that names
-// the JSON path (and the layer for overrides), the expectation and the value found.
+// QuantConfig (see layers/quant_config.h): strict parsing on core/json_read.h, every error is a
+// ConfigError that names the JSON path (the layer's for overrides), the expectation and the value.
 #include "layers/quant_config.h"
 
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/json_read.h"
 
 namespace bfcn {
 
 namespace {
 using nlohmann::json;
 
-// Where an error is reported: "model.quant" or "model.quant.overrides.layer4: layer 'layer4'".
-struct Where {
-  std::string path, layer;
-  std::string str() const { return layer.empty() ? path : path + ": layer '" + layer + "'"; }
-};
-
-void check_keys(const json& j, const std::vector<std::string>& known, const Where& w) {
-  for (const auto& [key, value] : j.items()) {
-    if (std::find(known.begin(), known.end(), key) != known.end()) continue;
-    std::string list;
-    for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-    throw ConfigError(detail::concat(w.str(), ": unknown key '", key, "' (known: ", list, ")"));
-  }
-}
-
-int read_bits(const json& v, const char* key, const Where& w) {
-  BFCN_CHECK_CONFIG(v.is_number_integer(), w.str(), ": ", key, " must be an integer, got ",
-                    v.dump());
-  const auto bits = v.get<int64_t>();
-  BFCN_CHECK_CONFIG((bits >= 1 && bits <= 8) || bits == 32, w.str(), ": ", key,
-                    " must be 1..8 or 32, got ", bits);
+// A bit width: 1..8 or 32 (FP32).
+int read_bits(const JsonObject& o, const char* key, int fallback) {
+  if (!o.has(key)) return fallback;
+  const int64_t bits = o.get_int64(key, INT64_MIN, INT64_MAX);
+  if (!((bits >= 1 && bits <= 8) || bits == 32))
+    o.fail(key, "expected 1..8 or 32, but got " + std::to_string(bits));
   return static_cast<int>(bits);
-}
-
-bool read_scale(const json& v, const Where& w) {
-  BFCN_CHECK_CONFIG(v.is_string() && (v == "layer" || v == "channel"), w.str(),
-                    ": w_scale must be \"layer\" or \"channel\", got ", v.dump());
-  return v == "channel";
 }
 
 const char* scale_name(bool channel) { return channel ? "channel" : "layer"; }
@@ -52,59 +32,33 @@ bool covers(const std::string& key, const std::string& name) {
 QuantConfig QuantConfig::from_json(const json& j, const std::string& path) {
   QuantConfig c;
   c.path_ = path;
-  const Where top{path, ""};
-  BFCN_CHECK_CONFIG(j.is_object(), path,
-                    ": expected an object like {\"w_bits\": 1, \"a_bits\": 2}, got ", j.dump());
-  check_keys(j,
-             {"w_bits", "a_bits", "g_bits", "w_scale", "first_last_fp", "overrides", "residual",
-              "downsample", "score", "act_clip"},
-             top);
-  auto read_choice = [&](const char* key, const std::vector<std::string>& allowed,
-                         std::string& dst) {
-    if (!j.contains(key)) return;
-    const json& v = j[key];
-    std::string list;
-    for (const auto& a : allowed) list += (list.empty() ? "\"" : ", \"") + a + "\"";
-    BFCN_CHECK_CONFIG(v.is_string() && std::find(allowed.begin(), allowed.end(),
-                                                 v.get<std::string>()) != allowed.end(),
-                      path, ": ", key, " must be one of ", list, ", got ", v.dump());
-    dst = v.get<std::string>();
-  };
-  std::string residual = "quantized";
-  read_choice("residual", {"quantized", "fp"}, residual);
-  c.residual_fp_ = residual == "fp";
-  read_choice("downsample", {"quant", "fp32", "w8"}, c.downsample_);
-  read_choice("score", {"fp32", "w8"}, c.score_);
-  read_choice("act_clip", {"fixed", "learned"}, c.act_clip_);
-  if (j.contains("w_bits")) c.default_.w_bits = read_bits(j["w_bits"], "w_bits", top);
-  if (j.contains("a_bits")) c.default_.a_bits = read_bits(j["a_bits"], "a_bits", top);
-  if (j.contains("g_bits")) c.default_.g_bits = read_bits(j["g_bits"], "g_bits", top);
-  if (j.contains("w_scale")) c.default_.w_scale_channel = read_scale(j["w_scale"], top);
-  if (j.contains("first_last_fp")) {
-    const json& v = j["first_last_fp"];
-    BFCN_CHECK_CONFIG(v.is_boolean(), path, ": first_last_fp must be true or false, got ",
-                      v.dump());
-    c.first_last_fp_ = v.get<bool>();
-  }
-  if (j.contains("overrides")) {
-    const json& ov = j["overrides"];
-    BFCN_CHECK_CONFIG(
-        ov.is_object(), path,
-        ": overrides must be an object {\"<layer or prefix>\": {\"w_bits\": ...}}, got ",
-        ov.dump());
-    for (const auto& [name, o] : ov.items()) {
-      const Where w{path + ".overrides." + name, name};
-      BFCN_CHECK_CONFIG(!name.empty(), path, ".overrides: layer names must not be empty");
-      BFCN_CHECK_CONFIG(o.is_object(), w.str(),
-                        ": expected an object with w_bits, a_bits, g_bits or w_scale, got ",
-                        o.dump());
-      check_keys(o, {"w_bits", "a_bits", "g_bits", "w_scale"}, w);
-      Override r;
-      if (o.contains("w_bits")) r.w_bits = read_bits(o["w_bits"], "w_bits", w);
-      if (o.contains("a_bits")) r.a_bits = read_bits(o["a_bits"], "a_bits", w);
-      if (o.contains("g_bits")) r.g_bits = read_bits(o["g_bits"], "g_bits", w);
-      if (o.contains("w_scale")) r.w_scale_channel = read_scale(o["w_scale"], w) ? 1 : 0;
-      c.overrides_[name] = r;
+  const JsonObject q(j, path, {}, "an object like {\"w_bits\": 1, \"a_bits\": 2}");
+  q.check_keys({"w_bits", "a_bits", "g_bits", "w_scale", "first_last_fp", "overrides", "residual",
+                "downsample", "score", "act_clip"});
+  c.residual_fp_ = q.get_choice("residual", {"quantized", "fp"}, "quantized") == "fp";
+  c.downsample_ = q.get_choice("downsample", {"quant", "fp32", "w8"}, c.downsample_);
+  c.score_ = q.get_choice("score", {"fp32", "w8"}, c.score_);
+  c.act_clip_ = q.get_choice("act_clip", {"fixed", "learned"}, c.act_clip_);
+  c.default_.w_bits = read_bits(q, "w_bits", c.default_.w_bits);
+  c.default_.a_bits = read_bits(q, "a_bits", c.default_.a_bits);
+  c.default_.g_bits = read_bits(q, "g_bits", c.default_.g_bits);
+  c.default_.w_scale_channel = q.get_choice("w_scale", {"layer", "channel"},
+                                            scale_name(c.default_.w_scale_channel)) == "channel";
+  c.first_last_fp_ = q.get_bool("first_last_fp", c.first_last_fp_);
+  if (q.has("overrides")) {
+    const JsonObject ov = q.get_object("overrides");
+    for (const auto& [name, o] : ov.value().items()) {
+      if (name.empty()) ov.fail("", "layer names must not be empty");
+      const JsonObject r(o, ov.path_of(name), {},
+                         "an object with w_bits, a_bits, g_bits or w_scale");
+      r.check_keys({"w_bits", "a_bits", "g_bits", "w_scale"});
+      Override x;
+      x.w_bits = read_bits(r, "w_bits", 0);
+      x.a_bits = read_bits(r, "a_bits", 0);
+      x.g_bits = read_bits(r, "g_bits", 0);
+      if (r.has("w_scale"))
+        x.w_scale_channel = r.get_choice("w_scale", {"layer", "channel"}) == "channel";
+      c.overrides_[name] = x;
     }
   }
   return c;

@@ -3,10 +3,12 @@
 // checked afterwards, key by key, with the allowed interval in the message.
 #include "train/config.h"
 
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
 #include "core/error.h"
+#include "core/json_read.h"
 
 namespace bfcn {
 
@@ -60,22 +62,6 @@ json load_json_file(const std::filesystem::path& file) {
 
 namespace {
 
-const char* type_word(const json& v) {
-  if (v.is_boolean()) return "a boolean";
-  if (v.is_number_integer()) return "an integer";
-  if (v.is_number()) return "a number";
-  if (v.is_string()) return "a string";
-  if (v.is_array()) return "an array";
-  if (v.is_object()) return "an object";
-  return "null";
-}
-
-std::string known_keys(const json& schema) {
-  std::string s;
-  for (auto it = schema.begin(); it != schema.end(); ++it) s += (s.empty() ? "" : ", ") + it.key();
-  return s;
-}
-
 // Does `v` fit where `like` is expected? Integers fit number slots; floats do not fit integers.
 bool same_kind(const json& v, const json& like) {
   if (like.is_number_integer()) return v.is_number_integer();
@@ -91,99 +77,92 @@ bool same_kind(const json& v, const json& like) {
 
 std::string expect_word(const json& like) {
   if (like.is_array()) return "an array of " + std::to_string(like.size()) + " numbers";
-  return type_word(like);
+  return json_type_word(like);
+}
+
+std::vector<std::string> keys_of(const json& schema) {
+  std::vector<std::string> keys;
+  for (auto it = schema.begin(); it != schema.end(); ++it) keys.push_back(it.key());
+  return keys;
 }
 
 // user keys ⊆ schema keys with matching kinds; fills missing keys from the schema.
 void merge_checked(json& user, const json& schema, const std::string& path,
                    const std::string& source) {
   BFCN_CHECK_CONFIG(user.is_object(), source, ": ", path, ": expected an object, but got ",
-                    type_word(user));
+                    json_type_word(user));
   for (auto it = user.begin(); it != user.end(); ++it) {
     const std::string p = path + "." + it.key();
-    BFCN_CHECK_CONFIG(schema.contains(it.key()), source, ": ", p,
-                      ": unknown key (known: ", known_keys(schema), ")");
+    BFCN_CHECK_CONFIG(schema.contains(it.key()), source, ": ", p, ": ",
+                      json_unknown_key(it.key(), keys_of(schema)));
     const json& like = schema.at(it.key());
     if (like.is_object()) {
       merge_checked(it.value(), like, p, source);
     } else {
-      BFCN_CHECK_CONFIG(same_kind(it.value(), like), source, ": ", p, ": expected ",
-                        expect_word(like), ", but got ", type_word(it.value()), " (",
-                        it.value().dump(), ")");
+      BFCN_CHECK_CONFIG(same_kind(it.value(), like), source, ": ", p, ": ",
+                        json_type_mismatch(expect_word(like).c_str(), it.value()));
     }
   }
   for (auto it = schema.begin(); it != schema.end(); ++it)
     if (!user.contains(it.key())) user[it.key()] = it.value();
 }
 
-struct RangeCheck {
-  const json& t;
-  const std::string& source;
-  void num(const char* key, double lo, double hi, bool lo_open, bool hi_open,
-           const json* sub = nullptr, const char* prefix = "train.") const {
-    const json& v = (sub ? *sub : t).at(key);
-    const double x = v.get<double>();
-    const bool ok = (lo_open ? x > lo : x >= lo) && (hi_open ? x < hi : x <= hi);
-    BFCN_CHECK_CONFIG(ok, source, ": ", prefix, key, ": expected a value in ", lo_open ? "(" : "[",
-                      lo, ", ", hi, hi_open ? ")" : "]", ", but got ", v.dump());
-  }
-  void one_of(const char* key, const std::vector<std::string>& allowed, const json* sub = nullptr,
-              const char* prefix = "train.") const {
-    const std::string v = (sub ? *sub : t).at(key).get<std::string>();
-    std::string list;
-    for (const auto& a : allowed) {
-      if (a == v) return;
-      list += (list.empty() ? "" : ", ") + a;
-    }
-    throw ConfigError(source + ": " + prefix + key + ": expected one of " + list + ", but got '" +
-                      v + "'");
-  }
-};
+// A number in an interval, open or closed at each end: "<file>: train.lr: expected a value in
+// (0, 10], but got 0".
+void num(const JsonObject& o, const char* key, double lo, double hi, bool lo_open = false,
+         bool hi_open = false) {
+  const double x = o.get_number(key, -HUGE_VAL, HUGE_VAL);
+  const bool ok = (lo_open ? x > lo : x >= lo) && (hi_open ? x < hi : x <= hi);
+  if (!ok)
+    o.fail(key, detail::concat("expected a value in ", lo_open ? "(" : "[", lo, ", ", hi,
+                               hi_open ? ")" : "]", ", but got ", o.value().at(key).dump()));
+}
 
-void check_ranges(const json& t, const std::string& source) {
-  const RangeCheck c{t, source};
+void check_ranges(const json& train, const std::string& source) {
+  const JsonObject t(train, "train", {source, false, ""});
   const double big = 1e18;
-  c.one_of("optimizer", {"sgd", "adam", "adamw"});
-  c.num("lr", 0, 10, true, false);
-  c.num("momentum", 0, 1, false, true);
-  c.num("weight_decay", 0, 1, false, false);
-  c.num("eps", 0, 1, true, false);
+  t.get_choice("optimizer", {"sgd", "adam", "adamw"});
+  num(t, "lr", 0, 10, true, false);
+  num(t, "momentum", 0, 1, false, true);
+  num(t, "weight_decay", 0, 1);
+  num(t, "eps", 0, 1, true, false);
   for (int i = 0; i < 2; ++i) {
-    const double b = t.at("betas")[i].get<double>();
-    BFCN_CHECK_CONFIG(b >= 0 && b < 1, source, ": train.betas[", i,
-                      "]: expected a value in [0, 1), but got ", b);
+    const double b = train.at("betas")[i].get<double>();
+    if (!(b >= 0 && b < 1))
+      t.fail(detail::concat("betas[", i, "]"),
+             detail::concat("expected a value in [0, 1), but got ", b));
   }
-  c.num("iterations", 0, big, false, false);
-  c.num("epochs", 0, big, false, false);
-  BFCN_CHECK_CONFIG((t.at("iterations").get<int64_t>() > 0) != (t.at("epochs").get<int64_t>() > 0),
-                    source,
-                    ": train: expected exactly one of train.iterations or train.epochs to be > 0, "
-                    "but got iterations=",
-                    t.at("iterations").dump(), ", epochs=", t.at("epochs").dump());
-  c.num("batch", 1, 4096, false, false);
-  const json& s = t.at("lr_schedule");
-  c.one_of("type", {"poly", "step", "cosine", "constant"}, &s, "train.lr_schedule.");
-  c.num("power", 0, 100, false, false, &s, "train.lr_schedule.");
-  c.num("step", 1, big, false, false, &s, "train.lr_schedule.");
-  c.num("gamma", 0, 1, true, false, &s, "train.lr_schedule.");
-  c.num("warmup_iters", 0, big, false, false, &s, "train.lr_schedule.");
-  c.num("warmup_factor", 0, 1, false, false, &s, "train.lr_schedule.");
-  c.num("grad_clip", 0, big, false, false);
-  c.num("eval_interval", 0, big, false, false);
-  c.num("log_interval", 1, big, false, false);
-  c.num("checkpoint_interval", 0, big, false, false);
-  c.num("keep_last", 1, 1000000, false, false);
-  c.num("seed", 0, 9.2e18, false, false);
-  c.num("threads", 0, 1024, false, false);
-  c.num("calibrate_batches", 0, 100000, false, false);
-  c.num("bn_recalib_end_batches", 0, 100000, false, false);
-  const json& d = t.at("distill");
-  c.one_of("loss", {"kl", "mse"}, &d, "train.distill.");
-  c.num("weight", 0, 1000, false, false, &d, "train.distill.");
-  c.num("temperature", 0, 100, true, false, &d, "train.distill.");
-  BFCN_CHECK_CONFIG(!t.at("nesterov").get<bool>() || t.at("momentum").get<double>() > 0, source,
-                    ": train.nesterov: Nesterov momentum needs train.momentum > 0, but got ",
-                    t.at("momentum").dump());
+  num(t, "iterations", 0, big);
+  num(t, "epochs", 0, big);
+  if ((train.at("iterations").get<int64_t>() > 0) == (train.at("epochs").get<int64_t>() > 0))
+    t.fail("",
+           "expected exactly one of train.iterations or train.epochs to be > 0, but got "
+           "iterations=" +
+               train.at("iterations").dump() + ", epochs=" + train.at("epochs").dump());
+  num(t, "batch", 1, 4096);
+  const JsonObject s = t.get_object("lr_schedule");
+  s.get_choice("type", {"poly", "step", "cosine", "constant"});
+  num(s, "power", 0, 100);
+  num(s, "step", 1, big);
+  num(s, "gamma", 0, 1, true, false);
+  num(s, "warmup_iters", 0, big);
+  num(s, "warmup_factor", 0, 1);
+  num(t, "grad_clip", 0, big);
+  num(t, "eval_interval", 0, big);
+  num(t, "log_interval", 1, big);
+  num(t, "checkpoint_interval", 0, big);
+  num(t, "keep_last", 1, 1000000);
+  num(t, "seed", 0, 9.2e18);
+  num(t, "threads", 0, 1024);
+  num(t, "calibrate_batches", 0, 100000);
+  num(t, "bn_recalib_end_batches", 0, 100000);
+  const JsonObject d = t.get_object("distill");
+  d.get_choice("loss", {"kl", "mse"});
+  num(d, "weight", 0, 1000);
+  num(d, "temperature", 0, 100, true, false);
+  if (t.get_bool("nesterov") && !(train.at("momentum").get<double>() > 0))
+    t.fail("nesterov",
+           "Nesterov momentum needs train.momentum > 0, but got " + train.at("momentum").dump());
 }
 
 }  // namespace
@@ -211,7 +190,7 @@ void apply_set(json& cfg, const std::string& expr, const std::string& source) {
   }
   BFCN_CHECK_CONFIG(same_kind(value, *node) || (node->is_number() && value.is_number_integer()),
                     "--set ", path, ": expected ", expect_word(*node), " (like the current ",
-                    node->dump(), "), but got ", type_word(value), " (", text, ")");
+                    node->dump(), "), but got ", json_type_word(value), " (", text, ")");
   if (node->is_number_float() && value.is_number_integer()) value = value.get<double>();
   *node = value;
 }
@@ -227,11 +206,10 @@ json resolve_config(const json& user, const std::vector<std::string>& sets,
                            {"name", ""},
                            {"description", ""}};
   for (auto it = cfg.begin(); it != cfg.end(); ++it) {
-    BFCN_CHECK_CONFIG(top.contains(it.key()), source, ": ", it.key(),
-                      ": unknown key (known: ", known_keys(top), ")");
-    BFCN_CHECK_CONFIG(same_kind(it.value(), top.at(it.key())), source, ": ", it.key(),
-                      ": expected ", type_word(top.at(it.key())), ", but got ",
-                      type_word(it.value()));
+    BFCN_CHECK_CONFIG(top.contains(it.key()), source, ": ", it.key(), ": ",
+                      json_unknown_key(it.key(), keys_of(top)));
+    BFCN_CHECK_CONFIG(same_kind(it.value(), top.at(it.key())), source, ": ", it.key(), ": ",
+                      json_type_mismatch(json_type_word(top.at(it.key())), it.value()));
   }
   BFCN_CHECK_CONFIG(cfg.contains("model"), source, ": missing the \"model\" section");
   BFCN_CHECK_CONFIG(cfg.contains("data"), source, ": missing the \"data\" section");

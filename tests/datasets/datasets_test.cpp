@@ -250,7 +250,7 @@ TEST_CASE("data config is validated strictly with JSON paths", "[datasets][confi
 
   auto bad = [](const json& j) { return DataConfig::from_json(j, "c.json: data"); };
   CHECK_THROWS_WITH(bad(json{{"root", "/x"}, {"workrs", 2}}),
-                    Catch::Contains("c.json: data.workrs: unknown key"));
+                    Catch::Contains("c.json: data.workrs: unknown key; did you mean 'workers'?"));
   CHECK_THROWS_WITH(bad(json{{"dataset", "coco"}, {"root", "/x"}}),
                     Catch::Contains("data.dataset") && Catch::Contains("'coco'"));
   DataConfig no_root = bad(json{{"dataset", "voc"}});  // enough for mean/std and the class set

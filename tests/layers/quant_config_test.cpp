@@ -24,36 +24,39 @@ std::string error_of(const json& j) {
 }  // namespace
 
 TEST_CASE("quant config: bad values give exact messages", "[layers][config]") {
-  CHECK(error_of({{"w_bits", 0}}) == "model.quant: w_bits must be 1..8 or 32, got 0");
-  CHECK(error_of({{"a_bits", 9}}) == "model.quant: a_bits must be 1..8 or 32, got 9");
-  CHECK(error_of({{"g_bits", 16}}) == "model.quant: g_bits must be 1..8 or 32, got 16");
+  CHECK(error_of({{"w_bits", 0}}) == "model.quant.w_bits: expected 1..8 or 32, but got 0");
+  CHECK(error_of({{"a_bits", 9}}) == "model.quant.a_bits: expected 1..8 or 32, but got 9");
+  CHECK(error_of({{"g_bits", 16}}) == "model.quant.g_bits: expected 1..8 or 32, but got 16");
   CHECK(error_of({{"w_scale", "foo"}}) ==
-        "model.quant: w_scale must be \"layer\" or \"channel\", got \"foo\"");
+        "model.quant.w_scale: expected one of layer, channel, but got 'foo'");
   CHECK(error_of({{"w_bit", 1}}) ==
-        "model.quant: unknown key 'w_bit' (known: w_bits, a_bits, g_bits, w_scale, "
-        "first_last_fp, overrides, residual, downsample, score, act_clip)");
+        "model.quant.w_bit: unknown key; did you mean 'w_bits'? (known: w_bits, a_bits, g_bits, "
+        "w_scale, first_last_fp, overrides, residual, downsample, score, act_clip)");
   CHECK(error_of({{"residual", "float"}}) ==
-        "model.quant: residual must be one of \"quantized\", \"fp\", got \"float\"");
+        "model.quant.residual: expected one of quantized, fp, but got 'float'");
   CHECK(error_of({{"act_clip", 1}}) ==
-        "model.quant: act_clip must be one of \"fixed\", \"learned\", got 1");
-  CHECK(error_of({{"w_bits", "1"}}) == "model.quant: w_bits must be an integer, got \"1\"");
-  CHECK(error_of({{"w_bits", 1.5}}) == "model.quant: w_bits must be an integer, got 1.5");
+        "model.quant.act_clip: expected one of fixed, learned, but got an integer (1)");
+  CHECK(error_of({{"w_bits", "1"}}) ==
+        "model.quant.w_bits: expected an integer, but got a string (\"1\")");
+  CHECK(error_of({{"w_bits", 1.5}}) ==
+        "model.quant.w_bits: expected an integer, but got a number (1.5)");
   CHECK(error_of({{"first_last_fp", 1}}) ==
-        "model.quant: first_last_fp must be true or false, got 1");
+        "model.quant.first_last_fp: expected a boolean, but got an integer (1)");
   CHECK(error_of(json::array()) ==
-        "model.quant: expected an object like {\"w_bits\": 1, \"a_bits\": 2}, got []");
+        "model.quant: expected an object like {\"w_bits\": 1, \"a_bits\": 2}, but got an array "
+        "([])");
   CHECK(error_of({{"overrides", {{"layer2.0.conv1", {{"w_bits", 0}}}}}}) ==
-        "model.quant.overrides.layer2.0.conv1: layer 'layer2.0.conv1': w_bits must be 1..8 or 32, "
-        "got 0");
+        "model.quant.overrides.layer2.0.conv1.w_bits: expected 1..8 or 32, but got 0");
   CHECK(error_of({{"overrides", {{"layer4", {{"a_bit", 2}}}}}}) ==
-        "model.quant.overrides.layer4: layer 'layer4': unknown key 'a_bit' (known: w_bits, a_bits, "
-        "g_bits, w_scale)");
+        "model.quant.overrides.layer4.a_bit: unknown key; did you mean 'a_bits'? (known: w_bits, "
+        "a_bits, g_bits, w_scale)");
   CHECK(error_of({{"overrides", {{"layer4", 2}}}}) ==
-        "model.quant.overrides.layer4: layer 'layer4': expected an object with w_bits, a_bits, "
-        "g_bits or w_scale, got 2");
+        "model.quant.overrides.layer4: expected an object with w_bits, a_bits, g_bits or w_scale, "
+        "but got an integer (2)");
   CHECK(error_of({{"overrides", {{"layer4", {{"w_scale", "per"}}}}}}) ==
-        "model.quant.overrides.layer4: layer 'layer4': w_scale must be \"layer\" or \"channel\", "
-        "got \"per\"");
+        "model.quant.overrides.layer4.w_scale: expected one of layer, channel, but got 'per'");
+  CHECK(error_of({{"overrides", 3}}) ==
+        "model.quant.overrides: expected an object, but got an integer (3)");
 }
 
 TEST_CASE("quant config: defaults, first_last_fp and overrides by prefix", "[layers][config]") {
