@@ -2,12 +2,14 @@
 // training dir) to the bit-packed deploy format of the runtime (docs/format.md). --verify runs the
 // written file in the runtime and the checkpoint in the training engine on the first N images of
 // the config's val split and reports their label agreement (the deployability check of
-// docs/quantization.md: >= 99.9 %, else exit 1).
+// docs/quantization.md: >= 99.9 %, else exit 3).
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -15,6 +17,7 @@
 
 #include "autograd/var.h"
 #include "cli/command.h"
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "datasets/dataset.h"
 #include "eval/evaluate.h"
@@ -26,7 +29,7 @@
 namespace {
 
 struct Agreement {
-  int64_t pixels = 0, same = 0;
+  int64_t images = 0, pixels = 0, same = 0;
   double worst_image = 1.0, max_logit_diff = 0.0;
 };
 
@@ -70,6 +73,7 @@ Agreement verify_export(const std::string& ckpt, const std::string& model_file, 
     }
     for (int64_t k = 0; k < nc * pix; ++k)
       a.max_logit_diff = std::max(a.max_logit_diff, double(std::abs(r[k] - logits[size_t(k)])));
+    ++a.images;
     a.pixels += pix;
     a.same += same;
     a.worst_image = std::min(a.worst_image, double(same) / double(pix));
@@ -92,13 +96,33 @@ int run_export(const bfcn::cli::Args& args) {
             << " bytes, 1/" << (s.bytes ? double(s.fp32_param_bytes) / double(s.bytes) : 0.0) << ")"
             << std::endl;
   const int n = args.get_int("verify", 0);
-  if (n == 0) return 0;
-  const Agreement a = verify_export(ckpt, out, n, args);
-  if (double(a.same) < 0.999 * double(a.pixels)) {
+  Agreement a;
+  if (n > 0) a = verify_export(ckpt, out, n, args);
+  if (args.has("json")) {
+    nlohmann::json j = {{"checkpoint", ckpt},         {"model", out},
+                        {"bit_layers", s.bit_layers}, {"fp32_layers", s.fp32_layers},
+                        {"bytes", s.bytes},           {"fp32_param_bytes", s.fp32_param_bytes},
+                        {"verify", nullptr}};
+    if (n > 0)
+      j["verify"] = {{"images", a.images},
+                     {"label_agreement", double(a.same) / double(a.pixels)},
+                     {"worst_image_agreement", a.worst_image},
+                     {"max_logit_diff", a.max_logit_diff}};
+    const std::string text = j.dump(2) + "\n", file = args.get("json");
+    bfcn::write_file_atomically(
+        file,
+        [&](const std::filesystem::path& tmp) {
+          std::ofstream f(tmp);
+          f << text;
+          BFCN_CHECK_IO(f.good(), "export: cannot write ", file);
+        },
+        bfcn::Durability::rename_only);
+  }
+  if (n > 0 && double(a.same) < 0.999 * double(a.pixels)) {
     std::cerr << "export --verify: the runtime's labels agree with the training engine's on only "
               << 100.0 * double(a.same) / double(a.pixels) << " % of the pixels (< 99.9 %): " << out
               << " does not reproduce " << ckpt << "\n";
-    return 1;
+    return 3;  // distinct from bad input (1): the file was written, the check failed
   }
   return 0;
 }
@@ -111,8 +135,8 @@ BFCN_REGISTER_COMMAND(
         .describe("Writes a trained model as a bit-packed .bfcn file for `bfcn infer` and `bfcn "
                   "bench runtime`. With --verify N, runs the file in the runtime and the "
                   "checkpoint in the training engine on the first N val images and reports their "
-                  "label agreement (exit 1 below 99.9 %).")
-        .usage("bfcn export --checkpoint CKPT --out MODEL.bfcn [--verify N]")
+                  "label agreement (exit 3 below 99.9 %).")
+        .usage("bfcn export --checkpoint CKPT --out MODEL.bfcn [--verify N] [--json FILE]")
         .with_flags(
             {bfcn::cli::text("checkpoint", "CKPT", "checkpoint .h5 or training output dir")
                  .needed(),
@@ -122,6 +146,7 @@ BFCN_REGISTER_COMMAND(
                  .at_least(0)
                  .defaults("0"),
              bfcn::cli::text("data-root", "DIR", "override the config's data.root for --verify"),
+             bfcn::cli::text("json", "FILE", "write the export summary (and --verify's result)"),
              bfcn::cli::integer("threads", "N", "OpenMP threads").at_least(1)})
         .example("bfcn export --checkpoint runs/w1a2/best.h5 --out w1a2.bfcn")
         .example("bfcn export --checkpoint runs/w1a2/best.h5 --out w1a2.bfcn --verify 50")

@@ -61,6 +61,7 @@ struct Row {
   double mean_img_s = kNaN;
   int64_t iterations = 0;
   std::string init_from;
+  json verify;  // `bfcn export --verify --json` of the run (export.json), or null
 };
 
 std::string lower(std::string s) {
@@ -319,6 +320,10 @@ Row load_row(const std::string& spec, const fs::path& dir, const std::vector<int
   if (r.w_bits < 32) {
     BFCN_CHECK_IO(fs::exists(model), "report: ", model.string(), " not found (bfcn export)");
     r.model_bytes = fs::file_size(model);
+    if (fs::exists(r.run / "export.json")) {
+      const json ex = read_json(r.run / "export.json", "bfcn export --json");
+      if (ex.contains("verify") && ex["verify"].is_object()) r.verify = ex["verify"];
+    }
     for (int s : sizes) {
       const fs::path bench = dir / ("bench_" + r.key + "_" + std::to_string(s) + ".json");
       r.timing[s] = fs::exists(bench) ? timing_from_bench(bench) : timing_here(model, s, reps);
@@ -482,7 +487,8 @@ int run_report(const bfcn::cli::Args& args) {
                      {"model_bytes", r.model_bytes},
                      {"fp32_over_model_bytes", ratio},
                      {"iterations", r.iterations},
-                     {"mean_train_img_s", std::isnan(r.mean_img_s) ? json() : json(r.mean_img_s)}});
+                     {"mean_train_img_s", std::isnan(r.mean_img_s) ? json() : json(r.mean_img_s)},
+                     {"runtime_vs_training", r.verify}});
   }
   md << "\nmIoU and pixel accuracy: `bfcn eval` of each run's best checkpoint on the val split "
         "(training graph, fake-quantized). Drops are in mIoU points against "
@@ -500,6 +506,20 @@ int run_report(const bfcn::cli::Args& args) {
         "our FP32 path of the same graph. Model file: the exported `.bfcn` (weights bit-packed, "
         "first and last layers float); FP32 weights = 4 bytes per conv weight and BN "
         "parameter.\n\n";
+
+  // Deployability: the exported file against the checkpoint it came from, on real images.
+  std::string agree;
+  for (const Row& r : rows)
+    if (r.verify.is_object()) {
+      agree += (agree.empty() ? "" : "; ") + r.label + " " +
+               fmt("%.2f", 100 * r.verify.value("label_agreement", kNaN)) + " % (worst image " +
+               fmt("%.2f", 100 * r.verify.value("worst_image_agreement", kNaN)) + " %) on " +
+               std::to_string(r.verify.value("images", 0)) + " val images";
+    }
+  if (!agree.empty())
+    md << "Runtime vs training engine (`bfcn export --verify`: the `.bfcn` in the bit-conv runtime "
+          "and the checkpoint in the training engine on the same images; equal labels): "
+       << agree << ".\n\n";
 
   md << "## Per-class IoU (%)\n\n| class";
   for (const Row& r : rows) md << " | " << r.label;

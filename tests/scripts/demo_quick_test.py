@@ -125,6 +125,14 @@ def main():
         rj = json.load(open(os.path.join(out, "report.json")))
         if [r["label"] for r in rj["rows"]] != ["FP32", "W2A2", "W1A2"] or not rj["quick"]:
             fail("report.json rows/quick flag wrong")
+        # Deployability: each exported model checked against its checkpoint (bfcn export --verify).
+        for r in rj["rows"][1:]:
+            v = r.get("runtime_vs_training")
+            if not isinstance(v, dict) or not isinstance(v.get("label_agreement"), (int, float)) or \
+                    not 0.0 <= v["label_agreement"] <= 1.0 or v.get("images", 0) < 1:
+                fail("report.json row %s has no export --verify result: %s" % (r["label"], v))
+        if "Runtime vs training engine" not in text:
+            fail("report does not give the runtime-vs-training label agreement")
         if "## Wall time per stage" not in text or "train_w1a2" not in text:
             fail("report has no wall time of the stages")
 
