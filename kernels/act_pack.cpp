@@ -13,8 +13,10 @@ namespace bfcn {
 
 void maxpool_pack_q(const uint8_t* q, int h, int w, int c, int k, int s, int p, int bits,
                     uint64_t* out, int oh, int ow) {
+#if BFCN_X86
   if (active_isa() >= Isa::avx512 && bits <= 8)
     return maxpool_pack_q__avx512(q, h, w, c, k, s, p, bits, out, oh, ow);
+#endif
   const int cw = bit_words(c);
 #pragma omp parallel if (int64_t(oh) * ow * c > 65536)
   {
@@ -90,7 +92,11 @@ void argmax_planar__ref(const float* x, int c, int n, int64_t stride, uint8_t* o
 }
 
 void argmax_planar(const float* x, int c, int n, int64_t stride, uint8_t* out) {
+#if BFCN_X86
   static const auto fn = active_isa() >= Isa::avx2 ? argmax_planar__avx2 : argmax_planar__ref;
+#else
+  const auto fn = argmax_planar__ref;
+#endif
   fn(x, c, n, stride, out);
 }
 

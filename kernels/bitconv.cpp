@@ -25,15 +25,17 @@ int BitConvShape::row_words() const { return bitconv_row_words(taps(), in_c); }
 
 std::span<const BgemmVariant> bgemm_variants() {
   static const BgemmVariant kVariants[] = {
-      {Isa::ref, "bgemm__ref", bgemm__ref, requant_pack__ref},
-      {Isa::avx2, "bgemm__avx2_popcnt", bgemm__avx2_popcnt, requant_pack__avx2},
-      {Isa::avx2, "bgemm__avx2", bgemm__avx2, requant_pack__avx2},
-      {Isa::avx2, "bgemm__avx2_nib", bgemm__avx2_nib, requant_pack__avx2, true},
-      {Isa::avx2, "bgemm__avx2_ocv", bgemm__avx2_ocv, requant_pack__avx2, true,
-       prep_weights__avx2_ocv, kOcvPixelTile},
-      {Isa::avx512, "bgemm__avx512", bgemm__avx512, requant_pack__avx2},
-      {Isa::avx512, "bgemm__avx512_ocv", bgemm__avx512_ocv, requant_pack__avx512, false,
-       prep_weights__avx512_ocv, kOcv512PixelTile},
+    {Isa::ref, "bgemm__ref", bgemm__ref, requant_pack__ref},
+#if BFCN_X86
+    {Isa::avx2, "bgemm__avx2_popcnt", bgemm__avx2_popcnt, requant_pack__avx2},
+    {Isa::avx2, "bgemm__avx2", bgemm__avx2, requant_pack__avx2},
+    {Isa::avx2, "bgemm__avx2_nib", bgemm__avx2_nib, requant_pack__avx2, true},
+    {Isa::avx2, "bgemm__avx2_ocv", bgemm__avx2_ocv, requant_pack__avx2, true,
+     prep_weights__avx2_ocv, kOcvPixelTile},
+    {Isa::avx512, "bgemm__avx512", bgemm__avx512, requant_pack__avx2},
+    {Isa::avx512, "bgemm__avx512_ocv", bgemm__avx512_ocv, requant_pack__avx512, false,
+     prep_weights__avx512_ocv, kOcv512PixelTile},
+#endif
   };
   return kVariants;
 }
@@ -150,6 +152,7 @@ void count_pixels(const uint64_t* in, int64_t p0, int64_t p1, int kb, int cw, in
   }
 }
 
+#if BFCN_X86
 __attribute__((target("popcnt"))) void count_pixels_popcnt(const uint64_t* in, int64_t p0,
                                                            int64_t p1, int kb, int cw,
                                                            int32_t* counts) {
@@ -164,13 +167,18 @@ __attribute__((target("popcnt"))) void count_pixels_popcnt(const uint64_t* in, i
     counts[p] = c;
   }
 }
+#endif
 
 // act_count [H*W]: sum_k 2^k popcnt(in[pixel][k][:])
 std::vector<int32_t> activation_counts(const BitConvShape& s, const uint64_t* in) {
   const int cw = bit_words(s.in_c);
   const int64_t pixels = int64_t(s.in_h) * s.in_w;
   std::vector<int32_t> counts(static_cast<size_t>(pixels));
+#if BFCN_X86
   const auto count = active_isa() >= Isa::avx2 ? count_pixels_popcnt : count_pixels;
+#else
+  const auto count = count_pixels;
+#endif
   constexpr int64_t kChunk = 1024;
 #pragma omp parallel for schedule(static) if (pixels > 4096)
   for (int64_t p0 = 0; p0 < pixels; p0 += kChunk)
@@ -425,8 +433,12 @@ void bitconv_forward(const BitConvShape& s, const uint64_t* in, const uint64_t* 
     const float* residual = e.residual ? e.residual + row * oc : nullptr;  // [OW][OC] of this row
     if (e.residual_packed) {
       res_row.resize(size_t(ow) * oc);
+#if BFCN_X86
       static const auto unpack =
           active_isa() >= Isa::avx512 ? unpack_dequant_act__avx512 : unpack_dequant_act;
+#else
+      const auto unpack = unpack_dequant_act;
+#endif
       unpack(e.residual_packed + row * e.residual_bits * cwo, ow, oc, e.residual_bits,
              res_row.data());
       residual = res_row.data();

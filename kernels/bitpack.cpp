@@ -64,7 +64,9 @@ void unpack_act_q(const uint64_t* packed, int64_t pixels, int c, int bits, uint8
 
 void quantize_pack_act(const float* x, int64_t pixels, int c, int bits, const float* mul,
                        const float* add, uint64_t* out) {
+#if BFCN_X86
   if (active_isa() != Isa::ref) return quantize_pack_act__avx2(x, pixels, c, bits, mul, add, out);
+#endif
   quantize_pack_act__ref(x, pixels, c, bits, mul, add, out);
 }
 

@@ -23,15 +23,19 @@
 
 namespace bfcn {
 
+#if BFCN_X86
 // Stride-2 row helpers (kernels/conv__avx2.cpp).
 void gather_stride2__avx2(const float* src, float* dst, int64_t n);
 void scatter_add_stride2__avx2(const float* src, float* dst, int64_t n);
+#endif
 
 namespace {
+#if BFCN_X86
 bool use_avx2() {
   static const bool on = active_isa() >= Isa::avx2;
   return on;
 }
+#endif
 
 int64_t g_col_budget = int64_t{1} << 21;  // backward chunks use budget/8 floats (1 MiB)
 }  // namespace
@@ -143,8 +147,10 @@ void im2col_rows(const ConvGeom& g, const Dims& d, const float* xg, int64_t p0, 
         if (g.stride_w == 1) {
           std::memcpy(dd + (a - ow0), src + (a + off_w),
                       static_cast<size_t>(b - a) * sizeof(float));
+#if BFCN_X86
         } else if (g.stride_w == 2 && use_avx2()) {
           if (b > a) gather_stride2__avx2(src + (2 * a + off_w), dd + (a - ow0), b - a);
+#endif
         } else {
           for (int64_t ow = a; ow < b; ++ow) dd[ow - ow0] = src[ow * g.stride_w + off_w];
         }
@@ -175,9 +181,12 @@ void col2im_channels(const ConvGeom& g, const Dims& d, const float* col, int64_t
         if (ih >= 0 && ih < g.h) {
           const int64_t a = std::clamp(lo, ow0, ow1), b = std::clamp(hi, a, ow1);
           float* row = xc + ih * g.w;
+#if BFCN_X86
           if (g.stride_w == 2 && use_avx2()) {
             if (b > a) scatter_add_stride2__avx2(ss + (a - ow0), row + (2 * a + off_w), b - a);
-          } else {
+          } else
+#endif
+          {
             for (int64_t ow = a; ow < b; ++ow) row[ow * g.stride_w + off_w] += ss[ow - ow0];
           }
         }

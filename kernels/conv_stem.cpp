@@ -163,15 +163,21 @@ void conv_stem_quantize__ref(const float* acc, int64_t m, int oc, const float* b
 }
 
 ConvStemQuantizeFn conv_stem_active_quantize() {
+#if BFCN_X86
   static const ConvStemQuantizeFn fn = active_isa() >= Isa::avx512 ? conv_stem_quantize__avx512
                                        : active_isa() >= Isa::avx2 ? conv_stem_quantize__avx2
                                                                    : conv_stem_quantize__ref;
   return fn;
+#else
+  return conv_stem_quantize__ref;
+#endif
 }
 
 const ConvStemKernels& conv_stem_active_kernels() {
   static const ConvStemKernels k = [] {
     ConvStemKernels r;
+    r.by_panels[0] = conv_stem_ukernel_6x16__ref;
+#if BFCN_X86
     if (active_isa() >= Isa::avx512) {  // 4 panels: 24 zmm accumulators, 4 B loads per 6 bcasts
       r.by_panels[0] = conv_stem_ukernel_6x16__avx512;
       r.by_panels[1] = conv_stem_ukernel_6x32__avx512;
@@ -183,6 +189,7 @@ const ConvStemKernels& conv_stem_active_kernels() {
                            ? conv_stem_ukernel_6x16__avx2
                            : conv_stem_ukernel_6x16__ref;
     }
+#endif
     return r;
   }();
   return k;

@@ -4,6 +4,14 @@
 
 #include <string>
 
+// 1 when compiling for x86: only then are the *__avx2 / *__avx512 kernel files built (CMake leaves
+// them out for other CPUs, e.g. the aarch64 cross build), so every call into them is guarded by it.
+#if defined(__x86_64__) || defined(__i386__)
+#define BFCN_X86 1
+#else
+#define BFCN_X86 0
+#endif
+
 namespace bfcn {
 
 enum class Isa { ref = 0, avx2 = 1, avx512 = 2 };

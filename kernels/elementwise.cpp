@@ -183,7 +183,9 @@ void quantize_levels_f32__ref(const float* x, float levels, bool clip, float* y,
 
 void quantize_levels_f32(const float* x, float levels, bool clip, float* y, uint8_t* mask,
                          int64_t n) {
+#if BFCN_X86
   static const bool avx2 = active_isa() >= Isa::avx2;
+#endif
   // Blocks of 4096 (a multiple of every vector width) so each thread's range starts aligned.
   constexpr int64_t kQBlock = 4096;
   const int64_t nb = (n + kQBlock - 1) / kQBlock;
@@ -191,25 +193,32 @@ void quantize_levels_f32(const float* x, float levels, bool clip, float* y, uint
   for (int64_t b = 0; b < nb; ++b) {
     const int64_t i0 = b * kQBlock, m = std::min(kQBlock, n - i0);
     uint8_t* mb = mask != nullptr ? mask + i0 : nullptr;
-    if (avx2)
+#if BFCN_X86
+    if (avx2) {
       quantize_levels_f32__avx2(x + i0, levels, clip, y + i0, mb, m);
-    else
-      quantize_levels_f32__ref(x + i0, levels, clip, y + i0, mb, m);
+      continue;
+    }
+#endif
+    quantize_levels_f32__ref(x + i0, levels, clip, y + i0, mb, m);
   }
 }
 
 void mask_select_f32(const float* dy, const uint8_t* mask, float* dx, int64_t n) {
+#if BFCN_X86
   static const bool avx2 = active_isa() >= Isa::avx2;
+#endif
   constexpr int64_t kMBlock = 4096;
   const int64_t nb = (n + kMBlock - 1) / kMBlock;
 #pragma omp parallel for schedule(static) if (n >= kParallelMin)
   for (int64_t b = 0; b < nb; ++b) {
     const int64_t i0 = b * kMBlock, m = std::min(kMBlock, n - i0);
+#if BFCN_X86
     if (avx2) {
       mask_select_f32__avx2(dy + i0, mask + i0, dx + i0, m);
-    } else {
-      for (int64_t i = i0; i < i0 + m; ++i) dx[i] = mask[i] != 0 ? dy[i] : 0.0f;
+      continue;
     }
+#endif
+    for (int64_t i = i0; i < i0 + m; ++i) dx[i] = mask[i] != 0 ? dy[i] : 0.0f;
   }
 }
 

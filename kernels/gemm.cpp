@@ -78,10 +78,12 @@ void pack_a(int64_t mc, int64_t kc, const float* a, int64_t rs, int64_t cs, floa
   }
 }
 
+#if BFCN_X86
 bool use_avx2_pack() {
   static const bool on = active_isa() >= Isa::avx2;
   return on;
 }
+#endif
 
 // Bp: ceil(nc/NR) panels, each kc groups of NR column values (zero-padded columns past nc).
 void pack_b(int64_t kc, int64_t nc, const float* b, int64_t rs, int64_t cs, float* bp) {
@@ -93,10 +95,12 @@ void pack_b(int64_t kc, int64_t nc, const float* b, int64_t rs, int64_t cs, floa
         std::memcpy(dst + p * kGemmNr, b + p * rs + jr, kGemmNr * sizeof(float));
       continue;
     }
+#if BFCN_X86
     if (nr == kGemmNr && rs == 1 && use_avx2_pack()) {
       sgemm_pack_b_panel_t__avx2(kc, b + jr * cs, cs, dst);
       continue;
     }
+#endif
     // Column by column: sequential reads when B is stored transposed (rs == 1).
     for (int64_t j = 0; j < kGemmNr; ++j) {
       if (j < nr) {
@@ -234,16 +238,18 @@ void sgemm_ukernel_6x16_arows__ref(int64_t kc, const float* a, int64_t lda, cons
 
 std::span<const GemmVariant> sgemm_variants() {
   static const GemmVariant kVariants[] = {
-      {Isa::ref, "sgemm__ref", sgemm_ukernel_6x16__ref, sgemm_ukernel_6x16_arows__ref},
-      {Isa::avx2, "sgemm__avx2", sgemm_ukernel_6x16__avx2, sgemm_ukernel_6x16_arows__avx2},
-      {Isa::avx512,
-       "sgemm__avx512",
-       sgemm_ukernel_6x16__avx2,
-       sgemm_ukernel_6x16_arows__avx2,
-       {{sgemm_tile__avx512<1, 1>, sgemm_tile__avx512<1, 2>},
-        {sgemm_tile__avx512<2, 1>, sgemm_tile__avx512<2, 2>}},
-       {{sgemm_tile_arows__avx512<1, 1>, sgemm_tile_arows__avx512<1, 2>},
-        {sgemm_tile_arows__avx512<2, 1>, sgemm_tile_arows__avx512<2, 2>}}},
+    {Isa::ref, "sgemm__ref", sgemm_ukernel_6x16__ref, sgemm_ukernel_6x16_arows__ref},
+#if BFCN_X86
+    {Isa::avx2, "sgemm__avx2", sgemm_ukernel_6x16__avx2, sgemm_ukernel_6x16_arows__avx2},
+    {Isa::avx512,
+     "sgemm__avx512",
+     sgemm_ukernel_6x16__avx2,
+     sgemm_ukernel_6x16_arows__avx2,
+     {{sgemm_tile__avx512<1, 1>, sgemm_tile__avx512<1, 2>},
+      {sgemm_tile__avx512<2, 1>, sgemm_tile__avx512<2, 2>}},
+     {{sgemm_tile_arows__avx512<1, 1>, sgemm_tile_arows__avx512<1, 2>},
+      {sgemm_tile_arows__avx512<2, 1>, sgemm_tile_arows__avx512<2, 2>}}},
+#endif
   };
   return kVariants;
 }

@@ -35,6 +35,9 @@ cmake -S . -B build-runtime -DCMAKE_BUILD_TYPE=Release -DBFCN_WERROR=ON -DBFCN_R
       -DCMAKE_DISABLE_FIND_PACKAGE_OpenCV=ON >/dev/null
 cmake --build build-runtime -j "$JOBS"
 (cd build-runtime && OMP_NUM_THREADS=2 ctest --output-on-failure -j "$JOBS" --timeout 900)
+echo "== aarch64 cross build of the runtime (reference kernels) and its tests under qemu-aarch64"
+echo "   (scripts/test_aarch64.sh, docs/deploy.md)"
+JOBS=$JOBS scripts/test_aarch64.sh build-aarch64
 
 if [ "$SANITIZE" = 1 ]; then
   echo "== ASan/UBSan build"

@@ -105,6 +105,7 @@ TEST_CASE("stem conv matches a double reference on odd shapes and borders", "[ru
 TEST_CASE("stem conv microkernels agree (AVX2 vs scalar)", "[runtime][stem]") {
   if (!(isa_supported(Isa::avx2) && cpu_features().fma))
     BFCN_SKIP_ISA("skipped: this CPU lacks avx2+fma");
+#if BFCN_X86  // the x86 kernels are built for x86 targets only
   // A: 6 pixels, 3 kernel rows of 21 floats, lda 6, row stride 200; B: one 63 x 16 panel.
   const auto a = uniform(800, 5);
   const auto b = uniform(63 * 16, 6);
@@ -122,10 +123,12 @@ TEST_CASE("stem conv microkernels agree (AVX2 vs scalar)", "[runtime][stem]") {
       CHECK(c_ref[i * 20 + j] == Approx(r).margin(1e-5));
       CHECK(c_avx[i * 20 + j] == Approx(r).margin(1e-5));
     }
+#endif
 }
 
 TEST_CASE("stem conv AVX-512 microkernels agree with the scalar one", "[runtime][stem]") {
   if (!isa_supported(Isa::avx512)) BFCN_SKIP_ISA("this CPU lacks avx512");
+#if BFCN_X86
   // A: 6 pixels, 7 kernel rows of 21 floats (the RGB 7x7 stem), lda 6, row stride 200; B: four
   // consecutive 147 x 16 panels; the 1..4-panel kernels each against the 1-panel scalar one.
   constexpr int rows = 7, run = 21, kk = rows * run;
@@ -151,6 +154,7 @@ TEST_CASE("stem conv AVX-512 microkernels agree with the scalar one", "[runtime]
           CHECK(c_512[size_t(i * 70 + j)] == -1.0f);  // columns past the panels untouched
       }
   }
+#endif
 }
 
 TEST_CASE("stem quantizing epilogue is bit-exact (AVX-512, AVX2, scalar, quantize_level)",
@@ -195,6 +199,7 @@ TEST_CASE("stem quantizing epilogue is bit-exact (AVX-512, AVX2, scalar, quantiz
           }
         conv_stem_quantize__ref(acc.data(), m, oc, bs->data(), relu, mp, ap, bits, q_ref.data());
         CHECK(q_ref == expect);
+#if BFCN_X86
         if (isa_supported(Isa::avx2)) {
           conv_stem_quantize__avx2(acc.data(), m, oc, bs->data(), relu, mp, ap, bits, q_avx.data());
           CHECK(q_avx == expect);
@@ -205,6 +210,7 @@ TEST_CASE("stem quantizing epilogue is bit-exact (AVX-512, AVX2, scalar, quantiz
                                      q512.data());
           CHECK(q512 == expect);
         }
+#endif
       }
     }
 }
@@ -294,12 +300,14 @@ TEST_CASE("unpack + dequantize matches unpack_act_q and the level values", "[run
       bool same = true;
       for (size_t i = 0; i < q.size(); ++i) same = same && got[i] == float(q[i]) / n;
       CHECK(same);
+#if BFCN_X86
       if (isa_supported(Isa::avx512)) {  // bit-identical floats, no write past c per pixel
         std::vector<float> got512(q.size() + 16, -1.0f);
         unpack_dequant_act__avx512(packed.data(), pix, c, bits, got512.data());
         CHECK(std::equal(got.begin(), got.end(), got512.begin()));
         CHECK(got512[q.size()] == -1.0f);
       }
+#endif
     }
   for (int bits : {5, 8}) {  // wider codes fall back to the scalar unpack
     const int c = 70;
@@ -309,9 +317,11 @@ TEST_CASE("unpack + dequantize matches unpack_act_q and the level values", "[run
     pack_act_q(q.data(), 5, c, bits, packed.data());
     std::vector<float> a(q.size()), b(q.size());
     unpack_dequant_act(packed.data(), 5, c, bits, a.data());
+#if BFCN_X86
     if (isa_supported(Isa::avx512))
       unpack_dequant_act__avx512(packed.data(), 5, c, bits, b.data());
     else
+#endif
       b = a;
     CHECK(a == b);
   }
@@ -336,10 +346,12 @@ TEST_CASE("channel argmax picks the first maximum, ignores NaN after the first",
       }
       argmax_planar__ref(x.data(), c, n, stride, got_ref.data());
       CHECK(got_ref == expect);
+#if BFCN_X86
       if (isa_supported(Isa::avx2)) {
         argmax_planar__avx2(x.data(), c, n, stride, got_avx.data());
         CHECK(got_avx == expect);
       }
+#endif
     }
 }
 
