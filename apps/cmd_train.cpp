@@ -3,6 +3,7 @@
 // loop. Ctrl-C / SIGTERM finish the current step, write a checkpoint and exit 0; a second Ctrl-C
 // kills at once.
 #include <csignal>
+#include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <string>
@@ -12,6 +13,7 @@
 #include "core/error.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
+#include "train/distributed.h"
 #include "train/trainer.h"
 
 namespace {
@@ -56,10 +58,21 @@ int run_train(const bfcn::cli::Args& args) {
 
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
-  const bfcn::TrainResult r = bfcn::run_training(o);
+  bfcn::TrainResult r;
+  try {
+    r = bfcn::run_training(o);
+  } catch (const std::exception& e) {
+    // Data parallel: an error on one rank (a full disk on rank 0, a NaN) must end every rank, not
+    // leave the others waiting in a collective.
+    if (bfcn::world().size() == 1) throw;
+    std::fprintf(stderr, "bfcn: error (rank %d of %d): %s\n", bfcn::world().rank(),
+                 bfcn::world().size(), e.what());
+    bfcn::world().abort(1);
+  }
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
 
+  if (!bfcn::world().is_root()) return 0;  // data parallel: rank 0 reports and writes
   if (r.interrupted)
     std::cout << "interrupted at iteration " << r.iteration << "/" << r.iterations
               << "; checkpoint " << r.last_checkpoint.string()

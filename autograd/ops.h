@@ -10,6 +10,7 @@
 // same shape as a, or b with one element (a broadcast scalar; its gradient is the sum).
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <vector>
 
@@ -72,6 +73,14 @@ Var global_avg_pool(const Var& x);  // [N,C,H,W] → [N,C,1,1]
 // Eval: normalise with the running statistics. gamma/beta [C] (either may be undefined).
 Var batch_norm2d(const Var& x, const Var& gamma, const Var& beta, Tensor& running_mean,
                  Tensor& running_var, bool training, float momentum = 0.1f, float eps = 1e-5f);
+// Synchronised batch norm for data-parallel training: while a sum is set, training-mode
+// batch_norm2d takes its statistics over all replicas. `sum` adds n doubles element-wise across
+// replicas in place (an MPI allreduce); forward sums (count, sum x, sum x^2) per channel, backward
+// (sum dy, sum dy*xhat) for the input gradient (gamma/beta gradients stay per replica: the
+// trainer averages them like every other gradient). Every replica must run the same BN layers in
+// the same order. Empty (the default): per-replica statistics.
+using ReplicaSum = std::function<void(double* data, size_t n)>;
+void set_batch_norm_sync(ReplicaSum sum);
 
 // Bilinear resize of [N,C,H,W] to [N,C,out_h,out_w]; align_corners as in PyTorch.
 Var upsample_bilinear(const Var& x, int out_h, int out_w, bool align_corners);

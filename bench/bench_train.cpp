@@ -22,6 +22,7 @@
 #include "core/error.h"
 #include "layers/model.h"
 #include "train/config.h"
+#include "train/distributed.h"
 #include "train/optim.h"
 
 namespace {
@@ -71,6 +72,62 @@ json measure_ours(const json& model_cfg, const Setup& s) {
   return {{"img_s", s.batch / med}, {"step_ms", med * 1e3}, {"peak_rss_mb", vm_hwm_mb()}};
 }
 
+// Under mpirun (N ranks, no fork): each rank steps on batch/N images and the gradients are
+// averaged (train/distributed.h, bucketed MPI_Allreduce) before the update, as `bfcn train` does.
+// Step time is barrier to barrier (the slowest rank); the allreduce time includes waiting for the
+// slowest rank to arrive.
+json measure_data_parallel(const json& model_cfg, const Setup& s, bfcn::Communicator& comm) {
+  const int n = comm.size();
+  BFCN_CHECK(s.batch % n == 0, "bench train: --batch ", s.batch, " is not divisible by the ", n,
+             " MPI ranks");
+  omp_set_num_threads(s.threads);
+  auto model = bfcn::build_model(model_cfg, 1, "model");
+  model->train();
+  bfcn::OptimOptions oo;
+  oo.weight_decay = 1e-4;
+  auto opt = bfcn::make_optimizer(model->named_parameters(), oo);
+  bfcn::Rng rng(3 + static_cast<uint64_t>(comm.rank()));
+  const int local = s.batch / n;
+  bfcn::Tensor x = bfcn::Tensor::empty({local, 3, s.height, s.width});
+  for (float& v : x.span<float>()) v = rng.normal();
+  bfcn::Tensor y = bfcn::Tensor::empty({local, s.height, s.width}, bfcn::DType::u8);
+  for (uint8_t& v : y.span<uint8_t>()) v = static_cast<uint8_t>(rng.randint(0, model->n_classes()));
+  double grad_bytes = 0;
+  for (const auto& [name, p] : opt->params())
+    grad_bytes += 4.0 * static_cast<double>(p.value().numel());
+  auto step = [&] {
+    opt->zero_grad();
+    bfcn::Var loss = bfcn::softmax_cross_entropy(model->forward(bfcn::Var(x)), y, 255);
+    loss.backward();
+    bfcn::average_gradients(comm, opt->params());
+    opt->step(0.001);
+  };
+  step();
+  std::vector<double> t;
+  comm.barrier();
+  const double ar0 = comm.allreduce_seconds();
+  double total = 0;
+  for (int i = 0; i < s.iters; ++i) {
+    comm.barrier();
+    const auto t0 = std::chrono::steady_clock::now();
+    step();
+    comm.barrier();
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    total += t.back();
+  }
+  double ar[2] = {comm.allreduce_seconds() - ar0, 0};  // summed over ranks → mean
+  comm.allreduce_sum(ar, 2);
+  std::sort(t.begin(), t.end());
+  const double med = t[t.size() / 2];
+  return {{"img_s", s.batch / med},
+          {"step_ms", med * 1e3},
+          {"allreduce_share", ar[0] / n / total},
+          {"allreduce_ms_per_step", ar[0] / n / s.iters * 1e3},
+          {"grad_mb", grad_bytes / 1e6},
+          {"ranks", n},
+          {"peak_rss_mb", vm_hwm_mb()}};
+}
+
 json in_child(const json& model_cfg, const Setup& s) {
   int fd[2];
   BFCN_CHECK(pipe(fd) == 0, "bench train: pipe failed");
@@ -118,6 +175,48 @@ int run(const bfcn::cli::Args& a) {
   s.iters = a.get_int("iters");
   const std::string peer = a.get("peer");
 
+  bfcn::Communicator& comm = bfcn::world();
+  if (comm.size() > 1) {  // mpirun: the data-parallel measurement, rank 0 prints
+    json results = json::array();
+    std::vector<std::pair<std::string, json>> dp_models;
+    if (a.has("config")) {
+      for (const auto& f : a.get_all("config")) {
+        json c = bfcn::load_json_file(f);
+        dp_models.emplace_back(f, c.contains("model") ? c["model"] : c);
+      }
+    } else {
+      const json fp = {{"backbone", "resnet18"}, {"head", "fcn8s"}, {"n_classes", 21}};
+      json q = fp;
+      q["quant"] = {{"w_bits", 1}, {"a_bits", 2}, {"first_last_fp", true}};
+      dp_models = {{"fp32", fp}, {"w1a2", q}};
+    }
+    if (comm.is_root())
+      std::printf(
+          "bench train (data parallel, %s): global batch %d, input %dx%d, %d threads per "
+          "rank, median of %d steps\n%-8s %10s %10s %12s %10s %10s\n",
+          comm.describe().c_str(), s.batch, s.height, s.width, s.threads, s.iters, "model", "img/s",
+          "step ms", "allreduce %", "ar ms", "grad MB");
+    for (const auto& [kind, cfg] : dp_models) {
+      json r = measure_data_parallel(cfg, s, comm);
+      r["model"] = kind;
+      if (comm.is_root())
+        std::printf("%-8s %10.2f %10.1f %11.1f%% %10.1f %10.1f\n", kind.c_str(),
+                    r["img_s"].get<double>(), r["step_ms"].get<double>(),
+                    100 * r["allreduce_share"].get<double>(),
+                    r["allreduce_ms_per_step"].get<double>(), r["grad_mb"].get<double>());
+      results.push_back(r);
+    }
+    if (comm.is_root() && a.has("json"))
+      bfcn::bench::write_json("train", a.get("json"),
+                              {{"batch", s.batch},
+                               {"height", s.height},
+                               {"width", s.width},
+                               {"threads", s.threads},
+                               {"iters", s.iters},
+                               {"ranks", comm.size()},
+                               {"models", results}});
+    return 0;
+  }
   std::vector<std::pair<std::string, json>> models;
   if (a.has("config")) {
     for (const auto& f : a.get_all("config")) {
@@ -184,7 +283,8 @@ BFCN_REGISTER_BENCH(
     bfcn::cli::Command("train", "training step img/s and peak RSS, FP32 and W1A2, vs PyTorch")
         .describe("Training-step throughput (img/s) and peak RSS, FP32 and W1A2 FCN8s-ResNet18 by "
                   "default, vs PyTorch (bench/torch_train_ref.py) with the same batch, input and "
-                  "threads.")
+                  "threads. Under mpirun -np N: data-parallel steps (batch/N per rank, gradients "
+                  "averaged with MPI_Allreduce) with the allreduce share of the step time.")
         .usage("bfcn bench train [--config C.json] [--batch B] [--input HxW] [--threads N] "
                "[--json FILE]")
         .with_flags(

@@ -20,6 +20,16 @@ DataLoader::DataLoader(std::shared_ptr<const SegDataset> ds, const DataConfig& c
 
 DataLoader::~DataLoader() { stop_workers(); }
 
+void DataLoader::set_shard(int rank, int count) {
+  BFCN_CHECK(train_, "DataLoader::set_shard: only training loaders are sharded");
+  BFCN_CHECK(count >= 1 && rank >= 0 && rank < count && batch_ % count == 0,
+             "DataLoader::set_shard: expected 0 <= rank < count dividing the batch ", batch_,
+             ", but got rank ", rank, " of ", count);
+  stop_workers();
+  shard_rank_ = rank;
+  shard_count_ = count;
+}
+
 int64_t DataLoader::batches_per_epoch() const {
   const auto n = static_cast<int64_t>(ds_->size());
   return train_ ? n / batch_ : (n + batch_ - 1) / batch_;
@@ -37,8 +47,9 @@ std::vector<size_t> DataLoader::epoch_order(int64_t epoch) const {
 }
 
 Batch DataLoader::make_batch(int64_t epoch, int64_t b, const std::vector<size_t>& order) const {
-  const size_t begin = static_cast<size_t>(b) * batch_;
-  const size_t end = std::min(order.size(), begin + static_cast<size_t>(batch_));
+  const size_t part = static_cast<size_t>(batch_ / shard_count_);
+  const size_t begin = static_cast<size_t>(b) * batch_ + static_cast<size_t>(shard_rank_) * part;
+  const size_t end = std::min(order.size(), begin + part);
   BFCN_ASSERT(begin < end);
   const Rng epoch_rng = Rng(seed_).fork(2 * static_cast<uint64_t>(epoch) + 1);
   Batch out;

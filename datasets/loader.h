@@ -49,6 +49,13 @@ class DataLoader {
   int64_t batches_per_epoch() const;
   const SegDataset& dataset() const { return *ds_; }
 
+  // Data-parallel training: this loader returns only part `rank` of `count` of every batch (batch
+  // b's samples [rank*batch/count, (rank+1)*batch/count) of the same epoch order), so the ranks'
+  // parts together are exactly the batch one loader would return; positions still count whole
+  // batches, so state() means the same for any count. Training loaders only; batch % count == 0.
+  // Call before the first next().
+  void set_shard(int rank, int count);
+
   // Sample indices in the order epoch `epoch` visits them.
   std::vector<size_t> epoch_order(int64_t epoch) const;
   // Builds batch `b` of epoch `epoch` on the calling thread (what workers run).
@@ -66,6 +73,7 @@ class DataLoader {
   std::shared_ptr<const SegDataset> ds_;
   DataConfig cfg_;
   int batch_;
+  int shard_rank_ = 0, shard_count_ = 1;
   bool train_;
   uint64_t seed_;
   int64_t epoch_ = 0, position_ = 0;

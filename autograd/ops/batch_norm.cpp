@@ -1,6 +1,8 @@
 // batch_norm2d over NCHW. Training normalises with the batch statistics (biased variance) and
 // updates the running statistics in place with the unbiased variance, as PyTorch; eval uses the
-// running statistics, so there x's gradient is a plain per-channel scale.
+// running statistics, so there x's gradient is a plain per-channel scale. With a replica sum set
+// (set_batch_norm_sync) the training statistics and the input gradient's sums span all replicas.
+#include <algorithm>
 #include <cmath>
 
 #include "autograd/ops.h"
@@ -18,7 +20,13 @@ void check_channel_vec(const Tensor& t, int64_t c, const char* name) {
              "batch_norm2d: expected '", name, "' f32 of shape [", c, "], but got ",
              t.defined() ? t.shape().str() + " " + dtype_name(t.dtype()) : std::string("none"));
 }
+ReplicaSum& replica_sum() {
+  static ReplicaSum sum;
+  return sum;
+}
 }  // namespace
+
+void set_batch_norm_sync(ReplicaSum sum) { replica_sum() = std::move(sum); }
 
 Var batch_norm2d(const Var& x, const Var& gamma, const Var& beta, Tensor& running_mean,
                  Tensor& running_var, bool training, float momentum, float eps) {
@@ -33,15 +41,38 @@ Var batch_norm2d(const Var& x, const Var& gamma, const Var& beta, Tensor& runnin
 
   // mean [C], invstd [C]: batch statistics in training, running statistics in eval.
   Tensor mean = Tensor::empty(Shape{c}), invstd = Tensor::empty(Shape{c});
+  const ReplicaSum sync = training ? replica_sum() : ReplicaSum();
+  double m_all = static_cast<double>(n * hw);  // values per channel over all replicas
   if (training) {
-    const int64_t m = n * hw;
-    BFCN_CHECK(m > 1, "batch_norm2d: training needs more than one value per channel, but got ",
+    BFCN_CHECK(n * hw > (sync ? 0 : 1),
+               "batch_norm2d: training needs more than one value per channel, but got ",
                xv.shape());
     std::vector<double> mu(static_cast<size_t>(c)), var(static_cast<size_t>(c));
     bn_channel_stats(xv.f32(), n, c, hw, mu.data(), var.data());
+    if (sync) {
+      // Per-replica (sum, sum of squares, count) added across replicas, then the global moments.
+      const double m_local = static_cast<double>(n * hw);
+      std::vector<double> s(static_cast<size_t>(2 * c + 1));
+      for (int64_t ch = 0; ch < c; ++ch) {
+        s[ch] = mu[ch] * m_local;
+        s[c + ch] = (var[ch] + mu[ch] * mu[ch]) * m_local;
+      }
+      s[2 * c] = m_local;
+      sync(s.data(), s.size());
+      m_all = s[2 * c];
+      for (int64_t ch = 0; ch < c; ++ch) {
+        mu[ch] = s[ch] / m_all;
+        var[ch] = std::max(0.0, s[c + ch] / m_all - mu[ch] * mu[ch]);
+      }
+    }
+    const double m = m_all;
+    BFCN_CHECK(m > 1,
+               "batch_norm2d: synchronised training needs more than one value per channel "
+               "over all replicas, but got ",
+               m, " (local ", xv.shape(), ")");
     float* rm = running_mean.f32();
     float* rv = running_var.f32();
-    const double unbias = static_cast<double>(m) / static_cast<double>(m - 1);
+    const double unbias = m / (m - 1);
     for (int64_t ch = 0; ch < c; ++ch) {
       mean.f32()[ch] = static_cast<float>(mu[ch]);
       invstd.f32()[ch] = static_cast<float>(1.0 / std::sqrt(var[ch] + eps));
@@ -72,14 +103,29 @@ Var batch_norm2d(const Var& x, const Var& gamma, const Var& beta, Tensor& runnin
   if (beta.defined()) inputs.push_back(beta);
   const bool has_gamma = gamma.defined(), has_beta = beta.defined();
   return make_op("batch_norm2d", y, inputs,
-                 [xv, gv, mean, invstd, scale_t, training, has_gamma, has_beta, n, c, hw](
-                     const Tensor& dy, const GradMask& need) {
+                 [xv, gv, mean, invstd, scale_t, training, has_gamma, has_beta, n, c, hw, sync,
+                  m_all](const Tensor& dy, const GradMask& need) {
                    const bool need_gamma = has_gamma && need[1];
                    const bool need_beta = has_beta && need[has_gamma ? 2 : 1];
                    std::vector<double> sdy(static_cast<size_t>(c)), sdyx(static_cast<size_t>(c));
                    if (training || need_gamma || need_beta)
                      bn_grad_sums(dy.f32(), xv.f32(), mean.f32(), invstd.f32(), n, c, hw,
                                   sdy.data(), sdyx.data());
+                   // Synchronised: x's gradient needs the sums over all replicas, scaled so the
+                   // kernel's division by the local count gives the global means. Always called
+                   // (even when x needs no gradient) so every replica runs the same collectives.
+                   std::vector<double> gsdy = sdy, gsdyx = sdyx;
+                   if (sync) {
+                     std::vector<double> s(static_cast<size_t>(2 * c));
+                     std::copy(sdy.begin(), sdy.end(), s.begin());
+                     std::copy(sdyx.begin(), sdyx.end(), s.begin() + c);
+                     sync(s.data(), s.size());
+                     const double k = static_cast<double>(n * hw) / m_all;
+                     for (int64_t ch = 0; ch < c; ++ch) {
+                       gsdy[ch] = s[ch] * k;
+                       gsdyx[ch] = s[c + ch] * k;
+                     }
+                   }
                    std::vector<Tensor> grads;
                    if (need[0]) {
                      // In place over dy (Note [Gradient ownership]): every kernel below reads
@@ -87,8 +133,8 @@ Var batch_norm2d(const Var& x, const Var& gamma, const Var& beta, Tensor& runnin
                      Tensor dx = dy;
                      if (training)
                        bn_backward_input_train(dy.f32(), xv.f32(), mean.f32(), invstd.f32(),
-                                               gv.defined() ? gv.f32() : nullptr, sdy.data(),
-                                               sdyx.data(), n, c, hw, dx.f32());
+                                               gv.defined() ? gv.f32() : nullptr, gsdy.data(),
+                                               gsdyx.data(), n, c, hw, dx.f32());
                      else
                        bn_apply(dy.f32(), scale_t.f32(), nullptr, dx.f32(), n, c, hw);
                      grads.push_back(dx);
