@@ -38,8 +38,9 @@ class Model {
   void run(const float* image_nchw, int h, int w, std::vector<float>* logits,
            std::vector<uint8_t>* labels, bool normalize = true) const;
 
-  // The same graph with every bit conv replaced by an FP32 conv on float activations (our FP32
-  // path for benchmarks; values differ from the quantized model).
+  // A cost model for benchmarks ("our FP32 path"), not the same network: every bit conv becomes
+  // an FP32 conv on float activations that drops its residual input, and quant_act a clip-like
+  // add; only its time is meaningful (docs/runtime.md).
   Model to_fp32() const;
 
   int num_classes() const;
