@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/json_read.h"
 
 namespace bfcn::cli {
 
@@ -105,8 +106,11 @@ class Args {
 // below min_side.
 std::pair<int, int> parse_hw(const std::string& flag, const std::string& text, int min_side = 1);
 
-// Edit distance, for "did you mean" hints; the closest candidate within a small distance, or "".
-size_t edit_distance(const std::string& a, const std::string& b);
-std::string closest(const std::string& word, const std::vector<std::string>& candidates);
+// "Did you mean" hints: core's edit distance and closest match (core/json_read.h), shared with the
+// config readers.
+using bfcn::edit_distance;
+inline std::string closest(const std::string& word, const std::vector<std::string>& candidates) {
+  return closest_match(word, candidates);
+}
 
 }  // namespace bfcn::cli
