@@ -41,19 +41,37 @@ double vm_hwm_mb() {
   return 0.0;
 }
 
-// Runs in the child: median step time of `iters` steps after one warm-up.
-json measure_ours(const json& model_cfg, const Setup& s) {
+// The model in train mode, its optimizer and one random batch of `batch` images (labels < the
+// model's classes), what both measurements step on.
+struct TrainBench {
+  std::shared_ptr<bfcn::SegmentationModel> model;
+  std::unique_ptr<bfcn::Optimizer> opt;
+  bfcn::Tensor x, y;
+};
+
+TrainBench make_train_bench(const json& model_cfg, const Setup& s, int batch, uint64_t seed) {
   omp_set_num_threads(s.threads);
-  auto model = bfcn::build_model(model_cfg, 1, "model");
-  model->train();
+  TrainBench b;
+  b.model = bfcn::build_model(model_cfg, 1, "model");
+  b.model->train();
   bfcn::OptimOptions oo;
   oo.weight_decay = 1e-4;
-  auto opt = bfcn::make_optimizer(model->named_parameters(), oo);
-  bfcn::Rng rng(3);
-  bfcn::Tensor x = bfcn::Tensor::empty({s.batch, 3, s.height, s.width});
-  for (float& v : x.span<float>()) v = rng.normal();
-  bfcn::Tensor y = bfcn::Tensor::empty({s.batch, s.height, s.width}, bfcn::DType::u8);
-  for (uint8_t& v : y.span<uint8_t>()) v = static_cast<uint8_t>(rng.randint(0, model->n_classes()));
+  b.opt = bfcn::make_optimizer(b.model->named_parameters(), oo);
+  bfcn::Rng rng(seed);
+  b.x = bfcn::Tensor::empty({batch, 3, s.height, s.width});
+  for (float& v : b.x.span<float>()) v = rng.normal();
+  b.y = bfcn::Tensor::empty({batch, s.height, s.width}, bfcn::DType::u8);
+  for (uint8_t& v : b.y.span<uint8_t>())
+    v = static_cast<uint8_t>(rng.randint(0, b.model->n_classes()));
+  return b;
+}
+
+// Runs in the child: median step time of `iters` steps after one warm-up.
+json measure_ours(const json& model_cfg, const Setup& s) {
+  TrainBench b = make_train_bench(model_cfg, s, s.batch, 3);
+  auto& model = b.model;
+  auto& opt = b.opt;
+  const bfcn::Tensor &x = b.x, &y = b.y;
   auto step = [&] {
     opt->zero_grad();
     bfcn::Var loss = bfcn::softmax_cross_entropy(model->forward(bfcn::Var(x)), y, 255);
@@ -80,18 +98,11 @@ json measure_data_parallel(const json& model_cfg, const Setup& s, bfcn::Communic
   const int n = comm.size();
   BFCN_CHECK(s.batch % n == 0, "bench train: --batch ", s.batch, " is not divisible by the ", n,
              " MPI ranks");
-  omp_set_num_threads(s.threads);
-  auto model = bfcn::build_model(model_cfg, 1, "model");
-  model->train();
-  bfcn::OptimOptions oo;
-  oo.weight_decay = 1e-4;
-  auto opt = bfcn::make_optimizer(model->named_parameters(), oo);
-  bfcn::Rng rng(3 + static_cast<uint64_t>(comm.rank()));
-  const int local = s.batch / n;
-  bfcn::Tensor x = bfcn::Tensor::empty({local, 3, s.height, s.width});
-  for (float& v : x.span<float>()) v = rng.normal();
-  bfcn::Tensor y = bfcn::Tensor::empty({local, s.height, s.width}, bfcn::DType::u8);
-  for (uint8_t& v : y.span<uint8_t>()) v = static_cast<uint8_t>(rng.randint(0, model->n_classes()));
+  TrainBench b =
+      make_train_bench(model_cfg, s, s.batch / n, 3 + static_cast<uint64_t>(comm.rank()));
+  auto& model = b.model;
+  auto& opt = b.opt;
+  const bfcn::Tensor &x = b.x, &y = b.y;
   double grad_bytes = 0;
   for (const auto& [name, p] : opt->params())
     grad_bytes += 4.0 * static_cast<double>(p.value().numel());
