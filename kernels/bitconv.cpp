@@ -21,6 +21,12 @@
 
 namespace bfcn {
 
+namespace {
+// The epilogue's float value of an integer dot I, one rounding per step (no FMA contraction:
+// this file is built for the baseline ISA), shared by the float epilogue and the thresholds.
+float requant_value(int32_t i, float mul, float add) { return float(i) * mul + add; }
+}  // namespace
+
 int BitConvShape::row_words() const { return bitconv_row_words(taps(), in_c); }
 
 std::span<const BgemmVariant> bgemm_variants() {
@@ -34,7 +40,7 @@ std::span<const BgemmVariant> bgemm_variants() {
      prep_weights__avx2_ocv, kOcvPixelTile},
     {Isa::avx512, "bgemm__avx512", bgemm__avx512, requant_pack__avx2},
     {Isa::avx512, "bgemm__avx512_ocv", bgemm__avx512_ocv, requant_pack__avx512, false,
-     prep_weights__avx512_ocv, kOcv512PixelTile},
+     prep_weights__avx512_ocv, kOcv512PixelTile, bgemm_direct__avx512_ocv, threshold_pack__avx512},
 #endif
   };
   return kVariants;
@@ -116,7 +122,7 @@ void requant_pack__ref(const int32_t* p, int n, int32_t corr, const float* mul, 
     std::memset(q, 0, sizeof(q));
     for (int i = 0; i < m; ++i) {
       const int o = wi * 64 + i;
-      float v = float(2 * p[o] - corr) * mul[o] + add[o];
+      float v = requant_value(2 * p[o] - corr, mul[o], add[o]);
       if (res) v += res[o];
       q[i] = quantize_level(v, levels);
     }
@@ -126,6 +132,80 @@ void requant_pack__ref(const int32_t* p, int n, int32_t corr, const float* mul, 
   }
 }
 
+void threshold_pack__ref(const int32_t* p, int n, int oc, const int32_t* corr, const int32_t* thr,
+                         const int32_t* neg, int ldt, int bits, uint64_t* out) {
+  const int cw = bit_words(oc), levels = (1 << bits) - 1;
+  uint8_t q[64];
+  for (int px = 0; px < n; ++px)
+    for (int wi = 0; wi < cw; ++wi) {
+      const int m = std::min(64, oc - wi * 64);
+      std::memset(q, 0, sizeof(q));
+      for (int i = 0; i < m; ++i) {
+        const int o = wi * 64 + i;
+        const int32_t iv = 2 * p[int64_t(px) * oc + o] - corr[px];
+        const int32_t x = neg[o] ? -iv : iv;
+        for (int t = 0; t < levels; ++t) q[i] += x >= thr[int64_t(t) * ldt + o];
+      }
+      uint64_t planes[8];
+      pack_pixel_q(q, 64, bits, planes);
+      for (int k = 0; k < bits; ++k) out[(int64_t(px) * bits + k) * cw + wi] = planes[k];
+    }
+}
+
+bool requant_thresholds(const float* mul, const float* add, int oc, int bits, int64_t bound,
+                        int res_bits, std::vector<int32_t>* thr, std::vector<int32_t>* neg,
+                        int* ldt) {
+  const int levels = (1 << bits) - 1, res_levels = 1 << res_bits;
+  const float flevels = float(levels);
+  *ldt = (oc + 31) / 32 * 32;  // whole 32-channel blocks (the AVX-512 kernels' loads)
+  thr->assign(size_t(res_levels) * levels * *ldt, int32_t(bound + 1));  // padding: never reached
+  neg->assign(size_t(*ldt), 0);
+  for (int o = 0; o < oc; ++o)
+    if (!std::isfinite(mul[o]) || !std::isfinite(add[o])) return false;
+  for (int rq = 0; rq < res_levels; ++rq) {
+    // the residual code's value exactly as unpack_dequant_act gives it (q/n, a division)
+    const float res = res_bits > 0 ? float(rq) / float(res_levels - 1) : 0.0f;
+    for (int o = 0; o < oc; ++o) {
+      const int32_t sign = mul[o] < 0.0f ? -1 : 1;
+      (*neg)[size_t(o)] = sign < 0 ? -1 : 0;
+      // level of X = sign*I, non-decreasing in X: the same float steps as requant_pack__ref
+      const auto level = [&](int64_t x) {
+        float v = requant_value(int32_t(sign * x), mul[o], add[o]);
+        if (res_bits > 0) v += res;
+        return int(quantize_level(v, flevels));
+      };
+      for (int j = 1; j <= levels; ++j) {
+        // smallest X in [-bound, bound] with level(X) >= j (bound + 1: none). Start at the real-
+        // valued solution, then walk to the exact boundary; a binary search if it is far off.
+        int64_t x = bound + 1;
+        if (mul[o] == 0.0f) {
+          x = level(0) >= j ? -bound : bound + 1;
+        } else {
+          const double est = std::ceil(((double(j) - 0.5) / levels - double(add[o]) - res) /
+                                       std::fabs(double(mul[o])));
+          x = int64_t(std::clamp(est, double(-bound), double(bound + 1)));
+          int steps = 0;
+          while (x > -bound && level(x - 1) >= j && ++steps < 64) --x;
+          while (x <= bound && level(x) < j && ++steps < 64) ++x;
+          if (steps >= 64) {
+            int64_t lo = -bound, hi = bound + 1;  // level(hi) >= j by convention
+            while (lo < hi) {
+              const int64_t mid = lo + (hi - lo) / 2;
+              if (level(mid) >= j)
+                hi = mid;
+              else
+                lo = mid + 1;
+            }
+            x = lo;
+          }
+        }
+        (*thr)[(size_t(rq) * levels + j - 1) * *ldt + o] = int32_t(x);
+      }
+    }
+  }
+  return true;
+}
+
 namespace {
 
 // Per-thread scratch of one output row.
@@ -133,6 +213,7 @@ struct RowScratch {
   std::vector<uint64_t> patch;    // [OW][K][lp] (or [OW][K][2*lp] nibble-split)
   std::vector<uint64_t> unsplit;  // [K][lp] one patch before splitting
   std::vector<int32_t> count;     // [OW] sum_k 2^k popcnt over the patch
+  std::vector<int32_t> corr;      // [OW] (2^M-1) * count, for a fused epilogue
   std::vector<int32_t> acc;       // [OW][OC]
 };
 
@@ -354,32 +435,150 @@ void im2col_row_tiled_any(const BitConvShape& s, const uint64_t* in_split, const
   }
 }
 
+// The per-pixel correction of a finished row, then row_fn (see for_each_row).
+template <class RowFn>
+void finish_row(int oy, int32_t wmax, int oc, bool raw_p, RowScratch& r, RowFn&& row_fn) {
+  const int ow = int(r.count.size());
+  for (int ox = 0; ox < ow; ++ox) {
+    int32_t* a = r.acc.data() + int64_t(ox) * oc;
+    const int32_t corr = wmax * r.count[size_t(ox)];
+    if (raw_p)
+      r.count[size_t(ox)] = corr;
+    else
+      for (int o = 0; o < oc; ++o) a[o] = 2 * a[o] - corr;  // I = 2P - (2^M-1) S
+  }
+  row_fn(oy, r.acc.data(), r.count.data());
+}
+
+// The implicit-im2col driver (BgemmVariant::direct): the input copied once into a zero-bordered
+// re-layout [cw][Hp*Wp][K] (its activation counts likewise [Hp*Wp]), then per output row one
+// kernel call that reads the patches in place through per-word offsets: no im2col copy.
+// fuse: the threshold epilogue (thr, neg, ldt, bits and out at the output's start) the kernel
+// may fuse; rows it finishes itself skip row_fn.
+template <class RowFn>
+void for_each_row_direct(const BitConvShape& s, const uint64_t* in, const uint64_t* w,
+                         const std::vector<int32_t>& act_count, const BgemmVariant& v, bool raw_p,
+                         const ThresholdEpilogue* fuse, RowFn&& row_fn) {
+  const int cw = bit_words(s.in_c), kb = s.a_bits, oh = s.out_h(), ow = s.out_w(), oc = s.out_c;
+  const int hp = s.in_h + 2 * s.pad, wp = s.in_w + 2 * s.pad;
+  const int64_t plane = int64_t(hp) * wp;  // padded pixels
+  const int32_t wmax = (1 << s.w_bits) - 1;
+  // Without padding and with one word per plane the input is its own re-layout: no copy.
+  const bool as_is = s.pad == 0 && cw == 1;
+  std::vector<uint64_t> padded(as_is ? 0 : size_t(cw) * plane * kb);
+  std::vector<int32_t> padded_counts(as_is ? 0 : static_cast<size_t>(plane));
+  if (!as_is) {
+#pragma omp parallel for schedule(static) if (plane * kb * cw > 65536)
+    for (int y = 0; y < hp; ++y) {
+      const int iy = y - s.pad;
+      const int64_t q0 = int64_t(y) * wp;
+      if (iy < 0 || iy >= s.in_h) {  // a border row
+        for (int i = 0; i < cw; ++i)
+          std::memset(&padded[size_t((i * plane + q0) * kb)], 0, sizeof(uint64_t) * wp * kb);
+        std::memset(&padded_counts[size_t(q0)], 0, sizeof(int32_t) * wp);
+        continue;
+      }
+      const int64_t pix0 = int64_t(iy) * s.in_w;
+      for (int x = 0; x < wp; ++x) {
+        const int ix = x - s.pad;
+        padded_counts[size_t(q0 + x)] = ix >= 0 && ix < s.in_w ? act_count[size_t(pix0 + ix)] : 0;
+      }
+      for (int i = 0; i < cw; ++i) {
+        uint64_t* d = &padded[size_t((i * plane + q0) * kb)];
+        std::memset(d, 0, sizeof(uint64_t) * s.pad * kb);
+        std::memset(d + int64_t(s.pad + s.in_w) * kb, 0, sizeof(uint64_t) * s.pad * kb);
+        d += int64_t(s.pad) * kb;
+        if (cw == 1) {  // [pix][K] rows are contiguous already
+          std::memcpy(d, in + pix0 * kb, sizeof(uint64_t) * s.in_w * kb);
+          continue;
+        }
+        for (int ix = 0; ix < s.in_w; ++ix)
+          for (int k = 0; k < kb; ++k) d[ix * kb + k] = in[((pix0 + ix) * kb + k) * cw + i];
+      }
+    }
+  }
+  const uint64_t* base = as_is ? in : padded.data();
+  const int32_t* counts = as_is ? act_count.data() : padded_counts.data();
+  const int taps = s.taps(), lp = taps * cw;
+  std::vector<int64_t> loff(
+      static_cast<size_t>(lp));  // word offsets from a row's top-left, l = t*cw + i
+  std::vector<int64_t> tap_off(static_cast<size_t>(taps));  // pixel offsets, for the counts
+  for (int ky = 0; ky < s.kh; ++ky)
+    for (int kx = 0; kx < s.kw; ++kx) {
+      const int t = ky * s.kw + kx;
+      tap_off[size_t(t)] = int64_t(ky) * s.dilation * wp + int64_t(kx) * s.dilation;
+      for (int i = 0; i < cw; ++i) loff[size_t(t * cw + i)] = (i * plane + tap_off[size_t(t)]) * kb;
+    }
+#pragma omp parallel
+  {
+    RowScratch r;
+    r.count.resize(size_t(ow));
+    r.corr.resize(size_t(ow));
+    r.acc.resize(size_t(ow) * oc);
+#pragma omp for schedule(dynamic, 1)
+    for (int oy = 0; oy < oh; ++oy) {
+      const int64_t row0 = int64_t(oy) * s.stride * wp;  // padded pixel of the row's top-left
+      for (int ox = 0; ox < ow; ++ox) {
+        const int32_t* c = counts + row0 + int64_t(ox) * s.stride;
+        int32_t sum = 0;
+        for (int t = 0; t < taps; ++t) sum += c[tap_off[size_t(t)]];
+        r.count[size_t(ox)] = sum;
+      }
+      if (fuse) {
+        std::vector<int32_t>& corr = r.corr;
+        for (int ox = 0; ox < ow; ++ox) corr[size_t(ox)] = wmax * r.count[size_t(ox)];
+        ThresholdEpilogue te = *fuse;
+        te.corr = corr.data();
+        te.out = fuse->out + int64_t(oy) * ow * fuse->bits * bit_words(oc);
+        if (fuse->res) te.res = fuse->res + int64_t(oy) * ow * fuse->res_bits * bit_words(oc);
+        if (v.direct(base + row0 * kb, loff.data(), ow, s.stride, w, oc, kb, s.w_bits, lp,
+                     r.acc.data(), oc, &te))
+          continue;
+      } else {
+        v.direct(base + row0 * kb, loff.data(), ow, s.stride, w, oc, kb, s.w_bits, lp, r.acc.data(),
+                 oc, nullptr);
+      }
+      finish_row(oy, wmax, oc, raw_p, r, row_fn);
+    }
+  }
+}
+
+// The weights as variant v reads them (w: packed [OC][M][row_words]): nibble-split or unpadded
+// rows (variant_row_words), then v's own re-layout.
+std::vector<uint64_t> prepare_weights(const BitConvShape& s, const uint64_t* w,
+                                      const BgemmVariant& v) {
+  const int lp = s.row_words(), oc = s.out_c, lpe = variant_row_words(s, v);
+  const int halves = v.split_nibbles ? 2 : 1;
+  std::vector<uint64_t> out(w, w + int64_t(oc) * s.w_bits * lp);
+  if (v.split_nibbles || lpe != lp) {
+    out.assign(size_t(oc) * s.w_bits * lpe, 0);
+    const int used = s.taps() * bit_words(s.in_c), wb = s.w_bits;
+#pragma omp parallel for schedule(static) if (int64_t(oc) * lp > 65536)
+    for (int o = 0; o < oc; ++o)
+      split_rows(w + int64_t(o) * wb * lp, wb, lp, used, lpe, out.data() + int64_t(o) * wb * lpe,
+                 halves);
+  }
+  if (v.prep_weights) {
+    std::vector<uint64_t> prepped;
+    v.prep_weights(out.data(), oc, s.w_bits, s.a_bits, lpe, &prepped);
+    out.swap(prepped);
+  }
+  return out;
+}
+
 // row_fn(oy, acc, count): acc holds I = 2P - (2^M-1)S, or raw P when raw_p (count then holds the
-// per-pixel correction (2^M-1)S for the caller to apply).
+// per-pixel correction (2^M-1)S for the caller to apply). w: prepared (prepare_weights).
 template <class RowFn>
 void for_each_row(const BitConvShape& s, const uint64_t* in, const uint64_t* w,
-                  const BgemmVariant& v, bool raw_p, RowFn&& row_fn) {
+                  const BgemmVariant& v, bool raw_p, const ThresholdEpilogue* fuse,
+                  RowFn&& row_fn) {
   const std::vector<int32_t> act_count = activation_counts(s, in);
   const int oh = s.out_h(), ow = s.out_w(), lp = s.row_words(), oc = s.out_c;
   const int32_t wmax = (1 << s.w_bits) - 1;
   const bool split = v.split_nibbles;
   const int halves = split ? 2 : 1;
-  std::vector<uint64_t> w_split, w_prep;
   const int lpe = variant_row_words(s, v);
-  if (split || lpe != lp) {
-    w_split.resize(size_t(oc) * s.w_bits * lpe);
-    const int used = s.taps() * bit_words(s.in_c), wb = s.w_bits;
-    // per call (the API takes raw weights): parallel so it does not cap thread scaling
-#pragma omp parallel for schedule(static) if (int64_t(oc) * lp > 65536)
-    for (int o = 0; o < oc; ++o)
-      split_rows(w + int64_t(o) * wb * lp, wb, lp, used, lpe,
-                 w_split.data() + int64_t(o) * wb * lpe, halves);
-    w = w_split.data();
-  }
-  if (v.prep_weights) {
-    v.prep_weights(w, oc, s.w_bits, s.a_bits, lpe, &w_prep);
-    w = w_prep.data();
-  }
+  if (v.direct) return for_each_row_direct(s, in, w, act_count, v, raw_p, fuse, row_fn);
   const bool tiled = v.pixel_tile > 0;
   // Unsplit with one word per plane, [cw][pix][K] is the input's own layout: no copy.
   std::vector<uint64_t> in_split;
@@ -400,65 +599,110 @@ void for_each_row(const BitConvShape& s, const uint64_t* in, const uint64_t* w,
       else
         im2col_row(s, in, act_count.data(), oy, split, lpe, r);
       v.fn(r.patch.data(), ow, w, oc, s.a_bits, s.w_bits, lpe, r.acc.data(), oc);
-      for (int ox = 0; ox < ow; ++ox) {
-        int32_t* a = r.acc.data() + int64_t(ox) * oc;
-        const int32_t corr = wmax * r.count[size_t(ox)];
-        if (raw_p)
-          r.count[size_t(ox)] = corr;
-        else
-          for (int o = 0; o < oc; ++o) a[o] = 2 * a[o] - corr;  // I = 2P - (2^M-1) S
-      }
-      row_fn(oy, r.acc.data(), r.count.data());
+      finish_row(oy, wmax, oc, raw_p, r, row_fn);
     }
   }
 }
 
 }  // namespace
 
+PreparedBitWeights prepare_bitconv_weights(const BitConvShape& s, const uint64_t* w,
+                                           const BgemmVariant& v) {
+  PreparedBitWeights p;
+  p.variant = &v;
+  p.shape = s;
+  p.w = prepare_weights(s, w, v);
+  return p;
+}
+
+bool PreparedBitWeights::fits(const BitConvShape& s) const {
+  return variant && shape.in_c == s.in_c && shape.out_c == s.out_c && shape.kh == s.kh &&
+         shape.kw == s.kw && shape.w_bits == s.w_bits && shape.a_bits == s.a_bits;
+}
+
 void bitconv_int32(const BitConvShape& s, const uint64_t* in, const uint64_t* w, int32_t* out,
                    const BgemmVariant& v) {
   const int ow = s.out_w(), oc = s.out_c;
-  for_each_row(s, in, w, v, false, [&](int oy, const int32_t* acc, const int32_t*) {
-    std::memcpy(out + int64_t(oy) * ow * oc, acc, sizeof(int32_t) * size_t(ow) * oc);
-  });
+  const std::vector<uint64_t> wp = prepare_weights(s, w, v);
+  for_each_row(s, in, wp.data(), v, false, nullptr,
+               [&](int oy, const int32_t* acc, const int32_t*) {
+                 std::memcpy(out + int64_t(oy) * ow * oc, acc, sizeof(int32_t) * size_t(ow) * oc);
+               });
 }
 
 void bitconv_forward(const BitConvShape& s, const uint64_t* in, const uint64_t* w,
                      const BitConvEpilogue& e, const BgemmVariant& v) {
+  bitconv_forward(s, in, prepare_bitconv_weights(s, w, v), e);
+}
+
+void bitconv_forward(const BitConvShape& s, const uint64_t* in, const PreparedBitWeights& pw,
+                     const BitConvEpilogue& e) {
+  const BgemmVariant& v = *pw.variant;
+  const uint64_t* w = pw.w.data();
   const int ow = s.out_w(), oc = s.out_c, cwo = bit_words(oc);
   const bool packed = e.out_f32 == nullptr;
-  for_each_row(s, in, w, v, packed, [&](int oy, const int32_t* acc, const int32_t* corr) {
-    const int64_t row = int64_t(oy) * ow;
-    thread_local std::vector<float> res_row;  // this row of a packed residual, dequantized
-    const float* residual = e.residual ? e.residual + row * oc : nullptr;  // [OW][OC] of this row
-    if (e.residual_packed) {
-      res_row.resize(size_t(ow) * oc);
+  // Packed output: the float epilogue as integer thresholds on I (exact, see requant_thresholds)
+  // when the variant has a threshold epilogue: without a residual, or with a packed 1- or 2-bit
+  // one (a threshold set per residual code; only kernels that fuse the epilogue take those, the
+  // float epilogue finishes other rows). A float residual keeps the float epilogue.
+  std::vector<int32_t> thr, neg;
+  int ldt = 0;
+  const int64_t bound = int64_t((1 << s.w_bits) - 1) * ((1 << s.a_bits) - 1) * s.taps() * s.in_c;
+  const int res_bits = e.residual_packed ? e.residual_bits : 0;
+  const bool by_threshold =
+      packed && v.threshold_pack && !e.residual && res_bits <= 2 &&
+      requant_thresholds(e.mul, e.add, oc, e.out_bits, bound, res_bits, &thr, &neg, &ldt);
+  ThresholdEpilogue fuse;
+  if (by_threshold) {
+    fuse.thr = thr.data();
+    fuse.neg = neg.data();
+    fuse.ldt = ldt;
+    fuse.bits = e.out_bits;
+    fuse.out = e.out_packed;
+    fuse.res = e.residual_packed;
+    fuse.res_bits = res_bits;
+  }
+  for_each_row(
+      s, in, w, v, packed, by_threshold ? &fuse : nullptr,
+      [&](int oy, const int32_t* acc, const int32_t* corr) {
+        const int64_t row = int64_t(oy) * ow;
+        if (by_threshold && !e.residual_packed) {
+          v.threshold_pack(acc, ow, oc, corr, thr.data(), neg.data(), ldt, e.out_bits,
+                           e.out_packed + row * e.out_bits * cwo);
+          return;
+        }
+        thread_local std::vector<float> res_row;  // this row of a packed residual, dequantized
+        const float* residual =
+            e.residual ? e.residual + row * oc : nullptr;  // [OW][OC] of this row
+        if (e.residual_packed) {
+          res_row.resize(size_t(ow) * oc);
 #if BFCN_X86
-      static const auto unpack =
-          active_isa() >= Isa::avx512 ? unpack_dequant_act__avx512 : unpack_dequant_act;
+          static const auto unpack =
+              active_isa() >= Isa::avx512 ? unpack_dequant_act__avx512 : unpack_dequant_act;
 #else
-      const auto unpack = unpack_dequant_act;
+          const auto unpack = unpack_dequant_act;
 #endif
-      unpack(e.residual_packed + row * e.residual_bits * cwo, ow, oc, e.residual_bits,
-             res_row.data());
-      residual = res_row.data();
-    }
-    for (int ox = 0; ox < ow; ++ox) {
-      const int32_t* a = acc + int64_t(ox) * oc;
-      if (packed) {
-        v.requant(a, oc, corr[ox], e.mul, e.add, residual ? residual + int64_t(ox) * oc : nullptr,
-                  e.out_bits, e.out_packed + (row + ox) * e.out_bits * cwo);
-        continue;
-      }
-      float* y = e.out_f32 + (row + ox) * oc;
-      const float* res = residual ? residual + int64_t(ox) * oc : nullptr;
-      for (int o = 0; o < oc; ++o) {
-        float val = float(a[o]) * e.mul[o] + e.add[o];
-        if (res) val += res[o];
-        y[o] = (e.relu && val < 0.0f) ? 0.0f : val;
-      }
-    }
-  });
+          unpack(e.residual_packed + row * e.residual_bits * cwo, ow, oc, e.residual_bits,
+                 res_row.data());
+          residual = res_row.data();
+        }
+        for (int ox = 0; ox < ow; ++ox) {
+          const int32_t* a = acc + int64_t(ox) * oc;
+          if (packed) {
+            v.requant(a, oc, corr[ox], e.mul, e.add,
+                      residual ? residual + int64_t(ox) * oc : nullptr, e.out_bits,
+                      e.out_packed + (row + ox) * e.out_bits * cwo);
+            continue;
+          }
+          float* y = e.out_f32 + (row + ox) * oc;
+          const float* res = residual ? residual + int64_t(ox) * oc : nullptr;
+          for (int o = 0; o < oc; ++o) {
+            float val = float(a[o]) * e.mul[o] + e.add[o];
+            if (res) val += res[o];
+            y[o] = (e.relu && val < 0.0f) ? 0.0f : val;
+          }
+        }
+      });
 }
 
 }  // namespace bfcn

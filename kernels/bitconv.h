@@ -37,6 +37,35 @@ using BgemmFn = void (*)(const uint64_t* a, int npix, const uint64_t* w, int noc
 using RequantFn = void (*)(const int32_t* p, int n, int32_t corr, const float* mul,
                            const float* add, const float* res, int bits, uint64_t* out);
 
+// The popcount GEMM of one output row read straight from the zero-padded input (implicit im2col, no
+// patch copy): pixel p's word l of plane k is a[loff[l] + p*stride*K + k], a the row's top-left in
+// the padded re-layout [cw][Hp*Wp][K] and loff[l] (l = tap*cw + i) that tap's and word's offset.
+// w is the prepared layout (prep_weights). Same out as BgemmFn.
+// With te set, a kernel may instead finish the row itself: the threshold epilogue (below) fused
+// into its register tiles, the packed row written to te->out; it then returns true (false: out
+// holds P and the caller finishes the row).
+struct ThresholdEpilogue {
+  const int32_t* corr = nullptr;  // [npix] (2^M-1) * activation count of each pixel's patch
+  const int32_t* thr = nullptr;   // [levels][ldt] (requant_thresholds)
+  const int32_t* neg = nullptr;   // [ldt]
+  int ldt = 0, bits = 0;
+  uint64_t* out = nullptr;  // the row's packed output [npix][bits][cw(noc)]
+  // A packed residual of res_bits (1 or 2) per code, this row's [npix][res_bits][cw(noc)]; thr
+  // then holds one set of thresholds per residual code (requant_thresholds).
+  const uint64_t* res = nullptr;
+  int res_bits = 0;
+};
+using BgemmDirectFn = bool (*)(const uint64_t* a, const int64_t* loff, int npix, int stride,
+                               const uint64_t* w, int noc, int k_bits, int m_bits, int lp,
+                               int32_t* out, int ldo, const ThresholdEpilogue* te);
+
+// The packed epilogue of n output pixels by integer thresholds (exactly requant_pack__ref's result
+// when there is no residual): with I = 2*p[o] - corr[px] and X = I (or -I where neg[o]), the level
+// is the number of j with X >= thr[j*ldt + o], packed into out [n][bits][cw(oc)].
+using ThresholdPackFn = void (*)(const int32_t* p, int n, int oc, const int32_t* corr,
+                                 const int32_t* thr, const int32_t* neg, int ldt, int bits,
+                                 uint64_t* out);
+
 struct BgemmVariant {
   Isa isa;
   const char* name;  // "bgemm__avx2"
@@ -56,7 +85,30 @@ struct BgemmVariant {
   // out [lp][n][K], so a kernel walks one pointer (the planar layout needs P*K live pointers).
   // Rows are then unpadded: lp = taps*cw words (2*taps*cw nibble-split).
   int pixel_tile = 0;
+  // Optional implicit-im2col form of fn (needs prep_weights, whose layout it reads); the driver
+  // uses it for every shape it is set for.
+  BgemmDirectFn direct = nullptr;
+  // Optional threshold epilogue for packed outputs without a residual (the float one stays for
+  // residual layers).
+  ThresholdPackFn threshold_pack = nullptr;
 };
+
+// Scalar ThresholdPackFn (the definition of the threshold epilogue).
+void threshold_pack__ref(const int32_t* p, int n, int oc, const int32_t* corr, const int32_t* thr,
+                         const int32_t* neg, int ldt, int bits, uint64_t* out);
+void threshold_pack__avx512(const int32_t* p, int n, int oc, const int32_t* corr,
+                            const int32_t* thr, const int32_t* neg, int ldt, int bits,
+                            uint64_t* out);
+// Integer thresholds equivalent to requant_pack__ref, for I in [-bound, bound]: level(I) =
+// quantize_level(float(I)*mul + add [+ res]) is monotone in I (every float step is), so
+// level >= j  <=>  X >= thr[(rq*levels + j-1)*ldt + o] with X = I, or -I where mul < 0 (neg[o] =
+// -1, else 0). res_bits = 0: no residual (rq = 0 only); else one set per residual code rq <
+// 2^res_bits of a packed residual (res = rq/(2^res_bits-1), as unpack_dequant_act). thr/neg get ldt
+// = oc rounded up to 32 (padding: never reached). False when a mul or add is not finite (the float
+// epilogue is then used).
+bool requant_thresholds(const float* mul, const float* add, int oc, int bits, int64_t bound,
+                        int res_bits, std::vector<int32_t>* thr, std::vector<int32_t>* neg,
+                        int* ldt);
 
 void requant_pack__ref(const int32_t*, int, int32_t, const float*, const float*, const float*, int,
                        uint64_t*);
@@ -75,6 +127,9 @@ void prep_weights__avx2_ocv(const uint64_t* w, int noc, int m_bits, int k_bits, 
                             std::vector<uint64_t>* out);
 void bgemm__avx512(const uint64_t*, int, const uint64_t*, int, int, int, int, int32_t*, int);
 void bgemm__avx512_ocv(const uint64_t*, int, const uint64_t*, int, int, int, int, int32_t*, int);
+bool bgemm_direct__avx512_ocv(const uint64_t* a, const int64_t* loff, int npix, int stride,
+                              const uint64_t* w, int noc, int k_bits, int m_bits, int lp,
+                              int32_t* out, int ldo, const ThresholdEpilogue* te);
 constexpr int kOcv512PixelTile = 4;  // bgemm__avx512_ocv's pixel_tile
 void prep_weights__avx512_ocv(const uint64_t* w, int noc, int m_bits, int k_bits, int lp,
                               std::vector<uint64_t>* out);
@@ -110,11 +165,26 @@ struct BitConvEpilogue {
   int out_bits = 0;
 };
 
+// A layer's weights re-laid-out once for one variant (what bitconv_forward with raw weights does
+// on every call): prepare at model load, run many times. Valid for shapes that differ from
+// `shape` only in the input's height and width (fits()).
+struct PreparedBitWeights {
+  const BgemmVariant* variant = nullptr;
+  BitConvShape shape;
+  std::vector<uint64_t> w;
+  bool fits(const BitConvShape& s) const;
+};
+PreparedBitWeights prepare_bitconv_weights(const BitConvShape& s, const uint64_t* w,
+                                           const BgemmVariant& v);
+
 // Integer dot products I [OH*OW][OC] only (tests and the epilogue-free timing).
 void bitconv_int32(const BitConvShape& s, const uint64_t* in, const uint64_t* w, int32_t* out,
                    const BgemmVariant& v);
 // Full layer: in packed [H*W][K][cw], w packed [OC][M][row_words].
 void bitconv_forward(const BitConvShape& s, const uint64_t* in, const uint64_t* w,
                      const BitConvEpilogue& e, const BgemmVariant& v);
+// The same with prepared weights (pw.fits(s) is the caller's precondition).
+void bitconv_forward(const BitConvShape& s, const uint64_t* in, const PreparedBitWeights& pw,
+                     const BitConvEpilogue& e);
 
 }  // namespace bfcn

@@ -24,73 +24,139 @@ bool supported(int m_bits, int k_bits) {
   return m_bits >= 1 && m_bits <= 2 && k_bits >= 1 && k_bits <= 4;
 }
 
-// P pixels x one block of kBlock channels. at: the tile's patch words [lp][n][K] as dwords (ls
-// dwords between consecutive words l); wb: the block's dwords [lp][2][M][kVecs][16].
-template <int M, int K, int P>
-void tile(const uint32_t* at, int ls, const uint32_t* wb, int lp, int32_t* out, int ldo,
-          int valid) {
-  constexpr int S = M + K - 1;  // plane shifts 0..S-1
-  __m512i acc[P][kVecs][S];
+// The fused threshold epilogue of one tile and channel block (ThresholdEpilogue, bits 1 or 2):
+// corr of the tile's first pixel, thr/neg at the block's first channel, out at the tile's first
+// pixel's first 16-channel half-word of this block in plane 0 (strides in half-words).
+struct Fused {
+  const int32_t* corr;
+  const int32_t* thr;
+  const int32_t* neg;
+  int ldt, bits;
+  uint16_t* out;
+  int64_t pix_halves, plane_halves;
+  // a packed residual (ThresholdEpilogue::res) at the tile's first pixel, or null
+  const uint64_t* res;
+  int res_bits, res_cw, channel;  // channel: the block's first
+};
+
+// P pixels x V of the block's kVecs vectors of 16 channels (from vector v0) of one block of kBlock
+// channels. S = 0: at is the tile's patch words [lp][n][K] as dwords (ls dwords between
+// consecutive words l). S > 0 (implicit im2col, stride S): word l of pixel p, plane k is at +
+// 2*loff[l] + 2*(p*S*K + k) (dwords). wb: the block's dwords [lp][2][M][kVecs][16]. With fu, the
+// fused threshold epilogue instead of the int32 store.
+template <int M, int K, int P, int S, int V = kVecs>
+void tile(const uint32_t* at, int ls, const int64_t* loff, const uint32_t* wb, int lp, int32_t* out,
+          int ldo, int valid, const Fused* fu, int v0 = 0) {
+  constexpr int R = M + K - 1;              // plane shifts 0..R-1
+  constexpr int PS = (S == 0 ? 1 : S) * K;  // words between consecutive pixels
+  __m512i acc[P][V][R];
 #pragma GCC unroll 8
   for (int p = 0; p < P; ++p)
 #pragma GCC unroll 8
-    for (int v = 0; v < kVecs; ++v)
+    for (int v = 0; v < V; ++v)
 #pragma GCC unroll 8
-      for (int s = 0; s < S; ++s) acc[p][v][s] = _mm512_setzero_si512();
-  const uint32_t* al = at;
-  const uint32_t* wl = wb;
-  for (int l = 0; l < lp; ++l, al += ls, wl += 2 * M * kBlock) {
-#pragma GCC unroll 2
+      for (int r = 0; r < R; ++r) acc[p][v][r] = _mm512_setzero_si512();
+  const uint32_t* wl = wb + v0 * kLanes;
+  for (int l = 0; l < lp; ++l, wl += 2 * M * kBlock) {
+    const uint32_t* al = S == 0 ? at + int64_t(l) * ls : at + 2 * loff[l];
+    // h (the two dwords of a word) is not unrolled: unrolled, GCC hoists all 2*P*K broadcasts
+    // ahead of the popcounts and spills accumulators (W2A2 ran at 2.3x W1A2's time).
+#pragma GCC unroll 1
     for (int h = 0; h < 2; ++h) {
+      __m512i wv[M][V];
 #pragma GCC unroll 8
-      for (int m = 0; m < M; ++m) {
-        __m512i wv[kVecs];
+      for (int m = 0; m < M; ++m)
 #pragma GCC unroll 8
-        for (int v = 0; v < kVecs; ++v)
-          wv[v] = _mm512_loadu_si512(wl + ((h * M + m) * kVecs + v) * kLanes);
+        for (int v = 0; v < V; ++v)
+          wv[m][v] = _mm512_loadu_si512(wl + ((h * M + m) * kVecs + v) * kLanes);
 #pragma GCC unroll 8
-        for (int k = 0; k < K; ++k)
+      for (int k = 0; k < K; ++k)
 #pragma GCC unroll 8
-          for (int p = 0; p < P; ++p) {
-            const __m512i b = _mm512_set1_epi32(int32_t(al[2 * (p * K + k) + h]));
+        for (int p = 0; p < P; ++p) {
+          const __m512i b = _mm512_set1_epi32(int32_t(al[2 * (p * PS + k) + h]));
 #pragma GCC unroll 8
-            for (int v = 0; v < kVecs; ++v)
-              acc[p][v][m + k] = _mm512_add_epi32(acc[p][v][m + k],
-                                                  _mm512_popcnt_epi32(_mm512_and_si512(wv[v], b)));
-          }
-      }
+          for (int m = 0; m < M; ++m)
+#pragma GCC unroll 8
+            for (int v = 0; v < V; ++v)
+              acc[p][v][m + k] = _mm512_add_epi32(
+                  acc[p][v][m + k], _mm512_popcnt_epi32(_mm512_and_si512(wv[m][v], b)));
+        }
     }
   }
-  const __mmask16 tail0 = __mmask16((1u << std::clamp(valid, 0, 16)) - 1);
-  const __mmask16 tail1 = __mmask16((1u << std::clamp(valid - 16, 0, 16)) - 1);
 #pragma GCC unroll 8
   for (int p = 0; p < P; ++p)
 #pragma GCC unroll 8
-    for (int v = 0; v < kVecs; ++v) {
-      __m512i r = acc[p][v][S - 1];
+    for (int v = 0; v < V; ++v) {
+      const int vg = v0 + v;  // vector within the block
+      const __mmask16 tail = __mmask16((1u << std::clamp(valid - 16 * vg, 0, 16)) - 1);
+      __m512i r = acc[p][v][R - 1];
 #pragma GCC unroll 8
-      for (int s = S - 2; s >= 0; --s) r = _mm512_add_epi32(_mm512_add_epi32(r, r), acc[p][v][s]);
-      _mm512_mask_storeu_epi32(out + int64_t(p) * ldo + v * kLanes, v == 0 ? tail0 : tail1, r);
+      for (int i = R - 2; i >= 0; --i) r = _mm512_add_epi32(_mm512_add_epi32(r, r), acc[p][v][i]);
+      if (!fu) {
+        _mm512_mask_storeu_epi32(out + int64_t(p) * ldo + vg * kLanes, tail, r);
+        continue;
+      }
+      // The fused threshold epilogue: X = I (or -I where neg), I = 2P - corr; the level's planes.
+      const __m512i sg = _mm512_loadu_si512(fu->neg + vg * kLanes);
+      const __m512i x = _mm512_sub_epi32(
+          _mm512_xor_si512(_mm512_sub_epi32(_mm512_add_epi32(r, r), _mm512_set1_epi32(fu->corr[p])),
+                           sg),
+          sg);
+      const int32_t* t = fu->thr + vg * kLanes;
+      uint16_t* o = fu->out + p * fu->pix_halves + vg;
+      // The thresholds of level j: with a packed residual, each channel's from the set of its
+      // residual code (a blend by the code's bit masks).
+      __mmask16 r0 = 0, r1 = 0;
+      if (fu->res) {
+        const int c0 = fu->channel + vg * kLanes;
+        const uint64_t* rp = fu->res + int64_t(p) * fu->res_bits * fu->res_cw + (c0 >> 6);
+        r0 = __mmask16(rp[0] >> (c0 & 63));
+        if (fu->res_bits == 2) r1 = __mmask16(rp[fu->res_cw] >> (c0 & 63));
+      }
+      const int64_t set = int64_t(fu->bits == 1 ? 1 : 3) * fu->ldt;  // between residual codes
+      const auto thr = [&](int j) {
+        const int32_t* tj = t + int64_t(j) * fu->ldt;
+        if (!fu->res) return _mm512_loadu_si512(tj);
+        const __m512i lo =
+            _mm512_mask_blend_epi32(r0, _mm512_loadu_si512(tj), _mm512_loadu_si512(tj + set));
+        if (fu->res_bits == 1) return lo;
+        const __m512i hi = _mm512_mask_blend_epi32(r0, _mm512_loadu_si512(tj + 2 * set),
+                                                   _mm512_loadu_si512(tj + 3 * set));
+        return _mm512_mask_blend_epi32(r1, lo, hi);
+      };
+      const __mmask16 m1 = _mm512_mask_cmpge_epi32_mask(tail, x, thr(0));
+      if (fu->bits == 1) {
+        o[0] = uint16_t(m1);
+        continue;
+      }
+      const __mmask16 m2 = _mm512_mask_cmpge_epi32_mask(tail, x, thr(1));
+      const __mmask16 m3 = _mm512_mask_cmpge_epi32_mask(tail, x, thr(2));
+      o[0] = uint16_t(m1 ^ m2 ^ m3);       // parity of the level
+      o[fu->plane_halves] = uint16_t(m2);  // level >= 2
     }
 }
 
-// The last pixels of a tile: one tile of R = rest pixels.
-template <int M, int K, int R>
-void rest_tile(int rest, const uint32_t* at, int ls, const uint32_t* wb, int lp, int32_t* out,
-               int ldo, int valid) {
-  if constexpr (R >= 1) {
-    if (rest != R) return rest_tile<M, K, R - 1>(rest, at, ls, wb, lp, out, ldo, valid);
-    tile<M, K, R>(at, ls, wb, lp, out, ldo, valid);
+// The last pixels of a tile: one tile of Q = rest pixels.
+template <int M, int K, int Q, int S, int V = kVecs>
+void rest_tile(int rest, const uint32_t* at, int ls, const int64_t* loff, const uint32_t* wb,
+               int lp, int32_t* out, int ldo, int valid, const Fused* fu, int v0 = 0) {
+  if constexpr (Q >= 1) {
+    if (rest != Q)
+      return rest_tile<M, K, Q - 1, S, V>(rest, at, ls, loff, wb, lp, out, ldo, valid, fu, v0);
+    tile<M, K, Q, S, V>(at, ls, loff, wb, lp, out, ldo, valid, fu, v0);
   }
 }
+
+// Pixels per register tile: at most 24 accumulators (P x kVecs x (M+K-1)) beside the weights.
+template <int M, int K>
+constexpr int kRegPixels = (kVecs * (M + K - 1) * kOcv512PixelTile <= 24) ? kOcv512PixelTile
+                                                                          : kOcv512PixelTile / 2;
 
 // a: pixel tiles of kOcv512PixelTile (BgemmVariant::pixel_tile). Every weight block sweeps all
 // tiles of the row (a block's weights, <= 36 KB for 512 input channels x 9 taps, stay in L1).
 template <int M, int K>
 void run(const uint64_t* a, int npix, const uint64_t* w, int noc, int lp, int32_t* out, int ldo) {
-  constexpr int kT = kOcv512PixelTile;
-  // Pixels per register tile: at most 24 accumulators (P x kVecs x (M+K-1)) beside the weights.
-  constexpr int kP = (kVecs * (M + K - 1) * kT <= 24) ? kT : kT / 2;
+  constexpr int kT = kOcv512PixelTile, kP = kRegPixels<M, K>;
   const auto* a32 = reinterpret_cast<const uint32_t*>(a);
   const auto* w32 = reinterpret_cast<const uint32_t*>(w);
   const int64_t as = int64_t(2) * K * lp, ws = int64_t(2) * lp * M * kBlock;  // in dwords
@@ -103,11 +169,66 @@ void run(const uint64_t* a, int npix, const uint64_t* w, int noc, int lp, int32_
       const int ls = 2 * n * K;
       int p = 0;
       for (; p + kP <= n; p += kP)
-        tile<M, K, kP>(at + 2 * p * K, ls, wb, lp, out + int64_t(t0 + p) * ldo + o, ldo, valid);
-      rest_tile<M, K, kP - 1>(n - p, at + 2 * p * K, ls, wb, lp, out + int64_t(t0 + p) * ldo + o,
-                              ldo, valid);
+        tile<M, K, kP, 0>(at + 2 * p * K, ls, nullptr, wb, lp, out + int64_t(t0 + p) * ldo + o, ldo,
+                          valid, nullptr);
+      rest_tile<M, K, kP - 1, 0>(n - p, at + 2 * p * K, ls, nullptr, wb, lp,
+                                 out + int64_t(t0 + p) * ldo + o, ldo, valid, nullptr);
     }
   }
+}
+
+// The implicit-im2col row (BgemmDirectFn), stride S; te: the fused threshold epilogue (bits 1, 2).
+// W2A2 runs one 16-channel vector per tile (12 accumulators): with both, its 24 spilled.
+template <int M, int K, int S>
+void run_direct(const uint64_t* a, const int64_t* loff, int npix, const uint64_t* w, int noc,
+                int lp, int32_t* out, int ldo, const ThresholdEpilogue* te) {
+  constexpr int kV = (M == 2 && K >= 2) ? 1 : kVecs;
+  constexpr int kP = kRegPixels<M, K>;
+  const auto* a32 = reinterpret_cast<const uint32_t*>(a);
+  const auto* w32 = reinterpret_cast<const uint32_t*>(w);
+  const int64_t ws = int64_t(2) * lp * M * kBlock;  // in dwords
+  const int nblk = (noc + kBlock - 1) / kBlock;
+  const int64_t plane_halves = 4 * int64_t((noc + 63) / 64);
+  const int64_t pix_halves = te ? te->bits * plane_halves : 0;
+  auto* out16 = te ? reinterpret_cast<uint16_t*>(te->out) : nullptr;
+  for (int o = 0, blk = 0; o < noc; o += kBlock, ++blk) {
+    const uint32_t* wb = w32 + blk * ws;
+    const int valid = std::min(kBlock, noc - o);
+    const int cw = (noc + 63) / 64;
+    const auto fused = [&](int p) {
+      return Fused{
+          te->corr + p, te->thr + o,  te->neg + o,
+          te->ldt,      te->bits,     out16 + p * pix_halves + 2 * blk,
+          pix_halves,   plane_halves, te->res ? te->res + int64_t(p) * te->res_bits * cw : nullptr,
+          te->res_bits, cw,           o};
+    };
+    for (int v0 = 0; v0 < kVecs; v0 += kV) {
+      if (16 * v0 >= valid && te == nullptr) break;  // (fused: zero halves are written)
+      int p = 0;
+      for (; p + kP <= npix; p += kP) {
+        const Fused f = te ? fused(p) : Fused{};
+        tile<M, K, kP, S, kV>(a32 + 2 * p * S * K, 0, loff, wb, lp, out + int64_t(p) * ldo + o, ldo,
+                              valid, te ? &f : nullptr, v0);
+      }
+      const Fused f = te && p < npix ? fused(p) : Fused{};
+      rest_tile<M, K, kP - 1, S, kV>(npix - p, a32 + 2 * p * S * K, 0, loff, wb, lp,
+                                     out + int64_t(p) * ldo + o, ldo, valid, te ? &f : nullptr, v0);
+    }
+  }
+  if (te && nblk % 2 == 1)  // the unused upper half of the last plane word
+    for (int p = 0; p < npix; ++p)
+      for (int b = 0; b < te->bits; ++b) {
+        out16[p * pix_halves + b * plane_halves + 2 * nblk] = 0;
+        out16[p * pix_halves + b * plane_halves + 2 * nblk + 1] = 0;
+      }
+}
+
+template <int M, int K>
+void run_direct_strided(const uint64_t* a, const int64_t* loff, int npix, int stride,
+                        const uint64_t* w, int noc, int lp, int32_t* out, int ldo,
+                        const ThresholdEpilogue* te) {
+  if (stride == 1) return run_direct<M, K, 1>(a, loff, npix, w, noc, lp, out, ldo, te);
+  return run_direct<M, K, 2>(a, loff, npix, w, noc, lp, out, ldo, te);
 }
 
 // Planar [npix][K][lp] copy of pixel-tiled patches, for the fallback.
@@ -182,6 +303,49 @@ void requant_pack__avx512(const int32_t* p, int n, int32_t corr, const float* mu
   }
 }
 
+void threshold_pack__avx512(const int32_t* p, int n, int oc, const int32_t* corr,
+                            const int32_t* thr, const int32_t* neg, int ldt, int bits,
+                            uint64_t* out) {
+  const int cw = (oc + 63) / 64, levels = (1 << bits) - 1;
+  for (int px = 0; px < n; ++px) {
+    const int32_t* row = p + int64_t(px) * oc;
+    uint64_t* dst = out + int64_t(px) * bits * cw;
+    const __m512i vcorr = _mm512_set1_epi32(corr[px]);
+    for (int wi = 0; wi < cw; ++wi) {
+      uint64_t planes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      const int m = std::min(64, oc - wi * 64);
+      for (int j = 0; j < m; j += 16) {
+        const int o = wi * 64 + j;
+        const __mmask16 k = m - j >= 16 ? __mmask16(0xffff) : __mmask16((1u << (m - j)) - 1);
+        const __m512i pv = _mm512_maskz_loadu_epi32(k, row + o);
+        const __m512i sg = _mm512_loadu_si512(neg + o);  // ldt pads to 16 entries
+        const __m512i x = _mm512_sub_epi32(
+            _mm512_xor_si512(_mm512_sub_epi32(_mm512_add_epi32(pv, pv), vcorr), sg),
+            sg);          // I, or -I where neg
+        if (bits == 2) {  // the usual case: nested masks, bit 1 = (q >= 2), bit 0 = parity
+          const __mmask16 m1 = _mm512_mask_cmpge_epi32_mask(k, x, _mm512_loadu_si512(thr + o));
+          const __mmask16 m2 =
+              _mm512_mask_cmpge_epi32_mask(k, x, _mm512_loadu_si512(thr + ldt + o));
+          const __mmask16 m3 =
+              _mm512_mask_cmpge_epi32_mask(k, x, _mm512_loadu_si512(thr + 2 * ldt + o));
+          planes[0] |= uint64_t(uint16_t(m1 ^ m2 ^ m3)) << j;
+          planes[1] |= uint64_t(m2) << j;
+          continue;
+        }
+        __m512i q = _mm512_setzero_si512();
+        for (int t = 0; t < levels; ++t) {
+          const __mmask16 mt =
+              _mm512_mask_cmpge_epi32_mask(k, x, _mm512_loadu_si512(thr + int64_t(t) * ldt + o));
+          q = _mm512_mask_add_epi32(q, mt, q, _mm512_set1_epi32(1));
+        }
+        for (int b = 0; b < bits; ++b)
+          planes[b] |= uint64_t(_mm512_mask_test_epi32_mask(k, q, _mm512_set1_epi32(1 << b))) << j;
+      }
+      for (int b = 0; b < bits; ++b) dst[b * cw + wi] = planes[b];
+    }
+  }
+}
+
 void bgemm__avx512_ocv(const uint64_t* a, int npix, const uint64_t* w, int noc, int k_bits,
                        int m_bits, int lp, int32_t* out, int ldo) {
   switch (m_bits * 16 + k_bits) {
@@ -207,6 +371,66 @@ void bgemm__avx512_ocv(const uint64_t* a, int npix, const uint64_t* w, int noc, 
       return bgemm__ref(planar.data(), npix, w, noc, k_bits, m_bits, lp, out, ldo);
     }
   }
+}
+
+bool bgemm_direct__avx512_ocv(const uint64_t* a, const int64_t* loff, int npix, int stride,
+                              const uint64_t* w, int noc, int k_bits, int m_bits, int lp,
+                              int32_t* out, int ldo, const ThresholdEpilogue* te) {
+  if (supported(m_bits, k_bits) && (stride == 1 || stride == 2)) {
+    if (te && (te->bits < 1 || te->bits > 2 || te->res_bits > 2 || (te->res && te->res_bits < 1)))
+      te = nullptr;
+    const bool fused = te != nullptr;
+    switch (m_bits * 16 + k_bits) {
+      case 0x11:
+        run_direct_strided<1, 1>(a, loff, npix, stride, w, noc, lp, out, ldo, te);
+        return fused;
+      case 0x12:
+        run_direct_strided<1, 2>(a, loff, npix, stride, w, noc, lp, out, ldo, te);
+        return fused;
+      case 0x13:
+        run_direct_strided<1, 3>(a, loff, npix, stride, w, noc, lp, out, ldo, te);
+        return fused;
+      case 0x14:
+        run_direct_strided<1, 4>(a, loff, npix, stride, w, noc, lp, out, ldo, te);
+        return fused;
+      case 0x21:
+        run_direct_strided<2, 1>(a, loff, npix, stride, w, noc, lp, out, ldo, te);
+        return fused;
+      case 0x22:
+        run_direct_strided<2, 2>(a, loff, npix, stride, w, noc, lp, out, ldo, te);
+        return fused;
+      case 0x23:
+        run_direct_strided<2, 3>(a, loff, npix, stride, w, noc, lp, out, ldo, te);
+        return fused;
+      case 0x24:
+        run_direct_strided<2, 4>(a, loff, npix, stride, w, noc, lp, out, ldo, te);
+        return fused;
+      default:
+        break;
+    }
+  }
+  // Other widths or strides: gather planar patches, then the scalar reference (the prepared
+  // layout of unsupported widths is the plain one).
+  std::vector<uint64_t> planar(size_t(npix) * k_bits * lp);
+  if (supported(m_bits, k_bits)) {  // a stride > 2: the prepared layout, so the tiled kernel
+    std::vector<uint64_t> tiled(planar.size());
+    for (int t0 = 0; t0 < npix; t0 += kOcv512PixelTile) {
+      const int n = std::min(kOcv512PixelTile, npix - t0);
+      for (int l = 0; l < lp; ++l)
+        for (int p = 0; p < n; ++p)
+          for (int k = 0; k < k_bits; ++k)
+            tiled[(int64_t(t0) * lp + int64_t(l) * n + p) * k_bits + k] =
+                a[loff[l] + int64_t(t0 + p) * stride * k_bits + k];
+    }
+    bgemm__avx512_ocv(tiled.data(), npix, w, noc, k_bits, m_bits, lp, out, ldo);
+    return false;
+  }
+  for (int p = 0; p < npix; ++p)
+    for (int k = 0; k < k_bits; ++k)
+      for (int l = 0; l < lp; ++l)
+        planar[(int64_t(p) * k_bits + k) * lp + l] = a[loff[l] + int64_t(p) * stride * k_bits + k];
+  bgemm__ref(planar.data(), npix, w, noc, k_bits, m_bits, lp, out, ldo);
+  return false;
 }
 
 }  // namespace bfcn

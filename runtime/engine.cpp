@@ -9,6 +9,7 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <mutex>
 
 #include "core/error.h"
 #include "kernels/act_pack.h"
@@ -40,7 +41,24 @@ struct Layer {
   bool relu = false;
   std::vector<float> weight, bias, mul, add;  // f32 weight [OC][K][K][C]
   std::vector<uint64_t> wbits;                // packed [OC][M][row_words]
+  // bitconv: wbits re-laid-out for the variants that ran (prepared on first use, not per run)
+  struct Prepared {
+    std::mutex mu;
+    std::vector<std::unique_ptr<PreparedBitWeights>> by_variant;
+  };
+  std::shared_ptr<Prepared> prepared = std::make_shared<Prepared>();
 };
+
+// L's weights prepared for variant v (s: the layer's shape at this input size).
+const PreparedBitWeights& prepared_weights(const Layer& L, const BitConvShape& s,
+                                           const BgemmVariant& v) {
+  const std::lock_guard<std::mutex> lock(L.prepared->mu);
+  for (const auto& p : L.prepared->by_variant)
+    if (p->variant == &v && p->fits(s)) return *p;
+  L.prepared->by_variant.push_back(
+      std::make_unique<PreparedBitWeights>(prepare_bitconv_weights(s, L.wbits.data(), v)));
+  return *L.prepared->by_variant.back();
+}
 
 struct Buf {
   int h = 0, w = 0, c = 0, bits = 0;
@@ -628,12 +646,12 @@ void Model::run(const float* image, int h, int w, std::vector<float>* logits,
           y.p.assign(size_t(y.h) * y.w * L.out_bits * bit_words(y.c), 0);
           e.out_packed = y.p.data();
           e.out_bits = L.out_bits;
-          bitconv_forward(s, x.p.data(), L.wbits.data(), e, variant);
+          bitconv_forward(s, x.p.data(), prepared_weights(L, s, variant), e);
           break;
         }
         std::vector<float> v(size_t(y.h) * y.w * y.c);
         e.out_f32 = v.data();
-        bitconv_forward(s, x.p.data(), L.wbits.data(), e, variant);
+        bitconv_forward(s, x.p.data(), prepared_weights(L, s, variant), e);
         store(y, std::move(v), L.out_bits, L.relu);
         break;
       }

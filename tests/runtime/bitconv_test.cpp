@@ -3,6 +3,7 @@
 // reference exactly on odd shapes (C not a multiple of 64, borders, strides, dilations, 1x1/3x3).
 #include "kernels/bitconv.h"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdlib>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "core/rng.h"
+#include "kernels/act_pack.h"
 #include "kernels/bitpack.h"
 #include "tests/support/test_support.h"
 
@@ -305,7 +307,8 @@ TEST_CASE("every variant equals the reference on pixel-tile and channel-block ed
   const Case cases[] = {
       {64, 8, 13, 3, 1, 1, 1, 2},   {64, 16, 12, 3, 1, 1, 2, 2}, {64, 17, 11, 3, 1, 1, 1, 1},
       {130, 64, 10, 3, 1, 2, 1, 2}, {63, 24, 9, 3, 2, 1, 2, 4},  {65, 9, 14, 1, 1, 1, 2, 1},
-      {3, 40, 13, 3, 1, 1, 1, 4},   {256, 33, 6, 3, 1, 1, 2, 3},
+      {3, 40, 13, 3, 1, 1, 1, 4},   {256, 33, 6, 3, 1, 1, 2, 3}, {64, 20, 13, 3, 3, 1, 1, 2},
+      {70, 33, 11, 1, 3, 1, 2, 2},  // stride 3: the implicit-im2col kernels' gather fallback
   };
   Rng rng(21);
   for (const Case& k : cases) {
@@ -356,9 +359,10 @@ TEST_CASE("a packed residual equals its dequantized float residual exactly", "[r
     for (const BgemmVariant& v : bgemm_variants()) {
       if (!isa_supported(v.isa)) continue;
       INFO(std::string(v.name) + " residual bits " + std::to_string(rbits));
-      for (int out_bits : {0, 2}) {  // float output and fused re-quantization
+      for (int out_bits : {0, 1, 2}) {  // float output and fused re-quantization
         std::vector<float> yf(size_t(pix) * s.out_c, -1), yp(yf.size(), -2);
-        std::vector<uint64_t> qf(size_t(pix) * 2 * bit_words(s.out_c), 1), qp(qf.size(), 2);
+        std::vector<uint64_t> qf(size_t(pix) * std::max(1, out_bits) * bit_words(s.out_c), 1),
+            qp(qf.size(), 2);
         BitConvEpilogue e;
         e.mul = mul.data();
         e.add = add.data();
@@ -440,21 +444,25 @@ TEST_CASE("every variant's packed epilogue equals the reference exactly", "[runt
         mul[size_t(o)] = rng.uniform(-0.2f, 0.2f) / float(s.in_c);
         add[size_t(o)] = rng.uniform(0.2f, 0.8f);
       }
+      mul[0] = 0.0f;  // a constant channel (the threshold epilogue's special case)
       std::vector<float> res(size_t(pix) * s.out_c);
       for (float& r : res) r = rng.uniform(-0.3f, 0.3f);
-      for (int bits : {1, 2, 3}) {
-        std::vector<uint64_t> ref(size_t(pix) * bits * bit_words(s.out_c), 1), got(ref.size(), 2);
-        BitConvEpilogue e;
-        e.mul = mul.data();
-        e.add = add.data();
-        e.residual = bits == 2 ? res.data() : nullptr;  // fused residual add before the quantizer
-        e.out_bits = bits;
-        e.out_packed = ref.data();
-        bitconv_forward(s, c.in.data(), c.w.data(), e, bgemm_variants()[0]);
-        e.out_packed = got.data();
-        bitconv_forward(s, c.in.data(), c.w.data(), e, v);
-        REQUIRE(got == ref);
-      }
+      // Without a residual the SIMD variants take the integer-threshold epilogue, with one the
+      // float one: both against the reference's float epilogue.
+      for (int bits : {1, 2, 3})
+        for (bool with_res : {false, true}) {
+          std::vector<uint64_t> ref(size_t(pix) * bits * bit_words(s.out_c), 1), got(ref.size(), 2);
+          BitConvEpilogue e;
+          e.mul = mul.data();
+          e.add = add.data();
+          e.residual = with_res ? res.data() : nullptr;  // fused residual add before the quantizer
+          e.out_bits = bits;
+          e.out_packed = ref.data();
+          bitconv_forward(s, c.in.data(), c.w.data(), e, bgemm_variants()[0]);
+          e.out_packed = got.data();
+          bitconv_forward(s, c.in.data(), c.w.data(), e, v);
+          REQUIRE(got == ref);
+        }
     }
   }
   if (simd_variants == 0)
@@ -516,5 +524,135 @@ TEST_CASE("every variant equals the reference on the ResNet-18/34 FCN-8s layer s
       CHECK((chosen.isa != Isa::ref || active_isa() == Isa::ref));
       CHECK(&bgemm_for_shape(s) == &chosen);
       REQUIRE(run_int(s, c, chosen) == ref);
+    }
+}
+
+TEST_CASE("integer thresholds give the float epilogue's level for every integer dot",
+          "[runtime][bitconv]") {
+  // requant_thresholds against the float quantizer itself (requant_pack__ref on one channel) for
+  // every I in the range: signs, zero, a tiny multiplier (far-off estimates, the binary search),
+  // offsets that clip everything, and ties at level boundaries.
+  Rng rng(5);
+  const int64_t bound = 300;
+  std::vector<float> mul, add;
+  for (int i = 0; i < 60; ++i) {
+    mul.push_back(rng.uniform(-0.02f, 0.02f));
+    add.push_back(rng.uniform(-0.5f, 1.5f));
+  }
+  mul.insert(mul.end(), {0.0f, -0.0f, 1e-30f, -1e-30f, 1.0f / 6.0f, 1.0f / 600.0f, 5.0f});
+  add.insert(add.end(), {0.4f, 0.9f, 0.5f, 0.5f, 0.5f, 0.5f / 3.0f, -3.0f});
+  const int oc = int(mul.size());
+  for (int bits : {1, 2, 3}) {
+    std::vector<int32_t> thr, neg;
+    int ldt = 0;
+    REQUIRE(requant_thresholds(mul.data(), add.data(), oc, bits, bound, 0, &thr, &neg, &ldt));
+    REQUIRE(ldt % 16 == 0);
+    for (int o = 0; o < oc; ++o) {
+      INFO("channel " << o << " mul " << mul[size_t(o)] << " add " << add[size_t(o)] << " bits "
+                      << bits);
+      for (int64_t i = -bound; i <= bound; ++i) {
+        // requant_pack__ref with p = 0 and corr = -i gives I = i.
+        const int32_t p = 0;
+        uint64_t planes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        requant_pack__ref(&p, 1, int32_t(-i), &mul[size_t(o)], &add[size_t(o)], nullptr, bits,
+                          planes);
+        int want = 0;
+        for (int b = 0; b < bits; ++b) want |= int(planes[b] & 1) << b;
+        const int64_t x = neg[size_t(o)] ? -i : i;
+        int got = 0;
+        for (int t = 0; t < (1 << bits) - 1; ++t) got += x >= thr[size_t(t) * ldt + o];
+        REQUIRE(got == want);
+      }
+    }
+  }
+  // A non-finite multiplier leaves the float epilogue in charge.
+  std::vector<int32_t> thr, neg;
+  int ldt = 0;
+  const float bad_mul = INFINITY, ok_add = 0.5f;
+  CHECK_FALSE(requant_thresholds(&bad_mul, &ok_add, 1, 2, bound, 0, &thr, &neg, &ldt));
+}
+
+TEST_CASE("threshold epilogues of every variant equal the scalar one", "[runtime][bitconv]") {
+  Rng rng(17);
+  int simd = 0;
+  for (const BgemmVariant& v : bgemm_variants()) {
+    if (!v.threshold_pack) continue;
+    if (!isa_supported(v.isa)) {
+      WARN(std::string(v.name) + " skipped: this CPU lacks " + isa_name(v.isa));
+      continue;
+    }
+    ++simd;
+    INFO(v.name);
+    for (int oc : {1, 15, 16, 17, 64, 70, 130})
+      for (int bits : {1, 2, 3}) {
+        const int n = 5, levels = (1 << bits) - 1, ldt = (oc + 15) / 16 * 16;
+        std::vector<int32_t> p(size_t(n) * oc), corr(static_cast<size_t>(n)),
+            thr(size_t(levels) * ldt), neg(size_t(ldt), 0);
+        for (auto& x : p) x = int32_t(rng.next_u64() % 200);
+        for (auto& c : corr) c = int32_t(rng.next_u64() % 200);
+        for (int o = 0; o < oc; ++o) {
+          neg[size_t(o)] = rng.next_u64() % 2 ? -1 : 0;
+          int32_t t = int32_t(rng.next_u64() % 200) - 250;
+          for (int j = 0; j < levels; ++j)
+            thr[size_t(j) * ldt + o] = t += int32_t(rng.next_u64() % 90);
+        }
+        for (int o = oc; o < ldt; ++o)
+          for (int j = 0; j < levels; ++j) thr[size_t(j) * ldt + o] = 1 << 30;
+        const size_t words = size_t(n) * bits * bit_words(oc);
+        std::vector<uint64_t> want(words, 1), got(words, 2);
+        threshold_pack__ref(p.data(), n, oc, corr.data(), thr.data(), neg.data(), ldt, bits,
+                            want.data());
+        v.threshold_pack(p.data(), n, oc, corr.data(), thr.data(), neg.data(), ldt, bits,
+                         got.data());
+        INFO("oc " << oc << " bits " << bits);
+        REQUIRE(got == want);
+      }
+  }
+  if (simd == 0)
+    BFCN_SKIP_ISA("no threshold epilogue variant runs on this CPU (has: " + cpu_features_string() +
+                  ")");
+}
+
+TEST_CASE("per-residual-code thresholds give the float epilogue's level with that residual",
+          "[runtime][bitconv]") {
+  // One threshold set per code of a packed 1- or 2-bit residual: for every I and code, the level
+  // equals requant_pack__ref with the residual value unpack_dequant_act gives that code.
+  Rng rng(8);
+  const int64_t bound = 200;
+  std::vector<float> mul, add;
+  for (int i = 0; i < 24; ++i) {
+    mul.push_back(rng.uniform(-0.02f, 0.02f));
+    add.push_back(rng.uniform(-1.0f, 1.0f));
+  }
+  mul.push_back(0.0f);
+  add.push_back(0.2f);
+  const int oc = int(mul.size());
+  for (int res_bits : {1, 2})
+    for (int bits : {1, 2}) {
+      std::vector<int32_t> thr, neg;
+      int ldt = 0;
+      REQUIRE(
+          requant_thresholds(mul.data(), add.data(), oc, bits, bound, res_bits, &thr, &neg, &ldt));
+      const int levels = (1 << bits) - 1;
+      for (int rq = 0; rq < (1 << res_bits); ++rq) {
+        // the code's value through the runtime's own dequantizer
+        uint64_t code[2] = {uint64_t(rq & 1), uint64_t((rq >> 1) & 1)};
+        float res = -1.0f;
+        unpack_dequant_act(code, 1, 1, res_bits, &res);
+        for (int o = 0; o < oc; ++o)
+          for (int64_t i = -bound; i <= bound; ++i) {
+            const int32_t p = 0;
+            uint64_t planes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            requant_pack__ref(&p, 1, int32_t(-i), &mul[size_t(o)], &add[size_t(o)], &res, bits,
+                              planes);
+            int want = 0;
+            for (int b = 0; b < bits; ++b) want |= int(planes[b] & 1) << b;
+            const int64_t x = neg[size_t(o)] ? -i : i;
+            int got = 0;
+            for (int t = 0; t < levels; ++t) got += x >= thr[(size_t(rq) * levels + t) * ldt + o];
+            INFO("res_bits " << res_bits << " code " << rq << " channel " << o << " I " << i);
+            REQUIRE(got == want);
+          }
+      }
     }
 }
