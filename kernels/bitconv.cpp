@@ -96,10 +96,14 @@ const BgemmVariant& bgemm_for_shape(const BitConvShape& s) {
   // Rounds over all candidates (a warm-up round, then the best of 4 each): on a shared machine a
   // burst of load then hits every candidate alike instead of one candidate's whole timing.
   std::vector<double> t(cands.size(), 1e30);
+  // Weights prepared outside the timing, as layers run them (PreparedBitWeights): a variant's
+  // one-time re-layout must not decide its per-run speed.
+  std::vector<PreparedBitWeights> prepared;
+  for (const BgemmVariant* v : cands) prepared.push_back(prepare_bitconv_weights(c, w.data(), *v));
   for (int round = 0; round < 5; ++round)
     for (size_t i = 0; i < cands.size(); ++i) {
       const auto t0 = std::chrono::steady_clock::now();
-      bitconv_int32(c, in.data(), w.data(), out.data(), *cands[i]);
+      bitconv_int32(c, in.data(), prepared[i], out.data());
       const double dt =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       if (round > 0) t[i] = std::min(t[i], dt);
@@ -468,7 +472,7 @@ void for_each_row_direct(const BitConvShape& s, const uint64_t* in, const uint64
   std::vector<uint64_t> padded(as_is ? 0 : size_t(cw) * plane * kb);
   std::vector<int32_t> padded_counts(as_is ? 0 : static_cast<size_t>(plane));
   if (!as_is) {
-#pragma omp parallel for schedule(static) if (plane * kb * cw > 65536)
+#pragma omp parallel for schedule(static) if (plane * kb * cw > 8192)
     for (int y = 0; y < hp; ++y) {
       const int iy = y - s.pad;
       const int64_t q0 = int64_t(y) * wp;
@@ -515,7 +519,7 @@ void for_each_row_direct(const BitConvShape& s, const uint64_t* in, const uint64
     r.count.resize(size_t(ow));
     r.corr.resize(size_t(ow));
     r.acc.resize(size_t(ow) * oc);
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(static)
     for (int oy = 0; oy < oh; ++oy) {
       const int64_t row0 = int64_t(oy) * s.stride * wp;  // padded pixel of the row's top-left
       for (int ox = 0; ox < ow; ++ox) {
@@ -592,7 +596,7 @@ void for_each_row(const BitConvShape& s, const uint64_t* in, const uint64_t* w,
     r.unsplit.resize(size_t(s.a_bits) * lp);
     r.count.resize(size_t(ow));
     r.acc.resize(size_t(ow) * oc);
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(static)
     for (int oy = 0; oy < oh; ++oy) {
       if (tiled)
         im2col_row_tiled_any(s, in_tiles, act_count.data(), oy, v.pixel_tile, halves, r);
@@ -622,9 +626,14 @@ bool PreparedBitWeights::fits(const BitConvShape& s) const {
 
 void bitconv_int32(const BitConvShape& s, const uint64_t* in, const uint64_t* w, int32_t* out,
                    const BgemmVariant& v) {
+  bitconv_int32(s, in, prepare_bitconv_weights(s, w, v), out);
+}
+
+void bitconv_int32(const BitConvShape& s, const uint64_t* in, const PreparedBitWeights& pw,
+                   int32_t* out) {
   const int ow = s.out_w(), oc = s.out_c;
-  const std::vector<uint64_t> wp = prepare_weights(s, w, v);
-  for_each_row(s, in, wp.data(), v, false, nullptr,
+  const BgemmVariant& v = *pw.variant;
+  for_each_row(s, in, pw.w.data(), v, false, nullptr,
                [&](int oy, const int32_t* acc, const int32_t*) {
                  std::memcpy(out + int64_t(oy) * ow * oc, acc, sizeof(int32_t) * size_t(ow) * oc);
                });

@@ -180,6 +180,8 @@ PreparedBitWeights prepare_bitconv_weights(const BitConvShape& s, const uint64_t
 // Integer dot products I [OH*OW][OC] only (tests and the epilogue-free timing).
 void bitconv_int32(const BitConvShape& s, const uint64_t* in, const uint64_t* w, int32_t* out,
                    const BgemmVariant& v);
+void bitconv_int32(const BitConvShape& s, const uint64_t* in, const PreparedBitWeights& pw,
+                   int32_t* out);
 // Full layer: in packed [H*W][K][cw], w packed [OC][M][row_words].
 void bitconv_forward(const BitConvShape& s, const uint64_t* in, const uint64_t* w,
                      const BitConvEpilogue& e, const BgemmVariant& v);
