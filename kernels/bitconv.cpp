@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <tuple>
@@ -166,12 +167,13 @@ bool requant_thresholds(const float* mul, const float* add, int oc, int bits, in
   neg->assign(size_t(*ldt), 0);
   for (int o = 0; o < oc; ++o)
     if (!std::isfinite(mul[o]) || !std::isfinite(add[o])) return false;
+  for (int o = 0; o < oc; ++o) (*neg)[size_t(o)] = mul[o] < 0.0f ? -1 : 0;
   for (int rq = 0; rq < res_levels; ++rq) {
     // the residual code's value exactly as unpack_dequant_act gives it (q/n, a division)
     const float res = res_bits > 0 ? float(rq) / float(res_levels - 1) : 0.0f;
+#pragma omp parallel for schedule(static) if (oc * levels >= 256)
     for (int o = 0; o < oc; ++o) {
       const int32_t sign = mul[o] < 0.0f ? -1 : 1;
-      (*neg)[size_t(o)] = sign < 0 ? -1 : 0;
       // level of X = sign*I, non-decreasing in X: the same float steps as requant_pack__ref
       const auto level = [&](int64_t x) {
         float v = requant_value(int32_t(sign * x), mul[o], add[o]);
@@ -469,8 +471,9 @@ void for_each_row_direct(const BitConvShape& s, const uint64_t* in, const uint64
   const int32_t wmax = (1 << s.w_bits) - 1;
   // Without padding and with one word per plane the input is its own re-layout: no copy.
   const bool as_is = s.pad == 0 && cw == 1;
-  std::vector<uint64_t> padded(as_is ? 0 : size_t(cw) * plane * kb);
-  std::vector<int32_t> padded_counts(as_is ? 0 : static_cast<size_t>(plane));
+  // (not zero-initialised: the copy below writes every word, borders included)
+  const std::unique_ptr<uint64_t[]> padded(as_is ? nullptr : new uint64_t[size_t(cw) * plane * kb]);
+  const std::unique_ptr<int32_t[]> padded_counts(as_is ? nullptr : new int32_t[size_t(plane)]);
   if (!as_is) {
 #pragma omp parallel for schedule(static) if (plane * kb * cw > 8192)
     for (int y = 0; y < hp; ++y) {
@@ -478,8 +481,8 @@ void for_each_row_direct(const BitConvShape& s, const uint64_t* in, const uint64
       const int64_t q0 = int64_t(y) * wp;
       if (iy < 0 || iy >= s.in_h) {  // a border row
         for (int i = 0; i < cw; ++i)
-          std::memset(&padded[size_t((i * plane + q0) * kb)], 0, sizeof(uint64_t) * wp * kb);
-        std::memset(&padded_counts[size_t(q0)], 0, sizeof(int32_t) * wp);
+          std::memset(padded.get() + (i * plane + q0) * kb, 0, sizeof(uint64_t) * wp * kb);
+        std::memset(padded_counts.get() + q0, 0, sizeof(int32_t) * wp);
         continue;
       }
       const int64_t pix0 = int64_t(iy) * s.in_w;
@@ -488,7 +491,7 @@ void for_each_row_direct(const BitConvShape& s, const uint64_t* in, const uint64
         padded_counts[size_t(q0 + x)] = ix >= 0 && ix < s.in_w ? act_count[size_t(pix0 + ix)] : 0;
       }
       for (int i = 0; i < cw; ++i) {
-        uint64_t* d = &padded[size_t((i * plane + q0) * kb)];
+        uint64_t* d = padded.get() + (i * plane + q0) * kb;
         std::memset(d, 0, sizeof(uint64_t) * s.pad * kb);
         std::memset(d + int64_t(s.pad + s.in_w) * kb, 0, sizeof(uint64_t) * s.pad * kb);
         d += int64_t(s.pad) * kb;
@@ -501,8 +504,8 @@ void for_each_row_direct(const BitConvShape& s, const uint64_t* in, const uint64
       }
     }
   }
-  const uint64_t* base = as_is ? in : padded.data();
-  const int32_t* counts = as_is ? act_count.data() : padded_counts.data();
+  const uint64_t* base = as_is ? in : padded.get();
+  const int32_t* counts = as_is ? act_count.data() : padded_counts.get();
   const int taps = s.taps(), lp = taps * cw;
   std::vector<int64_t> loff(
       static_cast<size_t>(lp));  // word offsets from a row's top-left, l = t*cw + i
@@ -644,6 +647,18 @@ void bitconv_forward(const BitConvShape& s, const uint64_t* in, const uint64_t* 
   bitconv_forward(s, in, prepare_bitconv_weights(s, w, v), e);
 }
 
+RequantThresholds make_requant_thresholds(const BitConvShape& s, const BitConvEpilogue& e) {
+  RequantThresholds t;
+  const int res_bits = e.residual_packed ? e.residual_bits : 0;
+  if (e.out_f32 || !e.out_packed || e.residual || res_bits > 2) return t;
+  const int64_t bound = int64_t((1 << s.w_bits) - 1) * ((1 << s.a_bits) - 1) * s.taps() * s.in_c;
+  t.bits = e.out_bits;
+  t.res_bits = res_bits;
+  t.valid = requant_thresholds(e.mul, e.add, s.out_c, e.out_bits, bound, res_bits, &t.thr, &t.neg,
+                               &t.ldt);
+  return t;
+}
+
 void bitconv_forward(const BitConvShape& s, const uint64_t* in, const PreparedBitWeights& pw,
                      const BitConvEpilogue& e) {
   const BgemmVariant& v = *pw.variant;
@@ -654,13 +669,16 @@ void bitconv_forward(const BitConvShape& s, const uint64_t* in, const PreparedBi
   // when the variant has a threshold epilogue: without a residual, or with a packed 1- or 2-bit
   // one (a threshold set per residual code; only kernels that fuse the epilogue take those, the
   // float epilogue finishes other rows). A float residual keeps the float epilogue.
-  std::vector<int32_t> thr, neg;
-  int ldt = 0;
-  const int64_t bound = int64_t((1 << s.w_bits) - 1) * ((1 << s.a_bits) - 1) * s.taps() * s.in_c;
-  const int res_bits = e.residual_packed ? e.residual_bits : 0;
-  const bool by_threshold =
-      packed && v.threshold_pack && !e.residual && res_bits <= 2 &&
-      requant_thresholds(e.mul, e.add, oc, e.out_bits, bound, res_bits, &thr, &neg, &ldt);
+  // given thresholds must be of this epilogue's kind (else computed here, as without them)
+  const bool given = e.thresholds && e.thresholds->bits == e.out_bits &&
+                     e.thresholds->res_bits == (e.residual_packed ? e.residual_bits : 0);
+  RequantThresholds own;
+  if (v.threshold_pack && !given) own = make_requant_thresholds(s, e);
+  const RequantThresholds& rt = given ? *e.thresholds : own;
+  const bool by_threshold = packed && v.threshold_pack && rt.valid;
+  const std::vector<int32_t>& thr = rt.thr;
+  const std::vector<int32_t>& neg = rt.neg;
+  const int ldt = rt.ldt;
   ThresholdEpilogue fuse;
   if (by_threshold) {
     fuse.thr = thr.data();
@@ -669,7 +687,7 @@ void bitconv_forward(const BitConvShape& s, const uint64_t* in, const PreparedBi
     fuse.bits = e.out_bits;
     fuse.out = e.out_packed;
     fuse.res = e.residual_packed;
-    fuse.res_bits = res_bits;
+    fuse.res_bits = rt.res_bits;
   }
   for_each_row(
       s, in, w, v, packed, by_threshold ? &fuse : nullptr,

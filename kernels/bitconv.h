@@ -163,7 +163,18 @@ struct BitConvEpilogue {
   bool relu = false;
   uint64_t* out_packed = nullptr;
   int out_bits = 0;
+  // Optional: the epilogue's integer thresholds computed once (make_requant_thresholds with the
+  // same mul/add/bits/residual kind); without them a packed layer computes them per call.
+  const struct RequantThresholds* thresholds = nullptr;
 };
+
+// The integer thresholds of a packed epilogue (requant_thresholds), for a layer to keep.
+struct RequantThresholds {
+  bool valid = false;  // false: the float epilogue (float output or residual, non-finite mul/add)
+  int bits = 0, res_bits = 0, ldt = 0;
+  std::vector<int32_t> thr, neg;
+};
+RequantThresholds make_requant_thresholds(const BitConvShape& s, const BitConvEpilogue& e);
 
 // A layer's weights re-laid-out once for one variant (what bitconv_forward with raw weights does
 // on every call): prepare at model load, run many times. Valid for shapes that differ from

@@ -45,9 +45,19 @@ struct Layer {
   struct Prepared {
     std::mutex mu;
     std::vector<std::unique_ptr<PreparedBitWeights>> by_variant;
+    std::unique_ptr<RequantThresholds> thresholds;  // of its packed epilogue, once
   };
   std::shared_ptr<Prepared> prepared = std::make_shared<Prepared>();
 };
+
+// L's packed-epilogue thresholds (the epilogue e of every run of L has the same kind).
+const RequantThresholds* layer_thresholds(const Layer& L, const BitConvShape& s,
+                                          const BitConvEpilogue& e) {
+  const std::lock_guard<std::mutex> lock(L.prepared->mu);
+  if (!L.prepared->thresholds)
+    L.prepared->thresholds = std::make_unique<RequantThresholds>(make_requant_thresholds(s, e));
+  return L.prepared->thresholds.get();
+}
 
 // L's weights prepared for variant v (s: the layer's shape at this input size).
 const PreparedBitWeights& prepared_weights(const Layer& L, const BitConvShape& s,
@@ -646,6 +656,7 @@ void Model::run(const float* image, int h, int w, std::vector<float>* logits,
           y.p.assign(size_t(y.h) * y.w * L.out_bits * bit_words(y.c), 0);
           e.out_packed = y.p.data();
           e.out_bits = L.out_bits;
+          e.thresholds = layer_thresholds(L, s, e);
           bitconv_forward(s, x.p.data(), prepared_weights(L, s, variant), e);
           break;
         }
