@@ -6,9 +6,11 @@
 #   (bfcn bench runtime) → segment val images with it (bfcn infer) → runs/demo/report.md + PNGs.
 # About 25 min on 2 cores from a fresh machine; prints its estimate first and one line per stage.
 #
-# usage: scripts/demo.sh [--quick] [--fresh]
+# usage: scripts/demo.sh [--quick | --long] [--fresh]
 #   --quick   a reduced run (a few dozen iterations) for a first look in ~3 min once built; its
 #             report (runs/demo-quick/report.md) says so
+#   --long    the low-bit recipe's measured schedules (FP32 5000, W2A2 3000, W1A2 1500
+#             iterations; docs/accuracy.md), about 1.5 h on 2 cores -> runs/demo-long/report.md
 #   --fresh   start over: delete this mode's runs, report and data first
 # A re-run skips the stages already done (an interrupted training resumes from its last.h5).
 # Environment (tests and other locations):
@@ -21,17 +23,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 QUICK=0
+LONG=0
 FRESH=0
 for a in "$@"; do
   case "$a" in
     --quick) QUICK=1 ;;
+    --long) LONG=1 ;;
     --fresh) FRESH=1 ;;
     -h | --help)
-      sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *)
-      echo "demo.sh: unknown flag '$a' (flags: --quick, --fresh, --help)" >&2
+      echo "demo.sh: unknown flag '$a' (flags: --quick, --long, --fresh, --help)" >&2
       exit 1
       ;;
   esac
@@ -50,6 +54,17 @@ DATA_ARGS=()
 RUNS=${DEMO_RUNS:-runs}
 OUT=${DEMO_OUT:-runs/demo}
 MODE="full"
+if [ "$QUICK" = 1 ] && [ "$LONG" = 1 ]; then
+  echo "demo.sh: --quick and --long exclude each other" >&2
+  exit 1
+fi
+if [ "$LONG" = 1 ]; then  # the recipe's schedules (docs/accuracy.md: W2A2 3000, W1A2 1500)
+  ITERS=([fp32]=5000 [w2a2]=3000 [w1a2]=1500)
+  EVAL_EVERY=500
+  RUNS=${DEMO_RUNS:-runs/long}
+  OUT=${DEMO_OUT:-runs/demo-long}
+  MODE="long"
+fi
 if [ "$QUICK" = 1 ]; then
   ITERS=([fp32]=60 [w2a2]=30 [w1a2]=30)
   EVAL_EVERY=0  # validate once, at the end
@@ -101,7 +116,7 @@ est() { # est <stage>: seconds
       echo $(((it * BATCH * img * img / (128 * 128) / rate + evals * n_val / 30) / speed + 5)) ;;
     eval) echo $((3 * n_val / 30 + 15)) ;;
     export) echo 10 ;;
-    bench) [ "$MODE" = full ] && echo 90 || echo 40 ;;
+    bench) [ "$MODE" = full ] || [ "$MODE" = long ] && echo 90 || echo 40 ;;
     infer) echo 5 ;;
     report) echo 10 ;;
   esac
@@ -239,7 +254,7 @@ eval_all() {
 stage eval eval_all
 
 VERIFY_IMAGES=50
-[ "$MODE" != full ] && VERIFY_IMAGES=8
+[ "$MODE" = quick ] || [ "$MODE" = tiny ] && VERIFY_IMAGES=8
 QVARIANTS="w2a2 w1a2"  # exported and run on the bit-conv runtime (it needs quantized activations)
 export_all() {
   for v in $QVARIANTS; do
@@ -298,7 +313,7 @@ report_args=(--dir "$OUT" --data "$DATA" --sizes "${SIZES// /,}" --threads "$THR
   --run "FP32=$RUNS/fashion_seg_fp32" --run "W2A2=$RUNS/fashion_seg_w2a2"
   --run "W1A2=$RUNS/fashion_seg_w1a2"
   --note "Schedules: FP32 ${ITERS[fp32]}, W2A2 ${ITERS[w2a2]}, W1A2 ${ITERS[w1a2]} iterations of batch $BATCH.")
-[ "$MODE" != full ] && report_args+=(--quick)
+[ "$MODE" = quick ] || [ "$MODE" = tiny ] && report_args+=(--quick)
 rm -f "$OUT/.done/report"  # always rebuilt: it is cheap and shows the latest stage times
 stage report "$BFCN" report "${report_args[@]}"
 echo
