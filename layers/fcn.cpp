@@ -2,9 +2,11 @@
 #include "layers/fcn.h"
 
 #include <cmath>
+#include <tuple>
 
 #include "autograd/ops.h"
 #include "layers/batch_norm.h"
+#include "layers/flow.h"
 #include "layers/init.h"
 
 namespace bfcn {
@@ -37,14 +39,6 @@ std::shared_ptr<Conv2d> score_conv(int in, int n_classes, const std::string& nam
   uniform_init(w, 1.0f / std::sqrt(static_cast<float>(in)), rng);
   return conv;
 }
-
-// Bilinear resize, skipped when the size already matches (it is the identity then).
-Var resize(const Var& x, int64_t h, int64_t w) {
-  if (x.dim(2) == h && x.dim(3) == w) return x;
-  return upsample_bilinear(x, static_cast<int>(h), static_cast<int>(w), false);
-}
-
-Shape resized(const Shape& s, int64_t h, int64_t w) { return Shape{s[0], s[1], h, w}; }
 
 }  // namespace
 
@@ -94,50 +88,38 @@ Var FcnHead::forward(const Var&) {
   return {};
 }
 
+// The head's data flow, the one description behind forward_features() and summarize().
+template <class Flow>
+typename Flow::Value FcnHead::flow(const Flow& f, const std::array<typename Flow::Value, 4>& feats,
+                                   int out_h, int out_w) const {
+  if (classifier)
+    return f.resize("upsample", f.layer("classifier", *classifier, feats[3]), out_h, out_w);
+  auto s = f.layer("score_layer4", *score_layer4, feats[3]);
+  // The coarser score map upsampled to the finer one's size and summed: layer3 [N,K,H/16,W/16],
+  // then layer2 [N,K,H/8,W/8] at output stride 32.
+  const std::tuple<const char*, Conv2d*, int> skips[2] = {{"score_layer3", score_layer3.get(), 2},
+                                                          {"score_layer2", score_layer2.get(), 1}};
+  for (const auto& [name, conv, idx] : skips) {
+    if (!conv) continue;
+    const auto sk = f.layer(name, *conv, feats[idx]);
+    s = f.add(std::string("fuse_") + name,
+              f.resize(std::string("up_to_") + name, s, f.height(sk), f.width(sk)), sk);
+  }
+  return f.resize("upsample", s, out_h, out_w);
+}
+
 Var FcnHead::forward_features(const std::vector<Var>& feats, int out_h, int out_w) {
   BFCN_CHECK(feats.size() == 4, "FcnHead: expected 4 feature maps (layer1..layer4), but got ",
              feats.size());
-  Var s;
-  if (classifier) {
-    s = classifier->forward(feats[3]);
-  } else {
-    s = score_layer4->forward(feats[3]);
-    if (score_layer3) {
-      Var s3 = score_layer3->forward(feats[2]);  // [N,K,H/16,W/16] at output stride 32
-      s = add(resize(s, s3.dim(2), s3.dim(3)), s3);
-    }
-    if (score_layer2) {
-      Var s2 = score_layer2->forward(feats[1]);  // [N,K,H/8,W/8]
-      s = add(resize(s, s2.dim(2), s2.dim(3)), s2);
-    }
-  }
-  return resize(s, out_h, out_w);
+  return flow(ForwardFlow{}, std::array<Var, 4>{feats[0], feats[1], feats[2], feats[3]}, out_h,
+              out_w);
 }
 
 void FcnHead::summarize(const std::array<SummaryCursor, 4>& feats, int out_h, int out_w,
                         std::vector<LayerInfo>& rows) const {
-  SummaryCursor c = feats[3];
-  c.rows = &rows;
-  if (classifier) {
-    summarize_module("classifier", *classifier, c);
-  } else {
-    summarize_module("score_layer4", *score_layer4, c);
-    const std::pair<const Conv2d*, int> skips[2] = {{score_layer3.get(), 2},
-                                                    {score_layer2.get(), 1}};
-    for (const auto& [conv, idx] : skips) {
-      if (!conv) continue;
-      SummaryCursor sc = feats[idx];
-      sc.rows = &rows;
-      const std::string name = idx == 2 ? "score_layer3" : "score_layer2";
-      summarize_module(name, *conv, sc);
-      if (c.shape != sc.shape)
-        summarize_op("up_to_" + name, "Upsample", resized(c.shape, sc.shape[2], sc.shape[3]), 32,
-                     c);
-      summarize_op("fuse_" + name, "Add", sc.shape, 32, c);
-    }
-  }
-  if (c.shape[2] != out_h || c.shape[3] != out_w)
-    summarize_op("upsample", "Upsample", resized(c.shape, out_h, out_w), 32, c);
+  std::array<SummaryCursor, 4> in = feats;
+  for (SummaryCursor& c : in) c.rows = &rows;
+  flow(SummaryFlow{}, in, out_h, out_w);
 }
 
 }  // namespace bfcn

@@ -44,6 +44,9 @@ class FcnHead : public Module {
   std::shared_ptr<Module> classifier;  // dilated: a Conv2d or a ModuleChain
 
  private:
+  template <class Flow>
+  typename Flow::Value flow(const Flow& f, const std::array<typename Flow::Value, 4>& feats,
+                            int out_h, int out_w) const;
   FcnHeadOptions opt_;
 };
 

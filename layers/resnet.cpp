@@ -4,6 +4,7 @@
 #include "autograd/ops.h"
 #include "layers/activation.h"
 #include "layers/batch_norm.h"
+#include "layers/flow.h"
 #include "layers/pool.h"
 
 namespace bfcn {
@@ -11,6 +12,8 @@ namespace {
 
 // DoReFa's BN (tensorpack): eps 1e-4; torchvision: 1e-5. Momentum 0.1 (PyTorch convention) in both.
 constexpr float kPreactBnEps = 1e-4f;
+
+constexpr const char* kStageNames[4] = {"layer1", "layer2", "layer3", "layer4"};
 
 Conv2dOptions conv_opts(int in, int out, int kernel, int stride, int pad, int dilation,
                         bool bias = false) {
@@ -99,25 +102,20 @@ BasicBlock::BasicBlock(int in, int planes, int stride, int dilation, const std::
   act2 = register_module("act2", make_act(fp_res ? 32 : a_bits_of(q, prefix + "conv2"), lc));
 }
 
-Var BasicBlock::forward(const Var& x) {
-  const Var xq = act_in ? act_in->forward(x) : x;
-  Var out = act1->forward(bn1->forward(conv1->forward(xq)));
-  out = bn2->forward(conv2->forward(out));
-  Var identity = downsample ? downsample->forward(downsample_reads_fp ? x : xq) : x;
-  return act2->forward(add(out, identity));  // residual add in FP
+template <class Flow>
+typename Flow::Value BasicBlock::flow(const Flow& f, const typename Flow::Value& x) const {
+  const auto xq = act_in ? f.layer("act_in", *act_in, x) : x;
+  auto out = f.layer("act1", *act1, f.layer("bn1", *bn1, f.layer("conv1", *conv1, xq)));
+  out = f.layer("bn2", *bn2, f.layer("conv2", *conv2, out));
+  const auto identity =
+      downsample ? f.layer("downsample", *downsample, downsample_reads_fp ? x : xq) : x;
+  return f.layer("act2", *act2, f.add("add", out, identity));  // residual add in FP
 }
 
+Var BasicBlock::forward(const Var& x) { return flow(ForwardFlow{}, x); }
+
 void BasicBlock::summarize(const std::string& prefix, SummaryCursor& c) const {
-  if (act_in) summarize_module(prefix + "act_in", *act_in, c);
-  SummaryCursor in = c;
-  summarize_module(prefix + "conv1", *conv1, c);
-  summarize_module(prefix + "bn1", *bn1, c);
-  summarize_module(prefix + "act1", *act1, c);
-  summarize_module(prefix + "conv2", *conv2, c);
-  summarize_module(prefix + "bn2", *bn2, c);
-  if (downsample) summarize_module(prefix + "downsample", *downsample, in);
-  summarize_op(prefix + "add", "Add", c.shape, 32, c);
-  summarize_module(prefix + "act2", *act2, c);
+  c = flow(SummaryFlow{prefix}, c);
 }
 
 // ---- Bottleneck ----
@@ -143,27 +141,19 @@ Bottleneck::Bottleneck(int in, int planes, int stride, int dilation, const std::
   act3 = register_module("act3", make_act(a_bits_of(q, prefix + "conv3")));
 }
 
-Var Bottleneck::forward(const Var& x) {
-  Var out = act1->forward(bn1->forward(conv1->forward(x)));
-  out = act2->forward(bn2->forward(conv2->forward(out)));
-  out = bn3->forward(conv3->forward(out));
-  Var identity = downsample ? downsample->forward(x) : x;
-  return act3->forward(add(out, identity));
+template <class Flow>
+typename Flow::Value Bottleneck::flow(const Flow& f, const typename Flow::Value& x) const {
+  auto out = f.layer("act1", *act1, f.layer("bn1", *bn1, f.layer("conv1", *conv1, x)));
+  out = f.layer("act2", *act2, f.layer("bn2", *bn2, f.layer("conv2", *conv2, out)));
+  out = f.layer("bn3", *bn3, f.layer("conv3", *conv3, out));
+  const auto identity = downsample ? f.layer("downsample", *downsample, x) : x;
+  return f.layer("act3", *act3, f.add("add", out, identity));
 }
 
+Var Bottleneck::forward(const Var& x) { return flow(ForwardFlow{}, x); }
+
 void Bottleneck::summarize(const std::string& prefix, SummaryCursor& c) const {
-  SummaryCursor in = c;
-  summarize_module(prefix + "conv1", *conv1, c);
-  summarize_module(prefix + "bn1", *bn1, c);
-  summarize_module(prefix + "act1", *act1, c);
-  summarize_module(prefix + "conv2", *conv2, c);
-  summarize_module(prefix + "bn2", *bn2, c);
-  summarize_module(prefix + "act2", *act2, c);
-  summarize_module(prefix + "conv3", *conv3, c);
-  summarize_module(prefix + "bn3", *bn3, c);
-  if (downsample) summarize_module(prefix + "downsample", *downsample, in);
-  summarize_op(prefix + "add", "Add", c.shape, 32, c);
-  summarize_module(prefix + "act3", *act3, c);
+  c = flow(SummaryFlow{prefix}, c);
 }
 
 // ---- PreactBlock ----
@@ -191,28 +181,28 @@ PreactBlock::PreactBlock(int in, int planes, int stride, int dilation, bool proj
       conv_named(prefix + "conv2", conv_opts(planes, planes, 3, 1, dilation, dilation), q, rng));
 }
 
-Var PreactBlock::forward(const Var& x) {
-  Var xs = avgpool ? avgpool->forward(x) : x;
-  Var a = act1->forward(bn1->forward(xs));
-  Var res = shortcut ? shortcut->forward(a) : xs;
-  Var out = conv2->forward(act2->forward(bn2->forward(conv1->forward(a))));
-  return add(out, res);
+template <class Flow>
+typename Flow::Value PreactBlock::flow(const Flow& f, const typename Flow::Value& x) const {
+  const auto xs = avgpool ? f.layer("avgpool", *avgpool, x) : x;
+  const auto a = f.layer("act1", *act1, f.layer("bn1", *bn1, xs));
+  const auto res = shortcut ? f.layer("shortcut", *shortcut, a) : xs;
+  auto out = f.layer("act2", *act2, f.layer("bn2", *bn2, f.layer("conv1", *conv1, a)));
+  out = f.layer("conv2", *conv2, out);
+  return f.add("add", out, res);
 }
 
+Var PreactBlock::forward(const Var& x) { return flow(ForwardFlow{}, x); }
+
 void PreactBlock::summarize(const std::string& prefix, SummaryCursor& c) const {
-  if (avgpool) summarize_module(prefix + "avgpool", *avgpool, c);
-  summarize_module(prefix + "bn1", *bn1, c);
-  summarize_module(prefix + "act1", *act1, c);
-  SummaryCursor a = c;
-  if (shortcut) summarize_module(prefix + "shortcut", *shortcut, a);
-  summarize_module(prefix + "conv1", *conv1, c);
-  summarize_module(prefix + "bn2", *bn2, c);
-  summarize_module(prefix + "act2", *act2, c);
-  summarize_module(prefix + "conv2", *conv2, c);
-  summarize_op(prefix + "add", "Add", c.shape, 32, c);
+  c = flow(SummaryFlow{prefix}, c);
 }
 
 // ---- rows for any module ----
+
+SummaryCursor SummaryFlow::layer(std::string_view name, const Module& m, SummaryCursor c) const {
+  summarize_module(prefix + std::string(name), m, c);
+  return c;
+}
 
 void summarize_module(const std::string& name, const Module& m, SummaryCursor& c) {
   if (const auto* conv = dynamic_cast<const Conv2d*>(&m)) {
@@ -284,7 +274,7 @@ ResNet::ResNet(const ResNetOptions& o, Rng& rng) : Module("ResNet"), opt_(o) {
       stride = 1;
     }
     auto layer = std::make_shared<ModuleChain>();
-    const std::string lname = "layer" + std::to_string(s + 1);
+    const std::string lname = kStageNames[s];
     for (int b = 0; b < n_blocks[s]; ++b) {
       const std::string prefix = lname + "." + std::to_string(b) + ".";
       const int bs = b == 0 ? stride : 1;
@@ -306,39 +296,30 @@ ResNet::ResNet(const ResNetOptions& o, Rng& rng) : Module("ResNet"), opt_(o) {
   }
 }
 
-std::vector<Var> ResNet::features(const Var& x) {
-  Var y = conv1_->forward(x);
-  if (!preact_) y = act1_->forward(bn1_->forward(y));
-  y = maxpool_->forward(y);
-  std::vector<Var> feats;
-  for (int s = 0; s < 4; ++s) {
-    y = layers_[s]->forward(y);
-    feats.push_back(y);
-  }
-  if (preact_) feats[3] = act_final_->forward(bn_final_->forward(feats[3]));
+template <class Flow>
+std::array<typename Flow::Value, 4> ResNet::flow(const Flow& f,
+                                                 const typename Flow::Value& x) const {
+  auto y = f.layer("conv1", *conv1_, x);
+  if (!preact_) y = f.layer("act1", *act1_, f.layer("bn1", *bn1_, y));
+  y = f.layer("maxpool", *maxpool_, y);
+  std::array<typename Flow::Value, 4> feats;
+  for (int s = 0; s < 4; ++s) feats[s] = y = f.layer(kStageNames[s], *layers_[s], y);
+  if (preact_)
+    feats[3] = f.layer("act_final", *act_final_, f.layer("bn_final", *bn_final_, feats[3]));
   return feats;
+}
+
+std::vector<Var> ResNet::features(const Var& x) {
+  const std::array<Var, 4> feats = flow(ForwardFlow{}, x);
+  return {feats.begin(), feats.end()};
 }
 
 Var ResNet::forward(const Var& x) { return features(x).back(); }
 
 std::array<SummaryCursor, 4> ResNet::summarize(SummaryCursor& c) const {
-  summarize_module("conv1", *conv1_, c);
-  if (!preact_) {
-    summarize_module("bn1", *bn1_, c);
-    summarize_module("act1", *act1_, c);
-  }
-  summarize_module("maxpool", *maxpool_, c);
-  std::array<SummaryCursor, 4> out;
-  for (int s = 0; s < 4; ++s) {
-    summarize_module("layer" + std::to_string(s + 1), *layers_[s], c);
-    out[s] = c;
-  }
-  if (preact_) {
-    summarize_module("bn_final", *bn_final_, c);
-    summarize_module("act_final", *act_final_, c);
-    out[3] = c;
-  }
-  return out;
+  std::array<SummaryCursor, 4> feats = flow(SummaryFlow{}, c);
+  c = feats[3];
+  return feats;
 }
 
 }  // namespace bfcn

@@ -67,6 +67,11 @@ class BasicBlock : public ResBlock {
   std::shared_ptr<ModuleChain> downsample;  // "0" conv 1x1 (stride), "1" BN; null if identity
   std::shared_ptr<Module> act_in;           // fp residual only: the quantizer of the block input
   bool downsample_reads_fp = false;         // fp residual with an FP32/8-bit downsample
+
+ private:
+  // The block's data flow, the one description behind forward() and summarize() (layers/flow.h).
+  template <class Flow>
+  typename Flow::Value flow(const Flow& f, const typename Flow::Value& x) const;
 };
 
 // torchvision Bottleneck (v1.5): 1x1 → 3x3 (stride, dilation) → 1x1 (x4), act3 after the add.
@@ -79,6 +84,11 @@ class Bottleneck : public ResBlock {
   std::shared_ptr<Conv2d> conv1, conv2, conv3;
   std::shared_ptr<Module> bn1, bn2, bn3, act1, act2, act3;
   std::shared_ptr<ModuleChain> downsample;
+
+ private:
+  // The block's data flow, the one description behind forward() and summarize() (layers/flow.h).
+  template <class Flow>
+  typename Flow::Value flow(const Flow& f, const typename Flow::Value& x) const;
 };
 
 // DoReFa pre-activation block (paper.md §6.6), first block of a stage (project = true):
@@ -95,6 +105,11 @@ class PreactBlock : public ResBlock {
   std::shared_ptr<Module> avgpool;  // null when stride 1
   std::shared_ptr<Module> bn1, act1, bn2, act2;
   std::shared_ptr<Conv2d> conv1, conv2, shortcut;  // shortcut: 1x1 conv, null when identity
+
+ private:
+  // The block's data flow, the one description behind forward() and summarize() (layers/flow.h).
+  template <class Flow>
+  typename Flow::Value flow(const Flow& f, const typename Flow::Value& x) const;
 };
 
 // Appends the rows of any module built here (conv, BN, activation, pool, block, chain).
@@ -113,6 +128,11 @@ class ResNet : public Module {
   std::array<SummaryCursor, 4> summarize(SummaryCursor& c) const;
 
  private:
+  // Stem, stages and (preact) final BN + ReLU, the one description behind features() and
+  // summarize(): the 4 feature values (layers/flow.h).
+  template <class Flow>
+  std::array<typename Flow::Value, 4> flow(const Flow& f, const typename Flow::Value& x) const;
+
   ResNetOptions opt_;
   std::array<int, 4> channels_{};
   bool preact_ = false;
