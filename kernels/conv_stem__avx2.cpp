@@ -1,62 +1,24 @@
-// AVX2+FMA direct-convolution microkernel for the stem: the 6x16 sgemm tile (12 ymm accumulators,
-// per k two B loads and 6 broadcasts) whose A rows are read straight from the zero-padded NHWC
-// image, one contiguous K*C run per kernel row, so no im2col buffer is written.
+// AVX2+FMA direct-convolution microkernel for the stem: the 6x16 sgemm register tile
+// (gemm_ukernel__avx2.h: 12 ymm accumulators, per k two B loads and 6 broadcasts) whose A rows are
+// read straight from the zero-padded NHWC image, one contiguous K*C run per kernel row, so no
+// im2col buffer is written.
 #include <immintrin.h>
 
 #include "kernels/conv_stem.h"
+#include "kernels/gemm_ukernel__avx2.h"
 
 namespace bfcn {
 
 void conv_stem_ukernel_6x16__avx2(const float* a, int64_t lda, int64_t rs, int rows, int run,
                                   const float* bp, float* c, int64_t ldc) {
-  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
-  __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
-  __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
-  __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
-  __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
-  __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
-  for (int r = 0; r < rows; ++r) {
-    const float* a0 = a + r * rs;
-    const float* a1 = a0 + lda;
-    const float* a2 = a0 + 2 * lda;
-    const float* a3 = a0 + 3 * lda;
-    const float* a4 = a0 + 4 * lda;
-    const float* a5 = a0 + 5 * lda;
-#pragma GCC unroll 4
-    for (int p = 0; p < run; ++p) {
-      const __m256 b0 = _mm256_load_ps(bp);
-      const __m256 b1 = _mm256_load_ps(bp + 8);
-      __m256 av = _mm256_broadcast_ss(a0 + p);
-      c00 = _mm256_fmadd_ps(av, b0, c00);
-      c01 = _mm256_fmadd_ps(av, b1, c01);
-      av = _mm256_broadcast_ss(a1 + p);
-      c10 = _mm256_fmadd_ps(av, b0, c10);
-      c11 = _mm256_fmadd_ps(av, b1, c11);
-      av = _mm256_broadcast_ss(a2 + p);
-      c20 = _mm256_fmadd_ps(av, b0, c20);
-      c21 = _mm256_fmadd_ps(av, b1, c21);
-      av = _mm256_broadcast_ss(a3 + p);
-      c30 = _mm256_fmadd_ps(av, b0, c30);
-      c31 = _mm256_fmadd_ps(av, b1, c31);
-      av = _mm256_broadcast_ss(a4 + p);
-      c40 = _mm256_fmadd_ps(av, b0, c40);
-      c41 = _mm256_fmadd_ps(av, b1, c41);
-      av = _mm256_broadcast_ss(a5 + p);
-      c50 = _mm256_fmadd_ps(av, b0, c50);
-      c51 = _mm256_fmadd_ps(av, b1, c51);
-      bp += 16;
-    }
+  avx2::Tile6x16 t;
+  avx2::tile6x16_zero(t);
+  for (int r = 0; r < rows; ++r, bp += int64_t(run) * 16) {
+    const float* ar = a + r * rs;  // kernel row r of the 6 pixels, one contiguous K*C run each
+    avx2::tile6x16_fma(
+        t, run, [ar, lda](int i, int64_t p) { return ar + i * lda + p; }, bp, 16);
   }
-  auto store = [&](float* row, __m256 lo, __m256 hi) {
-    _mm256_storeu_ps(row, lo);
-    _mm256_storeu_ps(row + 8, hi);
-  };
-  store(c + 0 * ldc, c00, c01);
-  store(c + 1 * ldc, c10, c11);
-  store(c + 2 * ldc, c20, c21);
-  store(c + 3 * ldc, c30, c31);
-  store(c + 4 * ldc, c40, c41);
-  store(c + 5 * ldc, c50, c51);
+  avx2::tile6x16_store(t, c, ldc, false);
 }
 
 // 8 channels per step. The asm barriers keep GCC from contracting mul+add into an FMA, so every
