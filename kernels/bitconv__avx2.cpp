@@ -5,30 +5,68 @@
 #include <immintrin.h>
 
 #include "kernels/bitconv.h"
+#include "kernels/popcount_bytes__avx2.h"
 
 namespace bfcn {
 namespace {
 
-inline __m256i popcnt_bytes(__m256i x, __m256i lut, __m256i low) {
-  const __m256i lo = _mm256_and_si256(x, low);
-  const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
-  return _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
-}
+using avx2::flush_byte_counters;
+using avx2::lane_sums;
 
 inline int64_t hsum_u64(__m256i v) {
   const __m128i s = _mm_add_epi64(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
   return _mm_cvtsi128_si64(s) + _mm_extract_epi64(s, 1);
 }
 
-// P patches x O weight rows; byte counters per pair hold at most 8*(2^M-1)*(2^K-1) per chunk.
-template <int M, int K, int P, int O>
-void tile(const uint64_t* a, const uint64_t* w, int lp, int32_t* out, int ldo) {
-  constexpr int kMaxPerChunk = 8 * ((1 << M) - 1) * ((1 << K) - 1);
-  constexpr int kFlush = 255 / kMaxPerChunk;
+// How one 256-bit chunk of M weight planes x K activation planes adds sum 2^(m+k) cnt(w_m & a_k)
+// to a byte counter, for plain rows (bgemm__avx2): the nibble lookup per byte, the planes
+// weighted by Horner doubling in bytes (over m then k).
+template <int M, int K>
+struct HornerCount {
+  static constexpr int kM = M, kK = K;
+  static constexpr int kMaxPerChunk = 8 * ((1 << M) - 1) * ((1 << K) - 1);
+  const __m256i lut = avx2::nibble_popcount_lut(), low = _mm256_set1_epi8(0x0f);
+  [[gnu::always_inline]] __m256i operator()(const __m256i (&wv)[M], const __m256i (&av)[K],
+                                            __m256i acc) const {
+    __m256i r = _mm256_setzero_si256();
+    for (int m = M - 1; m >= 0; --m) {
+      __m256i rk = avx2::popcount_bytes(_mm256_and_si256(wv[m], av[K - 1]), lut, low);
+      for (int k = K - 2; k >= 0; --k)
+        rk = _mm256_add_epi8(_mm256_add_epi8(rk, rk),
+                             avx2::popcount_bytes(_mm256_and_si256(wv[m], av[k]), lut, low));
+      r = (m == M - 1) ? rk : _mm256_add_epi8(_mm256_add_epi8(r, r), rk);
+    }
+    return _mm256_add_epi8(acc, r);
+  }
+};
+
+// The same for nibble-split rows (BgemmVariant::split_nibbles, bgemm__avx2_nib): every byte holds
+// one nibble, so the count of w AND a is one vpshufb of a LUT pre-scaled by 2^(m+k); 3 ops per
+// plane pair per chunk.
+template <int M, int K>
+struct NibbleCount {
+  static constexpr int kM = M, kK = K;
+  static constexpr int kMaxPerChunk = 4 * ((1 << M) - 1) * ((1 << K) - 1);
+  __m256i lut[M + K - 1];
+  NibbleCount() { avx2::scaled_popcount_luts(lut); }
+  [[gnu::always_inline]] __m256i operator()(const __m256i (&wv)[M], const __m256i (&av)[K],
+                                            __m256i acc) const {
+    for (int m = 0; m < M; ++m)
+      for (int k = 0; k < K; ++k)
+        acc = _mm256_add_epi8(acc, _mm256_shuffle_epi8(lut[m + k], _mm256_and_si256(wv[m], av[k])));
+    return acc;
+  }
+};
+
+// P patches x O weight rows, counted by Count (HornerCount or NibbleCount) into byte counters
+// flushed every kFlush chunks. Not inlined into run: each tile keeps its own register allocation
+// (inlined, bgemm__avx2_nib's W1A2 tiles ran ~10% slower).
+template <class Count, int P, int O>
+[[gnu::noinline]] void tile(const uint64_t* a, const uint64_t* w, int lp, int32_t* out, int ldo) {
+  constexpr int M = Count::kM, K = Count::kK;
+  constexpr int kFlush = avx2::steps_per_flush(Count::kMaxPerChunk);
   static_assert(kFlush >= 1, "byte counters would overflow");
-  const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2,
-                                       1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
-  const __m256i low = _mm256_set1_epi8(0x0f);
+  const Count count;
   const __m256i zero = _mm256_setzero_si256();
   __m256i acc[P][O], tot[P][O];
   for (int p = 0; p < P; ++p)
@@ -44,150 +82,61 @@ void tile(const uint64_t* a, const uint64_t* w, int lp, int32_t* out, int ldo) {
       __m256i wv[M];
       for (int m = 0; m < M; ++m)
         wv[m] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + (o * M + m) * lp) + c);
-      for (int p = 0; p < P; ++p) {
-        // Horner over m then k: r = sum 2^(m+k) cnt(w_m & a_k)
-        __m256i r = zero;
-        for (int m = M - 1; m >= 0; --m) {
-          __m256i rk = popcnt_bytes(_mm256_and_si256(wv[m], av[p][K - 1]), lut, low);
-          for (int k = K - 2; k >= 0; --k)
-            rk = _mm256_add_epi8(_mm256_add_epi8(rk, rk),
-                                 popcnt_bytes(_mm256_and_si256(wv[m], av[p][k]), lut, low));
-          r = (m == M - 1) ? rk : _mm256_add_epi8(_mm256_add_epi8(r, r), rk);
-        }
-        acc[p][o] = _mm256_add_epi8(acc[p][o], r);
-      }
+      for (int p = 0; p < P; ++p) acc[p][o] = count(wv, av[p], acc[p][o]);
     }
     if (++since == kFlush) {
-      for (int p = 0; p < P; ++p)
-        for (int o = 0; o < O; ++o) {
-          tot[p][o] = _mm256_add_epi64(tot[p][o], _mm256_sad_epu8(acc[p][o], zero));
-          acc[p][o] = zero;
-        }
+      flush_byte_counters(acc, tot);
       since = 0;
     }
   }
+  flush_byte_counters(acc, tot);
   for (int p = 0; p < P; ++p)
-    for (int o = 0; o < O; ++o) {
-      tot[p][o] = _mm256_add_epi64(tot[p][o], _mm256_sad_epu8(acc[p][o], zero));
-      out[p * ldo + o] = int32_t(hsum_u64(tot[p][o]));
-    }
+    for (int o = 0; o < O; ++o) out[p * ldo + o] = int32_t(hsum_u64(tot[p][o]));
 }
 
-template <int M, int K>
+// kP x kO tiles, then the pixel and channel tails.
+template <class Count, int kO>
 void run(const uint64_t* a, int npix, const uint64_t* w, int noc, int lp, int32_t* out, int ldo) {
-  constexpr int kP = 2, kO = 2;
-  const int64_t as = int64_t(K) * lp, ws = int64_t(M) * lp;
+  constexpr int kP = 2;
+  const int64_t as = int64_t(Count::kK) * lp, ws = int64_t(Count::kM) * lp;
   int o = 0;
   for (; o + kO <= noc; o += kO) {
     int p = 0;
     for (; p + kP <= npix; p += kP)
-      tile<M, K, kP, kO>(a + p * as, w + o * ws, lp, out + int64_t(p) * ldo + o, ldo);
+      tile<Count, kP, kO>(a + p * as, w + o * ws, lp, out + int64_t(p) * ldo + o, ldo);
     for (; p < npix; ++p)
-      tile<M, K, 1, kO>(a + p * as, w + o * ws, lp, out + int64_t(p) * ldo + o, ldo);
+      tile<Count, 1, kO>(a + p * as, w + o * ws, lp, out + int64_t(p) * ldo + o, ldo);
   }
   for (; o < noc; ++o) {
     int p = 0;
     for (; p + kP <= npix; p += kP)
-      tile<M, K, kP, 1>(a + p * as, w + o * ws, lp, out + int64_t(p) * ldo + o, ldo);
+      tile<Count, kP, 1>(a + p * as, w + o * ws, lp, out + int64_t(p) * ldo + o, ldo);
     for (; p < npix; ++p)
-      tile<M, K, 1, 1>(a + p * as, w + o * ws, lp, out + int64_t(p) * ldo + o, ldo);
+      tile<Count, 1, 1>(a + p * as, w + o * ws, lp, out + int64_t(p) * ldo + o, ldo);
   }
 }
 
-// Nibble-split rows (BgemmVariant::split_nibbles): every byte holds one nibble, so the popcount
-// of w AND a is one vpshufb of a LUT pre-scaled by 2^(m+k); 3 ops per plane pair per chunk.
-template <int M, int K, int P, int O>
-void tile_nib(const uint64_t* a, const uint64_t* w, int lp, int32_t* out, int ldo) {
-  constexpr int kMaxPerChunk = 4 * ((1 << M) - 1) * ((1 << K) - 1);
-  constexpr int kFlush = 255 / kMaxPerChunk;
-  static_assert(kFlush >= 1, "byte counters would overflow");
-  __m256i lut[M + K - 1];
-  for (int sft = 0; sft < M + K - 1; ++sft)
-    lut[sft] = _mm256_slli_epi16(_mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0,
-                                                  1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4),
-                                 sft);  // bytes <= 4 << sft < 256: no bits cross into the next byte
-  const __m256i zero = _mm256_setzero_si256();
-  __m256i acc[P][O], tot[P][O];
-  for (int p = 0; p < P; ++p)
-    for (int o = 0; o < O; ++o) acc[p][o] = tot[p][o] = zero;
-  const int chunks = lp / 4;
-  int since = 0;
-  for (int c = 0; c < chunks; ++c) {
-    __m256i av[P][K];
-    for (int p = 0; p < P; ++p)
-      for (int k = 0; k < K; ++k)
-        av[p][k] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + (p * K + k) * lp) + c);
-    for (int o = 0; o < O; ++o)
-      for (int m = 0; m < M; ++m) {
-        const __m256i wv =
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + (o * M + m) * lp) + c);
-        for (int p = 0; p < P; ++p)
-          for (int k = 0; k < K; ++k)
-            acc[p][o] = _mm256_add_epi8(
-                acc[p][o], _mm256_shuffle_epi8(lut[m + k], _mm256_and_si256(wv, av[p][k])));
-      }
-    if (++since == kFlush) {
-      for (int p = 0; p < P; ++p)
-        for (int o = 0; o < O; ++o) {
-          tot[p][o] = _mm256_add_epi64(tot[p][o], _mm256_sad_epu8(acc[p][o], zero));
-          acc[p][o] = zero;
-        }
-      since = 0;
+// The plane counts whose byte counters cannot overflow run Count's tiles; the others (wider
+// planes) the scalar popcnt.
+template <template <int, int> class Count, int kO>
+void run_planes(const uint64_t* a, int npix, const uint64_t* w, int noc, int k_bits, int m_bits,
+                int lp, int32_t* out, int ldo) {
+  const bool done = avx2::with_plane_counts(m_bits, k_bits, [&]<int M, int K>() {
+    if constexpr (avx2::steps_per_flush(Count<M, K>::kMaxPerChunk) >= 1) {
+      run<Count<M, K>, kO>(a, npix, w, noc, lp, out, ldo);
+      return true;
     }
-  }
-  for (int p = 0; p < P; ++p)
-    for (int o = 0; o < O; ++o) {
-      tot[p][o] = _mm256_add_epi64(tot[p][o], _mm256_sad_epu8(acc[p][o], zero));
-      out[p * ldo + o] = int32_t(hsum_u64(tot[p][o]));
-    }
-}
-
-template <int M, int K>
-void run_nib(const uint64_t* a, int npix, const uint64_t* w, int noc, int lp, int32_t* out,
-             int ldo) {
-  constexpr int kP = 2, kO = 3;
-  const int64_t as = int64_t(K) * lp, ws = int64_t(M) * lp;
-  int o = 0;
-  for (; o + kO <= noc; o += kO) {
-    int p = 0;
-    for (; p + kP <= npix; p += kP)
-      tile_nib<M, K, kP, kO>(a + p * as, w + o * ws, lp, out + int64_t(p) * ldo + o, ldo);
-    for (; p < npix; ++p)
-      tile_nib<M, K, 1, kO>(a + p * as, w + o * ws, lp, out + int64_t(p) * ldo + o, ldo);
-  }
-  for (; o < noc; ++o) {
-    int p = 0;
-    for (; p + kP <= npix; p += kP)
-      tile_nib<M, K, kP, 1>(a + p * as, w + o * ws, lp, out + int64_t(p) * ldo + o, ldo);
-    for (; p < npix; ++p)
-      tile_nib<M, K, 1, 1>(a + p * as, w + o * ws, lp, out + int64_t(p) * ldo + o, ldo);
-  }
+    return false;
+  });
+  if (!done) bgemm__avx2_popcnt(a, npix, w, noc, k_bits, m_bits, lp, out, ldo);
 }
 
 }  // namespace
 
+// popcounts of split rows equal those of the original rows, so the fallback reads them as they are
 void bgemm__avx2_nib(const uint64_t* a, int npix, const uint64_t* w, int noc, int k_bits,
                      int m_bits, int lp, int32_t* out, int ldo) {
-  switch (m_bits * 16 + k_bits) {
-    case 0x11:
-      return run_nib<1, 1>(a, npix, w, noc, lp, out, ldo);
-    case 0x12:
-      return run_nib<1, 2>(a, npix, w, noc, lp, out, ldo);
-    case 0x13:
-      return run_nib<1, 3>(a, npix, w, noc, lp, out, ldo);
-    case 0x14:
-      return run_nib<1, 4>(a, npix, w, noc, lp, out, ldo);
-    case 0x21:
-      return run_nib<2, 1>(a, npix, w, noc, lp, out, ldo);
-    case 0x22:
-      return run_nib<2, 2>(a, npix, w, noc, lp, out, ldo);
-    case 0x23:
-      return run_nib<2, 3>(a, npix, w, noc, lp, out, ldo);
-    case 0x24:
-      return run_nib<2, 4>(a, npix, w, noc, lp, out, ldo);
-    default:  // popcounts of split rows equal those of the original rows
-      return bgemm__avx2_popcnt(a, npix, w, noc, k_bits, m_bits, lp, out, ldo);
-  }
+  run_planes<NibbleCount, 3>(a, npix, w, noc, k_bits, m_bits, lp, out, ldo);
 }
 
 void requant_pack__avx2(const int32_t* p, int n, int32_t corr, const float* mul, const float* add,
@@ -256,24 +205,7 @@ void bgemm__avx2_popcnt(const uint64_t* a, int npix, const uint64_t* w, int noc,
 
 void bgemm__avx2(const uint64_t* a, int npix, const uint64_t* w, int noc, int k_bits, int m_bits,
                  int lp, int32_t* out, int ldo) {
-  switch (m_bits * 16 + k_bits) {
-    case 0x11:
-      return run<1, 1>(a, npix, w, noc, lp, out, ldo);
-    case 0x12:
-      return run<1, 2>(a, npix, w, noc, lp, out, ldo);
-    case 0x13:
-      return run<1, 3>(a, npix, w, noc, lp, out, ldo);
-    case 0x14:
-      return run<1, 4>(a, npix, w, noc, lp, out, ldo);
-    case 0x21:
-      return run<2, 1>(a, npix, w, noc, lp, out, ldo);
-    case 0x22:
-      return run<2, 2>(a, npix, w, noc, lp, out, ldo);
-    case 0x23:
-      return run<2, 3>(a, npix, w, noc, lp, out, ldo);
-    default:  // wider planes would overflow byte counters: scalar popcnt
-      return bgemm__avx2_popcnt(a, npix, w, noc, k_bits, m_bits, lp, out, ldo);
-  }
+  run_planes<HornerCount, 2>(a, npix, w, noc, k_bits, m_bits, lp, out, ldo);
 }
 
 }  // namespace bfcn

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kernels/bitconv.h"
+#include "kernels/popcount_bytes__avx2.h"
 
 namespace bfcn {
 namespace {
@@ -22,10 +23,6 @@ namespace {
 constexpr int kVecs = 2;
 constexpr int kBlock = 4 * kVecs;
 
-bool supported(int m_bits, int k_bits) {
-  return m_bits >= 1 && m_bits <= 2 && k_bits >= 1 && k_bits <= 4;
-}
-
 // P pixels x one block of kBlock channels. at: the tile's patch words [lp][P][K] (one pointer walks
 // them); wb: the block's words [lp][M][kVecs][4].
 template <int M, int K, int P>
@@ -33,14 +30,10 @@ void tile(const uint64_t* at, int ls, const uint64_t* wb, int lp, int32_t* out, 
           int valid) {
   // byte counter growth per word index: sum over plane pairs of 4 * 2^(m+k)
   constexpr int kPerWord = 4 * ((1 << M) - 1) * ((1 << K) - 1);
-  constexpr int kFlush = 255 / kPerWord;
+  constexpr int kFlush = avx2::steps_per_flush(kPerWord);
   static_assert(kFlush >= 1, "byte counters would overflow");
   __m256i lut[M + K - 1];
-#pragma GCC unroll 8
-  for (int sft = 0; sft < M + K - 1; ++sft)
-    lut[sft] = _mm256_slli_epi16(_mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0,
-                                                  1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4),
-                                 sft);  // bytes <= 4 << sft < 256: no bits cross into the next byte
+  avx2::scaled_popcount_luts(lut);
   const __m256i zero = _mm256_setzero_si256();
   __m256i acc[P][kVecs];
 #pragma GCC unroll 8
@@ -77,9 +70,9 @@ void tile(const uint64_t* at, int ls, const uint64_t* wb, int lp, int32_t* out, 
     for (int p = 0; p < P; ++p)
 #pragma GCC unroll 8
       for (int j = 0; j < kVecs / 2; ++j) {
-        const __m256i r = _mm256_blend_epi32(
-            _mm256_sad_epu8(acc[p][2 * j], zero),
-            _mm256_slli_epi64(_mm256_sad_epu8(acc[p][2 * j + 1], zero), 32), 0xaa);
+        const __m256i r =
+            _mm256_blend_epi32(avx2::lane_sums(acc[p][2 * j]),
+                               _mm256_slli_epi64(avx2::lane_sums(acc[p][2 * j + 1]), 32), 0xaa);
         acc[p][2 * j] = acc[p][2 * j + 1] = zero;
         int32_t* dst = out + int64_t(p) * ldo + 8 * j;
         const int n = valid - 8 * j;
@@ -145,7 +138,7 @@ void untile(const uint64_t* a, int npix, int k_bits, int lp, uint64_t* dst) {
 
 void prep_weights__avx2_ocv(const uint64_t* w, int noc, int m_bits, int k_bits, int lp,
                             std::vector<uint64_t>* out) {
-  if (!supported(m_bits, k_bits)) {  // the fallback reads the plain layout
+  if (!avx2::compiled_plane_counts(m_bits, k_bits)) {  // the fallback reads the plain layout
     out->assign(w, w + int64_t(noc) * m_bits * lp);
     return;
   }
@@ -165,29 +158,15 @@ void prep_weights__avx2_ocv(const uint64_t* w, int noc, int m_bits, int k_bits, 
 
 void bgemm__avx2_ocv(const uint64_t* a, int npix, const uint64_t* w, int noc, int k_bits,
                      int m_bits, int lp, int32_t* out, int ldo) {
-  switch (m_bits * 16 + k_bits) {
-    case 0x11:
-      return run<1, 1>(a, npix, w, noc, lp, out, ldo);
-    case 0x12:
-      return run<1, 2>(a, npix, w, noc, lp, out, ldo);
-    case 0x13:
-      return run<1, 3>(a, npix, w, noc, lp, out, ldo);
-    case 0x14:
-      return run<1, 4>(a, npix, w, noc, lp, out, ldo);
-    case 0x21:
-      return run<2, 1>(a, npix, w, noc, lp, out, ldo);
-    case 0x22:
-      return run<2, 2>(a, npix, w, noc, lp, out, ldo);
-    case 0x23:
-      return run<2, 3>(a, npix, w, noc, lp, out, ldo);
-    case 0x24:
-      return run<2, 4>(a, npix, w, noc, lp, out, ldo);
-    default: {  // plain (unprepared) split weights; popcounts of split rows equal the originals
-      std::vector<uint64_t> planar(size_t(npix) * k_bits * lp);
-      untile(a, npix, k_bits, lp, planar.data());
-      return bgemm__avx2_popcnt(planar.data(), npix, w, noc, k_bits, m_bits, lp, out, ldo);
-    }
-  }
+  if (avx2::with_plane_counts(m_bits, k_bits, [&]<int M, int K>() {
+        run<M, K>(a, npix, w, noc, lp, out, ldo);
+        return true;
+      }))
+    return;
+  // plain (unprepared) split weights; popcounts of split rows equal the originals
+  std::vector<uint64_t> planar(size_t(npix) * k_bits * lp);
+  untile(a, npix, k_bits, lp, planar.data());
+  bgemm__avx2_popcnt(planar.data(), npix, w, noc, k_bits, m_bits, lp, out, ldo);
 }
 
 }  // namespace bfcn
