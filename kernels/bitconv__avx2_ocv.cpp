@@ -24,10 +24,11 @@ constexpr int kVecs = 2;
 constexpr int kBlock = 4 * kVecs;
 
 // P pixels x one block of kBlock channels. at: the tile's patch words [lp][P][K] (one pointer walks
-// them); wb: the block's words [lp][M][kVecs][4].
+// them); wb: the block's words [lp][M][kVecs][4]. Not inlined into run (as GCC chose before the
+// plane-count dispatch was inlined): each tile keeps its own register allocation.
 template <int M, int K, int P>
-void tile(const uint64_t* at, int ls, const uint64_t* wb, int lp, int32_t* out, int ldo,
-          int valid) {
+[[gnu::noinline]] void tile(const uint64_t* at, int ls, const uint64_t* wb, int lp, int32_t* out,
+                            int ldo, int valid) {
   // byte counter growth per word index: sum over plane pairs of 4 * 2^(m+k)
   constexpr int kPerWord = 4 * ((1 << M) - 1) * ((1 << K) - 1);
   constexpr int kFlush = avx2::steps_per_flush(kPerWord);
