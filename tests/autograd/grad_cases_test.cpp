@@ -208,17 +208,23 @@ std::vector<GradCase> make_cases() {
     const Tensor rm = random_tensor(Shape{ch}, rng, -0.5f, 0.5f);
     const Tensor rv = random_tensor(Shape{ch}, rng, 0.5f, 1.5f);
     // affine: gamma and/or beta present; they follow x in the inputs in that order.
-    const auto bn_case = [&](const std::string& name, bool training, bool has_gamma,
-                             bool has_beta) {
+    // synced: through the synchronised-BN path (set_batch_norm_sync) with one replica, whose sum
+    // is the identity: statistics from (count, sum, sum of squares), the backward's sums passed
+    // through the replica sum (tests/autograd/batch_norm_sync_test.cpp checks two replicas).
+    const auto bn_case = [&](const std::string& name, bool training, bool has_gamma, bool has_beta,
+                             bool synced = false) {
       std::vector<Tensor> in{random_tensor(s, rng, -2.0f, 2.0f)};
       if (has_gamma) in.push_back(random_tensor(Shape{ch}, rng, 0.5f, 1.5f));
       if (has_beta) in.push_back(random_tensor(Shape{ch}, rng));
       add_case(
           "batch_norm2d " + name, std::move(in),
-          [rm, rv, training, has_gamma, has_beta](const Vars& v) {
+          [rm, rv, training, has_gamma, has_beta, synced](const Vars& v) {
             Tensor m = rm.clone(), var = rv.clone();
-            return batch_norm2d(v[0], has_gamma ? v[1] : Var(),
-                                has_beta ? v[has_gamma ? 2 : 1] : Var(), m, var, training);
+            if (synced) set_batch_norm_sync([](double*, size_t) {});
+            Var y = batch_norm2d(v[0], has_gamma ? v[1] : Var(),
+                                 has_beta ? v[has_gamma ? 2 : 1] : Var(), m, var, training);
+            set_batch_norm_sync({});
+            return y;
           },
           [rm_d = widen(rm), rv_d = widen(rv), training, has_gamma, has_beta](const Refs& r) {
             return ref::batch_norm2d(r[0], has_gamma ? &r[1] : nullptr,
@@ -230,6 +236,7 @@ std::vector<GradCase> make_cases() {
     bn_case("train no affine", true, false, false);
     bn_case("train beta only", true, false, true);
     bn_case("eval", false, true, true);
+    bn_case("train synced", true, true, true, /*synced=*/true);
 
     // ---- upsample: up to odd sizes, down to sizes that include 1 (align_corners' 0/0 case) ----
     for (bool ac : {false, true}) {
