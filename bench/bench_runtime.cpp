@@ -340,8 +340,11 @@ int bench_runtime(const cli::Args& args) {
       nlohmann::json layers = nlohmann::json::array();
       double bit_ms = 0, bit_fp32_ms = 0, bit_int8_ms = 0;
       const auto& hl = model.header()["layers"];
-      printf("\nW%dA%d, %d thread(s): whole network %.2f ms, our FP32 path %.2f ms (%.2fx)\n", wb,
-             ab, threads, total, total_fp32, total_fp32 / total);
+      // A --model file has no single width: name it by its file (was printed as "W0A0").
+      const std::string label =
+          wb > 0 ? "W" + std::to_string(wb) + "A" + std::to_string(ab) : "model " + f.model;
+      printf("\n%s, %d thread(s): whole network %.2f ms, our FP32 path %.2f ms (%.2fx)\n",
+             label.c_str(), threads, total, total_fp32, total_fp32 / total);
       printf("%-24s %-9s %8s %7s %8s %6s %9s %9s %6s %6s %s\n", "layer", "type", "ms", "GMAC",
              "GMAC/s", "ceil%", "dnnl_f32", "dnnl_i8", "x_f32", "x_i8", "kernel");
       for (size_t i = 0; i < hl.size() && i < prof.size(); ++i) {
