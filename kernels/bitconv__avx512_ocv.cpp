@@ -346,74 +346,57 @@ void threshold_pack__avx512(const int32_t* p, int n, int oc, const int32_t* corr
   }
 }
 
-void bgemm__avx512_ocv(const uint64_t* a, int npix, const uint64_t* w, int noc, int k_bits,
-                       int m_bits, int lp, int32_t* out, int ldo) {
+namespace {
+
+// Calls f.template operator()<M, K>() for the supported widths (supported()); false otherwise.
+template <class F>
+bool with_widths(int m_bits, int k_bits, F&& f) {
   switch (m_bits * 16 + k_bits) {
     case 0x11:
-      return run<1, 1>(a, npix, w, noc, lp, out, ldo);
+      return f.template operator()<1, 1>(), true;
     case 0x12:
-      return run<1, 2>(a, npix, w, noc, lp, out, ldo);
+      return f.template operator()<1, 2>(), true;
     case 0x13:
-      return run<1, 3>(a, npix, w, noc, lp, out, ldo);
+      return f.template operator()<1, 3>(), true;
     case 0x14:
-      return run<1, 4>(a, npix, w, noc, lp, out, ldo);
+      return f.template operator()<1, 4>(), true;
     case 0x21:
-      return run<2, 1>(a, npix, w, noc, lp, out, ldo);
+      return f.template operator()<2, 1>(), true;
     case 0x22:
-      return run<2, 2>(a, npix, w, noc, lp, out, ldo);
+      return f.template operator()<2, 2>(), true;
     case 0x23:
-      return run<2, 3>(a, npix, w, noc, lp, out, ldo);
+      return f.template operator()<2, 3>(), true;
     case 0x24:
-      return run<2, 4>(a, npix, w, noc, lp, out, ldo);
-    default: {  // plain (unprepared) weights of any lp: the scalar reference on untiled patches
-      std::vector<uint64_t> planar(size_t(npix) * k_bits * lp);
-      untile(a, npix, k_bits, lp, planar.data());
-      return bgemm__ref(planar.data(), npix, w, noc, k_bits, m_bits, lp, out, ldo);
-    }
+      return f.template operator()<2, 4>(), true;
+    default:
+      return false;
   }
+}
+
+}  // namespace
+
+void bgemm__avx512_ocv(const uint64_t* a, int npix, const uint64_t* w, int noc, int k_bits,
+                       int m_bits, int lp, int32_t* out, int ldo) {
+  if (with_widths(m_bits, k_bits,
+                  [&]<int M, int K>() { run<M, K>(a, npix, w, noc, lp, out, ldo); }))
+    return;
+  // plain (unprepared) weights of any lp: the scalar reference on untiled patches
+  std::vector<uint64_t> planar(size_t(npix) * k_bits * lp);
+  untile(a, npix, k_bits, lp, planar.data());
+  bgemm__ref(planar.data(), npix, w, noc, k_bits, m_bits, lp, out, ldo);
 }
 
 bool bgemm_direct__avx512_ocv(const uint64_t* a, const int64_t* loff, int npix, int stride,
                               const uint64_t* w, int noc, int k_bits, int m_bits, int lp,
                               int32_t* out, int ldo, const ThresholdEpilogue* te) {
-  if (supported(m_bits, k_bits) && (stride == 1 || stride == 2)) {
-    if (te && (te->bits < 1 || te->bits > 2 || te->res_bits > 2 || (te->res && te->res_bits < 1)))
-      te = nullptr;
-    const bool fused = te != nullptr;
-    switch (m_bits * 16 + k_bits) {
-      case 0x11:
-        run_direct_strided<1, 1>(a, loff, npix, stride, w, noc, lp, out, ldo, te);
-        return fused;
-      case 0x12:
-        run_direct_strided<1, 2>(a, loff, npix, stride, w, noc, lp, out, ldo, te);
-        return fused;
-      case 0x13:
-        run_direct_strided<1, 3>(a, loff, npix, stride, w, noc, lp, out, ldo, te);
-        return fused;
-      case 0x14:
-        run_direct_strided<1, 4>(a, loff, npix, stride, w, noc, lp, out, ldo, te);
-        return fused;
-      case 0x21:
-        run_direct_strided<2, 1>(a, loff, npix, stride, w, noc, lp, out, ldo, te);
-        return fused;
-      case 0x22:
-        run_direct_strided<2, 2>(a, loff, npix, stride, w, noc, lp, out, ldo, te);
-        return fused;
-      case 0x23:
-        run_direct_strided<2, 3>(a, loff, npix, stride, w, noc, lp, out, ldo, te);
-        return fused;
-      case 0x24:
-        run_direct_strided<2, 4>(a, loff, npix, stride, w, noc, lp, out, ldo, te);
-        return fused;
-      default:
-        break;
-    }
-  }
-  // Other widths or strides: gather planar patches, then the scalar reference (the prepared
-  // layout of unsupported widths is the plain one).
-  std::vector<uint64_t> planar(size_t(npix) * k_bits * lp);
+  if (te && (te->bits < 1 || te->bits > 2 || te->res_bits > 2 || (te->res && te->res_bits < 1)))
+    te = nullptr;
+  if ((stride == 1 || stride == 2) && with_widths(m_bits, k_bits, [&]<int M, int K>() {
+        run_direct_strided<M, K>(a, loff, npix, stride, w, noc, lp, out, ldo, te);
+      }))
+    return te != nullptr;
   if (supported(m_bits, k_bits)) {  // a stride > 2: the prepared layout, so the tiled kernel
-    std::vector<uint64_t> tiled(planar.size());
+    std::vector<uint64_t> tiled(size_t(npix) * k_bits * lp);
     for (int t0 = 0; t0 < npix; t0 += kOcv512PixelTile) {
       const int n = std::min(kOcv512PixelTile, npix - t0);
       for (int l = 0; l < lp; ++l)
@@ -425,6 +408,8 @@ bool bgemm_direct__avx512_ocv(const uint64_t* a, const int64_t* loff, int npix, 
     bgemm__avx512_ocv(tiled.data(), npix, w, noc, k_bits, m_bits, lp, out, ldo);
     return false;
   }
+  // Other widths: planar patches and the scalar reference (their prepared layout is the plain one).
+  std::vector<uint64_t> planar(size_t(npix) * k_bits * lp);
   for (int p = 0; p < npix; ++p)
     for (int k = 0; k < k_bits; ++k)
       for (int l = 0; l < lp; ++l)
