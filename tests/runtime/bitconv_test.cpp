@@ -527,6 +527,31 @@ TEST_CASE("every variant equals the reference on the ResNet-18/34 FCN-8s layer s
     }
 }
 
+namespace {
+
+// The level of integer dot i by the float epilogue (requant_pack__ref on one channel: p = 0 and
+// corr = -i give I = i), with an optional residual value.
+int float_level(int64_t i, float mul, float add, const float* res, int bits) {
+  const int32_t p = 0;
+  uint64_t planes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  requant_pack__ref(&p, 1, int32_t(-i), &mul, &add, res, bits, planes);
+  int level = 0;
+  for (int b = 0; b < bits; ++b) level |= int(planes[b] & 1) << b;
+  return level;
+}
+
+// The level of integer dot i by channel o's thresholds of residual code rq (requant_thresholds).
+int threshold_level(const std::vector<int32_t>& thr, const std::vector<int32_t>& neg, int ldt,
+                    int bits, int rq, int o, int64_t i) {
+  const int levels = (1 << bits) - 1;
+  const int64_t x = neg[size_t(o)] ? -i : i;
+  int level = 0;
+  for (int t = 0; t < levels; ++t) level += x >= thr[(size_t(rq) * levels + t) * ldt + o];
+  return level;
+}
+
+}  // namespace
+
 TEST_CASE("integer thresholds give the float epilogue's level for every integer dot",
           "[runtime][bitconv]") {
   // requant_thresholds against the float quantizer itself (requant_pack__ref on one channel) for
@@ -551,17 +576,8 @@ TEST_CASE("integer thresholds give the float epilogue's level for every integer 
       INFO("channel " << o << " mul " << mul[size_t(o)] << " add " << add[size_t(o)] << " bits "
                       << bits);
       for (int64_t i = -bound; i <= bound; ++i) {
-        // requant_pack__ref with p = 0 and corr = -i gives I = i.
-        const int32_t p = 0;
-        uint64_t planes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        requant_pack__ref(&p, 1, int32_t(-i), &mul[size_t(o)], &add[size_t(o)], nullptr, bits,
-                          planes);
-        int want = 0;
-        for (int b = 0; b < bits; ++b) want |= int(planes[b] & 1) << b;
-        const int64_t x = neg[size_t(o)] ? -i : i;
-        int got = 0;
-        for (int t = 0; t < (1 << bits) - 1; ++t) got += x >= thr[size_t(t) * ldt + o];
-        REQUIRE(got == want);
+        REQUIRE(threshold_level(thr, neg, ldt, bits, 0, o, i) ==
+                float_level(i, mul[size_t(o)], add[size_t(o)], nullptr, bits));
       }
     }
   }
@@ -633,7 +649,6 @@ TEST_CASE("per-residual-code thresholds give the float epilogue's level with tha
       int ldt = 0;
       REQUIRE(
           requant_thresholds(mul.data(), add.data(), oc, bits, bound, res_bits, &thr, &neg, &ldt));
-      const int levels = (1 << bits) - 1;
       for (int rq = 0; rq < (1 << res_bits); ++rq) {
         // the code's value through the runtime's own dequantizer
         uint64_t code[2] = {uint64_t(rq & 1), uint64_t((rq >> 1) & 1)};
@@ -641,17 +656,9 @@ TEST_CASE("per-residual-code thresholds give the float epilogue's level with tha
         unpack_dequant_act(code, 1, 1, res_bits, &res);
         for (int o = 0; o < oc; ++o)
           for (int64_t i = -bound; i <= bound; ++i) {
-            const int32_t p = 0;
-            uint64_t planes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-            requant_pack__ref(&p, 1, int32_t(-i), &mul[size_t(o)], &add[size_t(o)], &res, bits,
-                              planes);
-            int want = 0;
-            for (int b = 0; b < bits; ++b) want |= int(planes[b] & 1) << b;
-            const int64_t x = neg[size_t(o)] ? -i : i;
-            int got = 0;
-            for (int t = 0; t < levels; ++t) got += x >= thr[(size_t(rq) * levels + t) * ldt + o];
             INFO("res_bits " << res_bits << " code " << rq << " channel " << o << " I " << i);
-            REQUIRE(got == want);
+            REQUIRE(threshold_level(thr, neg, ldt, bits, rq, o, i) ==
+                    float_level(i, mul[size_t(o)], add[size_t(o)], &res, bits));
           }
       }
     }
