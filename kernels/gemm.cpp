@@ -339,13 +339,15 @@ void sgemm_pack_b(int64_t k, int64_t n, const float* b, int64_t rs_b, int64_t cs
 
 namespace {
 
-// sgemm_arows_packed_b over 12x32 tiles: 12 rows of A in place while at least 12 remain, then 6,
-// then the last partial rows zero-padded to 6 in a copy; 32-column tiles, 16 at the right edge.
-void arows_tiles(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* bp,
-                 float* c, int64_t ldc, bool accumulate, const GemmVariant& v) {
+// A in place over 12x32 tiles: 12 rows of A in place while at least 12 remain, then 6, then the
+// last partial rows zero-padded to 6 in a copy; 32-column tiles, 16 at the right edge. B element
+// (p, j) is at b + (j/16)*b_next + p*ldb + j%16: packed panels (ldb 16, b_next 16k) or a row-major
+// B read in place (ldb, b_next 16).
+void arows_tiles(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+                 int64_t ldb, int64_t b_next, float* c, int64_t ldc, bool accumulate,
+                 const GemmVariant& v) {
   alignas(64) float tile[4 * kGemmMr * kGemmNr];
   constexpr int64_t ldt = 2 * kGemmNr;
-  const int64_t b_next = k * kGemmNr;
   const int64_t kb = kc_block(v);
   for (int64_t pc = 0; pc < k; pc += kb) {
     const int64_t kc = std::min(kb, k - pc);
@@ -369,13 +371,13 @@ void arows_tiles(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, c
           const int64_t nr = std::min<int64_t>(2 * kGemmNr, n - jr);
           const int np = nr > kGemmNr ? 2 : 1;
           const GemmTileArows fn = v.tile_arows[mp - 1][np - 1];
-          const float* bpanel = bp + (jr / kGemmNr) * b_next + pc * kGemmNr;
+          const float* bpanel = b + (jr / kGemmNr) * b_next + pc * ldb;
           float* cp = c + ir * ldc + jr;
           if (mr == mp * kGemmMr && nr == np * kGemmNr) {
-            fn(kc, ablk, ld, bpanel, kGemmNr, b_next, cp, ldc, acc);
+            fn(kc, ablk, ld, bpanel, ldb, b_next, cp, ldc, acc);
             continue;
           }
-          fn(kc, ablk, ld, bpanel, kGemmNr, b_next, tile, ldt, false);
+          fn(kc, ablk, ld, bpanel, ldb, b_next, tile, ldt, false);
           for (int64_t i = 0; i < mr; ++i)
             for (int64_t j = 0; j < nr; ++j)
               cp[i * ldc + j] = acc ? cp[i * ldc + j] + tile[i * ldt + j] : tile[i * ldt + j];
@@ -394,7 +396,7 @@ void sgemm_arows_packed_b(int64_t m, int64_t n, int64_t k, const float* a, int64
   if (zero_depth(m, n, k, c, ldc, accumulate)) return;
   const GemmVariant& v = sgemm_active();
   if (v.tile_arows[0][0] != nullptr) {
-    arows_tiles(m, n, k, a, lda, bp, c, ldc, accumulate, v);
+    arows_tiles(m, n, k, a, lda, bp, kGemmNr, k * kGemmNr, c, ldc, accumulate, v);
     return;
   }
   const GemmMicrokernelArows uk = v.ukernel_arows;
@@ -435,6 +437,16 @@ void sgemm_arows_packed_b(int64_t m, int64_t n, int64_t k, const float* a, int64
       }
     }
   }
+}
+
+bool sgemm_has_arows_brows() { return sgemm_active().tile_arows[0][0] != nullptr; }
+
+void sgemm_arows_brows(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+                       int64_t ldb, float* c, int64_t ldc, bool accumulate) {
+  if (zero_depth(m, n, k, c, ldc, accumulate)) return;
+  const GemmVariant& v = sgemm_active();
+  assert(v.tile_arows[0][0] != nullptr);
+  arows_tiles(m, n, k, a, lda, b, ldb, kGemmNr, c, ldc, accumulate, v);
 }
 
 void sgemm_pack_a(int64_t m, int64_t k, const float* a, int64_t rs_a, int64_t cs_a,

@@ -52,6 +52,14 @@ void sgemm_pack_b(int64_t k, int64_t n, const float* b, int64_t rs_b, int64_t cs
 void sgemm_arows_packed_b(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
                           const float* bp, float* c, int64_t ldc, bool accumulate);
 
+// Single-threaded, both operands read in place: A row-major [m,k] (leading dimension lda) and B
+// row-major [k,n] (leading dimension ldb, readable up to ceil(n/16)*16 columns, any alignment).
+// Only for variants with multi-panel tiles (sgemm_has_arows_brows()): no packing at all, for
+// operands that are already laid out row by row (conv weights and an im2col block).
+bool sgemm_has_arows_brows();
+void sgemm_arows_brows(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+                       int64_t ldb, float* c, int64_t ldc, bool accumulate);
+
 // Plain triple loop with double accumulation, for tests.
 void sgemm__ref(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a, int64_t cs_a,
                 const float* b, int64_t rs_b, int64_t cs_b, float* c, int64_t ldc, bool accumulate);

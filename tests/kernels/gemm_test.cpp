@@ -113,10 +113,23 @@ void check_entry_points(Rng& rng) {
       for (int64_t p = 0; p < k; ++p)
         for (int64_t j = 0; j < ldb; ++j) brow[p * ldb + j] = j < n ? b[p * n + j] : 0.0f;
       sgemm_packed_a(m, n, k, ap, brow, ldb, c4.data(), n, acc);
-      std::free(brow);
       sgemm_packed(m, n, k, ap, bp, c1.data(), n, acc);
       sgemm_packed_b(m, n, k, a.data(), k, 1, bp, c2.data(), n, acc);
       sgemm_arows_packed_b(m, n, k, a.data(), k, bp, c3.data(), n, acc);
+      if (sgemm_has_arows_brows()) {  // both operands in place (multi-panel tile variants only)
+        auto c5 = c0;
+        sgemm_arows_brows(m, n, k, a.data(), k, brow, ldb, c5.data(), n, acc);
+        CHECK(rel_err(c5, want) < tol_for(k));
+        CHECK(c5 == c3);            // same tiles and k order as the packed-B form
+        const int64_t lda = k + 3;  // A rows with an odd leading dimension
+        std::vector<float> a_ld(static_cast<size_t>(m * lda), 9.0f);
+        for (int64_t i = 0; i < m; ++i)
+          std::copy(a.begin() + i * k, a.begin() + (i + 1) * k, a_ld.begin() + i * lda);
+        auto c6 = c0;
+        sgemm_arows_brows(m, n, k, a_ld.data(), lda, brow, ldb, c6.data(), n, acc);
+        CHECK(c6 == c5);
+      }
+      std::free(brow);
       INFO("m=" << m << " n=" << n << " k=" << k << " acc=" << acc);
       CHECK(rel_err(c1, want) < tol_for(k));
       CHECK(rel_err(c2, want) < tol_for(k));
