@@ -186,7 +186,10 @@ void col2im_channels(const ConvGeom& g, const Dims& d, const float* col, int64_t
             if (b > a) scatter_add_stride2__avx2(ss + (a - ow0), row + (2 * a + off_w), b - a);
           } else
 #endif
-          {
+              if (g.stride_w == 1) {  // contiguous: a loop the compiler vectorizes
+            float* dst = row + off_w - ow0;
+            for (int64_t ow = a; ow < b; ++ow) dst[ow] += ss[ow - ow0];
+          } else {
             for (int64_t ow = a; ow < b; ++ow) row[ow * g.stride_w + off_w] += ss[ow - ow0];
           }
         }
@@ -291,9 +294,35 @@ void conv2d_backward_input(const ConvGeom& g, const float* dy, const float* w, f
   // dcol chunk near 1 MiB, written by the GEMM and read back by col2im while still in cache,
   // but >= 256 columns so that repacking W^T per chunk stays cheap.
   const int64_t chunk = chunk_cols(d, g_col_budget / 8, 256);
+  // With the multi-panel (AVX-512) tiles, W^T is packed once per call for every (group, channel
+  // block), shared by the team, and each dY chunk is copied row by row into a buffer whose row
+  // stride is off powers of two (dY rows a whole image apart alias in L1), then read in place.
+  // Repacking W^T and transposing dY into panels per chunk had cost a tenth of the time.
+  // When every W^T block serves a single chunk (the 512-channel layer at batch 1), packing it per
+  // L2-sized block inside sgemm is cheaper than writing and re-reading a whole packed copy.
+  const bool wt_once =
+      !d.direct && sgemm_has_arows_brows() && g.n * ((d.p + chunk - 1) / chunk) > 1;
+  const int64_t blk_rows = cb * khw, blk_pan = (blk_rows + kGemmMr - 1) / kGemmMr;
+  const int64_t wt_blk = blk_pan * kGemmMr * d.kg;  // floats per (group, block)
+  float* wt = wt_once ? t_wpack.get(static_cast<size_t>(g.groups * nblk * wt_blk)) : nullptr;
+  const int64_t ldb = (chunk + kGemmNr - 1) / kGemmNr * kGemmNr + kGemmNr;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     float* col = d.direct ? nullptr : t_col.get(static_cast<size_t>(cb * khw * chunk));
+    float* dyc = wt_once ? t_tmp.get(static_cast<size_t>(d.kg * ldb)) : nullptr;
+    if (wt_once) {
+      int64_t lo, hi;
+      split_range(g.groups * nblk * blk_pan, 1, omp_get_thread_num(), omp_get_num_threads(), lo,
+                  hi);
+      for (int64_t q = lo; q < hi; ++q) {
+        const int64_t gb = q / blk_pan, qq = q % blk_pan, gi = gb / nblk, c0 = (gb % nblk) * cb;
+        const int64_t rows = (std::min(d.cg, c0 + cb) - c0) * khw;
+        if (qq * kGemmMr < rows)  // A = W^T: A(i,k) = W[k*R + i]
+          sgemm_pack_a(rows, d.kg, w + gi * d.kg * d.r + c0 * khw, 1, d.r, qq, qq + 1,
+                       wt + gb * wt_blk);
+      }
+#pragma omp barrier
+    }
 #pragma omp for schedule(dynamic, 1) nowait
     for (int64_t task = 0; task < g.n * g.groups * nblk; ++task) {
       const int64_t in = task / (g.groups * nblk), gi = (task / nblk) % g.groups;
@@ -308,8 +337,19 @@ void conv2d_backward_input(const ConvGeom& g, const float* dy, const float* w, f
       std::fill(dxg + c0 * d.hw, dxg + c1 * d.hw, 0.0f);
       for (int64_t p0 = 0; p0 < d.p; p0 += chunk) {
         const int64_t np = std::min(chunk, d.p - p0);
-        sgemm((c1 - c0) * khw, np, d.kg, wg + c0 * khw, 1, d.r, dyg + p0, d.p, 1, col, np, false,
-              1);
+        if (wt_once) {
+          const int64_t np16 = (np + kGemmNr - 1) / kGemmNr * kGemmNr;
+          for (int64_t kk = 0; kk < d.kg; ++kk) {
+            float* dst = dyc + kk * ldb;
+            std::memcpy(dst, dyg + kk * d.p + p0, static_cast<size_t>(np) * sizeof(float));
+            std::fill(dst + np, dst + np16, 0.0f);
+          }
+          sgemm_packed_a((c1 - c0) * khw, np, d.kg, wt + (gi * nblk + c0 / cb) * wt_blk, dyc, ldb,
+                         col, np, false);
+        } else {
+          sgemm((c1 - c0) * khw, np, d.kg, wg + c0 * khw, 1, d.r, dyg + p0, d.p, 1, col, np, false,
+                1);
+        }
         col2im_channels(g, d, col, p0, np, c0, c1, dxg);
       }
     }
