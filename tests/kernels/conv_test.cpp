@@ -184,6 +184,14 @@ void check_gemm_variant(Isa isa) {
   check_geom(geom_of({40, 9, 10, 76, 3, 3, 2, 1, 1, 1, 1, 1, 1}, 2), rng);
   check_geom(geom_of({70, 11, 9, 44, 1, 1, 1, 1, 0, 0, 1, 1, 1}, 1), rng);
   check_geom(geom_of({3, 30, 30, 64, 7, 7, 2, 2, 3, 3, 1, 1, 1}, 1), rng);
+  // >= 4096 output pixels: stride-1 backward-data runs as a forward conv of dY with flipped,
+  // transposed weights (AVX-512), incl. padding 0, dilation, groups and a rectangular kernel;
+  // padding past dilation*(kernel-1) keeps the GEMM + col2im path.
+  check_geom(geom_of({8, 64, 66, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1}, 1), rng);
+  check_geom(geom_of({5, 66, 66, 7, 3, 3, 1, 1, 0, 0, 1, 1, 1}, 1), rng);
+  check_geom(geom_of({6, 70, 60, 12, 3, 3, 1, 1, 2, 2, 2, 2, 1}, 1), rng);
+  check_geom(geom_of({8, 65, 64, 6, 3, 5, 1, 1, 1, 2, 1, 1, 2}, 1), rng);
+  check_geom(geom_of({4, 64, 64, 8, 3, 3, 1, 1, 3, 3, 1, 1, 1}, 1), rng);
   conv2d_set_col_budget(2000);  // chunked paths with the wide tiles
   check_geom(geom_of({32, 14, 13, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1}, 2), rng);
 }
