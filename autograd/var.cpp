@@ -54,10 +54,10 @@ Var make_op(const char* op, Tensor value, const std::vector<Var>& inputs, Backwa
   return Var(std::move(node));
 }
 
-void Var::backward() const {
+void Var::backward(const LeafGradReady& on_leaf_ready) const {
   BFCN_CHECK(value().numel() == 1, "backward: the output has shape ", value().shape(),
              "; backward() without a seed needs a scalar (1 element), or pass a seed gradient");
-  backward(Tensor::full(value().shape(), 1.0f));
+  backward(Tensor::full(value().shape(), 1.0f), on_leaf_ready);
 }
 
 namespace {
@@ -75,7 +75,7 @@ void accumulate(Tensor& g, Tensor d, const char* op, const Shape& want) {
 }
 }  // namespace
 
-void Var::backward(const Tensor& seed) const {
+void Var::backward(const Tensor& seed, const LeafGradReady& on_leaf_ready) const {
   BFCN_CHECK(requires_grad(),
              "backward: this value does not require grad (no parameter feeds it, "
              "or it was computed under NoGradGuard)");
@@ -101,7 +101,16 @@ void Var::backward(const Tensor& seed) const {
       stack.pop_back();
     }
   }
+  // With on_leaf_ready: how many op edges still feed each leaf's gradient (a leaf's gradient is
+  // final when the last op using it has run).
+  std::unordered_map<Node*, int> leaf_uses;
+  if (on_leaf_ready)
+    for (const auto& n : order)
+      if (n->backward)
+        for (const auto& in : n->inputs)
+          if (in->requires_grad && !in->backward) ++leaf_uses[in.get()];
   accumulate(node_->grad, seed.clone(), node_->op, node_->value.shape());
+  if (on_leaf_ready && !node_->backward) on_leaf_ready(*node_);  // backward() from a leaf
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     Node* n = it->get();
     if (!n->backward) continue;  // a leaf: keeps its grad
@@ -118,6 +127,9 @@ void Var::backward(const Tensor& seed) const {
         accumulate(in->grad, std::move(grads[i]), n->op, in->value.shape());
       }
     }
+    if (on_leaf_ready)
+      for (const auto& in : n->inputs)
+        if (in->requires_grad && !in->backward && --leaf_uses.at(in.get()) == 0) on_leaf_ready(*in);
     // Free the closure (and what it saved), the edges and this intermediate's gradient.
     n->backward = nullptr;
     n->inputs.clear();

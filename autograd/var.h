@@ -29,6 +29,15 @@ struct Node {
   BackwardFn backward;
 };
 
+// Told by backward() about each leaf that requires grad as soon as its gradient is final (every
+// op that uses the leaf has run), so a caller can start work on early gradients while the rest of
+// the pass runs (data-parallel training starts reducing them: train/distributed.h). Each leaf
+// reached by the pass is reported once, in the order gradients become final (roughly reverse
+// layer order); leaf.grad is undefined if no gradient reached it (and none was accumulated
+// before). Called on the thread that runs backward(), between ops (never from inside an op's
+// parallel region).
+using LeafGradReady = std::function<void(Node& leaf)>;
+
 class Var {
  public:
   Var() = default;
@@ -46,8 +55,9 @@ class Var {
   const char* op() const;
 
   // Reverse pass from this value. A scalar (numel 1) seeds with 1; otherwise pass `seed`.
-  void backward() const;
-  void backward(const Tensor& seed) const;
+  // on_leaf_ready (optional) is told about each leaf gradient once it is final (LeafGradReady).
+  void backward(const LeafGradReady& on_leaf_ready = {}) const;
+  void backward(const Tensor& seed, const LeafGradReady& on_leaf_ready = {}) const;
 
   // A new leaf sharing this value, cut from the graph (like PyTorch's detach()).
   Var detach() const { return Var(value(), false); }

@@ -91,10 +91,13 @@ json measure_ours(const json& model_cfg, const Setup& s) {
 }
 
 // Under mpirun (N ranks, no fork): each rank steps on batch/N images and the gradients are
-// averaged (train/distributed.h, bucketed MPI_Allreduce) before the update, as `bfcn train` does.
-// Step time is barrier to barrier (the slowest rank); the allreduce time includes waiting for the
-// slowest rank to arrive.
-json measure_data_parallel(const json& model_cfg, const Setup& s, bfcn::Communicator& comm) {
+// averaged (train/distributed.h: GradientReducer, 4 MB buckets, MPI_Iallreduce overlapped with the
+// backward pass unless --grad-overlap off) before the update, as `bfcn train` does. Step time is
+// barrier to barrier (the slowest rank); the allreduce time is the time the step spends in the
+// reducer (packing, starting and polling sums during backward, then waiting for them and
+// unpacking), which includes waiting for the slowest rank to arrive.
+json measure_data_parallel(const json& model_cfg, const Setup& s, bool overlap,
+                           bfcn::Communicator& comm) {
   const int n = comm.size();
   BFCN_CHECK(s.batch % n == 0, "bench train: --batch ", s.batch, " is not divisible by the ", n,
              " MPI ranks");
@@ -106,11 +109,11 @@ json measure_data_parallel(const json& model_cfg, const Setup& s, bfcn::Communic
   double grad_bytes = 0;
   for (const auto& [name, p] : opt->params())
     grad_bytes += 4.0 * static_cast<double>(p.value().numel());
+  bfcn::GradientReducer reducer(comm, opt->params(), 4u << 20, overlap);
   auto step = [&] {
     opt->zero_grad();
     bfcn::Var loss = bfcn::softmax_cross_entropy(model->forward(bfcn::Var(x)), y, 255);
-    loss.backward();
-    bfcn::average_gradients(comm, opt->params());
+    reducer.backward(loss);
     opt->step(0.001);
   };
   step();
@@ -135,6 +138,8 @@ json measure_data_parallel(const json& model_cfg, const Setup& s, bfcn::Communic
           {"allreduce_share", ar[0] / n / total},
           {"allreduce_ms_per_step", ar[0] / n / s.iters * 1e3},
           {"grad_mb", grad_bytes / 1e6},
+          {"buckets", reducer.buckets()},
+          {"grad_overlap", overlap},
           {"ranks", n},
           {"peak_rss_mb", vm_hwm_mb()}};
 }
@@ -188,6 +193,7 @@ int run(const bfcn::cli::Args& a) {
 
   bfcn::Communicator& comm = bfcn::world();
   if (comm.size() > 1) {  // mpirun: the data-parallel measurement, rank 0 prints
+    const bool overlap = a.get("grad-overlap") == "on";
     json results = json::array();
     std::vector<std::pair<std::string, json>> dp_models;
     if (a.has("config")) {
@@ -204,11 +210,12 @@ int run(const bfcn::cli::Args& a) {
     if (comm.is_root())
       std::printf(
           "bench train (data parallel, %s): global batch %d, input %dx%d, %d threads per "
-          "rank, median of %d steps\n%-8s %10s %10s %12s %10s %10s\n",
-          comm.describe().c_str(), s.batch, s.height, s.width, s.threads, s.iters, "model", "img/s",
-          "step ms", "allreduce %", "ar ms", "grad MB");
+          "rank, median of %d steps, gradient reduction %s\n%-8s %10s %10s %12s %10s %10s\n",
+          comm.describe().c_str(), s.batch, s.height, s.width, s.threads, s.iters,
+          overlap ? "overlapped with backward" : "after backward", "model", "img/s", "step ms",
+          "allreduce %", "ar ms", "grad MB");
     for (const auto& [kind, cfg] : dp_models) {
-      json r = measure_data_parallel(cfg, s, comm);
+      json r = measure_data_parallel(cfg, s, overlap, comm);
       r["model"] = kind;
       if (comm.is_root())
         std::printf("%-8s %10.2f %10.1f %11.1f%% %10.1f %10.1f\n", kind.c_str(),
@@ -225,6 +232,7 @@ int run(const bfcn::cli::Args& a) {
                                {"threads", s.threads},
                                {"iters", s.iters},
                                {"ranks", comm.size()},
+                               {"grad_overlap", overlap},
                                {"models", results}});
     return 0;
   }
@@ -295,7 +303,8 @@ BFCN_REGISTER_BENCH(
         .describe("Training-step throughput (img/s) and peak RSS, FP32 and W1A2 FCN8s-ResNet18 by "
                   "default, vs PyTorch (bench/torch_train_ref.py) with the same batch, input and "
                   "threads. Under mpirun -np N: data-parallel steps (batch/N per rank, gradients "
-                  "averaged with MPI_Allreduce) with the allreduce share of the step time.")
+                  "averaged in buckets with MPI_Iallreduce, overlapped with the backward pass "
+                  "unless --grad-overlap off) with the allreduce share of the step time.")
         .usage("bfcn bench train [--config C.json] [--batch B] [--input HxW] [--threads N] "
                "[--json FILE]")
         .with_flags(
@@ -311,6 +320,9 @@ BFCN_REGISTER_BENCH(
                  .at_least(1)
                  .defaults("5"),
              bfcn::cli::choice("peer", {"torch", "none"}, "the peer to run").defaults("torch"),
+             bfcn::cli::choice("grad-overlap", {"on", "off"},
+                               "under mpirun: reduce gradient buckets during backward or after it")
+                 .defaults("on"),
              bfcn::cli::text("json", "FILE", "write results as JSON")})
         .example("bfcn bench train --batch 8 --input 256x256 --threads 2 --json train.json")
         .runs(run));

@@ -43,6 +43,8 @@ json default_train_json() {
       {"seed", 1},
       {"threads", 0},
       {"sync_bn", false},
+      {"grad_overlap", true},
+      {"grad_bucket_mb", 4.0},
       {"calibrate_batches", 0},
       {"bn_recalib_end_batches", 0},
       {"teacher", ""},
@@ -154,6 +156,7 @@ void check_ranges(const json& train, const std::string& source) {
   num(t, "keep_last", 1, 1000000);
   num(t, "seed", 0, 9.2e18);
   num(t, "threads", 0, 1024);
+  num(t, "grad_bucket_mb", 0, 4096, true, false);
   num(t, "calibrate_batches", 0, 100000);
   num(t, "bn_recalib_end_batches", 0, 100000);
   const JsonObject d = t.get_object("distill");
@@ -252,6 +255,8 @@ TrainConfig parse_train_config(const json& t) {
   c.seed = t.at("seed").get<uint64_t>();
   c.threads = t.at("threads").get<int>();
   c.sync_bn = t.at("sync_bn").get<bool>();
+  c.grad_overlap = t.at("grad_overlap").get<bool>();
+  c.grad_bucket_mb = t.at("grad_bucket_mb").get<double>();
   c.calibrate_batches = t.at("calibrate_batches").get<int>();
   c.bn_recalib_end_batches = t.at("bn_recalib_end_batches").get<int>();
   c.teacher = t.at("teacher").get<std::string>();

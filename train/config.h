@@ -33,6 +33,11 @@ struct TrainConfig {
   int threads = 0;  // 0 = OpenMP default
   // Data-parallel runs (mpirun): batch-norm statistics over all ranks' samples, not each rank's.
   bool sync_bn = false;
+  // Data-parallel runs: gradients are averaged in buckets of grad_bucket_mb (MB = 2^20 bytes),
+  // each reduced while the rest of the backward pass runs (grad_overlap; off: after the pass,
+  // the same sums, for debugging).
+  bool grad_overlap = true;
+  double grad_bucket_mb = 4.0;
   // Low-bit recipe (docs/quantization.md). Before the first step of a fresh run: N batches set
   // the learned activation clips from FP statistics, then re-estimate the BN running stats.
   int calibrate_batches = 0;

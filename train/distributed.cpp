@@ -2,7 +2,10 @@
 // process not started by an MPI launcher) the communicator is one rank.
 #include "train/distributed.h"
 
+#include <omp.h>
+
 #include <chrono>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 
@@ -46,12 +49,26 @@ void finalize_mpi() {
 
 bool built_with_mpi() { return BFCN_HAVE_MPI != 0; }
 
-Communicator::Communicator() {
+struct Communicator::Requests {
+#if BFCN_HAVE_MPI
+  std::vector<MPI_Request> started;
+#endif
+};
+
+Communicator::~Communicator() = default;
+
+Communicator::Communicator() : requests_(std::make_unique<Requests>()) {
 #if BFCN_HAVE_MPI
   if (launched_by_mpi()) {
     int provided = 0;
-    // Only the main thread calls MPI (OpenMP regions never do).
+    // Only the main thread calls MPI: the trainer's thread, between OpenMP regions (the gradient
+    // hook of GradientReducer runs between ops; data-loader threads never call MPI).
     check_mpi(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+    BFCN_CHECK(provided >= MPI_THREAD_FUNNELED,
+               "MPI_Init_thread: the MPI library provides thread "
+               "level ",
+               provided, ", below MPI_THREAD_FUNNELED (", MPI_THREAD_FUNNELED,
+               ") which OpenMP threads beside MPI calls need");
     std::atexit(finalize_mpi);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
@@ -77,48 +94,39 @@ Communicator& world() {
   return c;
 }
 
-void Communicator::allreduce_average(const std::vector<std::pair<float*, size_t>>& bufs,
-                                     size_t bucket_bytes) {
+void Communicator::start_sum(float* data, size_t n) {
   if (size_ == 1) return;
 #if BFCN_HAVE_MPI
-  const auto t0 = std::chrono::steady_clock::now();
-  const size_t cap = std::max<size_t>(1, bucket_bytes / sizeof(float));
-  const float inv = 1.0f / static_cast<float>(size_);
-  size_t i = 0;  // next buffer to pack
-  while (i < bufs.size()) {
-    // A buffer larger than a bucket is reduced on its own, in place.
-    if (bufs[i].second >= cap) {
-      check_mpi(MPI_Allreduce(MPI_IN_PLACE, bufs[i].first, static_cast<int>(bufs[i].second),
-                              MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
-                "MPI_Allreduce (gradients)");
-      for (size_t k = 0; k < bufs[i].second; ++k) bufs[i].first[k] *= inv;
-      ++i;
-      continue;
-    }
-    size_t j = i, total = 0;
-    while (j < bufs.size() && bufs[j].second < cap && total + bufs[j].second <= cap)
-      total += bufs[j++].second;
-    bucket_.resize(total);
-    size_t off = 0;
-    for (size_t k = i; k < j; ++k) {
-      std::memcpy(bucket_.data() + off, bufs[k].first, bufs[k].second * sizeof(float));
-      off += bufs[k].second;
-    }
-    check_mpi(MPI_Allreduce(MPI_IN_PLACE, bucket_.data(), static_cast<int>(total), MPI_FLOAT,
-                            MPI_SUM, MPI_COMM_WORLD),
-              "MPI_Allreduce (gradients)");
-    off = 0;
-    for (size_t k = i; k < j; ++k) {
-      for (size_t e = 0; e < bufs[k].second; ++e) bufs[k].first[e] = bucket_[off + e] * inv;
-      off += bufs[k].second;
-    }
-    i = j;
-  }
-  allreduce_seconds_ +=
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  BFCN_CHECK(n <= static_cast<size_t>(INT_MAX), "start_sum: ", n, " floats exceed MPI's int count");
+  MPI_Request r = MPI_REQUEST_NULL;
+  check_mpi(MPI_Iallreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_FLOAT, MPI_SUM,
+                           MPI_COMM_WORLD, &r),
+            "MPI_Iallreduce (gradients)");
+  requests_->started.push_back(r);
 #else
-  (void)bufs;
-  (void)bucket_bytes;
+  (void)data;
+  (void)n;
+#endif
+}
+
+void Communicator::poll() {
+#if BFCN_HAVE_MPI
+  auto& r = requests_->started;
+  if (r.empty()) return;
+  int done = 0;
+  check_mpi(MPI_Testall(static_cast<int>(r.size()), r.data(), &done, MPI_STATUSES_IGNORE),
+            "MPI_Testall (gradients)");
+  if (done) r.clear();
+#endif
+}
+
+void Communicator::wait_all() {
+#if BFCN_HAVE_MPI
+  auto& r = requests_->started;
+  if (r.empty()) return;
+  check_mpi(MPI_Waitall(static_cast<int>(r.size()), r.data(), MPI_STATUSES_IGNORE),
+            "MPI_Waitall (gradients)");
+  r.clear();
 #endif
 }
 
@@ -170,20 +178,116 @@ void Communicator::abort(int code) {
   std::exit(code);
 }
 
-void average_gradients(Communicator& comm, const std::vector<std::pair<std::string, Var>>& params) {
-  if (comm.size() == 1) return;
-  std::vector<std::pair<float*, size_t>> bufs;
-  bufs.reserve(params.size());
-  for (const auto& [name, p] : params) {
-    Node& node = *p.node();
-    Tensor fresh = node.grad.defined() ? node.grad.clone() : Tensor::zeros(p.shape());
-    BFCN_CHECK(fresh.dtype() == DType::f32 && fresh.numel() == p.value().numel(),
-               "average_gradients: gradient of '", name, "' has shape ", fresh.shape(),
-               ", the parameter ", p.shape());
-    node.grad = fresh;
-    bufs.emplace_back(node.grad.f32(), static_cast<size_t>(node.grad.numel()));
+GradientReducer::GradientReducer(Communicator& comm,
+                                 std::vector<std::pair<std::string, Var>> params,
+                                 size_t bucket_bytes, bool overlap)
+    : comm_(comm), params_(std::move(params)), overlap_(overlap) {
+  const size_t n = params_.size(), cap = std::max<size_t>(1, bucket_bytes / sizeof(float));
+  bucket_of_.resize(n);
+  offset_of_.resize(n);
+  packed_.assign(n, 0);
+  for (size_t k = n; k-- > 0;) {  // reverse order: the backward pass finishes the last first
+    const auto& [name, p] = params_[k];
+    BFCN_CHECK(p.value().dtype() == DType::f32, "GradientReducer: parameter '", name,
+               "' is not float32");
+    BFCN_CHECK(index_of_.emplace(p.node().get(), k).second, "GradientReducer: parameter '", name,
+               "' is listed twice");
+    const size_t numel = static_cast<size_t>(p.value().numel());
+    // A new bucket when this one would overflow; a parameter of a bucket's size or more is alone.
+    if (buckets_.empty() || buckets_.back().data.size() + numel > cap || numel >= cap)
+      buckets_.emplace_back();
+    Bucket& b = buckets_.back();
+    bucket_of_[k] = buckets_.size() - 1;
+    offset_of_[k] = b.data.size();
+    b.params.push_back(k);
+    b.data.resize(b.data.size() + numel);
   }
-  comm.allreduce_average(bufs);
+}
+
+GradientReducer::~GradientReducer() {
+  // An exception left sums running (the process is ending through Communicator::abort, as waiting
+  // could hang on the other ranks): MPI may still write into the buckets, so they must outlive us.
+  if (next_start_ > 0) {
+    static std::vector<std::vector<float>> in_flight;
+    for (Bucket& b : buckets_) in_flight.push_back(std::move(b.data));
+  }
+}
+
+void GradientReducer::backward(const Var& loss) {
+  if (comm_.size() == 1) {
+    loss.backward();
+    return;
+  }
+  std::fill(packed_.begin(), packed_.end(), 0);
+  for (Bucket& b : buckets_) b.waiting = b.params.size();
+  next_start_ = 0;
+  if (overlap_) {
+    loss.backward([this](Node& leaf) {
+      const auto found = index_of_.find(&leaf);
+      if (found == index_of_.end()) return;  // a leaf that is not a parameter (an input)
+      // MPI_THREAD_FUNNELED: MPI only from the thread that runs the pass, outside OpenMP regions.
+      BFCN_CHECK(!omp_in_parallel(), "GradientReducer: gradient hook inside a parallel region");
+      const auto t0 = std::chrono::steady_clock::now();
+      pack(found->second);
+      start_ready_buckets();
+      comm_.poll();
+      comm_.add_allreduce_seconds(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    });
+  } else {
+    loss.backward();
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  finish();
+  comm_.add_allreduce_seconds(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+}
+
+void GradientReducer::pack(size_t k) {
+  const auto& [name, p] = params_[k];
+  BFCN_CHECK(!packed_[k], "GradientReducer: the gradient of '", name, "' was reported twice");
+  Bucket& b = buckets_[bucket_of_[k]];
+  float* dst = b.data.data() + offset_of_[k];
+  const Tensor& g = p.node()->grad;
+  const size_t numel = static_cast<size_t>(p.value().numel());
+  if (g.defined()) {
+    BFCN_CHECK(g.dtype() == DType::f32 && static_cast<size_t>(g.numel()) == numel,
+               "GradientReducer: gradient of '", name, "' has shape ", g.shape(),
+               ", the parameter ", p.shape());
+    std::memcpy(dst, g.f32(), numel * sizeof(float));
+  } else {
+    std::memset(dst, 0, numel * sizeof(float));  // no gradient on this rank: contributes zeros
+  }
+  packed_[k] = 1;
+  --b.waiting;
+}
+
+void GradientReducer::start_ready_buckets() {
+  while (next_start_ < buckets_.size() && buckets_[next_start_].waiting == 0) {
+    Bucket& b = buckets_[next_start_];
+    comm_.start_sum(b.data.data(), b.data.size());
+    ++next_start_;
+  }
+}
+
+void GradientReducer::finish() {
+  // Parameters the pass did not reach (or every one, without overlap), then the remaining buckets.
+  for (size_t k = 0; k < params_.size(); ++k)
+    if (!packed_[k]) pack(k);
+  start_ready_buckets();
+  BFCN_ASSERT(next_start_ == buckets_.size());
+  comm_.wait_all();
+  next_start_ = 0;
+  const float inv = 1.0f / static_cast<float>(comm_.size());
+  for (const Bucket& b : buckets_)
+    for (size_t k : b.params) {
+      const Var& p = params_[k].second;
+      Tensor g = Tensor::empty(p.shape());
+      const float* src = b.data.data() + offset_of_[k];
+      float* dst = g.f32();
+      for (int64_t e = 0; e < g.numel(); ++e) dst[e] = src[e] * inv;
+      p.node()->grad = std::move(g);
+    }
 }
 
 void broadcast_tensors(Communicator& comm, const std::vector<Tensor>& tensors) {

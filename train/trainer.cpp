@@ -243,6 +243,9 @@ TrainResult run_training(const TrainOptions& o) {
 #else
   const bool check_replicas = ranks > 1;
 #endif
+  GradientReducer reducer(comm, opt->params(),
+                          static_cast<size_t>(tc.grad_bucket_mb * double(1 << 20)),
+                          tc.grad_overlap);
 
   if (root) {
     fs::create_directories(o.out_dir);
@@ -270,7 +273,9 @@ TrainResult run_training(const TrainOptions& o) {
   if (ranks > 1)
     msg << "data parallel: " << comm.describe() << ", " << tc.batch / ranks
         << " samples per rank per step, " << omp_get_max_threads() << " threads per rank, BN "
-        << (tc.sync_bn ? "synchronised" : "per rank") << "\n";
+        << (tc.sync_bn ? "synchronised" : "per rank") << ", gradients in " << reducer.buckets()
+        << " buckets of <= " << tc.grad_bucket_mb << " MB, "
+        << (tc.grad_overlap ? "overlapped with backward" : "reduced after backward") << "\n";
 
   auto save = [&](int64_t it) {
     res.last_checkpoint = o.out_dir / "last.h5";
@@ -346,10 +351,9 @@ TrainResult run_training(const TrainOptions& o) {
                res.last_checkpoint.empty() ? std::string("none") : res.last_checkpoint.string(),
                " (try a lower train.lr or train.grad_clip)");
     opt->zero_grad();
-    loss.backward();
+    reducer.backward(loss);  // loss.backward(), gradients averaged over the ranks
     logits = Var();
     loss = Var();
-    average_gradients(comm, opt->params());
     if (tc.grad_clip > 0) clip_grad_norm(opt->params(), tc.grad_clip);
     opt->step(lr);
     if (check_replicas) check_replicas_identical(comm, opt->params(), it + 1);

@@ -1,5 +1,7 @@
 // Engine semantics of Var/backward: accumulation, no-grad mode, closure freeing, seeding rules,
 // repeated backward calls and the need-mask.
+#include <algorithm>
+
 #include "autograd/ops.h"
 #include "tests/support/test_support.h"
 
@@ -118,4 +120,54 @@ TEST_CASE("in-place backward closures leave the seed and sibling gradients intac
   r.backward(seed);  // a second pass accumulates into x.grad
   CHECK(x.grad().to_vector() == std::vector<float>{0.0f, 6.0f, 9.0f, 8.0f});
   CHECK(seed.to_vector() == std::vector<float>{1.0f, 2.0f, 3.0f, 4.0f});
+}
+
+TEST_CASE("backward reports each leaf gradient once, as soon as it is final", "[engine]") {
+  // Three "layers" (w1 first, w3 last); w1 is also used by the last op, so its gradient is only
+  // final once the first layer's op has run; x needs no gradient and u is not in the graph.
+  Var x = leaf({1.0f, -2.0f}, false);
+  Var w1 = leaf({0.5f, 2.0f}), w2 = leaf({-1.0f, 3.0f}), w3 = leaf({2.0f, 0.25f}),
+      b3 = leaf({0.1f, 0.2f}), u = leaf({7.0f, 7.0f});
+  Var h1 = relu(mul(x, w1));
+  Var h2 = mul(h1, w2);
+  Var out = sum(add(add(mul(h2, w3), b3), scale(w1, 3.0f)));
+  std::vector<Node*> order;
+  std::vector<Tensor> at_report;
+  out.backward([&](Node& leaf) {
+    order.push_back(&leaf);
+    at_report.push_back(leaf.grad.defined() ? leaf.grad.clone() : Tensor());
+  });
+  REQUIRE(order.size() == 4);  // w1, w2, w3, b3 (not x, not u)
+  auto pos = [&](const Var& v) {
+    return std::find(order.begin(), order.end(), v.node().get()) - order.begin();
+  };
+  for (const Var* v : {&w1, &w2, &w3, &b3}) {
+    const auto p = pos(*v);
+    REQUIRE(p < 4);
+    CHECK(at_report[size_t(p)].to_vector() == v->grad().to_vector());  // final when reported
+  }
+  CHECK(pos(w3) < pos(w2));  // reverse layer order
+  CHECK(pos(b3) < pos(w2));
+  CHECK(pos(w2) < pos(w1));
+  CHECK(pos(u) == 4);
+  // The gradients are those of a pass without the hook: w1 gets x*w2*w3 (relu open at x=1 only)
+  // plus 3 from the last op.
+  CHECK(w1.grad().to_vector() == std::vector<float>{1.0f * -1.0f * 2.0f + 3.0f, 3.0f});
+
+  // Backward from a leaf reports that leaf; a leaf used twice by one op is reported once.
+  Var w = leaf({1.0f, 2.0f});
+  int reports = 0;
+  w.backward(Tensor::full(Shape{2}, 1.0f), [&](Node& leaf) {
+    CHECK(&leaf == w.node().get());
+    ++reports;
+  });
+  CHECK(reports == 1);
+  Var z = leaf({-1.0f, 2.0f});
+  reports = 0;
+  sum(mul(z, z)).backward([&](Node& leaf) {
+    CHECK(&leaf == z.node().get());
+    CHECK(leaf.grad.to_vector() == std::vector<float>{-2.0f, 4.0f});  // both operands' parts
+    ++reports;
+  });
+  CHECK(reports == 1);
 }
