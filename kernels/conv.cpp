@@ -27,12 +27,19 @@ namespace bfcn {
 // Stride-2 row helpers (kernels/conv__avx2.cpp).
 void gather_stride2__avx2(const float* src, float* dst, int64_t n);
 void scatter_add_stride2__avx2(const float* src, float* dst, int64_t n);
+// The same with 16 lanes and masked row ends (kernels/conv__avx512.cpp).
+void gather_stride2__avx512(const float* src, float* dst, int64_t n);
+void scatter_add_stride2__avx512(const float* src, float* dst, int64_t n);
 #endif
 
 namespace {
 #if BFCN_X86
 bool use_avx2() {
   static const bool on = active_isa() >= Isa::avx2;
+  return on;
+}
+bool use_avx512() {
+  static const bool on = active_isa() >= Isa::avx512;
   return on;
 }
 #endif
@@ -148,6 +155,8 @@ void im2col_rows(const ConvGeom& g, const Dims& d, const float* xg, int64_t p0, 
           std::memcpy(dd + (a - ow0), src + (a + off_w),
                       static_cast<size_t>(b - a) * sizeof(float));
 #if BFCN_X86
+        } else if (g.stride_w == 2 && use_avx512()) {
+          gather_stride2__avx512(src + (2 * a + off_w), dd + (a - ow0), b - a);
         } else if (g.stride_w == 2 && use_avx2()) {
           if (b > a) gather_stride2__avx2(src + (2 * a + off_w), dd + (a - ow0), b - a);
 #endif
@@ -182,7 +191,9 @@ void col2im_channels(const ConvGeom& g, const Dims& d, const float* col, int64_t
           const int64_t a = std::clamp(lo, ow0, ow1), b = std::clamp(hi, a, ow1);
           float* row = xc + ih * g.w;
 #if BFCN_X86
-          if (g.stride_w == 2 && use_avx2()) {
+          if (g.stride_w == 2 && use_avx512()) {
+            scatter_add_stride2__avx512(ss + (a - ow0), row + (2 * a + off_w), b - a);
+          } else if (g.stride_w == 2 && use_avx2()) {
             if (b > a) scatter_add_stride2__avx2(ss + (a - ow0), row + (2 * a + off_w), b - a);
           } else
 #endif

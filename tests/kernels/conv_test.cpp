@@ -205,6 +205,48 @@ TEST_CASE("conv2d matches the reference with the sgemm__avx512 GEMM") {
   check_gemm_variant(Isa::avx512);
 }
 
+#if BFCN_X86
+// The stride-2 row helpers of kernels/conv__avx2.cpp / conv__avx512.cpp (declared there).
+void gather_stride2__avx2(const float* src, float* dst, int64_t n);
+void scatter_add_stride2__avx2(const float* src, float* dst, int64_t n);
+void gather_stride2__avx512(const float* src, float* dst, int64_t n);
+void scatter_add_stride2__avx512(const float* src, float* dst, int64_t n);
+
+namespace {
+using RowFn = void (*)(const float*, float*, int64_t);
+// Against the scalar loops for every length 0..70 (full steps and masked ends): same values, and
+// nothing outside the row touched (the buffers are guarded on both sides).
+void check_stride2_helpers(Isa isa, RowFn gather, RowFn scatter_add) {
+  if (!isa_supported(isa)) BFCN_SKIP_ISA(std::string("this CPU lacks ") + isa_name(isa));
+  Rng rng(11);
+  constexpr int64_t kGuard = 40;
+  for (int64_t n = 0; n <= 70; ++n) {
+    const int64_t span = n > 0 ? 2 * n - 1 : 0;  // src[0 .. 2n-2] / dst[0 .. 2n-2]
+    auto wide = random_vec(span + 2 * kGuard, rng);
+    auto narrow = random_vec(n + 2 * kGuard, rng);
+    // gather: dst[i] = src[2i]
+    std::vector<float> want_g = narrow, got_g = narrow;
+    for (int64_t i = 0; i < n; ++i) want_g[kGuard + i] = wide[kGuard + 2 * i];
+    gather(wide.data() + kGuard, got_g.data() + kGuard, n);
+    INFO("n=" << n);
+    CHECK(got_g == want_g);
+    // scatter-add: dst[2i] += src[i]
+    std::vector<float> want_s = wide, got_s = wide;
+    for (int64_t i = 0; i < n; ++i) want_s[kGuard + 2 * i] += narrow[kGuard + i];
+    scatter_add(narrow.data() + kGuard, got_s.data() + kGuard, n);
+    CHECK(got_s == want_s);
+  }
+}
+}  // namespace
+
+TEST_CASE("conv2d stride-2 row helpers (AVX2) match the scalar loops") {
+  check_stride2_helpers(Isa::avx2, gather_stride2__avx2, scatter_add_stride2__avx2);
+}
+TEST_CASE("conv2d stride-2 row helpers (AVX-512) match the scalar loops") {
+  check_stride2_helpers(Isa::avx512, gather_stride2__avx512, scatter_add_stride2__avx512);
+}
+#endif
+
 TEST_CASE("ConvGeom rejects inconsistent sizes") {
   ConvGeom g;
   g.c = 4;
