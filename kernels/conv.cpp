@@ -438,8 +438,8 @@ void conv2d_backward_weight(const ConvGeom& g, const float* x, const float* dy, 
       float* bp = rows <= 0 ? nullptr : t_tmp.get(static_cast<size_t>(rows_pad * chunk));
       for (int64_t gi = 0; gi < g.groups && rows > 0; ++gi) {
         float* dwg = dw + gi * d.kg * d.r;
-        for (int64_t kk = 0; kk < d.kg; ++kk)
-          std::fill(dwg + kk * d.r + r0, dwg + kk * d.r + r1, 0.0f);
+        // The first chunk writes dW, the others add to it (no zeroing pass over dW: 9.4 MB for
+        // the 512-channel layer, 7% of its time).
         for (int64_t in = 0; in < g.n; ++in) {
           const float* xg = x + (in * g.c + gi * d.cg) * d.hw;
           const float* dyg = dy + (in * g.k + gi * d.kg) * d.p;
@@ -451,7 +451,8 @@ void conv2d_backward_weight(const ConvGeom& g, const float* x, const float* dy, 
               im2col_rows(g, d, xg, p0, np, r0, r1, col, chunk + kGemmNr);
               sgemm_pack_b(np, rows, col, 1, chunk + kGemmNr, bp);
             }
-            sgemm_arows_packed_b(d.kg, rows, np, dyg + p0, d.p, bp, dwg + r0, d.r, true);
+            sgemm_arows_packed_b(d.kg, rows, np, dyg + p0, d.p, bp, dwg + r0, d.r,
+                                 in > 0 || p0 > 0);
           }
         }
       }
@@ -459,18 +460,19 @@ void conv2d_backward_weight(const ConvGeom& g, const float* x, const float* dy, 
     float* bp = rows <= 0 || !transposed ? nullptr : t_tmp.get(static_cast<size_t>(kg_pad * chunk));
     float* acc = rows <= 0 || !transposed ? nullptr : t_wpack.get(static_cast<size_t>(rows * d.kg));
     for (int64_t gi = 0; gi < g.groups && rows > 0 && transposed; ++gi) {
-      std::fill(acc, acc + rows * d.kg, 0.0f);
-      for (int64_t in = 0; in < g.n; ++in) {
+      for (int64_t in = 0; in < g.n; ++in) {  // the first chunk writes acc, the others add
         const float* xg = x + (in * g.c + gi * d.cg) * d.hw;
         const float* dyg = dy + (in * g.k + gi * d.kg) * d.p;
         for (int64_t p0 = 0; p0 < d.p; p0 += chunk) {
           const int64_t np = std::min(chunk, d.p - p0);
           sgemm_pack_b(np, d.kg, dyg + p0, 1, d.p, bp);  // B(p, kk) = dY[kk, p0 + p]
           if (d.direct) {
-            sgemm_arows_packed_b(rows, d.kg, np, xg + r0 * d.hw + p0, d.hw, bp, acc, d.kg, true);
+            sgemm_arows_packed_b(rows, d.kg, np, xg + r0 * d.hw + p0, d.hw, bp, acc, d.kg,
+                                 in > 0 || p0 > 0);
           } else {
             im2col_rows(g, d, xg, p0, np, r0, r1, col, chunk + kGemmNr);  // stride off 2^k
-            sgemm_arows_packed_b(rows, d.kg, np, col, chunk + kGemmNr, bp, acc, d.kg, true);
+            sgemm_arows_packed_b(rows, d.kg, np, col, chunk + kGemmNr, bp, acc, d.kg,
+                                 in > 0 || p0 > 0);
           }
         }
       }
