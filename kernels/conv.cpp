@@ -273,7 +273,9 @@ void conv2d_forward(const ConvGeom& g, const float* x, const float* w, const flo
         // 16-float step keeps the row stride off powers of two (L1 set conflicts).
         const int64_t ld = (np + kGemmNr - 1) / kGemmNr * kGemmNr + kGemmNr;
         im2col_rows(g, d, xg, p0, np, 0, d.r, col, ld);
-        for (int64_t r = 0; r < d.r; ++r) std::fill(col + r * ld + np, col + (r + 1) * ld, 0.0f);
+        if (ld - kGemmNr > np)  // only the columns the GEMM reads (none past ld - 16)
+          for (int64_t r = 0; r < d.r; ++r)
+            std::fill(col + r * ld + np, col + r * ld + ld - kGemmNr, 0.0f);
         if (w_in_place)
           sgemm_arows_brows(d.kg, np, d.r, w + gi * d.kg * d.r, d.r, col, ld, yg + p0, d.p, false);
         else
