@@ -41,7 +41,8 @@ std::span<const BgemmVariant> bgemm_variants() {
      prep_weights__avx2_ocv, kOcvPixelTile},
     {Isa::avx512, "bgemm__avx512", bgemm__avx512, requant_pack__avx2},
     {Isa::avx512, "bgemm__avx512_ocv", bgemm__avx512_ocv, requant_pack__avx512, false,
-     prep_weights__avx512_ocv, kOcv512PixelTile, bgemm_direct__avx512_ocv, threshold_pack__avx512},
+     prep_weights__avx512_ocv, kOcv512PixelTile, bgemm_direct__avx512_ocv, threshold_pack__avx512,
+     dequant_f32__avx512},
 #endif
   };
   return kVariants;
@@ -134,6 +135,15 @@ void requant_pack__ref(const int32_t* p, int n, int32_t corr, const float* mul, 
     uint64_t planes[8];
     pack_pixel_q(q, 64, bits, planes);  // one word per plane for 64 channels
     for (int k = 0; k < bits; ++k) out[k * cw + wi] = planes[k];
+  }
+}
+
+void dequant_f32__ref(const int32_t* p, int n, int32_t corr, const float* mul, const float* add,
+                      const float* res, bool relu, float* out) {
+  for (int o = 0; o < n; ++o) {
+    float v = requant_value(2 * p[o] - corr, mul[o], add[o]);
+    if (res) v += res[o];
+    out[o] = (relu && v < 0.0f) ? 0.0f : v;
   }
 }
 
@@ -689,8 +699,9 @@ void bitconv_forward(const BitConvShape& s, const uint64_t* in, const PreparedBi
     fuse.res = e.residual_packed;
     fuse.res_bits = rt.res_bits;
   }
+  // raw P: both epilogues apply the correction themselves (no pass over acc)
   for_each_row(
-      s, in, w, v, packed, by_threshold ? &fuse : nullptr,
+      s, in, w, v, true, by_threshold ? &fuse : nullptr,
       [&](int oy, const int32_t* acc, const int32_t* corr) {
         const int64_t row = int64_t(oy) * ow;
         if (by_threshold && !e.residual_packed) {
@@ -713,21 +724,15 @@ void bitconv_forward(const BitConvShape& s, const uint64_t* in, const PreparedBi
                  res_row.data());
           residual = res_row.data();
         }
+        const DequantFn dequant = v.dequant ? v.dequant : dequant_f32__ref;
         for (int ox = 0; ox < ow; ++ox) {
           const int32_t* a = acc + int64_t(ox) * oc;
-          if (packed) {
-            v.requant(a, oc, corr[ox], e.mul, e.add,
-                      residual ? residual + int64_t(ox) * oc : nullptr, e.out_bits,
-                      e.out_packed + (row + ox) * e.out_bits * cwo);
-            continue;
-          }
-          float* y = e.out_f32 + (row + ox) * oc;
           const float* res = residual ? residual + int64_t(ox) * oc : nullptr;
-          for (int o = 0; o < oc; ++o) {
-            float val = float(a[o]) * e.mul[o] + e.add[o];
-            if (res) val += res[o];
-            y[o] = (e.relu && val < 0.0f) ? 0.0f : val;
-          }
+          if (packed)
+            v.requant(a, oc, corr[ox], e.mul, e.add, res, e.out_bits,
+                      e.out_packed + (row + ox) * e.out_bits * cwo);
+          else
+            dequant(a, oc, corr[ox], e.mul, e.add, res, e.relu, e.out_f32 + (row + ox) * oc);
         }
       });
 }

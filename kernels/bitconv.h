@@ -37,6 +37,11 @@ using BgemmFn = void (*)(const uint64_t* a, int npix, const uint64_t* w, int noc
 using RequantFn = void (*)(const int32_t* p, int n, int32_t corr, const float* mul,
                            const float* add, const float* res, int bits, uint64_t* out);
 
+// The float epilogue of one output pixel: I = 2*p[o] - corr, v = I*mul[o] + add[o] (two roundings,
+// no FMA), then + res[o] when res is set, then 0 where relu and v < 0 (NaN stays NaN).
+using DequantFn = void (*)(const int32_t* p, int n, int32_t corr, const float* mul,
+                           const float* add, const float* res, bool relu, float* out);
+
 // The popcount GEMM of one output row read straight from the zero-padded input (implicit im2col, no
 // patch copy): pixel p's word l of plane k is a[loff[l] + p*stride*K + k], a the row's top-left in
 // the padded re-layout [cw][Hp*Wp][K] and loff[l] (l = tap*cw + i) that tap's and word's offset.
@@ -91,6 +96,8 @@ struct BgemmVariant {
   // Optional threshold epilogue for packed outputs without a residual (the float one stays for
   // residual layers).
   ThresholdPackFn threshold_pack = nullptr;
+  // Optional vector float epilogue (dequant_f32__ref when not set).
+  DequantFn dequant = nullptr;
 };
 
 // Scalar ThresholdPackFn (the definition of the threshold epilogue).
@@ -112,6 +119,10 @@ bool requant_thresholds(const float* mul, const float* add, int oc, int bits, in
 
 void requant_pack__ref(const int32_t*, int, int32_t, const float*, const float*, const float*, int,
                        uint64_t*);
+void dequant_f32__ref(const int32_t*, int, int32_t, const float*, const float*, const float*, bool,
+                      float*);
+void dequant_f32__avx512(const int32_t*, int, int32_t, const float*, const float*, const float*,
+                         bool, float*);
 void requant_pack__avx2(const int32_t*, int, int32_t, const float*, const float*, const float*, int,
                         uint64_t*);
 void requant_pack__avx512(const int32_t*, int, int32_t, const float*, const float*, const float*,

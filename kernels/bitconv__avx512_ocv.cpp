@@ -303,6 +303,26 @@ void requant_pack__avx512(const int32_t* p, int n, int32_t corr, const float* mu
   }
 }
 
+// The float epilogue (DequantFn) 16 channels per step, in dequant_f32__ref's order and roundings
+// (the asm barrier keeps the multiply and add apart); relu by a compare mask, so NaN stays NaN.
+void dequant_f32__avx512(const int32_t* p, int n, int32_t corr, const float* mul, const float* add,
+                         const float* res, bool relu, float* out) {
+  const __m512i vcorr = _mm512_set1_epi32(corr);
+  const __m512 zero = _mm512_setzero_ps();
+  const __mmask16 all = 0xffff;
+  for (int o = 0; o < n; o += 16) {
+    const __mmask16 k = n - o >= 16 ? all : __mmask16((1u << (n - o)) - 1);
+    const __m512i pv = _mm512_maskz_loadu_epi32(k, p + o);
+    const __m512i iv = _mm512_sub_epi32(_mm512_add_epi32(pv, pv), vcorr);
+    __m512 v = _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(all, iv), _mm512_maskz_loadu_ps(k, mul + o));
+    asm("" : "+v"(v));
+    v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, add + o));
+    if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, res + o));
+    if (relu) v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), zero);
+    _mm512_mask_storeu_ps(out + o, k, v);
+  }
+}
+
 void threshold_pack__avx512(const int32_t* p, int n, int oc, const int32_t* corr,
                             const int32_t* thr, const int32_t* neg, int ldt, int bits,
                             uint64_t* out) {

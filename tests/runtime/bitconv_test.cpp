@@ -7,6 +7,8 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -467,6 +469,93 @@ TEST_CASE("every variant's packed epilogue equals the reference exactly", "[runt
   }
   if (simd_variants == 0)
     BFCN_SKIP_ISA("no SIMD bgemm variant runs on this CPU (has: " + cpu_features_string() + ")");
+}
+
+TEST_CASE("every variant's float epilogue equals the reference bit for bit", "[runtime][bitconv]") {
+  Rng rng(19);
+  int simd_variants = 0;
+  for (const BgemmVariant& v : bgemm_variants()) {
+    if (!isa_supported(v.isa)) {
+      WARN(std::string(v.name) + " skipped: this CPU lacks " + isa_name(v.isa));
+      continue;
+    }
+    simd_variants += v.isa != Isa::ref;
+    INFO(v.name);
+    for (const BitConvShape& s : sweep_shapes()) {
+      INFO(describe(s));
+      const Packed c = make_case(s, rng);
+      const int64_t pix = int64_t(s.out_h()) * s.out_w();
+      std::vector<float> mul(size_t(s.out_c)), add(size_t(s.out_c));
+      for (int o = 0; o < s.out_c; ++o) {
+        mul[size_t(o)] = rng.uniform(-0.2f, 0.2f) / float(s.in_c);
+        add[size_t(o)] = rng.uniform(-0.5f, 0.5f);  // both signs: relu must clip some
+      }
+      std::vector<float> res(size_t(pix) * s.out_c);
+      for (float& r : res) r = rng.uniform(-0.3f, 0.3f);
+      for (bool relu : {false, true})
+        for (bool with_res : {false, true}) {
+          std::vector<float> ref(size_t(pix) * s.out_c, 1.0f), got(ref.size(), 2.0f);
+          BitConvEpilogue e;
+          e.mul = mul.data();
+          e.add = add.data();
+          e.relu = relu;
+          e.residual = with_res ? res.data() : nullptr;
+          e.out_f32 = ref.data();
+          bitconv_forward(s, c.in.data(), c.w.data(), e, bgemm_variants()[0]);
+          e.out_f32 = got.data();
+          bitconv_forward(s, c.in.data(), c.w.data(), e, v);
+          INFO("relu " << relu << " residual " << with_res);
+          REQUIRE(std::memcmp(got.data(), ref.data(), sizeof(float) * ref.size()) == 0);
+        }
+    }
+  }
+  if (simd_variants == 0)
+    BFCN_SKIP_ISA("no SIMD bgemm variant runs on this CPU (has: " + cpu_features_string() + ")");
+}
+
+TEST_CASE("float epilogues keep NaN, -0 and the two roundings of the reference",
+          "[runtime][bitconv]") {
+  Rng rng(23);
+  int simd = 0;
+  for (const BgemmVariant& v : bgemm_variants()) {
+    if (!v.dequant) continue;
+    if (!isa_supported(v.isa)) {
+      WARN(std::string(v.name) + " skipped: this CPU lacks " + isa_name(v.isa));
+      continue;
+    }
+    ++simd;
+    INFO(v.name);
+    for (int n : {1, 15, 16, 17, 64, 70, 130}) {
+      std::vector<int32_t> p(static_cast<size_t>(n));
+      std::vector<float> mul(static_cast<size_t>(n)), add(static_cast<size_t>(n)),
+          res(static_cast<size_t>(n));
+      for (int o = 0; o < n; ++o) {
+        p[size_t(o)] = int32_t(rng.next_u64() % 4000) - 1000;
+        // values where an FMA would round differently from a multiply then an add
+        mul[size_t(o)] = 1.0f + rng.uniform(0.0f, 1.0f) * 1e-3f;
+        add[size_t(o)] = -float(2 * p[size_t(o)] - 7) * mul[size_t(o)];
+        res[size_t(o)] = rng.uniform(-1.0f, 1.0f);
+      }
+      add[0] = std::numeric_limits<float>::quiet_NaN();  // NaN passes through relu
+      if (n > 1) {
+        mul[1] = -0.0f;  // -0 * I + -0 = -0: relu keeps -0 (it is not < 0)
+        add[1] = -0.0f;
+      }
+      for (bool relu : {false, true})
+        for (bool with_res : {false, true}) {
+          if (n > 1 && with_res) res[1] = -0.0f;
+          std::vector<float> want(static_cast<size_t>(n), 5.0f), got(want.size(), 6.0f);
+          dequant_f32__ref(p.data(), n, 7, mul.data(), add.data(), with_res ? res.data() : nullptr,
+                           relu, want.data());
+          v.dequant(p.data(), n, 7, mul.data(), add.data(), with_res ? res.data() : nullptr, relu,
+                    got.data());
+          INFO("n " << n << " relu " << relu << " residual " << with_res);
+          REQUIRE(std::memcmp(got.data(), want.data(), sizeof(float) * size_t(n)) == 0);
+        }
+    }
+  }
+  if (simd == 0)
+    BFCN_SKIP_ISA("no vector float epilogue runs on this CPU (has: " + cpu_features_string() + ")");
 }
 
 TEST_CASE("every variant equals the reference on the ResNet-18/34 FCN-8s layer shapes",
