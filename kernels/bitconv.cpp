@@ -535,11 +535,16 @@ void for_each_row_direct(const BitConvShape& s, const uint64_t* in, const uint64
 #pragma omp for schedule(static)
     for (int oy = 0; oy < oh; ++oy) {
       const int64_t row0 = int64_t(oy) * s.stride * wp;  // padded pixel of the row's top-left
-      for (int ox = 0; ox < ow; ++ox) {
-        const int32_t* c = counts + row0 + int64_t(ox) * s.stride;
-        int32_t sum = 0;
-        for (int t = 0; t < taps; ++t) sum += c[tap_off[size_t(t)]];
-        r.count[size_t(ox)] = sum;
+      // patch counts tap by tap: a contiguous (vectorised) add per tap at stride 1 (a scalar sum
+      // per pixel took a tenth of a 64-channel W1A1 layer's time)
+      int32_t* count = r.count.data();
+      std::fill(count, count + ow, 0);
+      for (int t = 0; t < taps; ++t) {
+        const int32_t* c = counts + row0 + tap_off[size_t(t)];
+        if (s.stride == 1)
+          for (int ox = 0; ox < ow; ++ox) count[ox] += c[ox];
+        else
+          for (int ox = 0; ox < ow; ++ox) count[ox] += c[int64_t(ox) * s.stride];
       }
       if (fuse) {
         std::vector<int32_t>& corr = r.corr;
