@@ -76,55 +76,6 @@ struct Buf {
   std::vector<uint64_t> p;
 };
 
-// Tensor storage recycled between layers and runs (one per calling thread, so concurrent runs of a
-// Model share nothing): a tensor's vectors return here after its last use and later tensors take
-// the best-fitting one, so no run pays fresh pages or a zero-fill for memory its kernels overwrite.
-// It keeps the largest working set seen, at most one vector per tensor of the graph.
-class Recycler {
- public:
-  // n elements whose values are unspecified (the caller writes them all).
-  std::vector<float> floats(size_t n) { return take(f_, n); }
-  std::vector<uint64_t> words(size_t n) { return take(p_, n); }
-  void give(Buf& b, size_t max_kept) {
-    keep(f_, std::move(b.f), max_kept);
-    keep(p_, std::move(b.p), max_kept);
-    b = Buf{};
-  }
-
- private:
-  template <class T>
-  static std::vector<T> take(std::vector<std::vector<T>>& pool, size_t n) {
-    size_t best = pool.size();
-    for (size_t i = 0; i < pool.size(); ++i)
-      if (pool[i].capacity() >= n &&
-          (best == pool.size() || pool[i].capacity() < pool[best].capacity()))
-        best = i;
-    std::vector<T> v;
-    if (best < pool.size()) {
-      v = std::move(pool[best]);
-      pool.erase(pool.begin() + std::ptrdiff_t(best));
-    }
-    if (v.size() < n) v.resize(n);  // grows within capacity: fills only the new tail
-    v.resize(n);
-    return v;
-  }
-  template <class T>
-  static void keep(std::vector<std::vector<T>>& pool, std::vector<T>&& v, size_t max_kept) {
-    if (v.capacity() == 0) return;
-    if (pool.size() >= max_kept) {  // drop the smallest
-      auto it = std::min_element(pool.begin(), pool.end(), [](const auto& a, const auto& b) {
-        return a.capacity() < b.capacity();
-      });
-      if (it->capacity() >= v.capacity()) return;
-      *it = std::move(v);
-      return;
-    }
-    pool.push_back(std::move(v));
-  }
-  std::vector<std::vector<float>> f_;
-  std::vector<std::vector<uint64_t>> p_;
-};
-
 double now_ms() {
   return std::chrono::duration<double, std::milli>(
              std::chrono::steady_clock::now().time_since_epoch())
@@ -591,17 +542,6 @@ void Model::run(const float* image, int h, int w, std::vector<float>* logits,
   BFCN_CHECK(h > 0 && w > 0 && h <= 16384 && w <= 16384,
              "Model::run: image size must be 1..16384, got ", h, "x", w);
   std::vector<Buf> bufs(I.tensors.size());
-  thread_local Recycler recycler;
-  const size_t max_kept = I.tensors.size();
-  // every tensor still held goes back to the recycler when run returns or throws
-  struct GiveBack {
-    std::vector<Buf>& bufs;
-    Recycler& r;
-    size_t max_kept;
-    ~GiveBack() {
-      for (Buf& b : bufs) r.give(b, max_kept);
-    }
-  } give_back{bufs, recycler, max_kept};
   double input_ms = 0;
   {
     Buf& b = bufs[0];
@@ -713,14 +653,14 @@ void Model::run(const float* image, int h, int w, std::vector<float>* logits,
         // nothing (the quantizer clips at 0, NaN -> 0 both ways), so ReLU layers fuse too.
         if (L.out_bits > 0) {
           y.bits = L.out_bits;
-          y.p = recycler.words(size_t(y.h) * y.w * L.out_bits * bit_words(y.c));  // all written
+          y.p.assign(size_t(y.h) * y.w * L.out_bits * bit_words(y.c), 0);
           e.out_packed = y.p.data();
           e.out_bits = L.out_bits;
           e.thresholds = layer_thresholds(L, s, e);
           bitconv_forward(s, x.p.data(), prepared_weights(L, s, variant), e);
           break;
         }
-        std::vector<float> v = recycler.floats(size_t(y.h) * y.w * y.c);  // all written
+        std::vector<float> v(size_t(y.h) * y.w * y.c);
         e.out_f32 = v.data();
         bitconv_forward(s, x.p.data(), prepared_weights(L, s, variant), e);
         store(y, std::move(v), L.out_bits, L.relu);
@@ -773,9 +713,8 @@ void Model::run(const float* image, int h, int w, std::vector<float>* logits,
       }
     }
     for (int t : L.in)
-      if (I.last_use[size_t(t)] == int(li)) recycler.give(bufs[size_t(t)], max_kept);
-    if (L.size_of >= 0 && I.last_use[size_t(L.size_of)] == int(li))
-      recycler.give(bufs[size_t(L.size_of)], max_kept);
+      if (I.last_use[size_t(t)] == int(li)) bufs[size_t(t)] = Buf{};
+    if (L.size_of >= 0 && I.last_use[size_t(L.size_of)] == int(li)) bufs[size_t(L.size_of)] = Buf{};
     if (I.profile)
       I.profile->push_back(
           {L.name, I.header["layers"][li]["type"].get<std::string>(), now_ms() - t0, macs, kernel});
