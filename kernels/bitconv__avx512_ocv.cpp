@@ -267,6 +267,19 @@ void prep_weights__avx512_ocv(const uint64_t* w, int noc, int m_bits, int k_bits
   }
 }
 
+// The epilogue's float value of 16 channels (lanes outside k zero): I = 2P - corr, then I*mul + add
+// with two roundings (the asm barrier keeps GCC from contracting them into an FMA), + res when set.
+static inline __m512 epilogue_value(const int32_t* p, __m512i vcorr, const float* mul,
+                                    const float* add, const float* res, __mmask16 k) {
+  const __m512i pv = _mm512_maskz_loadu_epi32(k, p);
+  const __m512i iv = _mm512_sub_epi32(_mm512_add_epi32(pv, pv), vcorr);
+  __m512 v = _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(0xffff, iv), _mm512_maskz_loadu_ps(k, mul));
+  asm("" : "+v"(v));
+  v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, add));
+  if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, res));
+  return v;
+}
+
 // The packed epilogue (RequantFn) 16 channels per step: the float operations of
 // requant_pack__ref in its order (an asm barrier keeps the multiply and add from contracting into
 // an FMA), each bit plane's 16 bits taken as a test mask. Zero-masked forms throughout (GCC 12
@@ -284,13 +297,7 @@ void requant_pack__avx512(const int32_t* p, int n, int32_t corr, const float* mu
     for (int j = 0; j < m; j += 16) {
       const int o = wi * 64 + j;
       const __mmask16 k = m - j >= 16 ? all : __mmask16((1u << (m - j)) - 1);
-      const __m512i pv = _mm512_maskz_loadu_epi32(k, p + o);
-      const __m512i iv = _mm512_sub_epi32(_mm512_add_epi32(pv, pv), vcorr);
-      __m512 v =
-          _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(all, iv), _mm512_maskz_loadu_ps(k, mul + o));
-      asm("" : "+v"(v));
-      v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, add + o));
-      if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, res + o));
+      __m512 v = epilogue_value(p + o, vcorr, mul + o, add + o, res ? res + o : nullptr, k);
       v = _mm512_mul_ps(_mm512_maskz_min_ps(all, _mm512_maskz_max_ps(all, v, zero), one),
                         levels);  // NaN -> 0
       asm("" : "+v"(v));
@@ -304,7 +311,7 @@ void requant_pack__avx512(const int32_t* p, int n, int32_t corr, const float* mu
 }
 
 // The float epilogue (DequantFn) 16 channels per step, in dequant_f32__ref's order and roundings
-// (the asm barrier keeps the multiply and add apart); relu by a compare mask, so NaN stays NaN.
+// (epilogue_value); relu by a compare mask, so NaN stays NaN.
 void dequant_f32__avx512(const int32_t* p, int n, int32_t corr, const float* mul, const float* add,
                          const float* res, bool relu, float* out) {
   const __m512i vcorr = _mm512_set1_epi32(corr);
@@ -312,12 +319,7 @@ void dequant_f32__avx512(const int32_t* p, int n, int32_t corr, const float* mul
   const __mmask16 all = 0xffff;
   for (int o = 0; o < n; o += 16) {
     const __mmask16 k = n - o >= 16 ? all : __mmask16((1u << (n - o)) - 1);
-    const __m512i pv = _mm512_maskz_loadu_epi32(k, p + o);
-    const __m512i iv = _mm512_sub_epi32(_mm512_add_epi32(pv, pv), vcorr);
-    __m512 v = _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(all, iv), _mm512_maskz_loadu_ps(k, mul + o));
-    asm("" : "+v"(v));
-    v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, add + o));
-    if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, res + o));
+    __m512 v = epilogue_value(p + o, vcorr, mul + o, add + o, res ? res + o : nullptr, k);
     if (relu) v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), zero);
     _mm512_mask_storeu_ps(out + o, k, v);
   }
