@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "kernels/cpu_features.h"
+#include "kernels/variant.h"
 
 namespace bfcn {
 
@@ -78,15 +79,9 @@ void pack_a(int64_t mc, int64_t kc, const float* a, int64_t rs, int64_t cs, floa
   }
 }
 
-#if BFCN_X86
-bool use_avx2_pack() {
-  static const bool on = active_isa() >= Isa::avx2;
-  return on;
-}
-#endif
-
 // Bp: ceil(nc/NR) panels, each kc groups of NR column values (zero-padded columns past nc).
-void pack_b(int64_t kc, int64_t nc, const float* b, int64_t rs, int64_t cs, float* bp) {
+void pack_b(int64_t kc, int64_t nc, const float* b, int64_t rs, int64_t cs, float* bp,
+            const GemmVariant& v) {
   for (int64_t jr = 0; jr < nc; jr += kGemmNr) {
     const int64_t nr = std::min<int64_t>(kGemmNr, nc - jr);
     float* dst = bp + jr * kc;
@@ -95,12 +90,10 @@ void pack_b(int64_t kc, int64_t nc, const float* b, int64_t rs, int64_t cs, floa
         std::memcpy(dst + p * kGemmNr, b + p * rs + jr, kGemmNr * sizeof(float));
       continue;
     }
-#if BFCN_X86
-    if (nr == kGemmNr && rs == 1 && use_avx2_pack()) {
-      sgemm_pack_b_panel_t__avx2(kc, b + jr * cs, cs, dst);
+    if (nr == kGemmNr && rs == 1 && v.pack_b_panel_t != nullptr) {
+      v.pack_b_panel_t(kc, b + jr * cs, cs, dst);
       continue;
     }
-#endif
     // Column by column: sequential reads when B is stored transposed (rs == 1).
     for (int64_t j = 0; j < kGemmNr; ++j) {
       if (j < nr) {
@@ -197,7 +190,7 @@ void gemm_serial(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a, 
     const int64_t nc = std::min(kNc, n - jc);
     for (int64_t pc = 0; pc < k; pc += kb) {
       const int64_t kc = std::min(kb, k - pc);
-      pack_b(kc, nc, b + pc * rs_b + jc * cs_b, rs_b, cs_b, bp);
+      pack_b(kc, nc, b + pc * rs_b + jc * cs_b, rs_b, cs_b, bp, v);
       for (int64_t ic = 0; ic < m; ic += kMc) {
         const int64_t mc = std::min(kMc, m - ic);
         pack_a(mc, kc, a + ic * rs_a + pc * cs_a, rs_a, cs_a, ap);
@@ -238,13 +231,15 @@ void sgemm_ukernel_6x16_arows__ref(int64_t kc, const float* a, int64_t lda, cons
 
 std::span<const GemmVariant> sgemm_variants() {
   static const GemmVariant kVariants[] = {
-    {Isa::ref, "sgemm__ref", sgemm_ukernel_6x16__ref, sgemm_ukernel_6x16_arows__ref},
+    {Isa::ref, "sgemm__ref", sgemm_ukernel_6x16__ref, sgemm_ukernel_6x16_arows__ref, nullptr},
 #if BFCN_X86
-    {Isa::avx2, "sgemm__avx2", sgemm_ukernel_6x16__avx2, sgemm_ukernel_6x16_arows__avx2},
+    {Isa::avx2, "sgemm__avx2", sgemm_ukernel_6x16__avx2, sgemm_ukernel_6x16_arows__avx2,
+     sgemm_pack_b_panel_t__avx2},
     {Isa::avx512,
      "sgemm__avx512",
      sgemm_ukernel_6x16__avx2,
      sgemm_ukernel_6x16_arows__avx2,
+     sgemm_pack_b_panel_t__avx2,
      {{sgemm_tile__avx512<1, 1>, sgemm_tile__avx512<1, 2>},
       {sgemm_tile__avx512<2, 1>, sgemm_tile__avx512<2, 2>}},
      {{sgemm_tile_arows__avx512<1, 1>, sgemm_tile_arows__avx512<1, 2>},
@@ -260,14 +255,8 @@ const GemmVariant* g_forced = nullptr;  // sgemm_use_variant
 
 const GemmVariant& sgemm_active() {
   if (g_forced != nullptr) return *g_forced;
-  static const GemmVariant* chosen = [] {
-    const Isa isa = active_isa();
-    const GemmVariant* best = &sgemm_variants()[0];
-    for (const GemmVariant& v : sgemm_variants())
-      if (v.isa == isa) best = &v;
-    return best;
-  }();
-  return *chosen;
+  static const GemmVariant& chosen = best_variant(sgemm_variants());
+  return chosen;
 }
 
 const GemmVariant* sgemm_use_variant(const GemmVariant* v) {
@@ -334,7 +323,7 @@ void sgemm_packed_b(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_
 }
 
 void sgemm_pack_b(int64_t k, int64_t n, const float* b, int64_t rs_b, int64_t cs_b, float* bp) {
-  pack_b(k, n, b, rs_b, cs_b, bp);
+  pack_b(k, n, b, rs_b, cs_b, bp, sgemm_active());
 }
 
 namespace {

@@ -102,22 +102,26 @@ template <int MP, int NP>
 void sgemm_tile_arows__avx512(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb,
                               int64_t b_next, float* c, int64_t ldc, bool accumulate);
 
-// The GEMM variants, one per ISA level (ref first), as in kernels/bitconv.h: dispatch takes the
-// one of active_isa(), tests and benchmarks iterate the list.
+// Packs one full 16-column panel of a transposed B (as sgemm_pack_b_panel_t__avx2).
+using GemmPackBPanelT = void (*)(int64_t kc, const float* b, int64_t cs, float* dst);
+
+// The GEMM variants, one per ISA level (ref first; kernels/variant.h): dispatch takes the best one
+// active_isa() allows, tests and benchmarks iterate the list.
 struct GemmVariant {
   Isa isa;
   const char* name;                    // "sgemm__avx512"
   GemmMicrokernel ukernel;             // 6x16, A packed
   GemmMicrokernelArows ukernel_arows;  // 6x16, A rows in place
+  GemmPackBPanelT pack_b_panel_t;      // transposed-B panel packing; nullptr: the scalar loop
   // When set, the drivers cover C with tile[mp-1][np-1] (up to 12x32) instead of 6x16 ukernels.
   GemmTile tile[2][2] = {};
   GemmTileArows tile_arows[2][2] = {};
 };
 std::span<const GemmVariant> sgemm_variants();
-// The variant every entry point above runs: the one of active_isa(), unless a test chose another
-// with sgemm_use_variant.
+// The variant every entry point above runs: best_variant(sgemm_variants()), unless a test chose
+// another with sgemm_use_variant.
 const GemmVariant& sgemm_active();
-// Makes every sgemm entry point run v (nullptr: back to the active_isa() one) and returns the
+// Makes every sgemm entry point run v (nullptr: back to the dispatched one) and returns the
 // previous choice. Process-wide and not thread-safe: for tests and benchmarks, which must check
 // isa_supported(v.isa) first.
 const GemmVariant* sgemm_use_variant(const GemmVariant* v);

@@ -1,4 +1,4 @@
-// sgemm against the triple-loop reference, for every variant of the table (ref, avx2, avx512; the
+// sgemm against the triple-loop reference, for every variant of the table (kernels/gemm.h; the
 // ones this CPU lacks skip): all transpositions, edge sizes around the 6x16 / 12x32 tiles and the
 // 256-deep K block, deep K, accumulate on/off, 1 and 2 threads (bitwise equal), every pre-packed
 // entry point; and the 6x16 microkernels against each other.
@@ -17,6 +17,7 @@
 #include "kernels/cpu_features.h"
 #include "tests/kernels/kernel_test_util.h"
 #include "tests/support/test_support.h"
+#include "tests/support/variants.h"
 
 namespace bfcn {
 namespace {
@@ -141,46 +142,27 @@ void check_entry_points(Rng& rng) {
   }
 }
 
-// The table's variant of `isa`, run through every entry point (skipped when the CPU lacks it).
-void check_variant(Isa isa) {
-  const GemmVariant* v = nullptr;
-  for (const GemmVariant& cand : sgemm_variants())
-    if (cand.isa == isa) v = &cand;
-  REQUIRE(v != nullptr);
-  if (!isa_supported(isa))
-    BFCN_SKIP_ISA(std::string(v->name) + ": this CPU lacks " + isa_name(isa));
+// Variant v run through every entry point.
+void check_variant(const GemmVariant& v) {
   ThreadsGuard threads;
   struct Restore {
     const GemmVariant* prev;
     ~Restore() { sgemm_use_variant(prev); }
-  } restore{sgemm_use_variant(v)};
-  REQUIRE(&sgemm_active() == v);
-  Rng rng(7 + int(isa));
+  } restore{sgemm_use_variant(&v)};
+  REQUIRE(&sgemm_active() == &v);
+  Rng rng(7 + int(v.isa));
   check_entry_points(rng);
 }
 
 }  // namespace
 
-TEST_CASE("sgemm variant table has one variant per ISA level, ref first") {
-  const auto vs = sgemm_variants();
-  REQUIRE(vs.size() == 3);
-  CHECK(vs[0].isa == Isa::ref);
-  CHECK(vs[1].isa == Isa::avx2);
-  CHECK(vs[2].isa == Isa::avx512);
-  CHECK(sgemm_active().isa == active_isa());
-}
-
-TEST_CASE("sgemm__ref matches the reference on edge shapes, transposes and packed entry points") {
-  check_variant(Isa::ref);
-}
-
-TEST_CASE("sgemm__avx2 matches the reference on edge shapes, transposes and packed entry points") {
-  check_variant(Isa::avx2);
+TEST_CASE("sgemm variant table: ref first, by ISA level, dispatch takes the best allowed") {
+  test::check_variant_table(sgemm_variants(), sgemm_active());
 }
 
 TEST_CASE(
-    "sgemm__avx512 matches the reference on edge shapes, transposes and packed entry points") {
-  check_variant(Isa::avx512);
+    "every sgemm variant matches the reference on edge shapes, transposes, packed entry points") {
+  test::for_each_variant(sgemm_variants(), check_variant);
 }
 
 TEST_CASE("sgemm with k = 0 zeroes or keeps C") {
@@ -191,34 +173,55 @@ TEST_CASE("sgemm with k = 0 zeroes or keeps C") {
   CHECK(c == std::vector<float>(12, 0.0f));
 }
 
-TEST_CASE("sgemm microkernels agree") {
-  if (!cpu_features().avx2 || !cpu_features().fma) BFCN_SKIP_ISA("no AVX2+FMA on this CPU");
-  Rng rng(3);
-  for (int64_t kc : {1, 2, 5, 256}) {
-    // Packed panels are 32-byte aligned in the driver; the AVX2 kernel relies on it.
-    alignas(64) static float ap[256 * kGemmMr], bp[256 * kGemmNr];
-    for (int64_t i = 0; i < kc * kGemmMr; ++i) ap[i] = rng.uniform(-1.0f, 1.0f);
-    for (int64_t i = 0; i < kc * kGemmNr; ++i) bp[i] = rng.uniform(-1.0f, 1.0f);
-    for (bool acc : {false, true}) {
-      auto c0 = random_vec(kGemmMr * 20, rng);
-      auto r = c0, v = c0;
-      sgemm_ukernel_6x16__ref(kc, ap, bp, kGemmNr, r.data(), 20, acc);
-      sgemm_ukernel_6x16__avx2(kc, ap, bp, kGemmNr, v.data(), 20, acc);
-      INFO("kc=" << kc << " acc=" << acc);
-      CHECK(rel_err(v, r) < 1e-5);
-      for (int i = 0; i < kGemmMr; ++i)  // columns 16..19 of each row are outside the tile
-        for (int j = kGemmNr; j < 20; ++j) CHECK(v[i * 20 + j] == c0[i * 20 + j]);
-      // The in-place-A variant: row i of A at a + i*lda, k contiguous.
-      std::vector<float> arows(static_cast<size_t>(kGemmMr * (kc + 3)));
-      for (int i = 0; i < kGemmMr; ++i)
-        for (int64_t p = 0; p < kc; ++p) arows[i * (kc + 3) + p] = ap[p * kGemmMr + i];
-      auto r2 = c0, v2 = c0;
-      sgemm_ukernel_6x16_arows__ref(kc, arows.data(), kc + 3, bp, r2.data(), 20, acc);
-      sgemm_ukernel_6x16_arows__avx2(kc, arows.data(), kc + 3, bp, v2.data(), 20, acc);
-      CHECK(rel_err(r2, r) < 1e-5);
-      CHECK(rel_err(v2, r) < 1e-5);
+TEST_CASE("sgemm microkernels of every variant agree with the reference one") {
+  const GemmVariant& ref = sgemm_variants()[0];
+  test::for_each_variant(sgemm_variants(), [&](const GemmVariant& var) {
+    Rng rng(3);
+    for (int64_t kc : {1, 2, 5, 256}) {
+      // Packed panels are 32-byte aligned in the driver; the AVX2 kernel relies on it.
+      alignas(64) static float ap[256 * kGemmMr], bp[256 * kGemmNr];
+      for (int64_t i = 0; i < kc * kGemmMr; ++i) ap[i] = rng.uniform(-1.0f, 1.0f);
+      for (int64_t i = 0; i < kc * kGemmNr; ++i) bp[i] = rng.uniform(-1.0f, 1.0f);
+      for (bool acc : {false, true}) {
+        auto c0 = random_vec(kGemmMr * 20, rng);
+        auto r = c0, v = c0;
+        ref.ukernel(kc, ap, bp, kGemmNr, r.data(), 20, acc);
+        var.ukernel(kc, ap, bp, kGemmNr, v.data(), 20, acc);
+        INFO("kc=" << kc << " acc=" << acc);
+        CHECK(rel_err(v, r) < 1e-5);
+        for (int i = 0; i < kGemmMr; ++i)  // columns 16..19 of each row are outside the tile
+          for (int j = kGemmNr; j < 20; ++j) CHECK(v[i * 20 + j] == c0[i * 20 + j]);
+        // The in-place-A variant: row i of A at a + i*lda, k contiguous.
+        std::vector<float> arows(static_cast<size_t>(kGemmMr * (kc + 3)));
+        for (int i = 0; i < kGemmMr; ++i)
+          for (int64_t p = 0; p < kc; ++p) arows[i * (kc + 3) + p] = ap[p * kGemmMr + i];
+        auto r2 = c0, v2 = c0;
+        ref.ukernel_arows(kc, arows.data(), kc + 3, bp, r2.data(), 20, acc);
+        var.ukernel_arows(kc, arows.data(), kc + 3, bp, v2.data(), 20, acc);
+        CHECK(rel_err(r2, r) < 1e-5);
+        CHECK(rel_err(v2, r) < 1e-5);
+      }
     }
-  }
+  });
+}
+
+TEST_CASE("the transposed-B panel packing of every variant copies exactly") {
+  test::for_each_variant(sgemm_variants(), [](const GemmVariant& v) {
+    if (v.pack_b_panel_t == nullptr) return;  // this variant packs with the scalar loop
+    Rng rng(5);
+    for (int64_t kc : {1, 7, 256})
+      for (int64_t cs : {kc, kc + 5}) {
+        INFO("kc=" << kc << " cs=" << cs);
+        const auto b = random_vec(cs * kGemmNr, rng);
+        alignas(64) static float dst[256 * kGemmNr];
+        v.pack_b_panel_t(kc, b.data(), cs, dst);
+        bool same = true;
+        for (int64_t p = 0; p < kc; ++p)
+          for (int64_t j = 0; j < kGemmNr; ++j)
+            same = same && dst[p * kGemmNr + j] == b[j * cs + p];
+        CHECK(same);
+      }
+  });
 }
 
 }  // namespace bfcn
