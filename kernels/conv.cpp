@@ -20,29 +20,33 @@
 
 #include "kernels/cpu_features.h"
 #include "kernels/gemm.h"
+#include "kernels/variant.h"
 
 namespace bfcn {
 
+void gather_stride2__ref(const float* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = src[2 * i];
+}
+void scatter_add_stride2__ref(const float* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[2 * i] += src[i];
+}
+
+std::span<const ConvRowVariant> conv_row_variants() {
+  static const ConvRowVariant kVariants[] = {
+    {Isa::ref, "conv_rows__ref", gather_stride2__ref, scatter_add_stride2__ref},
 #if BFCN_X86
-// Stride-2 row helpers (kernels/conv__avx2.cpp).
-void gather_stride2__avx2(const float* src, float* dst, int64_t n);
-void scatter_add_stride2__avx2(const float* src, float* dst, int64_t n);
-// The same with 16 lanes and masked row ends (kernels/conv__avx512.cpp).
-void gather_stride2__avx512(const float* src, float* dst, int64_t n);
-void scatter_add_stride2__avx512(const float* src, float* dst, int64_t n);
+    {Isa::avx2, "conv_rows__avx2", gather_stride2__avx2, scatter_add_stride2__avx2},
+    {Isa::avx512, "conv_rows__avx512", gather_stride2__avx512, scatter_add_stride2__avx512},
 #endif
+  };
+  return kVariants;
+}
 
 namespace {
-#if BFCN_X86
-bool use_avx2() {
-  static const bool on = active_isa() >= Isa::avx2;
-  return on;
+const ConvRowVariant& conv_rows() {
+  static const ConvRowVariant& v = best_variant(conv_row_variants());
+  return v;
 }
-bool use_avx512() {
-  static const bool on = active_isa() >= Isa::avx512;
-  return on;
-}
-#endif
 
 int64_t g_col_budget = int64_t{1} << 21;  // backward chunks use budget/8 floats (1 MiB)
 }  // namespace
@@ -154,12 +158,8 @@ void im2col_rows(const ConvGeom& g, const Dims& d, const float* xg, int64_t p0, 
         if (g.stride_w == 1) {
           std::memcpy(dd + (a - ow0), src + (a + off_w),
                       static_cast<size_t>(b - a) * sizeof(float));
-#if BFCN_X86
-        } else if (g.stride_w == 2 && use_avx512()) {
-          gather_stride2__avx512(src + (2 * a + off_w), dd + (a - ow0), b - a);
-        } else if (g.stride_w == 2 && use_avx2()) {
-          if (b > a) gather_stride2__avx2(src + (2 * a + off_w), dd + (a - ow0), b - a);
-#endif
+        } else if (g.stride_w == 2) {
+          if (b > a) conv_rows().gather_stride2(src + (2 * a + off_w), dd + (a - ow0), b - a);
         } else {
           for (int64_t ow = a; ow < b; ++ow) dd[ow - ow0] = src[ow * g.stride_w + off_w];
         }
@@ -190,14 +190,10 @@ void col2im_channels(const ConvGeom& g, const Dims& d, const float* col, int64_t
         if (ih >= 0 && ih < g.h) {
           const int64_t a = std::clamp(lo, ow0, ow1), b = std::clamp(hi, a, ow1);
           float* row = xc + ih * g.w;
-#if BFCN_X86
-          if (g.stride_w == 2 && use_avx512()) {
-            scatter_add_stride2__avx512(ss + (a - ow0), row + (2 * a + off_w), b - a);
-          } else if (g.stride_w == 2 && use_avx2()) {
-            if (b > a) scatter_add_stride2__avx2(ss + (a - ow0), row + (2 * a + off_w), b - a);
-          } else
-#endif
-              if (g.stride_w == 1) {  // contiguous: a loop the compiler vectorizes
+          if (g.stride_w == 2) {
+            if (b > a)
+              conv_rows().scatter_add_stride2(ss + (a - ow0), row + (2 * a + off_w), b - a);
+          } else if (g.stride_w == 1) {  // contiguous: a loop the compiler vectorizes
             float* dst = row + off_w;
             for (int64_t ow = a; ow < b; ++ow) dst[ow] += ss[ow - ow0];
           } else {

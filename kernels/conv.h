@@ -6,6 +6,9 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
+
+#include "kernels/cpu_features.h"
 
 namespace bfcn {
 
@@ -38,6 +41,26 @@ void conv2d_backward_bias(const ConvGeom& g, const float* dy, float* db);
 // returns the old one. Not thread-safe: for tests, which use a tiny budget to exercise the chunked
 // paths.
 int64_t conv2d_set_col_budget(int64_t floats);
+
+// The stride-2 row copies of im2col / col2im (dst[i] = src[2i]; dst[2i] += src[i], i < n), one
+// variant per ISA level (ref first; kernels/variant.h): the drivers run the best one active_isa()
+// allows (the GEMM they call has its own table, kernels/gemm.h), tests compare each with the ref
+// one exactly.
+using ConvRowFn = void (*)(const float* src, float* dst, int64_t n);
+struct ConvRowVariant {
+  Isa isa;
+  const char* name;  // "conv_rows__avx512"
+  ConvRowFn gather_stride2;
+  ConvRowFn scatter_add_stride2;
+};
+std::span<const ConvRowVariant> conv_row_variants();
+void gather_stride2__ref(const float* src, float* dst, int64_t n);
+void scatter_add_stride2__ref(const float* src, float* dst, int64_t n);
+void gather_stride2__avx2(const float* src, float* dst, int64_t n);
+void scatter_add_stride2__avx2(const float* src, float* dst, int64_t n);
+// The same with 16 lanes and masked row ends.
+void gather_stride2__avx512(const float* src, float* dst, int64_t n);
+void scatter_add_stride2__avx512(const float* src, float* dst, int64_t n);
 
 // Direct seven-loop references (double accumulation).
 void conv2d_forward__ref(const ConvGeom& g, const float* x, const float* w, const float* bias,

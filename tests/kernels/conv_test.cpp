@@ -17,6 +17,7 @@
 #include "kernels/gemm.h"
 #include "tests/kernels/kernel_test_util.h"
 #include "tests/support/test_support.h"
+#include "tests/support/variants.h"
 
 namespace bfcn {
 namespace {
@@ -165,19 +166,13 @@ TEST_CASE("conv2d threaded sizes match the reference and do not depend on thread
 
 namespace {
 // Every case above plus shapes big enough for 12x32 GEMM tiles (64 and 76 output channels, R over
-// one K block, a 1x1 direct case) under the GEMM variant of `isa` (skipped when the CPU lacks it).
-void check_gemm_variant(Isa isa) {
-  const GemmVariant* v = nullptr;
-  for (const GemmVariant& cand : sgemm_variants())
-    if (cand.isa == isa) v = &cand;
-  REQUIRE(v != nullptr);
-  if (!isa_supported(isa))
-    BFCN_SKIP_ISA(std::string(v->name) + ": this CPU lacks " + isa_name(isa));
+// one K block, a 1x1 direct case) under GEMM variant v.
+void check_gemm_variant(const GemmVariant& v) {
   Restore restore;
   struct Use {
     const GemmVariant* prev;
     ~Use() { sgemm_use_variant(prev); }
-  } use{sgemm_use_variant(v)};
+  } use{sgemm_use_variant(&v)};
   Rng rng(31);
   for (const Case& cs : kCases) check_geom(geom_of(cs, 2), rng);
   check_geom(geom_of({32, 14, 13, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1}, 1), rng);
@@ -197,55 +192,40 @@ void check_gemm_variant(Isa isa) {
 }
 }  // namespace
 
-TEST_CASE("conv2d matches the reference with the sgemm__ref GEMM") { check_gemm_variant(Isa::ref); }
-TEST_CASE("conv2d matches the reference with the sgemm__avx2 GEMM") {
-  check_gemm_variant(Isa::avx2);
-}
-TEST_CASE("conv2d matches the reference with the sgemm__avx512 GEMM") {
-  check_gemm_variant(Isa::avx512);
+TEST_CASE("conv2d matches the reference with every sgemm variant's GEMM") {
+  test::for_each_variant(sgemm_variants(), check_gemm_variant);
 }
 
-#if BFCN_X86
-// The stride-2 row helpers of kernels/conv__avx2.cpp / conv__avx512.cpp (declared there).
-void gather_stride2__avx2(const float* src, float* dst, int64_t n);
-void scatter_add_stride2__avx2(const float* src, float* dst, int64_t n);
-void gather_stride2__avx512(const float* src, float* dst, int64_t n);
-void scatter_add_stride2__avx512(const float* src, float* dst, int64_t n);
+TEST_CASE("conv2d row variant table: ref first, by ISA level, dispatch takes the best allowed") {
+  const ConvRowVariant& best = best_variant(conv_row_variants());
+  test::check_variant_table(conv_row_variants(), best);
+}
 
-namespace {
-using RowFn = void (*)(const float*, float*, int64_t);
-// Against the scalar loops for every length 0..70 (full steps and masked ends): same values, and
-// nothing outside the row touched (the buffers are guarded on both sides).
-void check_stride2_helpers(Isa isa, RowFn gather, RowFn scatter_add) {
-  if (!isa_supported(isa)) BFCN_SKIP_ISA(std::string("this CPU lacks ") + isa_name(isa));
-  Rng rng(11);
-  constexpr int64_t kGuard = 40;
-  for (int64_t n = 0; n <= 70; ++n) {
-    const int64_t span = n > 0 ? 2 * n - 1 : 0;  // src[0 .. 2n-2] / dst[0 .. 2n-2]
-    auto wide = random_vec(span + 2 * kGuard, rng);
-    auto narrow = random_vec(n + 2 * kGuard, rng);
-    // gather: dst[i] = src[2i]
-    std::vector<float> want_g = narrow, got_g = narrow;
-    for (int64_t i = 0; i < n; ++i) want_g[kGuard + i] = wide[kGuard + 2 * i];
-    gather(wide.data() + kGuard, got_g.data() + kGuard, n);
-    INFO("n=" << n);
-    CHECK(got_g == want_g);
-    // scatter-add: dst[2i] += src[i]
-    std::vector<float> want_s = wide, got_s = wide;
-    for (int64_t i = 0; i < n; ++i) want_s[kGuard + 2 * i] += narrow[kGuard + i];
-    scatter_add(narrow.data() + kGuard, got_s.data() + kGuard, n);
-    CHECK(got_s == want_s);
-  }
+// The stride-2 row helpers of every variant against the scalar loops for every length 0..70 (full
+// steps and masked ends): same values, and nothing outside the row touched (the buffers are
+// guarded on both sides).
+TEST_CASE("conv2d stride-2 row helpers of every variant match the scalar loops") {
+  test::for_each_variant(conv_row_variants(), [](const ConvRowVariant& v) {
+    Rng rng(11);
+    constexpr int64_t kGuard = 40;
+    for (int64_t n = 0; n <= 70; ++n) {
+      const int64_t span = n > 0 ? 2 * n - 1 : 0;  // src[0 .. 2n-2] / dst[0 .. 2n-2]
+      auto wide = random_vec(span + 2 * kGuard, rng);
+      auto narrow = random_vec(n + 2 * kGuard, rng);
+      // gather: dst[i] = src[2i]
+      std::vector<float> want_g = narrow, got_g = narrow;
+      for (int64_t i = 0; i < n; ++i) want_g[kGuard + i] = wide[kGuard + 2 * i];
+      v.gather_stride2(wide.data() + kGuard, got_g.data() + kGuard, n);
+      INFO("n=" << n);
+      CHECK(got_g == want_g);
+      // scatter-add: dst[2i] += src[i]
+      std::vector<float> want_s = wide, got_s = wide;
+      for (int64_t i = 0; i < n; ++i) want_s[kGuard + 2 * i] += narrow[kGuard + i];
+      v.scatter_add_stride2(narrow.data() + kGuard, got_s.data() + kGuard, n);
+      CHECK(got_s == want_s);
+    }
+  });
 }
-}  // namespace
-
-TEST_CASE("conv2d stride-2 row helpers (AVX2) match the scalar loops") {
-  check_stride2_helpers(Isa::avx2, gather_stride2__avx2, scatter_add_stride2__avx2);
-}
-TEST_CASE("conv2d stride-2 row helpers (AVX-512) match the scalar loops") {
-  check_stride2_helpers(Isa::avx512, gather_stride2__avx512, scatter_add_stride2__avx512);
-}
-#endif
 
 TEST_CASE("ConvGeom rejects inconsistent sizes") {
   ConvGeom g;
