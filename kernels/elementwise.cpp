@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kernels/cpu_features.h"
+#include "kernels/variant.h"
 
 namespace bfcn {
 
@@ -181,11 +182,23 @@ void quantize_levels_f32__ref(const float* x, float levels, bool clip, float* y,
   }
 }
 
+void mask_select_f32__ref(const float* dy, const uint8_t* mask, float* dx, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dx[i] = mask[i] != 0 ? dy[i] : 0.0f;
+}
+
+std::span<const ElementwiseVariant> elementwise_variants() {
+  static const ElementwiseVariant kVariants[] = {
+    {Isa::ref, "elementwise__ref", quantize_levels_f32__ref, mask_select_f32__ref},
+#if BFCN_X86
+    {Isa::avx2, "elementwise__avx2", quantize_levels_f32__avx2, mask_select_f32__avx2},
+#endif
+  };
+  return kVariants;
+}
+
 void quantize_levels_f32(const float* x, float levels, bool clip, float* y, uint8_t* mask,
                          int64_t n) {
-#if BFCN_X86
-  static const bool avx2 = active_isa() >= Isa::avx2;
-#endif
+  static const QuantizeLevelsFn quantize = best_variant(elementwise_variants()).quantize_levels;
   // Blocks of 4096 (a multiple of every vector width) so each thread's range starts aligned.
   constexpr int64_t kQBlock = 4096;
   const int64_t nb = (n + kQBlock - 1) / kQBlock;
@@ -193,32 +206,18 @@ void quantize_levels_f32(const float* x, float levels, bool clip, float* y, uint
   for (int64_t b = 0; b < nb; ++b) {
     const int64_t i0 = b * kQBlock, m = std::min(kQBlock, n - i0);
     uint8_t* mb = mask != nullptr ? mask + i0 : nullptr;
-#if BFCN_X86
-    if (avx2) {
-      quantize_levels_f32__avx2(x + i0, levels, clip, y + i0, mb, m);
-      continue;
-    }
-#endif
-    quantize_levels_f32__ref(x + i0, levels, clip, y + i0, mb, m);
+    quantize(x + i0, levels, clip, y + i0, mb, m);
   }
 }
 
 void mask_select_f32(const float* dy, const uint8_t* mask, float* dx, int64_t n) {
-#if BFCN_X86
-  static const bool avx2 = active_isa() >= Isa::avx2;
-#endif
+  static const MaskSelectFn select = best_variant(elementwise_variants()).mask_select;
   constexpr int64_t kMBlock = 4096;
   const int64_t nb = (n + kMBlock - 1) / kMBlock;
 #pragma omp parallel for schedule(static) if (n >= kParallelMin)
   for (int64_t b = 0; b < nb; ++b) {
     const int64_t i0 = b * kMBlock, m = std::min(kMBlock, n - i0);
-#if BFCN_X86
-    if (avx2) {
-      mask_select_f32__avx2(dy + i0, mask + i0, dx + i0, m);
-      continue;
-    }
-#endif
-    for (int64_t i = i0; i < i0 + m; ++i) dx[i] = mask[i] != 0 ? dy[i] : 0.0f;
+    select(dy + i0, mask + i0, dx + i0, m);
   }
 }
 

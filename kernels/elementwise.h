@@ -4,6 +4,9 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
+
+#include "kernels/cpu_features.h"
 
 namespace bfcn {
 
@@ -48,7 +51,21 @@ void quantize_levels_f32__avx2(const float* x, float levels, bool clip, float* y
                                int64_t n);
 // dx = mask ? dy : 0 (mask bytes 0 or 1; dx may be dy).
 void mask_select_f32(const float* dy, const uint8_t* mask, float* dx, int64_t n);
+void mask_select_f32__ref(const float* dy, const uint8_t* mask, float* dx, int64_t n);
 void mask_select_f32__avx2(const float* dy, const uint8_t* mask, float* dx, int64_t n);
+// The single-threaded bodies quantize_levels_f32 and mask_select_f32 run on each block, one variant
+// per ISA level (ref first; kernels/variant.h): dispatch takes the best one active_isa() allows,
+// tests compare each with the ref one bit for bit.
+using QuantizeLevelsFn = void (*)(const float* x, float levels, bool clip, float* y, uint8_t* mask,
+                                  int64_t n);
+using MaskSelectFn = void (*)(const float* dy, const uint8_t* mask, float* dx, int64_t n);
+struct ElementwiseVariant {
+  Isa isa;
+  const char* name;  // "elementwise__avx2"
+  QuantizeLevelsFn quantize_levels;
+  MaskSelectFn mask_select;
+};
+std::span<const ElementwiseVariant> elementwise_variants();
 // y [K,per] = e[c] * sign(w [K,per]) with sign(0) = +1 (1-bit DoReFa weights, E per row).
 void scaled_sign_f32(const float* w, const float* e, int64_t rows, int64_t per, float* y);
 

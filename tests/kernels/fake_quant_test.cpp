@@ -1,5 +1,6 @@
-// The fused fake-quantization kernels: the AVX2 variant against the scalar reference bit for bit
-// (values, -0, NaN, mask) on every tail length, and the dispatching entry point on a threaded size.
+// The fused fake-quantization kernels: every variant of elementwise_variants() against the scalar
+// reference bit for bit (values, -0, NaN, mask) on every tail length, and the dispatching entry
+// point on a threaded size.
 #include <omp.h>
 
 #include <cmath>
@@ -10,6 +11,7 @@
 #include "kernels/cpu_features.h"
 #include "kernels/elementwise.h"
 #include "tests/support/test_support.h"
+#include "tests/support/variants.h"
 
 using namespace bfcn;
 
@@ -46,22 +48,28 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
 }
 }  // namespace
 
-TEST_CASE("quantize_levels_f32 AVX2 matches the reference bit for bit, mask included") {
-  if (!isa_supported(Isa::avx2)) BFCN_SKIP_ISA("no AVX2 on this CPU");
-  Rng rng(11);
-  for (int k = 1; k <= 8; ++k)
-    for (bool clip : {true, false})
-      for (int64_t n = 0; n <= 41; ++n) {
-        const float levels = static_cast<float>((1 << k) - 1);
-        const std::vector<float> x = quant_inputs(n, levels, rng);
-        std::vector<float> y_ref(x.size(), 7.0f), y_avx(x.size(), 7.0f);
-        std::vector<uint8_t> m_ref(x.size(), 9), m_avx(x.size(), 9);
-        quantize_levels_f32__ref(x.data(), levels, clip, y_ref.data(), m_ref.data(), n);
-        quantize_levels_f32__avx2(x.data(), levels, clip, y_avx.data(), m_avx.data(), n);
-        INFO("k = " << k << " clip = " << clip << " n = " << n);
-        REQUIRE(same_bits(y_avx, y_ref));
-        REQUIRE(m_avx == m_ref);
-      }
+TEST_CASE("elementwise variant table: ref first, by ISA level, dispatch takes the best allowed") {
+  const ElementwiseVariant& best = best_variant(elementwise_variants());
+  test::check_variant_table(elementwise_variants(), best);
+}
+
+TEST_CASE("quantize_levels_f32 of every variant matches the reference bit for bit, mask included") {
+  test::for_each_variant(elementwise_variants(), [](const ElementwiseVariant& v) {
+    Rng rng(11);
+    for (int k = 1; k <= 8; ++k)
+      for (bool clip : {true, false})
+        for (int64_t n = 0; n <= 41; ++n) {
+          const float levels = static_cast<float>((1 << k) - 1);
+          const std::vector<float> x = quant_inputs(n, levels, rng);
+          std::vector<float> y_ref(x.size(), 7.0f), y_var(x.size(), 7.0f);
+          std::vector<uint8_t> m_ref(x.size(), 9), m_var(x.size(), 9);
+          quantize_levels_f32__ref(x.data(), levels, clip, y_ref.data(), m_ref.data(), n);
+          v.quantize_levels(x.data(), levels, clip, y_var.data(), m_var.data(), n);
+          INFO("k = " << k << " clip = " << clip << " n = " << n);
+          REQUIRE(same_bits(y_var, y_ref));
+          REQUIRE(m_var == m_ref);
+        }
+  });
 }
 
 TEST_CASE("quantize_levels_f32 reference: levels, clipping, -0, NaN and the inclusive mask") {
@@ -121,7 +129,7 @@ TEST_CASE("mask_select_f32 and scaled_sign_f32") {
   CHECK(y == std::vector<float>{0.25f, 0.25f, -0.25f, 4.0f, -4.0f, 4.0f});
 }
 
-TEST_CASE("mask_select_f32: AVX2 and dispatch equal the scalar select, also in place") {
+TEST_CASE("mask_select_f32: every variant and dispatch equal the scalar select, also in place") {
   Rng rng(13);
   for (int64_t n : {int64_t{0}, int64_t{5}, int64_t{8}, int64_t{41}, int64_t{70001}}) {
     std::vector<float> dy(static_cast<size_t>(n));
@@ -138,10 +146,10 @@ TEST_CASE("mask_select_f32: AVX2 and dispatch equal the scalar select, also in p
     INFO("n = " << n);
     CHECK(got == want);
     CHECK(inplace == want);
-    if (isa_supported(Isa::avx2)) {
-      std::vector<float> avx(dy.size(), 9.0f);
-      mask_select_f32__avx2(dy.data(), m.data(), avx.data(), n);
-      CHECK(avx == want);
-    }
+    test::for_each_variant(elementwise_variants(), [&](const ElementwiseVariant& v) {
+      std::vector<float> var(dy.size(), 9.0f);
+      v.mask_select(dy.data(), m.data(), var.data(), n);
+      CHECK(var == want);
+    });
   }
 }
