@@ -8,15 +8,31 @@
 
 #include "kernels/bitpack.h"
 #include "kernels/cpu_features.h"
+#include "kernels/variant.h"
 
 namespace bfcn {
 
+std::span<const ActPackVariant> act_pack_variants() {
+  static const ActPackVariant kVariants[] = {
+    {Isa::ref, "act_pack__ref", maxpool_pack_q__ref, 8, unpack_dequant_act, argmax_planar__ref},
+#if BFCN_X86
+    {Isa::avx2, "act_pack__avx2", maxpool_pack_q__ref, 8, unpack_dequant_act, argmax_planar__avx2},
+    {Isa::avx512, "act_pack__avx512", maxpool_pack_q__avx512, 8, unpack_dequant_act__avx512,
+     argmax_planar__avx2},
+#endif
+  };
+  return kVariants;
+}
+
 void maxpool_pack_q(const uint8_t* q, int h, int w, int c, int k, int s, int p, int bits,
                     uint64_t* out, int oh, int ow) {
-#if BFCN_X86
-  if (active_isa() >= Isa::avx512 && bits <= 8)
-    return maxpool_pack_q__avx512(q, h, w, c, k, s, p, bits, out, oh, ow);
-#endif
+  const ActPackVariant& v = best_variant(
+      act_pack_variants(), [bits](const ActPackVariant& x) { return bits <= x.maxpool_max_bits; });
+  v.maxpool_pack_q(q, h, w, c, k, s, p, bits, out, oh, ow);
+}
+
+void maxpool_pack_q__ref(const uint8_t* q, int h, int w, int c, int k, int s, int p, int bits,
+                         uint64_t* out, int oh, int ow) {
   const int cw = bit_words(c);
 #pragma omp parallel if (int64_t(oh) * ow * c > 65536)
   {
@@ -92,11 +108,7 @@ void argmax_planar__ref(const float* x, int c, int n, int64_t stride, uint8_t* o
 }
 
 void argmax_planar(const float* x, int c, int n, int64_t stride, uint8_t* out) {
-#if BFCN_X86
-  static const auto fn = active_isa() >= Isa::avx2 ? argmax_planar__avx2 : argmax_planar__ref;
-#else
-  const auto fn = argmax_planar__ref;
-#endif
+  static const ArgmaxPlanarFn fn = best_variant(act_pack_variants()).argmax_planar;
   fn(x, c, n, stride, out);
 }
 

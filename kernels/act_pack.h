@@ -6,6 +6,9 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
+
+#include "kernels/cpu_features.h"
 
 namespace bfcn {
 
@@ -13,7 +16,9 @@ namespace bfcn {
 // 2p <= k so every window has a tap) -> out packed [oh][ow][bits][cw(c)].
 void maxpool_pack_q(const uint8_t* q, int h, int w, int c, int k, int s, int p, int bits,
                     uint64_t* out, int oh, int ow);
-// The AVX-512 body maxpool_pack_q runs when active_isa() is avx512 (bits <= 8).
+// The bodies maxpool_pack_q dispatches to (act_pack_variants()); bit-identical.
+void maxpool_pack_q__ref(const uint8_t* q, int h, int w, int c, int k, int s, int p, int bits,
+                         uint64_t* out, int oh, int ow);
 void maxpool_pack_q__avx512(const uint8_t* q, int h, int w, int c, int k, int s, int p, int bits,
                             uint64_t* out, int oh, int ow);
 
@@ -29,5 +34,23 @@ void unpack_dequant_act__avx512(const uint64_t* packed, int64_t pixels, int c, i
 void argmax_planar(const float* x, int c, int n, int64_t stride, uint8_t* out);
 void argmax_planar__ref(const float* x, int c, int n, int64_t stride, uint8_t* out);
 void argmax_planar__avx2(const float* x, int c, int n, int64_t stride, uint8_t* out);
+
+// The variants of this family, one per ISA level (ref first; kernels/variant.h): the functions
+// above dispatch to the best one active_isa() allows, tests compare each with the ref one exactly.
+using MaxpoolPackFn = void (*)(const uint8_t* q, int h, int w, int c, int k, int s, int p, int bits,
+                               uint64_t* out, int oh, int ow);
+using UnpackDequantFn = void (*)(const uint64_t* packed, int64_t pixels, int c, int bits,
+                                 float* out);
+using ArgmaxPlanarFn = void (*)(const float* x, int c, int n, int64_t stride, uint8_t* out);
+struct ActPackVariant {
+  Isa isa;
+  const char* name;  // "act_pack__avx512"
+  MaxpoolPackFn maxpool_pack_q;
+  int maxpool_max_bits;  // constraint: maxpool_pack_q takes bits <= this (else a lower variant's)
+  // Unpack + dequantize of one conv output row (the bit conv's packed residual): single-threaded.
+  UnpackDequantFn unpack_dequant_row;
+  ArgmaxPlanarFn argmax_planar;
+};
+std::span<const ActPackVariant> act_pack_variants();
 
 }  // namespace bfcn

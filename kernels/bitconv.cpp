@@ -19,6 +19,7 @@
 
 #include "kernels/act_pack.h"
 #include "kernels/bitpack.h"
+#include "kernels/variant.h"
 
 namespace bfcn {
 
@@ -50,14 +51,8 @@ std::span<const BgemmVariant> bgemm_variants() {
 
 const BgemmVariant& bgemm_active() {
   // The last listed variant of the active level is its preferred one (measured fastest).
-  static const BgemmVariant* chosen = [] {
-    const Isa isa = active_isa();
-    const BgemmVariant* best = &bgemm_variants()[0];
-    for (const BgemmVariant& v : bgemm_variants())
-      if (v.isa == isa) best = &v;
-    return best;
-  }();
-  return *chosen;
+  static const BgemmVariant& chosen = best_variant(bgemm_variants());
+  return chosen;
 }
 
 const BgemmVariant& bgemm_for_shape(const BitConvShape& s) {
@@ -94,7 +89,7 @@ const BgemmVariant& bgemm_for_shape(const BitConvShape& s) {
   std::vector<int32_t> out(size_t(std::max(1, c.out_h())) * c.out_w() * c.out_c);
   std::vector<const BgemmVariant*> cands;
   for (const BgemmVariant& v : bgemm_variants())
-    if (v.isa != Isa::ref && int(v.isa) <= int(isa) && isa_supported(v.isa)) cands.push_back(&v);
+    if (v.isa != Isa::ref && isa_enabled(v.isa)) cands.push_back(&v);
   // Rounds over all candidates (a warm-up round, then the best of 4 each): on a shared machine a
   // burst of load then hits every candidate alike instead of one candidate's whole timing.
   std::vector<double> t(cands.size(), 1e30);
@@ -236,7 +231,8 @@ struct RowScratch {
 // counts[p] = sum_k 2^k popcnt(in[p][k][:]) for p in [p0, p1). This file is built for the baseline
 // ISA, where std::popcount is a libgcc call (~6% of a 64-channel layer); the popcnt-target copy
 // below is the same loop with the POPCNT instruction.
-void count_pixels(const uint64_t* in, int64_t p0, int64_t p1, int kb, int cw, int32_t* counts) {
+void count_pixels__ref(const uint64_t* in, int64_t p0, int64_t p1, int kb, int cw,
+                       int32_t* counts) {
   for (int64_t p = p0; p < p1; ++p) {
     int32_t c = 0;
     for (int k = 0; k < kb; ++k) {
@@ -250,9 +246,9 @@ void count_pixels(const uint64_t* in, int64_t p0, int64_t p1, int kb, int cw, in
 }
 
 #if BFCN_X86
-__attribute__((target("popcnt"))) void count_pixels_popcnt(const uint64_t* in, int64_t p0,
-                                                           int64_t p1, int kb, int cw,
-                                                           int32_t* counts) {
+__attribute__((target("popcnt"))) void count_pixels__popcnt(const uint64_t* in, int64_t p0,
+                                                            int64_t p1, int kb, int cw,
+                                                            int32_t* counts) {
   for (int64_t p = p0; p < p1; ++p) {
     int32_t c = 0;
     for (int k = 0; k < kb; ++k) {
@@ -266,16 +262,26 @@ __attribute__((target("popcnt"))) void count_pixels_popcnt(const uint64_t* in, i
 }
 #endif
 
+}  // namespace
+
+std::span<const ActCountVariant> act_count_variants() {
+  static const ActCountVariant kVariants[] = {
+    {Isa::ref, "count_pixels__ref", count_pixels__ref},
+#if BFCN_X86
+    {Isa::avx2, "count_pixels__popcnt", count_pixels__popcnt},
+#endif
+  };
+  return kVariants;
+}
+
+namespace {
+
 // act_count [H*W]: sum_k 2^k popcnt(in[pixel][k][:])
 std::vector<int32_t> activation_counts(const BitConvShape& s, const uint64_t* in) {
   const int cw = bit_words(s.in_c);
   const int64_t pixels = int64_t(s.in_h) * s.in_w;
   std::vector<int32_t> counts(static_cast<size_t>(pixels));
-#if BFCN_X86
-  const auto count = active_isa() >= Isa::avx2 ? count_pixels_popcnt : count_pixels;
-#else
-  const auto count = count_pixels;
-#endif
+  static const ActCountFn count = best_variant(act_count_variants()).count;
   constexpr int64_t kChunk = 1024;
 #pragma omp parallel for schedule(static) if (pixels > 4096)
   for (int64_t p0 = 0; p0 < pixels; p0 += kChunk)
@@ -719,12 +725,8 @@ void bitconv_forward(const BitConvShape& s, const uint64_t* in, const PreparedBi
             e.residual ? e.residual + row * oc : nullptr;  // [OW][OC] of this row
         if (e.residual_packed) {
           res_row.resize(size_t(ow) * oc);
-#if BFCN_X86
-          static const auto unpack =
-              active_isa() >= Isa::avx512 ? unpack_dequant_act__avx512 : unpack_dequant_act;
-#else
-          const auto unpack = unpack_dequant_act;
-#endif
+          static const UnpackDequantFn unpack =
+              best_variant(act_pack_variants()).unpack_dequant_row;
           unpack(e.residual_packed + row * e.residual_bits * cwo, ow, oc, e.residual_bits,
                  res_row.data());
           residual = res_row.data();

@@ -157,6 +157,18 @@ const BgemmVariant& bgemm_active();
 // Every variant is exact, so the choice changes speed only. Thread-safe; cached.
 const BgemmVariant& bgemm_for_shape(const BitConvShape& s);
 
+// The activation-count term of a layer: counts[p] = sum_k 2^k popcnt(in[p][k][:]) for pixels p in
+// [p0, p1) of a packed input (kb planes of cw words). One variant per ISA level (ref first,
+// kernels/variant.h); every variant is exact.
+using ActCountFn = void (*)(const uint64_t* in, int64_t p0, int64_t p1, int kb, int cw,
+                            int32_t* counts);
+struct ActCountVariant {
+  Isa isa;
+  const char* name;
+  ActCountFn count;
+};
+std::span<const ActCountVariant> act_count_variants();
+
 // Output of bitconv_forward: float NHWC [OH*OW][OC] (out_f32) or packed [OH*OW][out_bits][cw(OC)].
 // value = I * mul[o] + add[o] (+ residual[p*OC+o] when residual is set);
 // relu clamps at 0 (float mode only); packed mode quantizes

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kernels/cpu_features.h"
+#include "kernels/variant.h"
 
 namespace bfcn {
 
@@ -62,12 +63,20 @@ void unpack_act_q(const uint64_t* packed, int64_t pixels, int c, int bits, uint8
   }
 }
 
+std::span<const BitpackVariant> bitpack_variants() {
+  static const BitpackVariant kVariants[] = {
+    {Isa::ref, "quantize_pack_act__ref", quantize_pack_act__ref},
+#if BFCN_X86
+    {Isa::avx2, "quantize_pack_act__avx2", quantize_pack_act__avx2},
+#endif
+  };
+  return kVariants;
+}
+
 void quantize_pack_act(const float* x, int64_t pixels, int c, int bits, const float* mul,
                        const float* add, uint64_t* out) {
-#if BFCN_X86
-  if (active_isa() != Isa::ref) return quantize_pack_act__avx2(x, pixels, c, bits, mul, add, out);
-#endif
-  quantize_pack_act__ref(x, pixels, c, bits, mul, add, out);
+  static const QuantizePackActFn fn = best_variant(bitpack_variants()).quantize_pack_act;
+  fn(x, pixels, c, bits, mul, add, out);
 }
 
 void quantize_pack_act__ref(const float* x, int64_t pixels, int c, int bits, const float* mul,

@@ -8,6 +8,9 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
+
+#include "kernels/cpu_features.h"
 
 namespace bfcn {
 
@@ -34,12 +37,23 @@ void unpack_act_q(const uint64_t* packed, int64_t pixels, int c, int bits, uint8
 // 1/0), q = nearbyint(clip(v, 0, 1) * (2^bits - 1)), written packed like pack_act_q.
 void quantize_pack_act(const float* x, int64_t pixels, int c, int bits, const float* mul,
                        const float* add, uint64_t* out);
-// The scalar and AVX2 bodies quantize_pack_act dispatches to (active_isa()); bit-identical (the
-// same float operations, no FMA).
+// The scalar and AVX2 bodies quantize_pack_act dispatches to (bitpack_variants()); bit-identical
+// (the same float operations, no FMA).
 void quantize_pack_act__ref(const float* x, int64_t pixels, int c, int bits, const float* mul,
                             const float* add, uint64_t* out);
 void quantize_pack_act__avx2(const float* x, int64_t pixels, int c, int bits, const float* mul,
                              const float* add, uint64_t* out);
+
+// The variants of quantize_pack_act, one per ISA level (ref first; kernels/variant.h): dispatch
+// runs the best one active_isa() allows, tests compare each with the ref one bit for bit.
+using QuantizePackActFn = void (*)(const float* x, int64_t pixels, int c, int bits,
+                                   const float* mul, const float* add, uint64_t* out);
+struct BitpackVariant {
+  Isa isa;
+  const char* name;  // "quantize_pack_act__avx2"
+  QuantizePackActFn quantize_pack_act;
+};
+std::span<const BitpackVariant> bitpack_variants();
 
 // p [oc][taps][c] with values < 2^bits  ->  out [oc][bits][bitconv_row_words(taps, c)]
 void pack_weights_q(const uint8_t* p, int oc, int taps, int c, int bits, uint64_t* out);

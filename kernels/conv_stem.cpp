@@ -12,6 +12,7 @@
 #include "kernels/bitpack.h"
 #include "kernels/cpu_features.h"
 #include "kernels/gemm.h"
+#include "kernels/variant.h"
 
 namespace bfcn {
 
@@ -50,8 +51,7 @@ void epilogue(const ConvStemEpilogue& e, int oc, const float* acc, int64_t m, in
       for (int64_t i = 0; i < m * oc; ++i) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
     return;
   }
-  static const ConvStemQuantizeFn quantize = conv_stem_active_quantize();
-  quantize(acc, m, oc, e.bias, e.relu, e.mul, e.add, e.bits, e.out_q + p0 * oc);
+  conv_stem_active().quantize(acc, m, oc, e.bias, e.relu, e.mul, e.add, e.bits, e.out_q + p0 * oc);
 }
 
 void forward_im2col(const ConvStemShape& s, const float* x, const float* bp,
@@ -104,7 +104,7 @@ void forward_direct(const ConvStemShape& s, const float* x, const float* bp,
     std::memcpy(r + left, x + int64_t(iy) * s.in_w * c, sizeof(float) * size_t(s.in_w) * c);
     std::fill(r + right, r + rs, 0.0f);
   }
-  const ConvStemKernels& uk = conv_stem_active_kernels();
+  const ConvStemVariant& uk = conv_stem_active();
   const int64_t lda = int64_t(s.stride) * c;
 #pragma omp parallel if (int64_t(oh) * ow * oc * kk > (1 << 20))
   {
@@ -162,37 +162,37 @@ void conv_stem_quantize__ref(const float* acc, int64_t m, int oc, const float* b
     }
 }
 
-ConvStemQuantizeFn conv_stem_active_quantize() {
+std::span<const ConvStemVariant> conv_stem_variants() {
+  static const ConvStemVariant kVariants[] = {
+    {Isa::ref, "conv_stem__ref", {conv_stem_ukernel_6x16__ref}, 1, conv_stem_quantize__ref},
 #if BFCN_X86
-  static const ConvStemQuantizeFn fn = active_isa() >= Isa::avx512 ? conv_stem_quantize__avx512
-                                       : active_isa() >= Isa::avx2 ? conv_stem_quantize__avx2
-                                                                   : conv_stem_quantize__ref;
-  return fn;
-#else
-  return conv_stem_quantize__ref;
+    {Isa::avx2, "conv_stem__avx2", {conv_stem_ukernel_6x16__avx2}, 1, conv_stem_quantize__avx2},
+    // 4 panels: 24 zmm accumulators, 4 B loads per 6 broadcasts
+    {Isa::avx512,
+     "conv_stem__avx512",
+     {conv_stem_ukernel_6x16__avx512, conv_stem_ukernel_6x32__avx512,
+      conv_stem_ukernel_6x48__avx512, conv_stem_ukernel_6x64__avx512},
+     4,
+     conv_stem_quantize__avx512},
 #endif
+  };
+  return kVariants;
 }
 
-const ConvStemKernels& conv_stem_active_kernels() {
-  static const ConvStemKernels k = [] {
-    ConvStemKernels r;
-    r.by_panels[0] = conv_stem_ukernel_6x16__ref;
-#if BFCN_X86
-    if (active_isa() >= Isa::avx512) {  // 4 panels: 24 zmm accumulators, 4 B loads per 6 bcasts
-      r.by_panels[0] = conv_stem_ukernel_6x16__avx512;
-      r.by_panels[1] = conv_stem_ukernel_6x32__avx512;
-      r.by_panels[2] = conv_stem_ukernel_6x48__avx512;
-      r.by_panels[3] = conv_stem_ukernel_6x64__avx512;
-      r.max_panels = 4;
-    } else {
-      r.by_panels[0] = active_isa() >= Isa::avx2 && cpu_features().fma
-                           ? conv_stem_ukernel_6x16__avx2
-                           : conv_stem_ukernel_6x16__ref;
-    }
-#endif
-    return r;
-  }();
-  return k;
+namespace {
+const ConvStemVariant* g_forced = nullptr;  // conv_stem_use_variant
+}  // namespace
+
+const ConvStemVariant& conv_stem_active() {
+  if (g_forced != nullptr) return *g_forced;
+  static const ConvStemVariant& chosen = best_variant(conv_stem_variants());
+  return chosen;
+}
+
+const ConvStemVariant* conv_stem_use_variant(const ConvStemVariant* v) {
+  const ConvStemVariant* old = g_forced;
+  g_forced = v;
+  return old;
 }
 
 void conv_stem_forward(const ConvStemShape& s, const float* x, const float* w,

@@ -7,6 +7,9 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
+
+#include "kernels/cpu_features.h"
 
 namespace bfcn {
 
@@ -57,13 +60,6 @@ void conv_stem_ukernel_6x32__avx512(const float* a, int64_t lda, int64_t rs, int
                                     const float* bp, float* c, int64_t ldc);
 void conv_stem_ukernel_6x16__avx512(const float* a, int64_t lda, int64_t rs, int rows, int run,
                                     const float* bp, float* c, int64_t ldc);
-// The microkernels for kernels/cpu_features.h's active_isa(): by_panels[n-1] covers n consecutive
-// 16-column panels (n <= max_panels); the driver takes the widest that fits.
-struct ConvStemKernels {
-  ConvStemUkernel by_panels[4] = {};
-  int max_panels = 1;
-};
-const ConvStemKernels& conv_stem_active_kernels();
 
 // The quantizing epilogue over acc [m][oc] (row stride oc) -> q [m][oc]:
 // v = acc + bias; relu: v = max(v, 0); v = v*mul (if mul); v = v + add (if add);
@@ -77,6 +73,24 @@ void conv_stem_quantize__avx2(const float* acc, int64_t m, int oc, const float* 
                               const float* mul, const float* add, int bits, uint8_t* q);
 void conv_stem_quantize__avx512(const float* acc, int64_t m, int oc, const float* bias, bool relu,
                                 const float* mul, const float* add, int bits, uint8_t* q);
-ConvStemQuantizeFn conv_stem_active_quantize();
+
+// The stem variants, one per ISA level (ref first; kernels/variant.h): conv_stem_forward runs the
+// best one active_isa() allows, tests compare each with the ref one.
+struct ConvStemVariant {
+  Isa isa;
+  const char* name;  // "conv_stem__avx512"
+  // by_panels[n-1] covers n consecutive 16-column panels (n <= max_panels); the driver takes the
+  // widest that fits.
+  ConvStemUkernel by_panels[4];
+  int max_panels;
+  ConvStemQuantizeFn quantize;
+};
+std::span<const ConvStemVariant> conv_stem_variants();
+// The variant conv_stem_forward runs: best_variant(conv_stem_variants()), unless a test chose
+// another with conv_stem_use_variant.
+const ConvStemVariant& conv_stem_active();
+// Makes conv_stem_forward run v (nullptr: back to the dispatched one) and returns the previous
+// choice. Process-wide and not thread-safe: for tests, which must check isa_supported(v.isa) first.
+const ConvStemVariant* conv_stem_use_variant(const ConvStemVariant* v);
 
 }  // namespace bfcn

@@ -4,11 +4,13 @@
 #include "kernels/bitconv.h"
 
 #include <algorithm>
+#include <bit>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -16,6 +18,7 @@
 #include "kernels/act_pack.h"
 #include "kernels/bitpack.h"
 #include "tests/support/test_support.h"
+#include "tests/support/variants.h"
 
 using namespace bfcn;
 
@@ -182,11 +185,8 @@ TEST_CASE("activation packing round trips and quantize_pack matches", "[runtime]
     }
 }
 
-TEST_CASE("AVX2 quantize_pack_act equals the scalar one bit for bit", "[runtime][bitpack]") {
-  if (!isa_supported(Isa::avx2)) {
-    BFCN_SKIP_ISA("this CPU lacks avx2");
-  }
-#if BFCN_X86  // the x86 kernels are built for x86 targets only
+TEST_CASE("quantize_pack_act of every variant equals the scalar one bit for bit",
+          "[runtime][bitpack]") {
   Rng rng(31);
   const float special[] = {0.0f,        -0.0f,       1.0f,    0.5f / 3.0f, 1.5f / 3.0f,
                            2.5f / 3.0f, 0.5f / 15.f, -1e-30f, 1e30f,       NAN,
@@ -206,12 +206,49 @@ TEST_CASE("AVX2 quantize_pack_act equals the scalar one bit for bit", "[runtime]
         }
         const float* m = affine & 1 ? mul.data() : nullptr;
         const float* a = affine & 2 ? add.data() : nullptr;
-        std::vector<uint64_t> ref(size_t(pixels) * bits * bit_words(c), 1), got(ref.size(), 2);
+        std::vector<uint64_t> ref(size_t(pixels) * bits * bit_words(c), 1);
         quantize_pack_act__ref(x.data(), pixels, c, bits, m, a, ref.data());
-        quantize_pack_act__avx2(x.data(), pixels, c, bits, m, a, got.data());
-        REQUIRE(got == ref);
+        test::for_each_variant(bitpack_variants(), [&](const BitpackVariant& v) {
+          std::vector<uint64_t> got(ref.size(), 2);
+          v.quantize_pack_act(x.data(), pixels, c, bits, m, a, got.data());
+          REQUIRE(got == ref);
+        });
       }
-#endif
+}
+
+TEST_CASE("bitpack, bit-conv and activation-count variant tables: ref first, by ISA level",
+          "[runtime][bitpack]") {
+  test::check_variant_table(bitpack_variants(), best_variant(bitpack_variants()));
+  test::check_variant_table(bgemm_variants(), bgemm_active());
+  test::check_variant_table(act_count_variants(), best_variant(act_count_variants()));
+}
+
+TEST_CASE("activation counts of every variant equal the popcount definition",
+          "[runtime][bitconv]") {
+  std::mt19937_64 gen(17);
+  for (int cw : {1, 2, 3, 9})
+    for (int kb : {1, 2, 4}) {
+      INFO("cw " << cw << " kb " << kb);
+      const int64_t pixels = 37;
+      std::vector<uint64_t> in(size_t(pixels) * kb * cw);
+      for (uint64_t& x : in) x = gen();
+      in[0] = ~uint64_t{0};  // a full word
+      in[1 % in.size()] = 0;
+      std::vector<int32_t> want(static_cast<size_t>(pixels));
+      for (int64_t p = 0; p < pixels; ++p) {
+        int32_t c = 0;
+        for (int k = 0; k < kb; ++k)
+          for (int i = 0; i < cw; ++i)
+            c += int32_t(std::popcount(in[size_t((p * kb + k) * cw + i)])) << k;
+        want[size_t(p)] = c;
+      }
+      test::for_each_variant(act_count_variants(), [&](const ActCountVariant& v) {
+        std::vector<int32_t> got(static_cast<size_t>(pixels), -1);
+        v.count(in.data(), 0, 20, kb, cw, got.data());  // two ranges, as the driver's chunks
+        v.count(in.data(), 20, pixels, kb, cw, got.data());
+        CHECK(got == want);
+      });
+    }
 }
 
 TEST_CASE("reference bit-serial conv equals the direct integer conv", "[runtime][bitconv]") {
@@ -597,14 +634,8 @@ TEST_CASE("every variant equals the reference on the ResNet-18/34 FCN-8s layer s
       const Packed c = make_case(s, rng);
       const auto ref = run_int(s, c, bgemm_variants()[0]);
       if (s.macs() < 50'000'000) REQUIRE(ref == direct_int_conv(s, c.q, c.p));
-      for (const BgemmVariant& v : bgemm_variants()) {
-        if (!isa_supported(v.isa)) {
-          WARN(std::string(v.name) + " skipped: this CPU lacks " + isa_name(v.isa));
-          continue;
-        }
-        INFO(v.name);
-        REQUIRE(run_int(s, c, v) == ref);
-      }
+      test::for_each_variant(bgemm_variants(),
+                             [&](const BgemmVariant& v) { REQUIRE(run_int(s, c, v) == ref); });
       // The per-shape dispatch picks a variant this CPU runs, capped by the active level, the
       // same one every time, and its result is exact too.
       const BgemmVariant& chosen = bgemm_for_shape(s);

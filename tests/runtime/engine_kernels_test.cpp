@@ -1,6 +1,6 @@
 // The engine's non-bitconv kernels against simple references: the stem convolution (direct and
 // im2col paths, odd sizes, borders, images smaller than the kernel), its fused quantizing
-// epilogue (bit-exact, AVX2 vs scalar, NaN/±0/rounding ties), max pooling on codes + packing,
+// epilogue (bit-exact for every variant, NaN/±0/rounding ties), max pooling on codes + packing,
 // unpack + dequantize, the channel argmax, and the engine's fused stem / fused final upsample
 // giving the same results as the unfused graph.
 #include <algorithm>
@@ -18,6 +18,7 @@
 #include "runtime/engine.h"
 #include "runtime/synthetic.h"
 #include "tests/support/test_support.h"
+#include "tests/support/variants.h"
 
 using namespace bfcn;
 
@@ -89,75 +90,63 @@ TEST_CASE("stem conv matches a double reference on odd shapes and borders", "[ru
       const auto w = uniform(size_t(s.out_c) * kk, seed++, -0.3f, 0.3f);
       const auto b = uniform(size_t(s.out_c), seed++);
       const auto ref = conv_ref(s, x, w, b, relu);
-      std::vector<float> y(ref.size(), std::numeric_limits<float>::quiet_NaN());
-      ConvStemEpilogue e;
-      e.bias = b.data();
-      e.relu = relu;
-      e.out_f32 = y.data();
-      conv_stem_forward(s, x.data(), w.data(), e);
-      double worst = 0;
-      for (size_t i = 0; i < y.size(); ++i)
-        worst = std::max(worst, std::abs(double(y[i]) - ref[i]) / (1.0 + std::abs(ref[i])));
-      CHECK(worst < 1e-5);
+      test::for_each_variant(conv_stem_variants(), [&](const ConvStemVariant& v) {
+        struct Use {
+          const ConvStemVariant* prev;
+          ~Use() { conv_stem_use_variant(prev); }
+        } use{conv_stem_use_variant(&v)};
+        std::vector<float> y(ref.size(), std::numeric_limits<float>::quiet_NaN());
+        ConvStemEpilogue e;
+        e.bias = b.data();
+        e.relu = relu;
+        e.out_f32 = y.data();
+        conv_stem_forward(s, x.data(), w.data(), e);
+        double worst = 0;
+        for (size_t i = 0; i < y.size(); ++i)
+          worst = std::max(worst, std::abs(double(y[i]) - ref[i]) / (1.0 + std::abs(ref[i])));
+        CHECK(worst < 1e-5);
+      });
     }
 }
 
-TEST_CASE("stem conv microkernels agree (AVX2 vs scalar)", "[runtime][stem]") {
-  if (!(isa_supported(Isa::avx2) && cpu_features().fma))
-    BFCN_SKIP_ISA("skipped: this CPU lacks avx2+fma");
-#if BFCN_X86  // the x86 kernels are built for x86 targets only
-  // A: 6 pixels, 3 kernel rows of 21 floats, lda 6, row stride 200; B: one 63 x 16 panel.
-  const auto a = uniform(800, 5);
-  const auto b = uniform(63 * 16, 6);
-  alignas(32) float bp[63 * 16];
-  std::memcpy(bp, b.data(), sizeof(bp));
-  float c_ref[6 * 20], c_avx[6 * 20];
-  conv_stem_ukernel_6x16__ref(a.data(), 6, 200, 3, 21, bp, c_ref, 20);
-  conv_stem_ukernel_6x16__avx2(a.data(), 6, 200, 3, 21, bp, c_avx, 20);
-  for (int i = 0; i < 6; ++i)
-    for (int j = 0; j < 16; ++j) {
-      double r = 0;
-      for (int row = 0; row < 3; ++row)
-        for (int p = 0; p < 21; ++p)
-          r += double(a[size_t(i * 6 + row * 200 + p)]) * b[size_t((row * 21 + p) * 16 + j)];
-      CHECK(c_ref[i * 20 + j] == Approx(r).margin(1e-5));
-      CHECK(c_avx[i * 20 + j] == Approx(r).margin(1e-5));
-    }
-#endif
+TEST_CASE("stem variant table: ref first, by ISA level, dispatch takes the best allowed",
+          "[runtime][stem]") {
+  test::check_variant_table(conv_stem_variants(), conv_stem_active());
 }
 
-TEST_CASE("stem conv AVX-512 microkernels agree with the scalar one", "[runtime][stem]") {
-  if (!isa_supported(Isa::avx512)) BFCN_SKIP_ISA("this CPU lacks avx512");
-#if BFCN_X86
+TEST_CASE("stem conv microkernels of every variant agree with a double reference",
+          "[runtime][stem]") {
   // A: 6 pixels, 7 kernel rows of 21 floats (the RGB 7x7 stem), lda 6, row stride 200; B: four
-  // consecutive 147 x 16 panels; the 1..4-panel kernels each against the 1-panel scalar one.
+  // consecutive 147 x 16 panels; each variant's 1..max_panels-panel kernels, and columns past the
+  // panels untouched.
   constexpr int rows = 7, run = 21, kk = rows * run;
   const auto a = uniform(6 * 6 + 6 * 200 + run, 7);
   const auto b = uniform(size_t(4) * kk * 16, 8);
-  alignas(64) float bp[4 * kk * 16];  // panels are 64-byte aligned as sgemm_pack_b's
+  alignas(64) static float bp[4 * kk * 16];  // panels are 64-byte aligned as sgemm_pack_b's
   std::copy(b.begin(), b.end(), bp);
-  const ConvStemUkernel by_panels[] = {
-      conv_stem_ukernel_6x16__avx512, conv_stem_ukernel_6x32__avx512,
-      conv_stem_ukernel_6x48__avx512, conv_stem_ukernel_6x64__avx512};
-  for (int np = 1; np <= 4; ++np) {
-    INFO(np << " panels");
-    std::vector<float> c_ref(6 * 70, 0.0f), c_512(6 * 70, -1.0f);
-    for (int q = 0; q < np; ++q)
-      conv_stem_ukernel_6x16__ref(a.data(), 6, 200, rows, run, bp + q * kk * 16,
-                                  c_ref.data() + q * 16, 70);
-    by_panels[np - 1](a.data(), 6, 200, rows, run, bp, c_512.data(), 70);
-    for (int i = 0; i < 6; ++i)
-      for (int j = 0; j < 70; ++j) {
-        if (j < 16 * np)
-          CHECK(c_512[size_t(i * 70 + j)] == Approx(c_ref[size_t(i * 70 + j)]).margin(1e-5));
-        else
-          CHECK(c_512[size_t(i * 70 + j)] == -1.0f);  // columns past the panels untouched
-      }
-  }
-#endif
+  test::for_each_variant(conv_stem_variants(), [&](const ConvStemVariant& v) {
+    for (int np = 1; np <= v.max_panels; ++np) {
+      INFO(np << " panels");
+      std::vector<float> c(6 * 70, -1.0f);
+      v.by_panels[np - 1](a.data(), 6, 200, rows, run, bp, c.data(), 70);
+      for (int i = 0; i < 6; ++i)
+        for (int j = 0; j < 70; ++j) {
+          if (j < 16 * np) {
+            double r = 0;
+            for (int row = 0; row < rows; ++row)
+              for (int p = 0; p < run; ++p)
+                r += double(a[size_t(i * 6 + row * 200 + p)]) *
+                     bp[(j / 16) * kk * 16 + (row * run + p) * 16 + j % 16];
+            CHECK(c[size_t(i * 70 + j)] == Approx(r).margin(1e-5));
+          } else {
+            CHECK(c[size_t(i * 70 + j)] == -1.0f);
+          }
+        }
+    }
+  });
 }
 
-TEST_CASE("stem quantizing epilogue is bit-exact (AVX-512, AVX2, scalar, quantize_level)",
+TEST_CASE("stem quantizing epilogue of every variant is bit-exact (quantize_level)",
           "[runtime][stem]") {
   // Values on rounding ties, at the clip edges, +-0, NaN, inf and huge; 67 channels (tail).
   const int oc = 67, m = 9;
@@ -187,7 +176,7 @@ TEST_CASE("stem quantizing epilogue is bit-exact (AVX-512, AVX2, scalar, quantiz
       // With zero bias the values above reach the epilogue unchanged (ties, NaN, +-0).
       for (const auto* bs : {&bias, &zero_bias}) {
         INFO("bits " << bits << " relu " << relu << " mul " << bool(mp) << " add " << bool(ap));
-        std::vector<uint8_t> expect(acc.size()), q_ref(acc.size()), q_avx(acc.size());
+        std::vector<uint8_t> expect(acc.size());
         const float levels = float((1 << bits) - 1);
         for (int i = 0; i < m; ++i)
           for (int o = 0; o < oc; ++o) {
@@ -197,20 +186,11 @@ TEST_CASE("stem quantizing epilogue is bit-exact (AVX-512, AVX2, scalar, quantiz
             if (ap) v = v + ap[o];
             expect[size_t(i * oc + o)] = quantize_level(v, levels);
           }
-        conv_stem_quantize__ref(acc.data(), m, oc, bs->data(), relu, mp, ap, bits, q_ref.data());
-        CHECK(q_ref == expect);
-#if BFCN_X86
-        if (isa_supported(Isa::avx2)) {
-          conv_stem_quantize__avx2(acc.data(), m, oc, bs->data(), relu, mp, ap, bits, q_avx.data());
-          CHECK(q_avx == expect);
-        }
-        if (isa_supported(Isa::avx512)) {
-          std::vector<uint8_t> q512(acc.size());
-          conv_stem_quantize__avx512(acc.data(), m, oc, bs->data(), relu, mp, ap, bits,
-                                     q512.data());
-          CHECK(q512 == expect);
-        }
-#endif
+        test::for_each_variant(conv_stem_variants(), [&](const ConvStemVariant& v) {
+          std::vector<uint8_t> q(acc.size(), 0xee);
+          v.quantize(acc.data(), m, oc, bs->data(), relu, mp, ap, bits, q.data());
+          CHECK(q == expect);
+        });
       }
     }
 }
@@ -281,7 +261,19 @@ TEST_CASE("max pool on codes + pack equals float pool then quantize", "[runtime]
       pack_act_q(pooled.data(), int64_t(oh) * ow, cs.c, bits, expect.data());
       maxpool_pack_q(q.data(), cs.h, cs.w, cs.c, cs.k, cs.s, cs.p, bits, got.data(), oh, ow);
       CHECK(got == expect);
+      test::for_each_variant(act_pack_variants(), [&](const ActPackVariant& v) {
+        REQUIRE(bits <= v.maxpool_max_bits);
+        std::vector<uint64_t> var(words, ~0ull);
+        v.maxpool_pack_q(q.data(), cs.h, cs.w, cs.c, cs.k, cs.s, cs.p, bits, var.data(), oh, ow);
+        CHECK(var == expect);
+      });
     }
+}
+
+TEST_CASE("act_pack variant table: ref first, by ISA level, dispatch takes the best allowed",
+          "[runtime][pool]") {
+  const ActPackVariant& best = best_variant(act_pack_variants());
+  test::check_variant_table(act_pack_variants(), best);
 }
 
 TEST_CASE("unpack + dequantize matches unpack_act_q and the level values", "[runtime][pool]") {
@@ -300,14 +292,13 @@ TEST_CASE("unpack + dequantize matches unpack_act_q and the level values", "[run
       bool same = true;
       for (size_t i = 0; i < q.size(); ++i) same = same && got[i] == float(q[i]) / n;
       CHECK(same);
-#if BFCN_X86
-      if (isa_supported(Isa::avx512)) {  // bit-identical floats, no write past c per pixel
-        std::vector<float> got512(q.size() + 16, -1.0f);
-        unpack_dequant_act__avx512(packed.data(), pix, c, bits, got512.data());
-        CHECK(std::equal(got.begin(), got.end(), got512.begin()));
-        CHECK(got512[q.size()] == -1.0f);
-      }
-#endif
+      // Every variant's row unpack: bit-identical floats, no write past c per pixel.
+      test::for_each_variant(act_pack_variants(), [&](const ActPackVariant& v) {
+        std::vector<float> var(q.size() + 16, -1.0f);
+        v.unpack_dequant_row(packed.data(), pix, c, bits, var.data());
+        CHECK(std::equal(got.begin(), got.end(), var.begin()));
+        CHECK(var[q.size()] == -1.0f);
+      });
     }
   for (int bits : {5, 8}) {  // wider codes fall back to the scalar unpack
     const int c = 70;
@@ -315,15 +306,13 @@ TEST_CASE("unpack + dequantize matches unpack_act_q and the level values", "[run
     for (uint8_t& v : q) v = uint8_t(gen() % (1u << bits));
     std::vector<uint64_t> packed(size_t(5) * bits * bit_words(c));
     pack_act_q(q.data(), 5, c, bits, packed.data());
-    std::vector<float> a(q.size()), b(q.size());
+    std::vector<float> a(q.size());
     unpack_dequant_act(packed.data(), 5, c, bits, a.data());
-#if BFCN_X86
-    if (isa_supported(Isa::avx512))
-      unpack_dequant_act__avx512(packed.data(), 5, c, bits, b.data());
-    else
-#endif
-      b = a;
-    CHECK(a == b);
+    test::for_each_variant(act_pack_variants(), [&](const ActPackVariant& v) {
+      std::vector<float> b(q.size());
+      v.unpack_dequant_row(packed.data(), 5, c, bits, b.data());
+      CHECK(a == b);
+    });
   }
 }
 
@@ -337,34 +326,41 @@ TEST_CASE("channel argmax picks the first maximum, ignores NaN after the first",
       std::vector<float> x(size_t(c) * stride);
       for (float& v : x) v = float(gen() % 5);  // many ties
       for (int i = 0; i < n; i += 3) x[size_t((i % c) * stride + i)] = std::nanf("");
-      std::vector<uint8_t> expect(static_cast<size_t>(n)), got_ref(static_cast<size_t>(n), 255),
-          got_avx(static_cast<size_t>(n), 255);
+      std::vector<uint8_t> expect(static_cast<size_t>(n)), got(static_cast<size_t>(n), 255);
       for (int i = 0; i < n; ++i) {
         std::vector<float> col(static_cast<size_t>(c));
         for (int ch = 0; ch < c; ++ch) col[size_t(ch)] = x[size_t(ch * stride + i)];
         expect[size_t(i)] = uint8_t(std::max_element(col.begin(), col.end()) - col.begin());
       }
-      argmax_planar__ref(x.data(), c, n, stride, got_ref.data());
-      CHECK(got_ref == expect);
-#if BFCN_X86
-      if (isa_supported(Isa::avx2)) {
-        argmax_planar__avx2(x.data(), c, n, stride, got_avx.data());
-        CHECK(got_avx == expect);
-      }
-#endif
+      argmax_planar(x.data(), c, n, stride, got.data());
+      CHECK(got == expect);
+      test::for_each_variant(act_pack_variants(), [&](const ActPackVariant& v) {
+        std::vector<uint8_t> var(static_cast<size_t>(n), 255);
+        v.argmax_planar(x.data(), c, n, stride, var.data());
+        CHECK(var == expect);
+      });
     }
 }
 
 namespace {
 
-rt::Model synthetic_model(bool block_stem_fusion) {
+struct SyntheticGraph {
+  nlohmann::json header;
+  std::vector<rt::BlobData> blobs;
+};
+
+SyntheticGraph synthetic_graph() {
   rt::SyntheticOptions o;
   o.base_channels = 8;
   o.blocks = {1, 1, 1, 1};
   o.num_classes = 5;
-  nlohmann::json header;
-  std::vector<rt::BlobData> blobs;
-  rt::make_synthetic_fcn8s(o, header, blobs);
+  SyntheticGraph g;
+  rt::make_synthetic_fcn8s(o, g.header, g.blobs);
+  return g;
+}
+
+rt::Model synthetic_model(bool block_stem_fusion) {
+  auto [header, blobs] = synthetic_graph();
   if (block_stem_fusion)  // a second reader of the stem conv's output keeps it a float tensor
     header["layers"].push_back({{"name", "extra_pool"},
                                 {"type", "maxpool"},
