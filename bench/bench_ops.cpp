@@ -23,6 +23,7 @@
 #include "core/rng.h"
 #include "kernels/conv.h"
 #include "kernels/cpu_features.h"
+#include "kernels/variant.h"
 
 namespace bfcn::bench {
 namespace {
@@ -146,8 +147,9 @@ int run(const cli::Args& a) {
              "bench ops: --clock cpu measures one thread only; add --threads 1");
   std::printf(
       "conv2d f32, batch 1, best of %d (%s clock); isa %s; GMAC/s (ratio = ours / oneDNN fp32 "
-      "fwd)\n",
-      reps, cpu_clock ? "thread-cpu" : "wall", isa_name(active_isa()));
+      "fwd)\nkernels: %s\n",
+      reps, cpu_clock ? "thread-cpu" : "wall", isa_name(active_isa()),
+      dispatched_variants_string().c_str());
   std::printf("%-24s %3s %6s | %8s %8s %8s | %8s | %6s %6s %6s | %8s\n", "layer", "thr", "GMAC",
               "fwd", "bwd-data", "bwd-wgt", "oneDNN", "fwd", "bwd-d", "bwd-w", "max diff");
   nlohmann::json out;
@@ -155,6 +157,7 @@ int run(const cli::Args& a) {
   out["reps"] = reps;
   out["clock"] = cpu_clock ? "thread_cpu" : "wall";
   out["isa"] = isa_name(active_isa());
+  out["kernels"] = dispatched_variants_string();
   out["layers"] = nlohmann::json::array();
   Rng rng(1);
   for (const Layer& layer : resnet18_layers()) {

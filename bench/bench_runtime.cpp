@@ -22,6 +22,7 @@
 #include "kernels/bitconv.h"
 #include "kernels/bitpack.h"
 #include "kernels/cpu_features.h"
+#include "kernels/variant.h"
 #include "runtime/engine.h"
 #include "runtime/synthetic.h"
 
@@ -256,8 +257,9 @@ int bench_runtime(const cli::Args& args) {
   const Ceilings ceil = measure_ceilings();
   std::printf(
       "bench runtime: isa %s, default kernel %s (bit layers: bgemm_for_shape), cpu [%s], "
-      "~%.2f GHz core clock, input %dx%d\n",
-      isa_name(isa), variant.name, cpu_features_string().c_str(), ghz, f.h, f.w);
+      "~%.2f GHz core clock, input %dx%d\nkernels: %s\n",
+      isa_name(isa), variant.name, cpu_features_string().c_str(), ghz, f.h, f.w,
+      dispatched_variants_string().c_str());
   std::printf(
       "ceilings measured on this core, MAC/cycle per plane pair (W1A1; W1A2 = half): "
       "zmm AND+VPOPCNTD+ADD %.1f, ymm nibble-LUT AND+VPSHUFB+ADD %.1f\n",
@@ -282,6 +284,7 @@ int bench_runtime(const cli::Args& args) {
 
   nlohmann::json out = {{"isa", isa_name(isa)},
                         {"kernel", variant.name},
+                        {"kernels", dispatched_variants_string()},
                         {"ghz_estimate", ghz},
                         {"input", {f.h, f.w}},
                         {"arch", f.model.empty() ? f.arch : f.model},

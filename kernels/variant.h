@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <span>
+#include <string>
 
 #include "kernels/cpu_features.h"
 
@@ -32,5 +33,9 @@ template <class V>
 const V& best_variant(std::span<const V> table) {
   return best_variant(table, [](const V&) { return true; });
 }
+
+// "sgemm__avx512 conv_rows__avx512 ...": the variant dispatch runs in every family (bit convs:
+// bgemm_active(), the default before per-shape timing), for benchmark headers.
+std::string dispatched_variants_string();
 
 }  // namespace bfcn
