@@ -115,6 +115,29 @@ Var FcnHead::forward_features(const std::vector<Var>& feats, int out_h, int out_
               out_w);
 }
 
+// Score convs read the features as float; the coarser score map is upsampled to the finer one's
+// size and summed (score4, up4 + score3 = fuse3, up3 + score2 = fuse2), then to the image size.
+std::string FcnHead::export_to(ExportGraph& g, const std::array<std::string, 4>& feats,
+                               const std::string& image) const {
+  BFCN_CHECK(score_layer4, "export: head '", opt_.kind,
+             "' is not supported by the runtime (fcn8s, fcn16s, fcn32s)");
+  g.conv_f32({.name = "score_layer4", .conv = score_layer4.get(), .in = feats[3], .out = "score4"});
+  std::string s = "score4";
+  const std::pair<Conv2d*, int> skips[2] = {{score_layer3.get(), 3}, {score_layer2.get(), 2}};
+  for (const auto& [conv, layer] : skips) {
+    if (!conv) continue;
+    const std::string n = std::to_string(layer), score = "score" + n,
+                      up = "up" + std::to_string(layer + 1), fuse = "fuse" + n;
+    g.conv_f32(
+        {.name = "score_layer" + n, .conv = conv, .in = feats[size_t(layer - 1)], .out = score});
+    g.upsample(up, s, score, up);
+    g.add(fuse, up, score, fuse);
+    s = fuse;
+  }
+  g.upsample("logits", s, image, "logits");
+  return "logits";
+}
+
 void FcnHead::summarize(const std::array<SummaryCursor, 4>& feats, int out_h, int out_w,
                         std::vector<LayerInfo>& rows) const {
   std::array<SummaryCursor, 4> in = feats;

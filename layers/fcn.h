@@ -38,8 +38,12 @@ class FcnHead : public Module {
   // Rows for the head from the backbone's feature cursors.
   void summarize(const std::array<SummaryCursor, 4>& feats, int out_h, int out_w,
                  std::vector<LayerInfo>& rows) const;
+  // Appends the head's runtime layers reading the 4 feature tensors; returns the logits tensor
+  // (upsampled to the size of `image`).
+  std::string export_to(ExportGraph& g, const std::array<std::string, 4>& feats,
+                        const std::string& image) const;
   const FcnHeadOptions& options() const { return opt_; }
-  // The convs of the head, by dotted name (for export).
+  // The convs of the head, by dotted name.
   std::shared_ptr<Conv2d> score_layer4, score_layer3, score_layer2;  // fcn*s (null if unused)
   std::shared_ptr<Module> classifier;  // dilated: a Conv2d or a ModuleChain
 

@@ -72,6 +72,10 @@ std::vector<LayerInfo> SegmentationModel::summary(int height, int width) const {
   return rows;
 }
 
+std::string SegmentationModel::export_to(ExportGraph& g, const std::string& image) const {
+  return head_->export_to(g, backbone_->export_to(g, image), image);
+}
+
 std::shared_ptr<SegmentationModel> build_model(const json& model_cfg, uint64_t seed,
                                                const std::string& path) {
   json r = resolve_model_config(model_cfg, path);

@@ -33,6 +33,9 @@ class SegmentationModel : public Module {
   const nlohmann::json& config() const { return config_; }
   // One row per layer for an input [1,3,height,width] (analytic; no forward pass).
   std::vector<LayerInfo> summary(int height, int width) const;
+  // Appends the runtime layers of the whole network reading tensor `image`; returns the logits
+  // tensor (layers/export_graph.h).
+  std::string export_to(ExportGraph& g, const std::string& image) const;
   const ResNet& backbone() const { return *backbone_; }
   const FcnHead& head() const { return *head_; }
 

@@ -42,6 +42,14 @@ int act_bits(const Module& m) {
   return 32;
 }
 
+// A child module as the type export expects (the constructors guarantee it; this names a break).
+template <class T>
+const T& export_as(const Module& m, const std::string& name) {
+  const auto* t = dynamic_cast<const T*>(&m);
+  BFCN_CHECK(t, "export: layer '", name, "' is a ", m.type(), ", not the expected type");
+  return *t;
+}
+
 std::shared_ptr<ModuleChain> make_downsample(int in, int out, int stride, const std::string& prefix,
                                              const QuantConfig& q, Rng& rng) {
   auto ds = std::make_shared<ModuleChain>();
@@ -197,6 +205,63 @@ void PreactBlock::summarize(const std::string& prefix, SummaryCursor& c) const {
   c = flow(SummaryFlow{prefix}, c);
 }
 
+// ---- export (layers/export_graph.h) ----
+
+std::string ResBlock::export_to(ExportGraph&, const std::string& name, const std::string&) const {
+  BFCN_CHECK(false, "export: block '", name, "' is a ", type(),
+             ", which the runtime cannot run (BasicBlock only)");
+  return {};
+}
+
+// conv1 (+bn1, act1 fused), the downsample in the sum's units, then conv2 with bn2, the residual
+// and act2 fused; with the fp residual policy act_in quantizes the input first and the output
+// stays float (relu).
+std::string BasicBlock::export_to(ExportGraph& g, const std::string& name,
+                                  const std::string& x) const {
+  const int a1 = g.act_bits(name + ".act1", *act1), a2 = g.act_bits(name + ".act2", *act2);
+  const bool fp_res = act_in != nullptr;
+  BFCN_CHECK(a1 > 0 && (a2 > 0 || fp_res), "export: block '", name,
+             "' has FP activations; the runtime needs a_bits 1..4");
+  std::string xin = x;  // what conv1 (and a bit downsample) reads
+  if (fp_res) {
+    const int ai = g.act_bits(name + ".act_in", *act_in);
+    BFCN_CHECK(ai > 0, "export: block '", name, "': act_in must quantize (a_bits 1..4)");
+    xin = name + ".in";
+    g.quant_act(name + ".act_in", x, xin, ai, g.act_clip(*act_in));
+  }
+  const std::string c1 = name + ".conv1";
+  g.conv({.name = c1,
+          .conv = conv1.get(),
+          .bn = &export_as<BatchNorm2d>(*bn1, name + ".bn1"),
+          .in = xin,
+          .out = c1,
+          .out_bits = a1,
+          .out_clip = g.act_clip(*act1)});
+  std::string res = x;
+  if (downsample) {
+    // The downsample output only feeds the sum: produce it in the sum's units.
+    const auto& [conv_name, ds_conv] = downsample->children().at(0);
+    const auto& [bn_name, ds_bn] = downsample->children().at(1);
+    res = name + ".downsample";
+    g.conv({.name = res + "." + conv_name,
+            .conv = &export_as<Conv2d>(*ds_conv, res + "." + conv_name),
+            .bn = &export_as<BatchNorm2d>(*ds_bn, res + "." + bn_name),
+            .in = downsample_reads_fp ? x : xin,
+            .out = res,
+            .float_unit = fp_res ? 1.0f : g.act_clip(*act2)});
+  }
+  g.conv({.name = name + ".conv2",
+          .conv = conv2.get(),
+          .bn = &export_as<BatchNorm2d>(*bn2, name + ".bn2"),
+          .in = c1,
+          .residual = res,
+          .out = name,
+          .out_bits = fp_res ? 0 : a2,
+          .out_clip = g.act_clip(*act2),
+          .relu = fp_res});
+  return name;
+}
+
 // ---- rows for any module ----
 
 SummaryCursor SummaryFlow::layer(std::string_view name, const Module& m, SummaryCursor c) const {
@@ -319,6 +384,35 @@ Var ResNet::forward(const Var& x) { return features(x).back(); }
 std::array<SummaryCursor, 4> ResNet::summarize(SummaryCursor& c) const {
   std::array<SummaryCursor, 4> feats = flow(SummaryFlow{}, c);
   c = feats[3];
+  return feats;
+}
+
+std::array<std::string, 4> ResNet::export_to(ExportGraph& g, const std::string& image) const {
+  BFCN_CHECK(!preact_, "export: backbone '", opt_.arch,
+             "' is not supported by the runtime (resnet18, resnet34)");
+  // Stem: conv1+bn1 (FP32), maxpool, then act1 (maxpool commutes with the monotone quantizer).
+  // With the fp residual policy act1 is a ReLU and the stem output stays float.
+  const int a0 = g.act_bits("act1", *act1_);
+  g.conv_f32({.name = "conv1",
+              .conv = conv1_.get(),
+              .bn = &export_as<BatchNorm2d>(*bn1_, "bn1"),
+              .in = image,
+              .out = "conv1",
+              .relu = a0 == 0});
+  g.maxpool("maxpool", export_as<MaxPool2d>(*maxpool_, "maxpool"), "conv1", a0 ? "pool" : "stem");
+  if (a0) g.quant_act("act1", "pool", "stem", a0, g.act_clip(*act1_));
+  BFCN_CHECK(a0 || opt_.quant.residual_fp(),
+             "export: act1 is a ReLU (FP activations); the runtime needs quantized "
+             "activations (a_bits 1..4)");
+  std::string x = "stem";
+  std::array<std::string, 4> feats;
+  for (int s = 0; s < 4; ++s) {
+    for (const auto& [index, block] : layers_[s]->children()) {
+      const std::string name = std::string(kStageNames[s]) + "." + index;
+      x = export_as<ResBlock>(*block, name).export_to(g, name, x);
+    }
+    feats[size_t(s)] = x;
+  }
   return feats;
 }
 

@@ -13,6 +13,7 @@
 
 #include "core/rng.h"
 #include "layers/conv.h"
+#include "layers/export_graph.h"
 #include "layers/module.h"
 #include "layers/quant_config.h"
 #include "layers/summary.h"
@@ -42,14 +43,18 @@ class ModuleChain : public Module {
   Var forward(const Var& x) override;
 };
 
-// A residual block that can describe itself for `bfcn summary`.
+// A residual block that can describe itself for `bfcn summary` and `bfcn export`.
 class ResBlock : public Module {
  public:
   using Module::Module;
   virtual void summarize(const std::string& prefix, SummaryCursor& c) const = 0;
+  // Appends the block's runtime layers reading tensor x; returns the output tensor. `name` is
+  // the block's dotted name ("layer1.0"). This default throws: the runtime has no such block.
+  virtual std::string export_to(ExportGraph& g, const std::string& name,
+                                const std::string& x) const;
 };
 
-// The blocks keep their layers as public handles so export code can walk them.
+// The blocks keep their layers as public handles (tests and calibration walk them).
 // torchvision BasicBlock: act2(bn2(conv2(act1(bn1(conv1(x))))) + downsample(x)).
 // The 3x3 convs both use the block's dilation (torchvision has no dilated BasicBlock; this is the
 // usual generalisation). Activations after bn1/bn2 take the a_bits of conv1/conv2's spec.
@@ -62,6 +67,8 @@ class BasicBlock : public ResBlock {
              const QuantConfig& q, Rng& rng);
   Var forward(const Var& x) override;
   void summarize(const std::string& prefix, SummaryCursor& c) const override;
+  std::string export_to(ExportGraph& g, const std::string& name,
+                        const std::string& x) const override;
   std::shared_ptr<Conv2d> conv1, conv2;
   std::shared_ptr<Module> bn1, bn2, act1, act2;
   std::shared_ptr<ModuleChain> downsample;  // "0" conv 1x1 (stride), "1" BN; null if identity
@@ -126,6 +133,9 @@ class ResNet : public Module {
   std::array<int, 4> channels() const { return channels_; }
   // Rows of the whole backbone from cursor c (the input); returns the 4 feature cursors.
   std::array<SummaryCursor, 4> summarize(SummaryCursor& c) const;
+  // Appends the stem's and the blocks' runtime layers reading tensor `image`; returns the 4
+  // feature tensors.
+  std::array<std::string, 4> export_to(ExportGraph& g, const std::string& image) const;
 
  private:
   // Stem, stages and (preact) final BN + ReLU, the one description behind features() and

@@ -20,6 +20,7 @@
 #include "layers/activation.h"
 #include "layers/batch_norm.h"
 #include "layers/conv.h"
+#include "layers/export_graph.h"
 #include "layers/model.h"
 #include "runtime/engine.h"
 #include "tests/support/test_support.h"
@@ -166,7 +167,97 @@ Agreement compare_model(SegmentationModel& model_ref, Rng& rng) {
   return a;
 }
 
+// An ExportGraph that records the steps modules describe, one line each (no format involved).
+struct RecordingGraph : ExportGraph {
+  std::vector<std::string> steps;
+  int act_bits(const std::string&, const Module& act) const override {
+    const auto* q = dynamic_cast<const QuantAct*>(&act);
+    return q && q->a_bits() < 32 ? q->a_bits() : 0;
+  }
+  float act_clip(const Module& act) const override {
+    const auto* q = dynamic_cast<const QuantAct*>(&act);
+    return q ? q->clip_value() : 1.0f;
+  }
+  void conv(const ExportConv& c) override {
+    steps.push_back("conv " + c.name + " " + c.in + (c.residual.empty() ? "" : "+" + c.residual) +
+                    " -> " + c.out + " bits " + std::to_string(c.out_bits) + (c.bn ? " bn" : "") +
+                    (c.relu ? " relu" : ""));
+  }
+  void conv_f32(const ExportConv& c) override {
+    steps.push_back("conv_f32 " + c.name + " " + c.in + " -> " + c.out + (c.bn ? " bn" : ""));
+  }
+  void quant_act(const std::string& name, const std::string& in, const std::string& out, int bits,
+                 float) override {
+    steps.push_back("quant_act " + name + " " + in + " -> " + out + " bits " +
+                    std::to_string(bits));
+  }
+  void maxpool(const std::string& name, const MaxPool2d&, const std::string& in,
+               const std::string& out) override {
+    steps.push_back("maxpool " + name + " " + in + " -> " + out);
+  }
+  void add(const std::string& name, const std::string& a, const std::string& b,
+           const std::string& out) override {
+    steps.push_back("add " + name + " " + a + "+" + b + " -> " + out);
+  }
+  void upsample(const std::string& name, const std::string& in, const std::string& size_of,
+                const std::string& out) override {
+    steps.push_back("upsample " + name + " " + in + " to " + size_of + " -> " + out);
+  }
+};
+
 }  // namespace
+
+TEST_CASE("modules describe themselves for export; a block without a description is an error",
+          "[runtime][export]") {
+  Rng rng(1);
+  const QuantConfig q = QuantConfig::from_json({{"w_bits", 1}, {"a_bits", 2}}, "quant");
+  BasicBlock down(64, 128, 2, 1, "layer2.0.", q, rng);
+  RecordingGraph g;
+  CHECK(down.export_to(g, "layer2.0", "x") == "layer2.0");
+  const std::vector<std::string> block = {
+      "conv layer2.0.conv1 x -> layer2.0.conv1 bits 2 bn",
+      "conv layer2.0.downsample.0 x -> layer2.0.downsample bits 0 bn",
+      "conv layer2.0.conv2 layer2.0.conv1+layer2.0.downsample -> layer2.0 bits 2 bn"};
+  CHECK(g.steps == block);
+  // Bi-Real residual: act_in quantizes the block input, the sum stays float (relu).
+  const QuantConfig fp_res =
+      QuantConfig::from_json({{"w_bits", 1}, {"a_bits", 2}, {"residual", "fp"}}, "quant");
+  BasicBlock same(64, 64, 1, 1, "layer1.1.", fp_res, rng);
+  RecordingGraph gf;
+  same.export_to(gf, "layer1.1", "x");
+  const std::vector<std::string> fp_block = {
+      "quant_act layer1.1.act_in x -> layer1.1.in bits 2",
+      "conv layer1.1.conv1 layer1.1.in -> layer1.1.conv1 bits 2 bn",
+      "conv layer1.1.conv2 layer1.1.conv1+x -> layer1.1 bits 0 bn relu"};
+  CHECK(gf.steps == fp_block);
+  Bottleneck bottleneck(64, 16, 1, 1, "layer1.0.", q, rng);
+  CHECK_THROWS_WITH(bottleneck.export_to(g, "layer1.0", "x"),
+                    Catch::Contains("'layer1.0'") && Catch::Contains("Bottleneck"));
+
+  // The whole network: stem, the 8 blocks in order, then the fcn8s head.
+  auto model = build_model({{"backbone", "resnet18"},
+                            {"head", "fcn8s"},
+                            {"n_classes", 3},
+                            {"quant", {{"w_bits", 1}, {"a_bits", 2}}}},
+                           1);
+  RecordingGraph mg;
+  CHECK(model->export_to(mg, "image") == "logits");
+  REQUIRE(mg.steps.size() == 3 + 8 * 2 + 3 + 8);
+  CHECK(mg.steps[0] == "conv_f32 conv1 image -> conv1 bn");
+  CHECK(mg.steps[1] == "maxpool maxpool conv1 -> pool");
+  CHECK(mg.steps[2] == "quant_act act1 pool -> stem bits 2");
+  CHECK(mg.steps[3] == "conv layer1.0.conv1 stem -> layer1.0.conv1 bits 2 bn");
+  CHECK(mg.steps[8] == "conv layer2.0.downsample.0 layer1.1 -> layer2.0.downsample bits 0 bn");
+  const std::vector<std::string> want_head = {"conv_f32 score_layer4 layer4.1 -> score4",
+                                              "conv_f32 score_layer3 layer3.1 -> score3",
+                                              "upsample up4 score4 to score3 -> up4",
+                                              "add fuse3 up4+score3 -> fuse3",
+                                              "conv_f32 score_layer2 layer2.1 -> score2",
+                                              "upsample up3 fuse3 to score2 -> up3",
+                                              "add fuse2 up3+score2 -> fuse2",
+                                              "upsample logits fuse2 to image -> logits"};
+  CHECK(std::vector<std::string>(mg.steps.end() - 8, mg.steps.end()) == want_head);
+}
 
 TEST_CASE("exported W1A2 and W2A2 models agree with the training engine", "[runtime][export]") {
   for (auto [wb, ab] : {std::pair{1, 2}, std::pair{2, 2}}) {
