@@ -1,0 +1,98 @@
+// Private to runtime/ (not installed, not part of the C API): the validated graph behind rt::Model
+// and the engine's three stages, each in its own file so it can be read and tested alone:
+//   load     runtime/model_load.cpp  .bfcn header + blobs -> validated Impl (read_graph)
+//   plan     runtime/model_plan.cpp  last uses, fusions, prepared bit weights, the FP32 rewrite
+//   execute  runtime/model_run.cpp   one image through the planned graph (execute)
+// runtime/engine.cpp is the Model facade that chains them.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "kernels/bitconv.h"
+#include "runtime/engine.h"
+#include "runtime/format.h"
+
+namespace bfcn::rt {
+
+enum class Op { conv_f32, bitconv, quant_act, add, maxpool, upsample };
+
+struct TensorInfo {
+  std::string name;
+  int c = 0, bits = 0;  // bits 0 = float NHWC, else packed NHWC planes
+};
+
+struct Layer {
+  std::string name;
+  Op op = Op::conv_f32;
+  std::vector<int> in;  // tensor ids
+  int out = -1;
+  int size_of = -1;  // upsample: tensor id, or -1 = the image
+  // conv
+  int in_c = 0, out_c = 0, kernel = 1, stride = 1, pad = 0, dilation = 1;
+  int w_bits = 0, a_bits = 0, out_bits = 0;
+  bool relu = false;
+  std::vector<float> weight, bias, mul, add;  // f32 weight [OC][K][K][C]
+  std::vector<uint64_t> wbits;                // packed [OC][M][row_words]
+  // bitconv: wbits re-laid-out for the variants that ran (prepared on first use, not per run)
+  struct Prepared {
+    std::mutex mu;
+    std::vector<std::unique_ptr<PreparedBitWeights>> by_variant;
+    std::unique_ptr<RequantThresholds> thresholds;  // of its packed epilogue, once
+  };
+  std::shared_ptr<Prepared> prepared = std::make_shared<Prepared>();
+};
+
+// Layer fusion marks (Model::Impl::fusion): kStemHead = conv_f32 -> maxpool -> quant_act run as
+// one fused kernel (conv with the quantizer in its epilogue, then max pool on codes + pack);
+// kAbsorbed = the two layers it replaces.
+constexpr uint8_t kUnfused = 0, kStemHead = 1, kAbsorbed = 2;
+
+struct Model::Impl {
+  nlohmann::json header;
+  std::vector<TensorInfo> tensors;  // id 0 = "image" (float, 3 channels)
+  std::vector<Layer> layers;
+  std::vector<int> last_use;  // per tensor: index of the last layer reading it
+  int output = -1;
+  int num_classes = 0;
+  std::vector<std::string> class_names;
+  std::vector<std::array<uint8_t, 3>> palette;
+  std::array<float, 3> mean{0, 0, 0}, std{1, 1, 1};
+  mutable std::vector<LayerTiming>* profile = nullptr;
+  std::vector<uint8_t> fusion;  // per layer, set by plan_fusions()
+};
+
+// --- load (model_load.cpp) ---
+// Fills header, class names, palette, mean/std, tensors, layers (weights copied out of the blobs)
+// and output from a parsed file; every key, range, channel chain, bit width and blob size is
+// checked, errors are bfcn::IoError naming the file, the layer and the key.
+void read_graph(const ModelFile& file, Model::Impl& I);
+
+// --- plan (model_plan.cpp) ---
+// last_use + fusions: what run needs beyond the validated graph.
+void plan_graph(Model::Impl& I);
+// Per tensor, the index of the last layer reading it (the output: layers.size()).
+void compute_last_use(Model::Impl& I);
+// Marks conv_f32 -> maxpool -> quant_act chains that may run as one kernel (needs last_use).
+void plan_fusions(Model::Impl& I);
+// L's packed-epilogue thresholds (the epilogue e of every run of L has the same kind), built once.
+const RequantThresholds* layer_thresholds(const Layer& L, const BitConvShape& s,
+                                          const BitConvEpilogue& e);
+// L's weights prepared for variant v (s: the layer's shape at this input size), built once.
+const PreparedBitWeights& prepared_weights(const Layer& L, const BitConvShape& s,
+                                           const BgemmVariant& v);
+// The to_fp32() cost model's graph: every bit conv an FP32 conv without its residual, every
+// quant_act a clip-like add, all tensors float; re-plans the fusions.
+void rewrite_fp32(Model::Impl& I);
+
+// --- execute (model_run.cpp) ---
+// Runs one image [3,h,w] through the planned graph (Model::run's contract).
+void execute(const Model::Impl& I, const float* image_nchw, int h, int w,
+             std::vector<float>* logits, std::vector<uint8_t>* labels, bool normalize);
+
+}  // namespace bfcn::rt
