@@ -1,6 +1,8 @@
 // The .bfcn format and engine robustness: write→load round trip, and corrupted files (truncations,
 // byte flips at many offsets, bad magic/version/offsets/sizes, malformed graphs) always give a
-// bfcn::Error naming the file, never a crash (CI runs this under ASan/UBSan).
+// bfcn::Error naming the file, never a crash (CI runs this under ASan/UBSan). Then the engine's
+// load and plan stages alone (runtime/engine_internal.h), without running the graph: buffer
+// lifetimes, which layers fuse, the FP32 rewrite.
 #include "runtime/format.h"
 
 #include <omp.h>
@@ -14,7 +16,9 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/bitpack.h"
 #include "runtime/engine.h"
+#include "runtime/engine_internal.h"
 #include "runtime/synthetic.h"
 #include "tests/support/test_support.h"
 
@@ -204,4 +208,150 @@ TEST_CASE("bad magic, version, offsets and graphs are rejected with a hint", "[r
              Catch::Contains("earlier tensor"));
   CHECK_THAT(graph_error("\"output\":\"logits\",\"size_of\"", "\"output\":\"lg\",\"size_of\""),
              Catch::Contains("'output' must name a tensor"));
+}
+
+namespace {
+
+struct SyntheticGraph {
+  nlohmann::json header;
+  std::vector<BlobData> blobs;
+};
+
+// A small FCN-8s (ResNet-18 layout, 8 base channels, W1A2, 5 classes) as header + blobs.
+SyntheticGraph synthetic_graph() {
+  SyntheticOptions o;
+  o.base_channels = 8;
+  o.blocks = {1, 1, 1, 1};
+  o.num_classes = 5;
+  SyntheticGraph g;
+  make_synthetic_fcn8s(o, g.header, g.blobs);
+  return g;
+}
+
+// The load and plan stages alone (runtime/engine_internal.h): the graph as run() would see it.
+Model::Impl planned(const SyntheticGraph& g) {
+  Model::Impl I;
+  read_graph(parse_model("synthetic", serialize_model(g.header, g.blobs)), I);
+  plan_graph(I);
+  return I;
+}
+
+int layer_index(const Model::Impl& I, const std::string& name) {
+  for (size_t li = 0; li < I.layers.size(); ++li)
+    if (I.layers[li].name == name) return int(li);
+  FAIL("no layer " << name);
+  return -1;
+}
+
+}  // namespace
+
+TEST_CASE("plan: buffer lifetimes and the stem fusion of a small graph", "[runtime][engine]") {
+  const SyntheticGraph g = synthetic_graph();
+  const Model::Impl I = planned(g);
+  const size_t n = I.layers.size();
+  REQUIRE(I.fusion.size() == n);
+  REQUIRE(I.last_use.size() == I.tensors.size());
+  // conv1 -> maxpool -> act1 is the fused stem head; nothing else fuses.
+  REQUIRE(I.layers[0].name == "conv1");
+  CHECK(I.fusion[0] == kStemHead);
+  CHECK(I.fusion[1] == kAbsorbed);
+  CHECK(I.fusion[2] == kAbsorbed);
+  CHECK(std::count(I.fusion.begin(), I.fusion.end(), kUnfused) == std::ptrdiff_t(n - 3));
+  // Lifetimes: the image dies at conv1 (an upsample to the image size reads run()'s h, w, not
+  // the buffer); a tensor whose size an upsample takes lives until then; a block input lives
+  // until its residual sum (conv2); the output outlives every layer.
+  CHECK(I.last_use[0] == 0);
+  {  // size_of counts as a read: "stem" (last read by layer1.0) kept until up3 takes its size
+    Model::Impl J = I;
+    const int up3 = layer_index(J, "up3"), stem = J.layers[2].out;
+    REQUIRE(J.last_use[size_t(stem)] < up3);
+    J.layers[size_t(up3)].size_of = stem;
+    compute_last_use(J);
+    CHECK(J.last_use[size_t(stem)] == up3);
+  }
+  const int block = I.layers[size_t(layer_index(I, "layer1.0.conv1"))].in[0];
+  CHECK(I.last_use[size_t(block)] == layer_index(I, "layer1.0.conv2"));
+  CHECK(I.last_use[size_t(I.output)] == int(n));
+  for (size_t li = 0; li < n; ++li) {
+    INFO(I.layers[li].name);
+    CHECK(I.last_use[size_t(I.layers[li].out)] > int(li));  // every output is read later
+  }
+}
+
+TEST_CASE("plan: the stem does not fuse when that would be inexact or unobservable",
+          "[runtime][engine]") {
+  SECTION("a second reader of the conv output") {
+    SyntheticGraph g = synthetic_graph();
+    g.header["layers"].push_back({{"name", "extra_pool"},
+                                  {"type", "maxpool"},
+                                  {"inputs", {"conv1"}},
+                                  {"output", "extra_pool"},
+                                  {"kernel", 3},
+                                  {"stride", 2},
+                                  {"pad", 1}});
+    const Model::Impl I = planned(g);
+    CHECK(I.last_use[size_t(I.layers[0].out)] == layer_index(I, "extra_pool"));
+    CHECK(std::count(I.fusion.begin(), I.fusion.end(), kUnfused) ==
+          std::ptrdiff_t(I.layers.size()));
+  }
+  SECTION("a decreasing quantizer affine (pooling no longer commutes with it)") {
+    SyntheticGraph g = synthetic_graph();
+    bool found = false;
+    for (BlobData& b : g.blobs)
+      if (b.name == "act1.mul") {
+        const float neg = -0.25f;
+        std::memcpy(b.bytes.data() + sizeof(float), &neg, sizeof(float));  // channel 1
+        found = true;
+      }
+    REQUIRE(found);
+    const Model::Impl I = planned(g);
+    CHECK(I.layers[2].mul[1] == -0.25f);
+    CHECK(std::count(I.fusion.begin(), I.fusion.end(), kUnfused) ==
+          std::ptrdiff_t(I.layers.size()));
+  }
+}
+
+TEST_CASE("plan: the FP32 rewrite decodes bit weights and leaves no bit op", "[runtime][engine]") {
+  const Model::Impl bits = planned(synthetic_graph());
+  Model::Impl I = bits;
+  rewrite_fp32(I);
+  REQUIRE(I.layers.size() == bits.layers.size());
+  for (const TensorInfo& t : I.tensors) CHECK(t.bits == 0);
+  // quant_act became a clip-like add of its input with itself, so the stem head no longer fuses.
+  CHECK(std::count(I.fusion.begin(), I.fusion.end(), kUnfused) == std::ptrdiff_t(I.layers.size()));
+  int rewritten = 0;
+  for (size_t li = 0; li < I.layers.size(); ++li) {
+    const Layer &B = bits.layers[li], &L = I.layers[li];
+    INFO(L.name);
+    CHECK(L.op != Op::bitconv);
+    CHECK(L.op != Op::quant_act);
+    CHECK(L.out_bits == 0);
+    if (B.op == Op::quant_act) {
+      CHECK(L.op == Op::add);
+      CHECK(L.in == std::vector<int>{B.in[0], B.in[0]});
+      CHECK(L.relu);
+    }
+    if (B.op != Op::bitconv) continue;
+    ++rewritten;
+    CHECK(L.op == Op::conv_f32);
+    CHECK(L.in == std::vector<int>{B.in[0]});  // the residual input is dropped (cost model)
+    CHECK(L.wbits.empty());
+    CHECK(L.bias == B.add);
+    REQUIRE(L.weight.size() == size_t(B.out_c) * B.kernel * B.kernel * B.in_c);
+    // W1A2: every weight is +-1 times mul[o] times the activation range 3, the sign from its bit.
+    REQUIRE(B.w_bits == 1);
+    REQUIRE(B.a_bits == 2);
+    const int taps = B.kernel * B.kernel, row = bitconv_row_words(taps, B.in_c);
+    bool ok = true;
+    for (int o = 0; o < B.out_c; ++o)
+      for (int t = 0; t < taps; ++t)
+        for (int c = 0; c < B.in_c; ++c) {
+          const uint64_t word = B.wbits[size_t(o) * row + size_t(t) * bit_words(B.in_c) + c / 64];
+          const float sign = (word >> (c % 64)) & 1 ? 1.0f : -1.0f;
+          ok =
+              ok && L.weight[(size_t(o) * taps + t) * B.in_c + c] == sign * B.mul[size_t(o)] * 3.0f;
+        }
+    CHECK(ok);
+  }
+  CHECK(rewritten == 11);  // layer1: conv1 + conv2; layer2..4: conv1 + downsample + conv2
 }
