@@ -57,8 +57,6 @@ void store(Buf& out, std::vector<float>&& v, int bits, bool relu) {
   quantize_pack_act(v.data(), pix, out.c, bits, nullptr, nullptr, out.p.data());
 }
 
-// y [OH*OW][OC] = conv(x NHWC, w [OC][K*K*C]) + bias: im2col of a block of output rows (>= ~256
-// pixels so the GEMM amortises its packing) + sgemm, OpenMP over row blocks.
 ConvStemShape stem_shape(const Layer& L, int h, int w) {
   ConvStemShape s;
   s.in_h = h;
@@ -72,30 +70,60 @@ ConvStemShape stem_shape(const Layer& L, int h, int w) {
   return s;
 }
 
+// 1x1 stride-1 conv (score layers, few output channels): the input rows are the GEMM's A read in
+// place (no A packing), the weights packed once; blocks of 192 pixels per task.
+void conv1x1_f32_nhwc(const Layer& L, const float* x, float* y, int oh, int ow) {
+  const int c = L.in_c, oc = L.out_c;
+  const int64_t m = int64_t(oh) * ow, panels = (oc + kGemmNr - 1) / kGemmNr;
+  std::vector<float> bbuf(size_t(panels) * kGemmNr * c + 16);
+  float* bp = bbuf.data() + (16 - (reinterpret_cast<uintptr_t>(bbuf.data()) / 4) % 16) % 16;
+  sgemm_pack_b(c, oc, L.weight.data(), 1, c, bp);
+  const int64_t blocks = (m + 191) / 192;
+#pragma omp parallel for schedule(static) if (m * oc * c > (1 << 20))
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const int64_t i0 = blk * 192, n = std::min<int64_t>(192, m - i0);
+    for (int64_t i = i0; i < i0 + n; ++i)
+      std::memcpy(y + i * oc, L.bias.data(), sizeof(float) * oc);
+    sgemm_arows_packed_b(n, oc, c, x + i0 * c, c, bp, y + i0 * oc, oc, true);
+  }
+}
+
+// im2col of output rows [y0, y1) into col [(y1-y0)*ow][K*K*C] (zeros outside the image); C >= 16
+// (smaller inputs take the stem kernel), so each tap is one memcpy.
+void im2col_rows(const Layer& L, const float* x, int h, int w, int y0, int y1, int ow, float* col) {
+  const int k = L.kernel, c = L.in_c, kk = k * k * c;
+  for (int oy = y0; oy < y1; ++oy)
+    for (int ox = 0; ox < ow; ++ox) {
+      float* dst = col + (int64_t(oy - y0) * ow + ox) * kk;
+      for (int ky = 0; ky < k; ++ky) {
+        const int iy = oy * L.stride - L.pad + ky * L.dilation;
+        for (int kx = 0; kx < k; ++kx) {
+          const int ix = ox * L.stride - L.pad + kx * L.dilation;
+          float* d = dst + (ky * k + kx) * c;
+          if (iy < 0 || iy >= h || ix < 0 || ix >= w) {
+            std::fill_n(d, c, 0.0f);
+          } else {
+            std::memcpy(d, x + (int64_t(iy) * w + ix) * c, sizeof(float) * c);
+          }
+        }
+      }
+    }
+}
+
+// y [OH*OW][OC] = conv(x NHWC, w [OC][K*K*C]) + bias: the RGB stem by its direct kernel, 1x1 by
+// conv1x1_f32_nhwc, else im2col of a block of output rows (>= ~256 pixels so the GEMM amortises
+// its packing) + sgemm, OpenMP over row blocks.
 void conv_f32_nhwc(const Layer& L, const float* x, int h, int w, float* y, int oh, int ow) {
-  const int k = L.kernel, c = L.in_c, kk = k * k * c, oc = L.out_c;
-  if (c < 16) {  // the RGB stem: contiguous tap runs + GEMM on pre-packed weights
+  const int kk = L.kernel * L.kernel * L.in_c, oc = L.out_c;
+  if (L.in_c < 16) {  // the RGB stem: contiguous tap runs + GEMM on pre-packed weights
     ConvStemEpilogue e;
     e.bias = L.bias.data();
     e.out_f32 = y;
     conv_stem_forward(stem_shape(L, h, w), x, L.weight.data(), e);
     return;
   }
-  if (k == 1 && L.stride == 1 && L.pad == 0) {
-    // 1x1 (score layers, few output channels): the input rows are the GEMM's A read in place
-    // (no A packing), the weights packed once; blocks of 192 pixels per task.
-    const int64_t m = int64_t(oh) * ow, panels = (oc + kGemmNr - 1) / kGemmNr;
-    std::vector<float> bbuf(size_t(panels) * kGemmNr * c + 16);
-    float* bp = bbuf.data() + (16 - (reinterpret_cast<uintptr_t>(bbuf.data()) / 4) % 16) % 16;
-    sgemm_pack_b(c, oc, L.weight.data(), 1, c, bp);
-    const int64_t blocks = (m + 191) / 192;
-#pragma omp parallel for schedule(static) if (m * oc * c > (1 << 20))
-    for (int64_t blk = 0; blk < blocks; ++blk) {
-      const int64_t i0 = blk * 192, n = std::min<int64_t>(192, m - i0);
-      for (int64_t i = i0; i < i0 + n; ++i)
-        std::memcpy(y + i * oc, L.bias.data(), sizeof(float) * oc);
-      sgemm_arows_packed_b(n, oc, c, x + i0 * c, c, bp, y + i0 * oc, oc, true);
-    }
+  if (L.kernel == 1 && L.stride == 1 && L.pad == 0) {
+    conv1x1_f32_nhwc(L, x, y, oh, ow);
     return;
   }
   const int rows = std::max(1, std::min(oh, (256 + ow - 1) / ow));
@@ -106,26 +134,7 @@ void conv_f32_nhwc(const Layer& L, const float* x, int h, int w, float* y, int o
 #pragma omp for schedule(dynamic, 1)
     for (int blk = 0; blk < blocks; ++blk) {
       const int y0 = blk * rows, y1 = std::min(oh, y0 + rows);
-      for (int oy = y0; oy < y1; ++oy)
-        for (int ox = 0; ox < ow; ++ox) {
-          float* dst = col.data() + (int64_t(oy - y0) * ow + ox) * kk;
-          for (int ky = 0; ky < k; ++ky) {
-            const int iy = oy * L.stride - L.pad + ky * L.dilation;
-            for (int kx = 0; kx < k; ++kx) {
-              const int ix = ox * L.stride - L.pad + kx * L.dilation;
-              float* d = dst + (ky * k + kx) * c;
-              if (iy < 0 || iy >= h || ix < 0 || ix >= w) {
-                std::fill_n(d, c, 0.0f);
-              } else {
-                const float* src = x + (int64_t(iy) * w + ix) * c;
-                if (c < 16)  // the RGB stem: a loop beats a memcpy call per 3-float tap
-                  for (int ch = 0; ch < c; ++ch) d[ch] = src[ch];
-                else
-                  std::memcpy(d, src, sizeof(float) * c);
-              }
-            }
-          }
-        }
+      im2col_rows(L, x, h, w, y0, y1, ow, col.data());
       const int64_t m = int64_t(y1 - y0) * ow;
       float* yr = y + int64_t(y0) * ow * oc;
       for (int64_t i = 0; i < m; ++i) std::memcpy(yr + i * oc, L.bias.data(), sizeof(float) * oc);
