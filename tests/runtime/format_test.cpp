@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -354,4 +355,88 @@ TEST_CASE("plan: the FP32 rewrite decodes bit weights and leaves no bit op", "[r
     CHECK(ok);
   }
   CHECK(rewritten == 11);  // layer1: conv1 + conv2; layer2..4: conv1 + downsample + conv2
+}
+
+TEST_CASE("execute: FP32 convs (stem, 1x1, im2col) and the unfused output match a reference",
+          "[runtime][engine]") {
+  // image -> a: conv_f32 3->16 k3 s1 p1 (the stem kernel) -> b: conv_f32 16->16 k1 (1x1 GEMM) ->
+  // logits: conv_f32 16->5 k3 s1 p2 d2 (im2col + GEMM), at the image size: emitted without an
+  // upsample. The graph a to_fp32() rewrite runs, checked in double precision.
+  struct Conv {
+    std::string name, in;
+    int in_c, out_c, k, pad, dil;
+  };
+  const std::vector<Conv> convs = {
+      {"a", "image", 3, 16, 3, 1, 1}, {"b", "a", 16, 16, 1, 0, 1}, {"logits", "b", 16, 5, 3, 2, 2}};
+  nlohmann::json header = {
+      {"num_classes", 5}, {"output", "logits"}, {"layers", nlohmann::json::array()}};
+  std::vector<BlobData> blobs;
+  std::mt19937 gen(7);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<std::vector<float>> weights, biases;
+  for (const Conv& c : convs) {
+    header["layers"].push_back({{"name", c.name},
+                                {"type", "conv_f32"},
+                                {"inputs", {c.in}},
+                                {"output", c.name},
+                                {"in_c", c.in_c},
+                                {"out_c", c.out_c},
+                                {"kernel", c.k},
+                                {"stride", 1},
+                                {"pad", c.pad},
+                                {"dilation", c.dil}});
+    std::vector<float> wv(size_t(c.out_c) * c.k * c.k * c.in_c), bv(size_t(c.out_c));
+    for (float& v : wv) v = u(gen);
+    for (float& v : bv) v = u(gen);
+    blobs.push_back(make_blob(c.name + ".weight", wv));
+    blobs.push_back(make_blob(c.name + ".bias", bv));
+    weights.push_back(wv);
+    biases.push_back(bv);
+  }
+  const Model m = Model::from_file(parse_model("m.bfcn", serialize_model(header, blobs)));
+  const int h = 23, w = 31;
+  std::vector<float> img(size_t(3) * h * w);
+  for (float& v : img) v = u(gen);
+  std::vector<float> logits;
+  std::vector<uint8_t> labels;
+  m.run(img.data(), h, w, &logits, &labels, false);
+  // Reference: NHWC doubles, same padding and dilation.
+  std::vector<double> x(size_t(h) * w * 3);
+  for (int p = 0; p < h * w; ++p)
+    for (int ch = 0; ch < 3; ++ch) x[size_t(p) * 3 + ch] = img[size_t(ch) * h * w + p];
+  for (size_t ci = 0; ci < convs.size(); ++ci) {
+    const Conv& c = convs[ci];
+    std::vector<double> y(size_t(h) * w * c.out_c);
+    for (int oy = 0; oy < h; ++oy)
+      for (int ox = 0; ox < w; ++ox)
+        for (int o = 0; o < c.out_c; ++o) {
+          double acc = biases[ci][size_t(o)];
+          for (int ky = 0; ky < c.k; ++ky)
+            for (int kx = 0; kx < c.k; ++kx) {
+              const int iy = oy - c.pad + ky * c.dil, ix = ox - c.pad + kx * c.dil;
+              if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+              for (int ch = 0; ch < c.in_c; ++ch)
+                acc += x[(size_t(iy) * w + ix) * c.in_c + ch] *
+                       weights[ci][((size_t(o) * c.k + ky) * c.k + kx) * c.in_c + ch];
+            }
+          y[(size_t(oy) * w + ox) * c.out_c + o] = acc;
+        }
+    x = std::move(y);
+  }
+  REQUIRE(logits.size() == size_t(5) * h * w);
+  REQUIRE(labels.size() == size_t(h) * w);
+  double worst = 0;
+  bool labels_ok = true;
+  for (int p = 0; p < h * w; ++p) {
+    int best = 0;
+    for (int o = 0; o < 5; ++o) {
+      const double ref = x[size_t(p) * 5 + o];
+      worst =
+          std::max(worst, std::abs(logits[size_t(o) * h * w + p] - ref) / (1.0 + std::abs(ref)));
+      if (logits[size_t(best) * h * w + p] < logits[size_t(o) * h * w + p]) best = o;
+    }
+    labels_ok = labels_ok && labels[size_t(p)] == best;
+  }
+  CHECK(worst < 1e-4);
+  CHECK(labels_ok);
 }
