@@ -111,6 +111,10 @@ Var sign_ste(const Var& x);   // forward sign with sign(0) = +1, backward identi
 Var quantize_levels_ste(const Var& x, int k);
 Var clip_quantize_levels_ste(const Var& x, int k);
 Var scaled_sign_ste(const Var& w, const Tensor& e);
+//   scaled_levels_ste(w, a, k) = a[c]*(2*round(clamp((w/a[c]+1)/2, 0, 1)*n)/n - 1), a [1] or
+//   [w.dim(0)], a constant > 0: 2^k uniform levels spanning [-a[c], a[c]]; backward
+//   dy*1[-a[c] <= w <= a[c]] (the clamp's inclusive mask)
+Var scaled_levels_ste(const Var& w, const Tensor& a, int k);
 // Learned-clip activation quantizer (PACT's clip with LSQ's step gradient), alpha [1] > 0:
 //   y = alpha * round(clamp(x/alpha, 0, 1) * n)/n, n = 2^k - 1 (k 1..8; k = 32: no rounding, so
 //   y = clamp(x, 0, alpha) exactly, which is what the finite-difference check differentiates)

@@ -95,8 +95,36 @@ Var quantize_weight_symmetric(const Var& w, int k) {
                  [](const Tensor& dy, const GradMask&) -> std::vector<Tensor> { return {dy}; });
 }
 
+Tensor scaled_weight_scale(const Tensor& w, int k) {
+  BFCN_CHECK(k >= 2 && k <= 8, "scaled_weight_scale: bits must be 2..8, got ", k);
+  BFCN_CHECK(w.ndim() >= 1 && w.numel() > 0,
+             "scaled_weight_scale: expected a non-empty weight, got ", w.shape());
+  // c_k = (2^k-1)/2 * D_k * sqrt(pi/2): D_k the MSE-optimal step of a uniform 2^k-level
+  // quantizer for a unit Gaussian (Max 1960), sqrt(pi/2) = sigma / mean|w| for a Gaussian.
+  static constexpr double kStep[9] = {0, 0, 0.9957, 0.5860, 0.3352, 0.1881, 0.1041, 0.0569, 0.0308};
+  const double c = ((1 << k) - 1) / 2.0 * kStep[k] * std::sqrt(std::acos(-1.0) / 2.0);
+  const int64_t K = w.dim(0), per = w.numel() / K;
+  Tensor a = Tensor::empty({K});
+  const float* p = w.f32();
+  for (int64_t o = 0; o < K; ++o) {
+    double s = 0.0;
+    for (int64_t i = 0; i < per; ++i) s += std::fabs(double(p[o * per + i]));
+    const float v = static_cast<float>(c * s / double(per));
+    a.f32()[o] = v > 0.0f && std::isfinite(v) ? v : 1.0f;
+  }
+  return a;
+}
+
+Var quantize_weight_scaled(const Var& w, int k) {
+  BFCN_CHECK((k >= 2 && k <= 8) || k == 32, "quantize_weight_scaled: bits must be 2..8 or 32, got ",
+             k);
+  if (k == 32) return w;
+  return scaled_levels_ste(w, scaled_weight_scale(w.value(), k), k);
+}
+
 Var quantize_weight(const Var& w, const QuantSpec& q) {
   if (q.w_symmetric) return quantize_weight_symmetric(w, q.w_bits);
+  if (q.w_scaled && q.w_bits >= 2) return quantize_weight_scaled(w, q.w_bits);
   return quantize_weight(w, q.w_bits, q.w_scale_channel);
 }
 

@@ -17,12 +17,16 @@ namespace bfcn {
 // w_scale_channel: 1-bit weights get one E = mean|W| per output channel instead of per layer.
 // w_symmetric: the weights use quantize_weight_symmetric (per-channel max scale, kept) instead of
 // DoReFa's fw; set by the "w8" downsample/score policies, which have no JSON key of their own.
+// w_scaled: k >= 2 weights use quantize_weight_scaled (uniform levels over [-a_o, a_o] with a
+// per-channel scale from the weights' statistics) instead of DoReFa's tanh/max fw; the JSON
+// "w_quantizer": "scaled". Ignored for k = 1 (E*sign(w)) and k = 32.
 struct QuantSpec {
   int w_bits = 32;
   int a_bits = 32;
   int g_bits = 32;
   bool w_scale_channel = false;
   bool w_symmetric = false;
+  bool w_scaled = false;
   bool operator==(const QuantSpec&) const = default;
 };
 
@@ -52,7 +56,21 @@ Var quantize_weight_symmetric(const Var& w, int k);
 // s_o of quantize_weight_symmetric as [K].
 Tensor symmetric_weight_scale(const Tensor& w, int k);
 
+// Scaled uniform k-bit weights (k = 2..8), one scale per output channel o of w [K,...]:
+//   a_o = c_k * mean|w_o|,  y = scaled_levels_ste(w, a, k) = a_o*(2j/(2^k-1) - 1), j = 0..2^k-1
+// the same level set as DoReFa's fw times a_o, so it exports to the same bit planes with a_o in
+// the channel's multiplier. c_k is the clip of the mean-squared-error optimal uniform 2^k-level
+// quantizer of a Gaussian (k = 2: 1.87 mean|w| = 1.49 sigma). DoReFa's fw scales by the max of
+// tanh(w), so one outlier pushes almost every weight onto the two inner levels (k = 2: 0.5-4 % of
+// a trained W2A2 model's weights use the outer ones): its squared error is about that of 1-bit
+// weights. a is a constant taken from w.value() (stop-gradient, as E for k = 1); the gradient is
+// dL/dy where |w_o| <= a_o, else 0. An all-zero channel gets a_o = 1. k = 32: w unchanged.
+Var quantize_weight_scaled(const Var& w, int k);
+// a_o of quantize_weight_scaled as [K].
+Tensor scaled_weight_scale(const Tensor& w, int k);
+
 // The weight quantizer of a layer: quantize_weight_symmetric when q.w_symmetric, else
+// quantize_weight_scaled when q.w_scaled and q.w_bits >= 2, else
 // quantize_weight(w, q.w_bits, q.w_scale_channel).
 Var quantize_weight(const Var& w, const QuantSpec& q);
 

@@ -34,7 +34,7 @@ QuantConfig QuantConfig::from_json(const json& j, const std::string& path) {
   c.path_ = path;
   const JsonObject q(j, path, {}, "an object like {\"w_bits\": 1, \"a_bits\": 2}");
   q.check_keys({"w_bits", "a_bits", "g_bits", "w_scale", "first_last_fp", "overrides", "residual",
-                "downsample", "score", "act_clip"});
+                "downsample", "score", "act_clip", "w_quantizer"});
   c.residual_fp_ = q.get_choice("residual", {"quantized", "fp"}, "quantized") == "fp";
   c.downsample_ = q.get_choice("downsample", {"quant", "fp32", "w8"}, c.downsample_);
   c.score_ = q.get_choice("score", {"fp32", "w8"}, c.score_);
@@ -44,6 +44,8 @@ QuantConfig QuantConfig::from_json(const json& j, const std::string& path) {
   c.default_.g_bits = read_bits(q, "g_bits", c.default_.g_bits);
   c.default_.w_scale_channel = q.get_choice("w_scale", {"layer", "channel"},
                                             scale_name(c.default_.w_scale_channel)) == "channel";
+  c.default_.w_scaled = q.get_choice("w_quantizer", {"dorefa", "scaled"},
+                                     c.default_.w_scaled ? "scaled" : "dorefa") == "scaled";
   c.first_last_fp_ = q.get_bool("first_last_fp", c.first_last_fp_);
   if (q.has("overrides")) {
     const JsonObject ov = q.get_object("overrides");
@@ -117,6 +119,7 @@ json QuantConfig::to_json() const {
   if (downsample_ != "quant") j["downsample"] = downsample_;
   if (score_ != "fp32") j["score"] = score_;
   if (act_clip_ != "fixed") j["act_clip"] = act_clip_;
+  if (default_.w_scaled) j["w_quantizer"] = "scaled";
   if (!overrides_.empty()) {
     json ov = json::object();
     for (const auto& [name, o] : overrides_) {

@@ -30,7 +30,9 @@ class QuantConfig {
   //     (Bi-Real style: each block quantizes its input in front of conv1, the add stays FP);
   //   "downsample": "quant" (the default spec) | "fp32" | "w8" (8-bit DoReFa weights) for the
   //     1x1 downsample convs; "score": "fp32" | "w8" for the FCN score/skip convs (first_last_fp
-  //     already keeps them FP32); "act_clip": "fixed" (DoReFa [0,1]) | "learned" (PACT/LSQ clip).
+  //     already keeps them FP32); "act_clip": "fixed" (DoReFa [0,1]) | "learned" (PACT/LSQ clip);
+  //   "w_quantizer": "dorefa" (tanh/max fw) | "scaled" (per-channel statistics-scaled levels for
+  //     2..8-bit weights, quantize_weight_scaled; every layer's spec gets w_scaled).
   bool residual_fp() const { return residual_fp_; }
   const std::string& downsample_policy() const { return downsample_; }
   const std::string& score_policy() const { return score_; }

@@ -56,15 +56,28 @@ Tensor weight_values(const Conv2d& conv) {
   return quantize_weight_value(conv.weight().value(), q->quant());
 }
 
+// Per output channel, the scale a_o of a w_scaled k >= 2 QConv2d's levels a_o*(2j/(2^k-1) - 1)
+// (quantize_weight_scaled); 1 for DoReFa's levels 2j/(2^k-1) - 1.
+std::vector<float> level_scale(const Conv2d& conv) {
+  const auto* q = dynamic_cast<const QConv2d*>(&conv);
+  const int oc = conv.options().out_channels;
+  if (!q || !q->quant().w_scaled || q->quant().w_symmetric || q->quant().w_bits < 2 ||
+      q->quant().w_bits >= 32)
+    return std::vector<float>(size_t(oc), 1.0f);
+  const Tensor a = scaled_weight_scale(conv.weight().value(), q->quant().w_bits);
+  return std::vector<float>(a.f32(), a.f32() + oc);
+}
+
 // Packed M-bit weight planes of a bit conv [oc][m][row words] and the per-channel scale of the
-// kernel's integer sum I: E/(2^K-1) for M = 1 (E = max |w| of the channel), 1/((2^M-1)(2^K-1))
-// otherwise.
+// kernel's integer sum I: E/(2^K-1) for M = 1 (E = max |w| of the channel), a_o/((2^M-1)(2^K-1))
+// otherwise (a_o = 1 for DoReFa's levels, level_scale for scaled ones).
 std::vector<uint64_t> pack_bit_weights(const Conv2d& cv, int m, int a, std::vector<float>& scale) {
   const Conv2dOptions& o = cv.options();
   const int oc = o.out_channels, c = o.in_channels, taps = o.kernel * o.kernel;
   const Tensor w = weight_values(cv);
   const float* wv = w.f32();
   const int wmax = (1 << m) - 1, amax = (1 << a) - 1;
+  const std::vector<float> wscale = level_scale(cv);
   std::vector<uint8_t> levels(size_t(oc) * taps * c);
   scale.assign(size_t(oc), 0.0f);
   for (int i = 0; i < oc; ++i) {
@@ -77,11 +90,11 @@ std::vector<uint64_t> pack_bit_weights(const Conv2d& cv, int m, int a, std::vect
           p = v >= 0.0f ? 1 : 0;  // sign(0) = +1
           e = std::max(e, std::abs(v));
         } else {
-          p = uint8_t(std::lround((v + 1.0f) * float(wmax) / 2.0f));
+          p = uint8_t(std::lround((v / wscale[size_t(i)] + 1.0f) * float(wmax) / 2.0f));
         }
         levels[(size_t(i) * taps + t) * c + ch] = p;
       }
-    scale[size_t(i)] = m == 1 ? e / float(amax) : 1.0f / float(wmax * amax);
+    scale[size_t(i)] = m == 1 ? e / float(amax) : wscale[size_t(i)] / float(wmax * amax);
   }
   std::vector<uint64_t> packed(size_t(oc) * m * bitconv_row_words(taps, c));
   pack_weights_q(levels.data(), oc, taps, c, m, packed.data());

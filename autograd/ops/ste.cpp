@@ -98,6 +98,44 @@ Var scaled_sign_ste(const Var& w, const Tensor& e) {
   return make_op("scaled_sign_ste", y, {w}, identity_backward);
 }
 
+Var scaled_levels_ste(const Var& w, const Tensor& a, int k) {
+  const float n = levels_of(k, "scaled_levels_ste");
+  const Tensor& wv = f32_value(w, "scaled_levels_ste", "w");
+  BFCN_CHECK(wv.ndim() >= 1 && wv.numel() > 0,
+             "scaled_levels_ste: expected a non-empty weight, got ", wv.shape());
+  BFCN_CHECK(a.dtype() == DType::f32 && (a.numel() == 1 || a.numel() == wv.dim(0)),
+             "scaled_levels_ste: expected an f32 scale of 1 or ", wv.dim(0),
+             " (one per output channel) elements, got ", dtype_name(a.dtype()), " ", a.shape());
+  const int64_t rows = a.numel(), per = wv.numel() / rows;
+  const float* ap = a.f32();
+  for (int64_t r = 0; r < rows; ++r)
+    BFCN_CHECK(std::isfinite(ap[r]) && ap[r] > 0.0f,
+               "scaled_levels_ste: scales must be finite and > 0, got ", ap[r], " at ", r);
+  const bool keep_mask = w.requires_grad() && grad_enabled();
+  Tensor y = empty_like(wv);
+  Tensor mask = keep_mask ? Tensor::empty(wv.shape(), DType::u8) : Tensor();
+  const float* wp = wv.f32();
+  float* yp = y.f32();
+  uint8_t* mp = keep_mask ? mask.data<uint8_t>() : nullptr;
+#pragma omp parallel for schedule(static) if (rows * per > (1 << 16))
+  for (int64_t r = 0; r < rows; ++r) {
+    const float s = ap[r];
+    for (int64_t i = r * per; i < (r + 1) * per; ++i) {
+      const float u = (wp[i] / s + 1.0f) * 0.5f;
+      const float q = std::nearbyint(std::min(1.0f, std::max(0.0f, u)) * n) / n;
+      yp[i] = s * (2.0f * q - 1.0f);
+      if (mp) mp[i] = u >= 0.0f && u <= 1.0f;
+    }
+  }
+  if (!keep_mask) return make_op("scaled_levels_ste", y, {w}, identity_backward);  // a leaf
+  return make_op("scaled_levels_ste", y, {w},
+                 [mask](const Tensor& dy, const GradMask&) -> std::vector<Tensor> {
+                   Tensor dw = dy;  // in place: see Note [Gradient ownership]
+                   mask_select_f32(dy.f32(), mask.data<uint8_t>(), dw.f32(), dw.numel());
+                   return {dw};
+                 });
+}
+
 Var pact_quantize(const Var& x, const Var& alpha, int k) {
   BFCN_CHECK((k >= 1 && k <= 8) || k == 32, "pact_quantize: bits must be 1..8 or 32, got ", k);
   const Tensor& xv = f32_value(x, "pact_quantize", "x");

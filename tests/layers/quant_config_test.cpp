@@ -31,7 +31,9 @@ TEST_CASE("quant config: bad values give exact messages", "[layers][config]") {
         "model.quant.w_scale: expected one of layer, channel, but got 'foo'");
   CHECK(error_of({{"w_bit", 1}}) ==
         "model.quant.w_bit: unknown key; did you mean 'w_bits'? (known: w_bits, a_bits, g_bits, "
-        "w_scale, first_last_fp, overrides, residual, downsample, score, act_clip)");
+        "w_scale, first_last_fp, overrides, residual, downsample, score, act_clip, w_quantizer)");
+  CHECK(error_of({{"w_quantizer", "lsq"}}) ==
+        "model.quant.w_quantizer: expected one of dorefa, scaled, but got 'lsq'");
   CHECK(error_of({{"residual", "float"}}) ==
         "model.quant.residual: expected one of quantized, fp, but got 'float'");
   CHECK(error_of({{"act_clip", 1}}) ==
@@ -151,4 +153,13 @@ TEST_CASE("precision policies: fp residual stream, downsample/score bits, learne
   CHECK(j.at("residual") == "fp");
   CHECK(j.at("act_clip") == "learned");
   CHECK_FALSE(j.contains("downsample"));
+  CHECK_FALSE(j.contains("w_quantizer"));
+  // "w_quantizer": "scaled" reaches every layer's spec (the downsample and head convs included)
+  // and round-trips.
+  auto sc = with({{"w_bits", 2}, {"a_bits", 2}, {"w_quantizer", "scaled"}});
+  CHECK(dynamic_cast<QConv2d*>(find(*sc, "layer3.0.conv1"))->quant().w_scaled);
+  CHECK(dynamic_cast<QConv2d*>(find(*sc, "layer3.0.downsample.0"))->quant().w_scaled);
+  CHECK_FALSE(dynamic_cast<QConv2d*>(find(*w8, "layer3.0.conv1"))->quant().w_scaled);
+  CHECK(QuantConfig::from_json({{"w_quantizer", "scaled"}}, "q").to_json().at("w_quantizer") ==
+        "scaled");
 }

@@ -1,7 +1,8 @@
 // DoReFa quantizers: exact level sets, ties, sign(0), k = 32 identity, STE gradient masks, the
 // exact identity gradient of the 1-bit weight quantizer, the symmetric max-scaled ("w8") weight
-// quantizer's values and identity gradient, finite differences of the tanh/max
-// normalisation, the gradient quantizer fg, and bit-width validation.
+// quantizer's values and identity gradient, the statistics-scaled k-bit weight quantizer's levels
+// and clip mask, finite differences of the tanh/max normalisation, the gradient quantizer fg, and
+// bit-width validation.
 #include "autograd/quant.h"
 
 #include <algorithm>
@@ -261,6 +262,93 @@ TEST_CASE("the gradient through the symmetric weight quantizer equals the upstre
   const Tensor seed = random_tensor(w.shape(), rng, -2, 2);
   const Tensor g = grad_of(w, quantize_weight_symmetric(w, 8), seed);
   CHECK(g.to_vector() == seed.to_vector());  // bit-exact
+}
+
+TEST_CASE("scaled k-bit weights are a_o*(2j/(2^k-1) - 1) with a_o = c_k*mean|w_o|", "[quant]") {
+  Rng rng(23);
+  Tensor wt = random_tensor({4, 3, 3, 3}, rng, -0.05f, 0.05f);
+  for (int64_t i = 0; i < 27; ++i) wt.f32()[27 + i] *= 40.0f;  // channel 1 is 40x larger
+  for (int64_t i = 0; i < 27; ++i) wt.f32()[81 + i] = 0.0f;    // channel 3 is all zero
+  // c_k: (2^k-1)/2 * (the Gaussian MSE-optimal step) * sqrt(pi/2); k = 2: 1.5*0.9957*1.2533.
+  const std::vector<std::pair<int, double>> c = {{2, 1.8718}, {3, 2.5705}, {4, 3.1509}};
+  for (const auto& [k, ck] : c) {
+    INFO("k = " << k);
+    const Tensor a = scaled_weight_scale(wt, k);
+    REQUIRE(a.numel() == 4);
+    const float n = float((1 << k) - 1);
+    const Tensor y = quantize_weight_scaled(Var(wt, true), k).value();
+    for (int64_t o = 0; o < 4; ++o) {
+      double m = 0.0;
+      for (int64_t i = 0; i < 27; ++i) m += std::fabs(double(wt.f32()[o * 27 + i]));
+      if (o == 3)
+        CHECK(a.f32()[o] == 1.0f);  // an all-zero channel: scale 1, not 0
+      else
+        CHECK(a.f32()[o] == Approx(ck * m / 27.0).epsilon(2e-4));
+      std::set<int> codes;
+      for (int64_t i = 0; i < 27; ++i) {
+        const float w = wt.f32()[o * 27 + i], v = y.f32()[o * 27 + i], s = a.f32()[o];
+        const float u = std::min(1.0f, std::max(0.0f, (w / s + 1.0f) * 0.5f));
+        const float j = std::nearbyint(u * n);
+        REQUIRE(v == s * (2.0f * (j / n) - 1.0f));  // exact: the level set of fw, times a_o
+        // nearest level (clipped to [-a, a]): within half a step of clip(w)
+        const float wc = std::min(s, std::max(-s, w));
+        REQUIRE(std::fabs(v - wc) <= s / n * (1.0f + 1e-5f));
+        codes.insert(int(j));
+      }
+      // unlike DoReFa's max-normalised fw, the outer levels are used on Gaussian-like weights
+      if (o < 3 && k == 2) CHECK((codes.count(0) || codes.count(3)));
+    }
+  }
+  // Ties round half to even (scale 1, k = 2: w = 0 -> u = 0.5 -> 1.5 -> 2 -> +1/3), the clip
+  // saturates at +-a, and k = 32 is the identity.
+  const Var t = leaf({1, 5}, {0.0f, 5.0f, -5.0f, 1.0f / 3.0f, -1.0f});
+  const Tensor one = Tensor::full({1}, 1.0f);
+  const std::vector<float> got = scaled_levels_ste(t, one, 2).value().to_vector();
+  CHECK(got[0] == 2.0f * (2.0f / 3.0f) - 1.0f);  // level j = 2 of {0..3}: +1/3
+  CHECK(got[1] == 1.0f);
+  CHECK(got[2] == -1.0f);
+  CHECK(got[4] == -1.0f);
+  CHECK(quantize_weight_scaled(Var(wt), 32).value().to_vector() == wt.to_vector());
+  CHECK_THROWS_WITH(quantize_weight_scaled(Var(wt), 1), Catch::Contains("2..8 or 32"));
+  CHECK_THROWS_WITH(scaled_levels_ste(t, Tensor::full({1}, 0.0f), 2), Catch::Contains("> 0"));
+  CHECK_THROWS_WITH(scaled_levels_ste(t, Tensor::full({3}, 1.0f), 2),
+                    Catch::Contains("one per output channel"));
+  // The spec dispatch: w_scaled picks it for k >= 2 (what QConv2d and export use); k = 1 keeps
+  // E*sign(w); w_symmetric wins over w_scaled.
+  QuantSpec q;
+  q.w_bits = 2;
+  q.w_scaled = true;
+  const Tensor y2 = quantize_weight_scaled(Var(wt), 2).value();
+  CHECK(quantize_weight_value(wt, q).to_vector() == y2.to_vector());
+  q.w_bits = 1;
+  CHECK(quantize_weight_value(wt, q).to_vector() == quantize_weight_value(wt, 1).to_vector());
+  q.w_bits = 8;
+  q.w_symmetric = true;
+  CHECK(quantize_weight_value(wt, q).to_vector() ==
+        quantize_weight_symmetric(Var(wt), 8).value().to_vector());
+}
+
+TEST_CASE("the gradient through the scaled weight quantizer is dL/dy inside [-a_o, a_o], else 0",
+          "[quant]") {
+  Rng rng(24);
+  Tensor wt = random_tensor({3, 4, 3, 3}, rng, -0.1f, 0.1f);
+  wt.f32()[5] = 3.0f;    // far outside channel 0's clip
+  wt.f32()[40] = -3.0f;  // and channel 1's
+  const Var w(wt, true);
+  const Tensor a = scaled_weight_scale(wt, 2);
+  wt.f32()[80] = a.f32()[2];  // exactly on channel 2's clip: inclusive, so it passes
+  const Var w2(wt, true);
+  const Tensor seed = random_tensor(w2.shape(), rng, -2, 2);
+  const Tensor g = grad_of(w2, quantize_weight_scaled(w2, 2), seed);
+  int masked = 0;
+  for (int64_t i = 0; i < wt.numel(); ++i) {
+    const float s = a.f32()[i / 36];
+    const bool inside = std::fabs(wt.f32()[i]) <= s;
+    REQUIRE(g.f32()[i] == (inside ? seed.f32()[i] : 0.0f));  // bit-exact
+    masked += !inside;
+  }
+  CHECK(masked >= 2);
+  CHECK(g.f32()[80] == seed.f32()[80]);
 }
 
 TEST_CASE("tanh/max normalisation matches finite differences, incl. the max path",

@@ -291,6 +291,15 @@ TEST_CASE("every graph-changing precision option exports and agrees with the tra
       // Symmetric 8-bit weights (conv_f32 with the training forward's exact values).
       {"downsample w8", {{"w_bits", 1}, {"a_bits", 2}, {"downsample", "w8"}}},
       {"score w8", {{"w_bits", 1}, {"a_bits", 2}, {"score", "w8"}}},
+      // Statistics-scaled 2-bit weights: DoReFa's bit planes, a_o in each channel's multiplier.
+      {"W2A2 scaled weights", {{"w_bits", 2}, {"a_bits", 2}, {"w_quantizer", "scaled"}}},
+      {"W2A2 scaled weights + the recipe (fp residual, fp32 downsample, learned clip)",
+       {{"w_bits", 2},
+        {"a_bits", 2},
+        {"w_quantizer", "scaled"},
+        {"residual", "fp"},
+        {"downsample", "fp32"},
+        {"act_clip", "learned"}}},
       {"fp residual + w8 downsample (reads the FP stream) + w8 score + learned clip",
        {{"w_bits", 1},
         {"a_bits", 2},
