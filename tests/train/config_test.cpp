@@ -93,7 +93,7 @@ TEST_CASE("config overrides (--set) reject new keys, wrong types and malformed e
   CHECK_THAT(error_of(base(), {"train.lr=0"}), Catch::Contains("train.lr: expected a value in"));
 }
 
-TEST_CASE("every shipped config resolves; quantized fashion-seg configs fine-tune in stages",
+TEST_CASE("every shipped config resolves; quantized fashion-seg configs start from the FP32 run",
           "[train]") {
   int n = 0;
   for (const auto& e : std::filesystem::directory_iterator(test::source_dir() / "configs")) {
