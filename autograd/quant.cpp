@@ -103,13 +103,9 @@ Tensor scaled_weight_scale(const Tensor& w, int k) {
   // quantizer for a unit Gaussian (Max 1960), sqrt(pi/2) = sigma / mean|w| for a Gaussian.
   static constexpr double kStep[9] = {0, 0, 0.9957, 0.5860, 0.3352, 0.1881, 0.1041, 0.0569, 0.0308};
   const double c = ((1 << k) - 1) / 2.0 * kStep[k] * std::sqrt(std::acos(-1.0) / 2.0);
-  const int64_t K = w.dim(0), per = w.numel() / K;
-  Tensor a = Tensor::empty({K});
-  const float* p = w.f32();
-  for (int64_t o = 0; o < K; ++o) {
-    double s = 0.0;
-    for (int64_t i = 0; i < per; ++i) s += std::fabs(double(p[o * per + i]));
-    const float v = static_cast<float>(c * s / double(per));
+  Tensor a = weight_scale(w, /*per_channel=*/true);  // mean|w_o|, as the 1-bit E
+  for (int64_t o = 0; o < a.numel(); ++o) {
+    const float v = static_cast<float>(c * double(a.f32()[o]));
     a.f32()[o] = v > 0.0f && std::isfinite(v) ? v : 1.0f;
   }
   return a;
