@@ -17,6 +17,7 @@
 #include "kernels/cpu_features.h"
 #include "runtime/engine.h"
 #include "runtime/synthetic.h"
+#include "tests/runtime/synthetic_graph.h"
 #include "tests/support/test_support.h"
 #include "tests/support/variants.h"
 
@@ -344,31 +345,12 @@ TEST_CASE("channel argmax picks the first maximum, ignores NaN after the first",
 
 namespace {
 
-struct SyntheticGraph {
-  nlohmann::json header;
-  std::vector<rt::BlobData> blobs;
-};
-
-SyntheticGraph synthetic_graph() {
-  rt::SyntheticOptions o;
-  o.base_channels = 8;
-  o.blocks = {1, 1, 1, 1};
-  o.num_classes = 5;
-  SyntheticGraph g;
-  rt::make_synthetic_fcn8s(o, g.header, g.blobs);
-  return g;
-}
+using bfcn::test::synthetic_graph;
 
 rt::Model synthetic_model(bool block_stem_fusion) {
   auto [header, blobs] = synthetic_graph();
   if (block_stem_fusion)  // a second reader of the stem conv's output keeps it a float tensor
-    header["layers"].push_back({{"name", "extra_pool"},
-                                {"type", "maxpool"},
-                                {"inputs", {"conv1"}},
-                                {"output", "extra_pool"},
-                                {"kernel", 3},
-                                {"stride", 2},
-                                {"pad", 1}});
+    bfcn::test::add_second_stem_reader(header);
   return rt::Model::from_file(rt::parse_model("synthetic", rt::serialize_model(header, blobs)));
 }
 

@@ -21,6 +21,7 @@
 #include "runtime/engine.h"
 #include "runtime/engine_internal.h"
 #include "runtime/synthetic.h"
+#include "tests/runtime/synthetic_graph.h"
 #include "tests/support/test_support.h"
 
 using namespace bfcn;
@@ -213,21 +214,8 @@ TEST_CASE("bad magic, version, offsets and graphs are rejected with a hint", "[r
 
 namespace {
 
-struct SyntheticGraph {
-  nlohmann::json header;
-  std::vector<BlobData> blobs;
-};
-
-// A small FCN-8s (ResNet-18 layout, 8 base channels, W1A2, 5 classes) as header + blobs.
-SyntheticGraph synthetic_graph() {
-  SyntheticOptions o;
-  o.base_channels = 8;
-  o.blocks = {1, 1, 1, 1};
-  o.num_classes = 5;
-  SyntheticGraph g;
-  make_synthetic_fcn8s(o, g.header, g.blobs);
-  return g;
-}
+using bfcn::test::synthetic_graph;
+using bfcn::test::SyntheticGraph;
 
 // The load and plan stages alone (runtime/engine_internal.h): the graph as run() would see it.
 Model::Impl planned(const SyntheticGraph& g) {
@@ -283,13 +271,7 @@ TEST_CASE("plan: the stem does not fuse when that would be inexact or unobservab
           "[runtime][engine]") {
   SECTION("a second reader of the conv output") {
     SyntheticGraph g = synthetic_graph();
-    g.header["layers"].push_back({{"name", "extra_pool"},
-                                  {"type", "maxpool"},
-                                  {"inputs", {"conv1"}},
-                                  {"output", "extra_pool"},
-                                  {"kernel", 3},
-                                  {"stride", 2},
-                                  {"pad", 1}});
+    bfcn::test::add_second_stem_reader(g.header);
     const Model::Impl I = planned(g);
     CHECK(I.last_use[size_t(I.layers[0].out)] == layer_index(I, "extra_pool"));
     CHECK(std::count(I.fusion.begin(), I.fusion.end(), kUnfused) ==
