@@ -304,13 +304,8 @@ TEST_CASE("reference equals a float conv of the dequantized values", "[runtime][
 
 TEST_CASE("every bgemm variant equals the reference exactly", "[runtime][bitconv]") {
   int simd_variants = 0;  // the reference against itself proves nothing: skip when none ran
-  for (const BgemmVariant& v : bgemm_variants()) {
-    if (!isa_supported(v.isa)) {
-      WARN(std::string(v.name) + " skipped: this CPU lacks " + isa_name(v.isa));
-      continue;
-    }
+  test::for_each_variant(bgemm_variants(), [&](const BgemmVariant& v) {
     simd_variants += v.isa != Isa::ref;
-    INFO(v.name);
     Rng rng(7);
     for (const BitConvShape& s : sweep_shapes()) {
       INFO(describe(s));
@@ -331,7 +326,7 @@ TEST_CASE("every bgemm variant equals the reference exactly", "[runtime][bitconv
         const Packed c = make_case(s, rng);
         REQUIRE(run_int(s, c, v) == run_int(s, c, bgemm_variants()[0]));
       }
-  }
+  });
   if (simd_variants == 0)
     BFCN_SKIP_ISA("no SIMD bgemm variant runs on this CPU (has: " + cpu_features_string() + ")");
 }
@@ -366,11 +361,8 @@ TEST_CASE("every variant equals the reference on pixel-tile and channel-block ed
     const Packed c = make_case(s, rng);
     const auto ref = run_int(s, c, bgemm_variants()[0]);
     REQUIRE(ref == direct_int_conv(s, c.q, c.p));
-    for (const BgemmVariant& v : bgemm_variants()) {
-      if (!isa_supported(v.isa)) continue;
-      INFO(v.name);
-      REQUIRE(run_int(s, c, v) == ref);
-    }
+    test::for_each_variant(bgemm_variants(),
+                           [&](const BgemmVariant& v) { REQUIRE(run_int(s, c, v) == ref); });
   }
 }
 
@@ -395,8 +387,7 @@ TEST_CASE("a packed residual equals its dequantized float residual exactly", "[r
     pack_act_q(rq.data(), pix, s.out_c, rbits, rp.data());
     std::vector<float> rf(size_t(pix) * s.out_c);
     for (size_t i = 0; i < rf.size(); ++i) rf[i] = float(rq[i]) / float((1 << rbits) - 1);
-    for (const BgemmVariant& v : bgemm_variants()) {
-      if (!isa_supported(v.isa)) continue;
+    test::for_each_variant(bgemm_variants(), [&](const BgemmVariant& v) {
       INFO(std::string(v.name) + " residual bits " + std::to_string(rbits));
       for (int out_bits : {0, 1, 2}) {  // float output and fused re-quantization
         std::vector<float> yf(size_t(pix) * s.out_c, -1), yp(yf.size(), -2);
@@ -421,7 +412,7 @@ TEST_CASE("a packed residual equals its dequantized float residual exactly", "[r
         else
           CHECK(yp == yf);
       }
-    }
+    });
   }
 }
 
@@ -467,13 +458,8 @@ TEST_CASE("packed epilogue re-quantizes like quantize_pack_act", "[runtime][bitc
 TEST_CASE("every variant's packed epilogue equals the reference exactly", "[runtime][bitconv]") {
   Rng rng(13);
   int simd_variants = 0;
-  for (const BgemmVariant& v : bgemm_variants()) {
-    if (!isa_supported(v.isa)) {
-      WARN(std::string(v.name) + " skipped: this CPU lacks " + isa_name(v.isa));
-      continue;
-    }
+  test::for_each_variant(bgemm_variants(), [&](const BgemmVariant& v) {
     simd_variants += v.isa != Isa::ref;
-    INFO(v.name);
     for (const BitConvShape& s : sweep_shapes()) {
       INFO(describe(s));
       const Packed c = make_case(s, rng);
@@ -503,7 +489,7 @@ TEST_CASE("every variant's packed epilogue equals the reference exactly", "[runt
           REQUIRE(got == ref);
         }
     }
-  }
+  });
   if (simd_variants == 0)
     BFCN_SKIP_ISA("no SIMD bgemm variant runs on this CPU (has: " + cpu_features_string() + ")");
 }
@@ -511,13 +497,8 @@ TEST_CASE("every variant's packed epilogue equals the reference exactly", "[runt
 TEST_CASE("every variant's float epilogue equals the reference bit for bit", "[runtime][bitconv]") {
   Rng rng(19);
   int simd_variants = 0;
-  for (const BgemmVariant& v : bgemm_variants()) {
-    if (!isa_supported(v.isa)) {
-      WARN(std::string(v.name) + " skipped: this CPU lacks " + isa_name(v.isa));
-      continue;
-    }
+  test::for_each_variant(bgemm_variants(), [&](const BgemmVariant& v) {
     simd_variants += v.isa != Isa::ref;
-    INFO(v.name);
     for (const BitConvShape& s : sweep_shapes()) {
       INFO(describe(s));
       const Packed c = make_case(s, rng);
@@ -545,7 +526,7 @@ TEST_CASE("every variant's float epilogue equals the reference bit for bit", "[r
           REQUIRE(std::memcmp(got.data(), ref.data(), sizeof(float) * ref.size()) == 0);
         }
     }
-  }
+  });
   if (simd_variants == 0)
     BFCN_SKIP_ISA("no SIMD bgemm variant runs on this CPU (has: " + cpu_features_string() + ")");
 }
@@ -554,43 +535,39 @@ TEST_CASE("float epilogues keep NaN, -0 and the two roundings of the reference",
           "[runtime][bitconv]") {
   Rng rng(23);
   int simd = 0;
-  for (const BgemmVariant& v : bgemm_variants()) {
-    if (!v.dequant) continue;
-    if (!isa_supported(v.isa)) {
-      WARN(std::string(v.name) + " skipped: this CPU lacks " + isa_name(v.isa));
-      continue;
-    }
-    ++simd;
-    INFO(v.name);
-    for (int n : {1, 15, 16, 17, 64, 70, 130}) {
-      std::vector<int32_t> p(static_cast<size_t>(n));
-      std::vector<float> mul(static_cast<size_t>(n)), add(static_cast<size_t>(n)),
-          res(static_cast<size_t>(n));
-      for (int o = 0; o < n; ++o) {
-        p[size_t(o)] = int32_t(rng.next_u64() % 4000) - 1000;
-        // values where an FMA would round differently from a multiply then an add
-        mul[size_t(o)] = 1.0f + rng.uniform(0.0f, 1.0f) * 1e-3f;
-        add[size_t(o)] = -float(2 * p[size_t(o)] - 7) * mul[size_t(o)];
-        res[size_t(o)] = rng.uniform(-1.0f, 1.0f);
-      }
-      add[0] = std::numeric_limits<float>::quiet_NaN();  // NaN passes through relu
-      if (n > 1) {
-        mul[1] = -0.0f;  // -0 * I + -0 = -0: relu keeps -0 (it is not < 0)
-        add[1] = -0.0f;
-      }
-      for (bool relu : {false, true})
-        for (bool with_res : {false, true}) {
-          if (n > 1 && with_res) res[1] = -0.0f;
-          std::vector<float> want(static_cast<size_t>(n), 5.0f), got(want.size(), 6.0f);
-          dequant_f32__ref(p.data(), n, 7, mul.data(), add.data(), with_res ? res.data() : nullptr,
-                           relu, want.data());
-          v.dequant(p.data(), n, 7, mul.data(), add.data(), with_res ? res.data() : nullptr, relu,
-                    got.data());
-          INFO("n " << n << " relu " << relu << " residual " << with_res);
-          REQUIRE(std::memcmp(got.data(), want.data(), sizeof(float) * size_t(n)) == 0);
+  test::for_each_variant(
+      bgemm_variants(), [](const BgemmVariant& v) { return v.dequant != nullptr; },
+      [&](const BgemmVariant& v) {
+        ++simd;
+        for (int n : {1, 15, 16, 17, 64, 70, 130}) {
+          std::vector<int32_t> p(static_cast<size_t>(n));
+          std::vector<float> mul(static_cast<size_t>(n)), add(static_cast<size_t>(n)),
+              res(static_cast<size_t>(n));
+          for (int o = 0; o < n; ++o) {
+            p[size_t(o)] = int32_t(rng.next_u64() % 4000) - 1000;
+            // values where an FMA would round differently from a multiply then an add
+            mul[size_t(o)] = 1.0f + rng.uniform(0.0f, 1.0f) * 1e-3f;
+            add[size_t(o)] = -float(2 * p[size_t(o)] - 7) * mul[size_t(o)];
+            res[size_t(o)] = rng.uniform(-1.0f, 1.0f);
+          }
+          add[0] = std::numeric_limits<float>::quiet_NaN();  // NaN passes through relu
+          if (n > 1) {
+            mul[1] = -0.0f;  // -0 * I + -0 = -0: relu keeps -0 (it is not < 0)
+            add[1] = -0.0f;
+          }
+          for (bool relu : {false, true})
+            for (bool with_res : {false, true}) {
+              if (n > 1 && with_res) res[1] = -0.0f;
+              std::vector<float> want(static_cast<size_t>(n), 5.0f), got(want.size(), 6.0f);
+              dequant_f32__ref(p.data(), n, 7, mul.data(), add.data(),
+                               with_res ? res.data() : nullptr, relu, want.data());
+              v.dequant(p.data(), n, 7, mul.data(), add.data(), with_res ? res.data() : nullptr,
+                        relu, got.data());
+              INFO("n " << n << " relu " << relu << " residual " << with_res);
+              REQUIRE(std::memcmp(got.data(), want.data(), sizeof(float) * size_t(n)) == 0);
+            }
         }
-    }
-  }
+      });
   if (simd == 0)
     BFCN_SKIP_ISA("no vector float epilogue runs on this CPU (has: " + cpu_features_string() + ")");
 }
@@ -711,39 +688,35 @@ TEST_CASE("integer thresholds give the float epilogue's level for every integer 
 TEST_CASE("threshold epilogues of every variant equal the scalar one", "[runtime][bitconv]") {
   Rng rng(17);
   int simd = 0;
-  for (const BgemmVariant& v : bgemm_variants()) {
-    if (!v.threshold_pack) continue;
-    if (!isa_supported(v.isa)) {
-      WARN(std::string(v.name) + " skipped: this CPU lacks " + isa_name(v.isa));
-      continue;
-    }
-    ++simd;
-    INFO(v.name);
-    for (int oc : {1, 15, 16, 17, 64, 70, 130})
-      for (int bits : {1, 2, 3}) {
-        const int n = 5, levels = (1 << bits) - 1, ldt = (oc + 15) / 16 * 16;
-        std::vector<int32_t> p(size_t(n) * oc), corr(static_cast<size_t>(n)),
-            thr(size_t(levels) * ldt), neg(size_t(ldt), 0);
-        for (auto& x : p) x = int32_t(rng.next_u64() % 200);
-        for (auto& c : corr) c = int32_t(rng.next_u64() % 200);
-        for (int o = 0; o < oc; ++o) {
-          neg[size_t(o)] = rng.next_u64() % 2 ? -1 : 0;
-          int32_t t = int32_t(rng.next_u64() % 200) - 250;
-          for (int j = 0; j < levels; ++j)
-            thr[size_t(j) * ldt + o] = t += int32_t(rng.next_u64() % 90);
-        }
-        for (int o = oc; o < ldt; ++o)
-          for (int j = 0; j < levels; ++j) thr[size_t(j) * ldt + o] = 1 << 30;
-        const size_t words = size_t(n) * bits * bit_words(oc);
-        std::vector<uint64_t> want(words, 1), got(words, 2);
-        threshold_pack__ref(p.data(), n, oc, corr.data(), thr.data(), neg.data(), ldt, bits,
-                            want.data());
-        v.threshold_pack(p.data(), n, oc, corr.data(), thr.data(), neg.data(), ldt, bits,
-                         got.data());
-        INFO("oc " << oc << " bits " << bits);
-        REQUIRE(got == want);
-      }
-  }
+  test::for_each_variant(
+      bgemm_variants(), [](const BgemmVariant& v) { return v.threshold_pack != nullptr; },
+      [&](const BgemmVariant& v) {
+        ++simd;
+        for (int oc : {1, 15, 16, 17, 64, 70, 130})
+          for (int bits : {1, 2, 3}) {
+            const int n = 5, levels = (1 << bits) - 1, ldt = (oc + 15) / 16 * 16;
+            std::vector<int32_t> p(size_t(n) * oc), corr(static_cast<size_t>(n)),
+                thr(size_t(levels) * ldt), neg(size_t(ldt), 0);
+            for (auto& x : p) x = int32_t(rng.next_u64() % 200);
+            for (auto& c : corr) c = int32_t(rng.next_u64() % 200);
+            for (int o = 0; o < oc; ++o) {
+              neg[size_t(o)] = rng.next_u64() % 2 ? -1 : 0;
+              int32_t t = int32_t(rng.next_u64() % 200) - 250;
+              for (int j = 0; j < levels; ++j)
+                thr[size_t(j) * ldt + o] = t += int32_t(rng.next_u64() % 90);
+            }
+            for (int o = oc; o < ldt; ++o)
+              for (int j = 0; j < levels; ++j) thr[size_t(j) * ldt + o] = 1 << 30;
+            const size_t words = size_t(n) * bits * bit_words(oc);
+            std::vector<uint64_t> want(words, 1), got(words, 2);
+            threshold_pack__ref(p.data(), n, oc, corr.data(), thr.data(), neg.data(), ldt, bits,
+                                want.data());
+            v.threshold_pack(p.data(), n, oc, corr.data(), thr.data(), neg.data(), ldt, bits,
+                             got.data());
+            INFO("oc " << oc << " bits " << bits);
+            REQUIRE(got == want);
+          }
+      });
   if (simd == 0)
     BFCN_SKIP_ISA("no threshold epilogue variant runs on this CPU (has: " + cpu_features_string() +
                   ")");

@@ -13,12 +13,14 @@
 
 namespace bfcn::test {
 
-// check(v) for every variant of table this CPU runs (whatever BFCN_ISA says: tests cover every
-// variant); a variant whose ISA the CPU lacks is reported skipped (WARN and the skip log, so the
-// test case is not reported passed), never run.
-template <class V, class F>
-void for_each_variant(std::span<const V> table, F&& check) {
+// check(v) for every variant of table this CPU runs and that has what the test checks (`has`, e.g.
+// a non-null epilogue member; the others are neither run nor reported skipped), whatever BFCN_ISA
+// says: tests cover every variant. A variant whose ISA the CPU lacks is reported skipped (WARN and
+// the skip log, so the test case is not reported passed), never run.
+template <class V, class Has, class F>
+void for_each_variant(std::span<const V> table, Has has, F&& check) {
   for (const V& v : table) {
+    if (!has(v)) continue;
     if (!isa_supported(v.isa)) {
       const std::string reason = std::string(v.name) + ": this CPU lacks " + isa_name(v.isa);
       record_skip(SkipKind::cpu_feature, reason);
@@ -28,6 +30,13 @@ void for_each_variant(std::span<const V> table, F&& check) {
     INFO("variant " << v.name);
     check(v);
   }
+}
+
+// The same over every variant of table.
+template <class V, class F>
+void for_each_variant(std::span<const V> table, F&& check) {
+  for_each_variant(
+      table, [](const V&) { return true; }, check);
 }
 
 // A table is ref first, then by non-decreasing ISA level, with unique names, and dispatch runs the
