@@ -1,12 +1,14 @@
 // Private to runtime/ (not installed, not part of the C API): the validated graph behind rt::Model
 // and the engine's three stages, each in its own file so it can be read and tested alone:
 //   load     runtime/model_load.cpp  .bfcn header + blobs -> validated Impl (read_graph)
-//   plan     runtime/model_plan.cpp  last uses, fusions, prepared bit weights, the FP32 rewrite
+//   plan     runtime/model_plan.cpp  last uses, fusions, prepared bit weights, the FP32 rewrite,
+//                                    the activation arena of an input size (plan_arena)
 //   execute  runtime/model_run.cpp   one image through the planned graph (execute)
 // runtime/engine.cpp is the Model facade that chains them.
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -48,6 +50,57 @@ struct Layer {
   std::shared_ptr<Prepared> prepared = std::make_shared<Prepared>();
 };
 
+// The activation arena of one input size (plan_arena): every tensor's shape and its bytes in one
+// buffer, and every layer's temporaries (float views of packed inputs, a float result before it
+// is quantized, the stem's codes, the upsample's resized rows). Byte ranges of tensors or
+// temporaries that are live at the same layer never overlap; the others may share bytes.
+struct ArenaSlot {
+  size_t offset = 0, bytes = 0;  // bytes 0: nothing stored
+};
+struct ArenaPlan {
+  int h = 0, w = 0;                       // the input size it was planned for
+  std::vector<std::array<int, 2>> shape;  // per tensor: {h, w} at this input size
+  std::vector<ArenaSlot> tensor;          // per tensor (bytes 0: never written, e.g. fused away)
+  std::vector<ArenaSlot> scratch;         // per layer: its temporaries, live during that layer only
+  std::vector<int> born;                  // per tensor: the layer that writes it (-1: the image)
+  int emit_layer = -1;  // the final upsample that writes logits/labels itself (no output tensor)
+  size_t bytes = 0;     // the buffer size
+};
+
+// An arena: a plan and a buffer of at least plan.bytes (64-byte aligned, kept between runs).
+struct Arena {
+  ArenaPlan plan;
+  std::byte* data = nullptr;
+  size_t capacity = 0;
+  Arena() = default;
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+  ~Arena();
+  // Grows the buffer to plan.bytes when needed (its pages touched once, in parallel).
+  void reserve();
+};
+
+// The arenas of one Model: run() takes one for its whole duration and gives it back, so concurrent
+// runs on one Model (the C API allows them) each work in their own. A copy of the model starts
+// with none.
+class ArenaPool {
+ public:
+  ArenaPool() = default;
+  ArenaPool(const ArenaPool&) {}
+  ArenaPool& operator=(const ArenaPool&) { return *this; }
+  // An idle arena already planned for h x w, else the largest idle one re-planned, else a new one.
+  std::unique_ptr<Arena> take(int h, int w);
+  void give_back(std::unique_ptr<Arena> a);
+  // Tests: idle arenas, and each of them filled with byte (what a kernel relying on zeroed or
+  // earlier contents would then read).
+  size_t idle() const;
+  void fill_idle(uint8_t byte);
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<std::unique_ptr<Arena>> idle_;
+};
+
 // Layer fusion marks (Model::Impl::fusion): kStemHead = conv_f32 -> maxpool -> quant_act run as
 // one fused kernel (conv with the quantizer in its epilogue, then max pool on codes + pack);
 // kAbsorbed = the two layers it replaces.
@@ -65,6 +118,7 @@ struct Model::Impl {
   std::array<float, 3> mean{0, 0, 0}, std{1, 1, 1};
   mutable std::vector<LayerTiming>* profile = nullptr;
   std::vector<uint8_t> fusion;  // per layer, set by plan_fusions()
+  mutable ArenaPool arenas;     // activation buffers kept between runs (plan_arena)
 };
 
 // --- load (model_load.cpp) ---
@@ -86,6 +140,15 @@ const RequantThresholds* layer_thresholds(const Layer& L, const BitConvShape& s,
 // L's weights prepared for variant v (s: the layer's shape at this input size), built once.
 const PreparedBitWeights& prepared_weights(const Layer& L, const BitConvShape& s,
                                            const BgemmVariant& v);
+// The arena of input size h x w: tensor shapes (errors name the layer whose input is too small),
+// then offsets of every tensor (live from the layer that writes it to its last_use) and of every
+// layer's temporaries, packed so that ranges live at the same layer never overlap.
+ArenaPlan plan_arena(const Model::Impl& I, int h, int w);
+// The byte sizes plan_arena and execute agree on: a float NHWC map and a packed one.
+inline size_t float_map_bytes(int h, int w, int c) { return size_t(h) * w * c * sizeof(float); }
+size_t packed_map_bytes(int h, int w, int c, int bits);
+// Temporaries are cut from a layer's scratch slot in 64-byte steps (each part cache-line aligned).
+inline size_t scratch_part(size_t bytes) { return (bytes + 63) / 64 * 64; }
 // The to_fp32() cost model's graph: every bit conv an FP32 conv without its residual, every
 // quant_act a clip-like add, all tensors float; re-plans the fusions.
 void rewrite_fp32(Model::Impl& I);

@@ -1,8 +1,14 @@
-// Plan stage: what execution needs beyond the validated graph. Buffer lifetimes (each tensor is
-// freed after its last reader), the stem fusion, the bit convs' prepared weights and epilogue
-// thresholds (built on first use, cached per layer), and the FP32 cost-model rewrite.
-#include <algorithm>
+// Plan stage: what execution needs beyond the validated graph. Buffer lifetimes (the last reader
+// of each tensor), the stem fusion, the activation arena of an input size (every tensor and
+// temporary at an offset of one buffer kept between runs), the bit convs' prepared weights and
+// epilogue thresholds (built on first use, cached per layer), and the FP32 cost-model rewrite.
+#include <omp.h>
 
+#include <algorithm>
+#include <cstring>
+#include <new>
+
+#include "core/error.h"
 #include "kernels/bitpack.h"
 #include "runtime/engine_internal.h"
 
@@ -37,6 +43,240 @@ void plan_fusions(Model::Impl& I) {
     I.fusion[li] = kStemHead;
     I.fusion[li + 1] = I.fusion[li + 2] = kAbsorbed;
   }
+}
+
+size_t packed_map_bytes(int h, int w, int c, int bits) {
+  return size_t(h) * w * bits * bit_words(c) * sizeof(uint64_t);
+}
+
+namespace {
+
+int conv_out(int in, int k, int s, int p, int d) { return (in + 2 * p - d * (k - 1) - 1) / s + 1; }
+
+// Tensor shapes at input size h x w, in layer order (the checks execution used to make as it went).
+class ShapePlanner {
+ public:
+  ShapePlanner(const Model::Impl& I, ArenaPlan& P) : I_(I), P_(P) {}
+
+  void run() {
+    P_.shape.assign(I_.tensors.size(), {0, 0});
+    P_.shape[0] = {P_.h, P_.w};
+    for (size_t li = 0; li < I_.layers.size(); ++li) {
+      if (I_.fusion[li] == kAbsorbed) continue;  // shaped by the stem head
+      layer(li);
+    }
+    const auto& out = P_.shape[size_t(I_.output)];
+    BFCN_CHECK(out[0] == P_.h && out[1] == P_.w, "Model::run: output is ", out[0], "x", out[1],
+               ", expected the input size ", P_.h, "x", P_.w,
+               " (is the graph's output upsampled?)");
+  }
+
+ private:
+  std::array<int, 2>& of(int t) { return P_.shape[size_t(t)]; }
+
+  void layer(size_t li) {
+    const Layer& L = I_.layers[li];
+    const auto x = of(L.in[0]);
+    auto& y = of(L.out);
+    switch (L.op) {
+      case Op::conv_f32:
+      case Op::bitconv:
+        y = {conv_out(x[0], L.kernel, L.stride, L.pad, L.dilation),
+             conv_out(x[1], L.kernel, L.stride, L.pad, L.dilation)};
+        BFCN_CHECK(y[0] > 0 && y[1] > 0, "layer '", L.name, "': input ", x[0], "x", x[1],
+                   " is too small");
+        if (L.op == Op::bitconv && L.in.size() == 2) {
+          const auto r = of(L.in[1]);
+          BFCN_CHECK(r == y, "layer '", L.name, "': residual is ", r[0], "x", r[1], ", output is ",
+                     y[0], "x", y[1]);
+        }
+        if (I_.fusion[li] == kStemHead) {  // the pool's and the quantizer's outputs too
+          const Layer &Pl = I_.layers[li + 1], &Q = I_.layers[li + 2];
+          of(Pl.out) = pooled(Pl, y);
+          of(Q.out) = of(Pl.out);
+        }
+        break;
+      case Op::add: {
+        const auto b = of(L.in[1]);
+        BFCN_CHECK(b == x, "layer '", L.name, "': adding ", x[0], "x", x[1], " and ", b[0], "x",
+                   b[1]);
+        y = x;
+        break;
+      }
+      case Op::quant_act:
+        y = x;
+        break;
+      case Op::maxpool:
+        y = pooled(L, x);
+        break;
+      case Op::upsample:
+        y = L.size_of < 0 ? std::array<int, 2>{P_.h, P_.w} : of(L.size_of);
+        break;
+    }
+  }
+
+  static std::array<int, 2> pooled(const Layer& L, const std::array<int, 2>& x) {
+    const std::array<int, 2> y{(x[0] + 2 * L.pad - L.kernel) / L.stride + 1,
+                               (x[1] + 2 * L.pad - L.kernel) / L.stride + 1};
+    BFCN_CHECK(y[0] > 0 && y[1] > 0, "layer '", L.name, "': input too small");
+    return y;
+  }
+
+  const Model::Impl& I_;
+  ArenaPlan& P_;
+};
+
+// What every tensor and every layer's temporaries take (the same sizes execute cuts them to).
+void plan_sizes(const Model::Impl& I, ArenaPlan& P) {
+  const size_t nt = I.tensors.size(), nl = I.layers.size();
+  P.tensor.assign(nt, {});
+  P.scratch.assign(nl, {});
+  P.born.assign(nt, -1);
+  auto floats = [&](int t) {
+    return float_map_bytes(P.shape[size_t(t)][0], P.shape[size_t(t)][1], I.tensors[size_t(t)].c);
+  };
+  // A float view of tensor t: a dequantized copy when it is packed.
+  auto view = [&](int t) { return I.tensors[size_t(t)].bits > 0 ? scratch_part(floats(t)) : 0; };
+  for (size_t li = 0; li < nl; ++li) {
+    const Layer& L = I.layers[li];
+    if (I.fusion[li] == kAbsorbed) continue;
+    const TensorInfo& yt = I.tensors[size_t(L.out)];
+    const auto y = P.shape[size_t(L.out)];
+    P.born[size_t(L.out)] = int(li);
+    size_t& tmp = P.scratch[li].bytes;
+    size_t& out = P.tensor[size_t(L.out)].bytes;
+    out = yt.bits > 0 ? packed_map_bytes(y[0], y[1], yt.c, yt.bits) : floats(L.out);
+    switch (L.op) {
+      case Op::conv_f32:
+        tmp = view(L.in[0]);
+        if (I.fusion[li] == kStemHead) {  // codes [y][c] as bytes, pooled + packed into Q.out
+          const Layer& Q = I.layers[li + 2];
+          tmp += scratch_part(size_t(y[0]) * y[1] * yt.c);
+          out = 0;
+          P.born[size_t(Q.out)] = int(li);
+          const auto z = P.shape[size_t(Q.out)];
+          P.tensor[size_t(Q.out)].bytes = packed_map_bytes(z[0], z[1], yt.c, Q.out_bits);
+        } else if (L.out_bits > 0) {  // the float result before it is quantized
+          tmp += scratch_part(floats(L.out));
+        }
+        break;
+      case Op::bitconv:
+        break;
+      case Op::quant_act:
+      case Op::maxpool:
+        tmp = view(L.in[0]);
+        break;
+      case Op::add:
+        tmp = view(L.in[0]) + view(L.in[1]) + (L.out_bits > 0 ? scratch_part(floats(L.out)) : 0);
+        break;
+      case Op::upsample: {
+        const auto x = P.shape[size_t(L.in[0])];  // + the rows resized horizontally
+        tmp = view(L.in[0]) + scratch_part(float_map_bytes(x[0], y[1], yt.c));
+        if (L.out == I.output && y[0] == P.h && y[1] == P.w) {  // writes logits/labels itself
+          P.emit_layer = int(li);
+          out = 0;
+        }
+        break;
+      }
+    }
+  }
+  P.tensor[0].bytes = floats(0);
+}
+
+// Offsets: largest first, each at the lowest offset clear of every range already placed whose
+// lifetime [first, last] layer overlaps its own.
+void plan_offsets(const Model::Impl& I, ArenaPlan& P) {
+  struct Item {
+    ArenaSlot* slot;
+    int first, last;
+  };
+  std::vector<Item> items;
+  for (size_t t = 0; t < P.tensor.size(); ++t)
+    if (P.tensor[t].bytes > 0)
+      items.push_back({&P.tensor[t], P.born[t], std::max(P.born[t], I.last_use[t])});
+  for (size_t li = 0; li < P.scratch.size(); ++li)
+    if (P.scratch[li].bytes > 0) items.push_back({&P.scratch[li], int(li), int(li)});
+  std::stable_sort(items.begin(), items.end(),
+                   [](const Item& a, const Item& b) { return a.slot->bytes > b.slot->bytes; });
+  std::vector<const Item*> placed, live;
+  P.bytes = 0;
+  for (const Item& it : items) {
+    live.clear();
+    for (const Item* q : placed)
+      if (q->first <= it.last && it.first <= q->last) live.push_back(q);
+    std::sort(live.begin(), live.end(),
+              [](const Item* a, const Item* b) { return a->slot->offset < b->slot->offset; });
+    const size_t need = scratch_part(it.slot->bytes);
+    size_t at = 0;
+    for (const Item* q : live) {
+      if (q->slot->offset >= at + need) break;
+      at = std::max(at, q->slot->offset + scratch_part(q->slot->bytes));
+    }
+    it.slot->offset = at;
+    P.bytes = std::max(P.bytes, at + need);
+    placed.push_back(&it);
+  }
+}
+
+}  // namespace
+
+ArenaPlan plan_arena(const Model::Impl& I, int h, int w) {
+  BFCN_CHECK(h > 0 && w > 0 && h <= 16384 && w <= 16384,
+             "Model::run: image size must be 1..16384, got ", h, "x", w);
+  ArenaPlan P;
+  P.h = h;
+  P.w = w;
+  ShapePlanner(I, P).run();
+  plan_sizes(I, P);
+  plan_offsets(I, P);
+  return P;
+}
+
+Arena::~Arena() { ::operator delete(data, std::align_val_t(64)); }
+
+void Arena::reserve() {
+  if (capacity >= plan.bytes) return;
+  ::operator delete(data, std::align_val_t(64));
+  data = nullptr;
+  capacity = 0;
+  data = static_cast<std::byte*>(::operator new(plan.bytes, std::align_val_t(64)));
+  capacity = plan.bytes;
+  // Touch every page once here, in parallel, so no run takes page faults in one thread.
+  const int64_t chunks = int64_t((capacity + (1 << 16) - 1) >> 16);
+#pragma omp parallel for schedule(static) if (chunks > 16)
+  for (int64_t i = 0; i < chunks; ++i) {
+    const size_t at = size_t(i) << 16;
+    std::memset(data + at, 0, std::min<size_t>(size_t(1) << 16, capacity - at));
+  }
+}
+
+std::unique_ptr<Arena> ArenaPool::take(int h, int w) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (idle_.empty()) return std::make_unique<Arena>();
+  auto it = std::find_if(idle_.begin(), idle_.end(),
+                         [&](const auto& a) { return a->plan.h == h && a->plan.w == w; });
+  if (it == idle_.end())
+    it = std::max_element(idle_.begin(), idle_.end(),
+                          [](const auto& a, const auto& b) { return a->capacity < b->capacity; });
+  std::unique_ptr<Arena> a = std::move(*it);
+  idle_.erase(it);
+  return a;
+}
+
+void ArenaPool::give_back(std::unique_ptr<Arena> a) {
+  const std::lock_guard<std::mutex> lock(mu_);
+  idle_.push_back(std::move(a));
+}
+
+size_t ArenaPool::idle() const {
+  const std::lock_guard<std::mutex> lock(mu_);
+  return idle_.size();
+}
+
+void ArenaPool::fill_idle(uint8_t byte) {
+  const std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& a : idle_)
+    if (a->data) std::memset(a->data, byte, a->capacity);
 }
 
 const RequantThresholds* layer_thresholds(const Layer& L, const BitConvShape& s,

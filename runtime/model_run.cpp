@@ -1,7 +1,8 @@
 // Execute stage: one image through the planned graph. Tensors are NHWC; quantized activations
 // stay bit-packed between bit layers (the bitconv epilogue re-quantizes directly), floats appear
-// only around FP layers and residual sums. Buffers are released after their last use, so peak
-// memory is a few feature maps. The only errors here depend on the image size.
+// only around FP layers and residual sums. Every tensor and temporary lives at its planned offset
+// of an arena (plan_arena) that is kept between runs, so a run allocates, zero-fills and
+// page-faults none of its feature maps; the only errors (from the plan) depend on the image size.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -20,10 +21,31 @@ namespace bfcn::rt {
 
 namespace {
 
+// A tensor in the arena: float NHWC (bits 0, f) or packed NHWC planes (p).
 struct Buf {
   int h = 0, w = 0, c = 0, bits = 0;
-  std::vector<float> f;
-  std::vector<uint64_t> p;
+  float* f = nullptr;
+  uint64_t* p = nullptr;
+};
+
+// One layer's temporaries, cut in order from its planned scratch slot (plan_sizes in
+// model_plan.cpp sizes the slot from the same parts).
+class Scratch {
+ public:
+  Scratch(std::byte* at, size_t bytes) : at_(at), bytes_(bytes) {}
+  template <class T>
+  T* take(size_t n) {
+    const size_t b = scratch_part(n * sizeof(T));
+    BFCN_CHECK(used_ + b <= bytes_, "Model::run: a layer's temporaries exceed its planned ", bytes_,
+               " bytes (plan_arena and execute disagree)");
+    T* p = reinterpret_cast<T*>(at_ + used_);
+    used_ += b;
+    return p;
+  }
+
+ private:
+  std::byte* at_;
+  size_t bytes_, used_ = 0;
 };
 
 double now_ms() {
@@ -32,29 +54,30 @@ double now_ms() {
       .count();
 }
 
-int conv_out(int in, int k, int s, int p, int d) { return (in + 2 * p - d * (k - 1) - 1) / s + 1; }
-
-// Float NHWC view of a tensor: itself, or its dequantized copy (q / (2^bits-1)) in tmp.
-const float* float_view(const Buf& b, std::vector<float>& tmp) {
-  if (b.bits == 0) return b.f.data();
+// Float NHWC view of a tensor: itself, or its dequantized copy (q / (2^bits-1)) in scratch.
+const float* float_view(const Buf& b, Scratch& scratch) {
+  if (b.bits == 0) return b.f;
   const int64_t pix = int64_t(b.h) * b.w;
-  tmp.resize(size_t(pix) * b.c);
-  unpack_dequant_act(b.p.data(), pix, b.c, b.bits, tmp.data());
-  return tmp.data();
+  float* tmp = scratch.take<float>(size_t(pix) * b.c);
+  unpack_dequant_act(b.p, pix, b.c, b.bits, tmp);
+  return tmp;
 }
 
-// Writes float values [pixels][c] to out as float (bits 0, optional relu) or clip+quantize+pack.
-void store(Buf& out, std::vector<float>&& v, int bits, bool relu) {
-  out.bits = bits;
-  if (bits == 0) {
+// Where a layer writes its float result: y itself when y is float, else a temporary that
+// finish() quantizes into y.
+float* float_result(Buf& y, Scratch& scratch) {
+  return y.bits == 0 ? y.f : scratch.take<float>(size_t(y.h) * y.w * y.c);
+}
+
+// The float result v (float_result) into y: ReLU in place (float y), or clip+quantize+pack.
+void finish(Buf& y, float* v, bool relu) {
+  const int64_t n = int64_t(y.h) * y.w * y.c;
+  if (y.bits == 0) {
     if (relu)
-      for (float& x : v) x = x > 0.0f ? x : 0.0f;
-    out.f = std::move(v);
+      for (int64_t i = 0; i < n; ++i) v[i] = v[i] > 0.0f ? v[i] : 0.0f;
     return;
   }
-  const int64_t pix = int64_t(out.h) * out.w;
-  out.p.assign(size_t(pix) * bits * bit_words(out.c), 0);
-  quantize_pack_act(v.data(), pix, out.c, bits, nullptr, nullptr, out.p.data());
+  quantize_pack_act(v, int64_t(y.h) * y.w, y.c, y.bits, nullptr, nullptr, y.p);
 }
 
 ConvStemShape stem_shape(const Layer& L, int h, int w) {
@@ -203,22 +226,20 @@ void resize_rows(const float* x, int h, int w, int c, int ow, const std::vector<
   }
 }
 
-// NHWC bilinear resize, separable: every source row is resized horizontally once, then each
-// output row blends two of those rows.
-std::vector<float> upsample_nhwc(const float* x, int h, int w, int c, int oh, int ow) {
+// NHWC bilinear resize into y, separable: every source row is resized horizontally once (into
+// rows [h][ow][c]), then each output row blends two of those rows.
+void upsample_nhwc(const float* x, int h, int w, int c, int oh, int ow, float* rows, float* y) {
   const std::vector<Tap> th = axis_taps(h, oh), tw = axis_taps(w, ow);
   const int64_t row = int64_t(ow) * c;
-  std::vector<float> rows(size_t(h) * row), y(size_t(oh) * row);
-  resize_rows(x, h, w, c, ow, tw, c, 1, rows.data());
+  resize_rows(x, h, w, c, ow, tw, c, 1, rows);
 #pragma omp parallel for schedule(static) if (int64_t(oh) * row > 65536)
   for (int oy = 0; oy < oh; ++oy) {
     const Tap& t = th[size_t(oy)];
-    const float* r0 = rows.data() + t.i0 * row;
-    const float* r1 = rows.data() + t.i1 * row;
-    float* d = y.data() + oy * row;
+    const float* r0 = rows + t.i0 * row;
+    const float* r1 = rows + t.i1 * row;
+    float* d = y + oy * row;
     for (int64_t i = 0; i < row; ++i) d[i] = t.l0 * r0[i] + t.l1 * r1[i];
   }
-  return y;
 }
 
 // Index of the first maximum (std::max_element's tie and NaN behaviour).
@@ -233,12 +254,12 @@ uint8_t argmax(const float* v, int n) {
 // horizontally into channel-planar rows [c][ow], each output row is blended (the same arithmetic
 // as upsample_nhwc) into a per-thread buffer and written as logits [c][oh][ow] (plane copies)
 // and/or argmax labels (vectorised over pixels), so no full-resolution NHWC float map is kept.
-void upsample_emit(const float* x, int h, int w, int c, int oh, int ow, std::vector<float>* logits,
-                   std::vector<uint8_t>* labels) {
+// rows: [h][c][ow] floats.
+void upsample_emit(const float* x, int h, int w, int c, int oh, int ow, float* rows,
+                   std::vector<float>* logits, std::vector<uint8_t>* labels) {
   const std::vector<Tap> th = axis_taps(h, oh), tw = axis_taps(w, ow);
   const int64_t row = int64_t(ow) * c, pix = int64_t(oh) * ow;
-  std::vector<float> rows(size_t(h) * row);
-  resize_rows(x, h, w, c, ow, tw, 1, ow, rows.data());
+  resize_rows(x, h, w, c, ow, tw, 1, ow, rows);
   if (logits) logits->resize(size_t(pix) * c);
   if (labels) labels->resize(size_t(pix));
 #pragma omp parallel if (int64_t(oh) * row > 65536)
@@ -248,8 +269,8 @@ void upsample_emit(const float* x, int h, int w, int c, int oh, int ow, std::vec
 #pragma omp for schedule(static)
     for (int oy = 0; oy < oh; ++oy) {
       const Tap& t = th[size_t(oy)];
-      const float* r0 = rows.data() + t.i0 * row;
-      const float* r1 = rows.data() + t.i1 * row;
+      const float* r0 = rows + t.i0 * row;
+      const float* r1 = rows + t.i1 * row;
       for (int64_t i = 0; i < row; ++i) d[i] = t.l0 * r0[i] + t.l1 * r1[i];
       if (logits)
         for (int ch = 0; ch < c; ++ch)
@@ -281,22 +302,39 @@ BitConvShape bitconv_shape(const Layer& L, int h, int w) {
   return s;
 }
 
-// One image through the graph: a buffer per tensor (empty until written, freed after its last
-// reader), each layer run by the function of its op.
+// One image through the graph: every tensor at its offset of the arena (Buf views of the plan),
+// each layer run by the function of its op with its temporaries cut from its scratch slot.
 class Execution {
  public:
-  Execution(const Model::Impl& I, int h, int w, std::vector<float>* logits,
+  Execution(const Model::Impl& I, Arena& arena, std::vector<float>* logits,
             std::vector<uint8_t>* labels)
-      : I_(I), h_(h), w_(w), logits_(logits), labels_(labels), bufs_(I.tensors.size()) {}
+      : I_(I),
+        P_(arena.plan),
+        data_(arena.data),
+        h_(P_.h),
+        w_(P_.w),
+        logits_(logits),
+        labels_(labels),
+        bufs_(I.tensors.size()) {
+    for (size_t t = 0; t < bufs_.size(); ++t) {
+      Buf& b = bufs_[t];
+      b.h = P_.shape[t][0];
+      b.w = P_.shape[t][1];
+      b.c = I.tensors[t].c;
+      b.bits = I.tensors[t].bits;
+      if (P_.tensor[t].bytes == 0) continue;
+      std::byte* at = data_ + P_.tensor[t].offset;
+      if (b.bits == 0)
+        b.f = reinterpret_cast<float*>(at);
+      else
+        b.p = reinterpret_cast<uint64_t*>(at);
+    }
+  }
 
   // The image [3,h,w] into tensor 0 as NHWC floats, (x - mean) / std when normalize; returns the
   // time it took when profiling.
   double load_input(const float* image, bool normalize) {
-    Buf& b = bufs_[0];
-    b.h = h_;
-    b.w = w_;
-    b.c = 3;
-    b.f.resize(size_t(h_) * w_ * 3);
+    float* dst = bufs_[0].f;
     float mu[3], inv[3];
     for (int ch = 0; ch < 3; ++ch) {
       mu[ch] = normalize ? I_.mean[size_t(ch)] : 0.0f;
@@ -306,13 +344,12 @@ class Execution {
     const double t0 = I_.profile ? now_ms() : 0;
 #pragma omp parallel for schedule(static) if (pix > 16384)
     for (int64_t p = 0; p < pix; ++p)
-      for (int ch = 0; ch < 3; ++ch)
-        b.f[size_t(p) * 3 + ch] = (image[ch * pix + p] - mu[ch]) * inv[ch];
+      for (int ch = 0; ch < 3; ++ch) dst[p * 3 + ch] = (image[ch * pix + p] - mu[ch]) * inv[ch];
     return I_.profile ? now_ms() - t0 : 0;
   }
 
-  // Runs layer li (nothing for a layer absorbed by a fusion), frees the tensors it read last and
-  // appends its timing when profiling.
+  // Runs layer li (nothing for a layer absorbed by a fusion) and appends its timing when
+  // profiling.
   void run_layer(size_t li) {
     const Layer& L = I_.layers[li];
     const double t0 = I_.profile ? now_ms() : 0;
@@ -322,32 +359,28 @@ class Execution {
     }
     const Buf& x = bufs_[size_t(L.in[0])];
     Buf& y = bufs_[size_t(L.out)];
-    y.c = I_.tensors[size_t(L.out)].c;
-    const LayerCost cost = run_op(li, x, y);
-    release_after(li);
+    Scratch scratch(data_ + P_.scratch[li].offset, P_.scratch[li].bytes);
+    const LayerCost cost = run_op(li, x, y, scratch);
     if (I_.profile)
       I_.profile->push_back({L.name, layer_type(li), now_ms() - t0, cost.macs, cost.kernel});
   }
 
   // logits [C,h,w] and labels [h,w] from the output tensor, unless the final upsample wrote them.
   void emit_output() const {
-    if (emitted_) return;
+    if (P_.emit_layer >= 0) return;
     const Buf& out = bufs_[size_t(I_.output)];
-    BFCN_CHECK(out.h == h_ && out.w == w_, "Model::run: output is ", out.h, "x", out.w,
-               ", expected the input size ", h_, "x", w_, " (is the graph's output upsampled?)");
     const int nc = out.c;
     const int64_t pix = int64_t(h_) * w_;
     if (logits_) {
       logits_->resize(size_t(pix) * nc);
 #pragma omp parallel for schedule(static) if (pix * nc > 65536)
       for (int64_t p = 0; p < pix; ++p)
-        for (int ch = 0; ch < nc; ++ch)
-          (*logits_)[size_t(ch * pix + p)] = out.f[size_t(p * nc + ch)];
+        for (int ch = 0; ch < nc; ++ch) (*logits_)[size_t(ch * pix + p)] = out.f[p * nc + ch];
     }
     if (labels_) {
       labels_->resize(size_t(pix));
 #pragma omp parallel for schedule(static) if (pix * nc > 65536)
-      for (int64_t p = 0; p < pix; ++p) (*labels_)[size_t(p)] = argmax(out.f.data() + p * nc, nc);
+      for (int64_t p = 0; p < pix; ++p) (*labels_)[size_t(p)] = argmax(out.f + p * nc, nc);
     }
   }
 
@@ -356,177 +389,128 @@ class Execution {
     return I_.header["layers"][li]["type"].get<std::string>();
   }
 
-  LayerCost run_op(size_t li, const Buf& x, Buf& y) {
+  LayerCost run_op(size_t li, const Buf& x, Buf& y, Scratch& scratch) {
     const Layer& L = I_.layers[li];
     switch (L.op) {
       case Op::conv_f32:
-        return run_conv_f32(li, x, y);
+        return run_conv_f32(li, x, y, scratch);
       case Op::bitconv:
         return run_bitconv(L, x, y);
       case Op::quant_act:
-        run_quant_act(L, x, y);
+        run_quant_act(L, x, y, scratch);
         break;
       case Op::add:
-        run_add(L, x, y);
+        run_add(L, x, y, scratch);
         break;
       case Op::maxpool:
-        run_maxpool(L, x, y);
+        maxpool_nhwc(float_view(x, scratch), x.h, x.w, x.c, L.kernel, L.stride, L.pad, y.f, y.h,
+                     y.w);
         break;
       case Op::upsample:
-        run_upsample(L, x, y);
+        run_upsample(li, x, y, scratch);
         break;
     }
     return {};
   }
 
-  LayerCost run_conv_f32(size_t li, const Buf& x, Buf& y) {
+  LayerCost run_conv_f32(size_t li, const Buf& x, Buf& y, Scratch& scratch) {
     const Layer& L = I_.layers[li];
-    y.h = conv_out(x.h, L.kernel, L.stride, L.pad, L.dilation);
-    y.w = conv_out(x.w, L.kernel, L.stride, L.pad, L.dilation);
-    BFCN_CHECK(y.h > 0 && y.w > 0, "layer '", L.name, "': input ", x.h, "x", x.w, " is too small");
     const LayerCost cost{int64_t(y.h) * y.w * y.c * L.in_c * L.kernel * L.kernel, ""};
     if (I_.fusion[li] == kStemHead) {
-      run_stem_head(li, x, y);
+      run_stem_head(li, x, y, scratch);
       return cost;
     }
-    std::vector<float> tmp, v(size_t(y.h) * y.w * y.c);
-    conv_f32_nhwc(L, float_view(x, tmp), x.h, x.w, v.data(), y.h, y.w);
-    store(y, std::move(v), L.out_bits, L.relu);
+    const float* in = float_view(x, scratch);
+    float* v = float_result(y, scratch);
+    conv_f32_nhwc(L, in, x.h, x.w, v, y.h, y.w);
+    finish(y, v, L.relu);
     return cost;
   }
 
-  // conv (layer li, y sized) -> codes -> max pool + pack, into the output of layer li + 2 (the
-  // quant_act); y itself stays empty.
-  void run_stem_head(size_t li, const Buf& x, Buf& y) {
+  // conv (layer li; y is its shape only, never stored) -> codes -> max pool + pack, into the
+  // output of layer li + 2 (the quant_act). Every code is written by the conv: no zero-fill.
+  void run_stem_head(size_t li, const Buf& x, const Buf& y, Scratch& scratch) {
     const Layer &L = I_.layers[li], &P = I_.layers[li + 1], &Q = I_.layers[li + 2];
-    // Every code is written by the conv: no zero-fill pass over the 4 MB, and the buffer is kept
-    // between runs (fresh pages cost page faults on every image).
-    thread_local std::vector<uint8_t> codes;
-    if (codes.size() < size_t(y.h) * y.w * y.c) codes.resize(size_t(y.h) * y.w * y.c);
+    uint8_t* codes = scratch.take<uint8_t>(size_t(y.h) * y.w * y.c);
     ConvStemEpilogue e;
     e.bias = L.bias.data();
     e.relu = L.relu;
-    e.out_q = codes.data();
+    e.out_q = codes;
     e.mul = Q.mul.empty() ? nullptr : Q.mul.data();
     e.add = Q.add.empty() ? nullptr : Q.add.data();
     e.bits = Q.out_bits;
-    std::vector<float> tmp;
-    conv_stem_forward(stem_shape(L, x.h, x.w), float_view(x, tmp), L.weight.data(), e);
+    conv_stem_forward(stem_shape(L, x.h, x.w), float_view(x, scratch), L.weight.data(), e);
     Buf& z = bufs_[size_t(Q.out)];
-    z.c = y.c;
-    z.bits = Q.out_bits;
-    z.h = (y.h + 2 * P.pad - P.kernel) / P.stride + 1;
-    z.w = (y.w + 2 * P.pad - P.kernel) / P.stride + 1;
-    BFCN_CHECK(z.h > 0 && z.w > 0, "layer '", P.name, "': input too small");
-    z.p.assign(size_t(z.h) * z.w * z.bits * bit_words(z.c), 0);
-    maxpool_pack_q(codes.data(), y.h, y.w, y.c, P.kernel, P.stride, P.pad, z.bits, z.p.data(), z.h,
-                   z.w);
-    y = Buf{};
+    maxpool_pack_q(codes, y.h, y.w, y.c, P.kernel, P.stride, P.pad, z.bits, z.p, z.h, z.w);
   }
 
   LayerCost run_bitconv(const Layer& L, const Buf& x, Buf& y) {
     const BitConvShape s = bitconv_shape(L, x.h, x.w);
-    y.h = s.out_h();
-    y.w = s.out_w();
-    BFCN_CHECK(y.h > 0 && y.w > 0, "layer '", L.name, "': input ", x.h, "x", x.w, " is too small");
     const BgemmVariant& variant = bgemm_for_shape(s);  // timed once per shape, cached
     BitConvEpilogue e;
     e.mul = L.mul.data();
     e.add = L.add.data();
-    if (L.in.size() == 2) attach_residual(L, y, e);
+    if (L.in.size() == 2) attach_residual(L, e);
     // Fused re-quantization: no float output tensor. A ReLU before the quantizer changes nothing
     // (the quantizer clips at 0, NaN -> 0 both ways), so ReLU layers fuse too.
     if (L.out_bits > 0) {
-      y.bits = L.out_bits;
-      y.p.assign(size_t(y.h) * y.w * L.out_bits * bit_words(y.c), 0);
-      e.out_packed = y.p.data();
+      e.out_packed = y.p;
       e.out_bits = L.out_bits;
       e.thresholds = layer_thresholds(L, s, e);
-      bitconv_forward(s, x.p.data(), prepared_weights(L, s, variant), e);
+      bitconv_forward(s, x.p, prepared_weights(L, s, variant), e);
     } else {
-      std::vector<float> v(size_t(y.h) * y.w * y.c);
-      e.out_f32 = v.data();
-      bitconv_forward(s, x.p.data(), prepared_weights(L, s, variant), e);
-      store(y, std::move(v), L.out_bits, L.relu);
+      e.out_f32 = y.f;
+      bitconv_forward(s, x.p, prepared_weights(L, s, variant), e);
+      finish(y, y.f, L.relu);
     }
     return {s.macs(), variant.name};
   }
 
-  // The residual (second input) of bit conv L into its epilogue; y is L's sized output.
-  void attach_residual(const Layer& L, const Buf& y, BitConvEpilogue& e) const {
+  // The residual (second input) of bit conv L into its epilogue (its shape checked by the plan).
+  void attach_residual(const Layer& L, BitConvEpilogue& e) const {
     const Buf& r = bufs_[size_t(L.in[1])];
-    BFCN_CHECK(r.h == y.h && r.w == y.w, "layer '", L.name, "': residual is ", r.h, "x", r.w,
-               ", output is ", y.h, "x", y.w);
     if (r.bits > 0) {  // identity shortcut: codes dequantized inside the conv, per row
-      e.residual_packed = r.p.data();
+      e.residual_packed = r.p;
       e.residual_bits = r.bits;
     } else {
-      e.residual = r.f.data();
+      e.residual = r.f;
     }
   }
 
-  static void run_quant_act(const Layer& L, const Buf& x, Buf& y) {
-    y.h = x.h;
-    y.w = x.w;
-    y.bits = L.out_bits;
-    y.p.assign(size_t(y.h) * y.w * y.bits * bit_words(y.c), 0);
-    std::vector<float> tmp;
-    quantize_pack_act(float_view(x, tmp), int64_t(y.h) * y.w, y.c, y.bits,
+  static void run_quant_act(const Layer& L, const Buf& x, Buf& y, Scratch& scratch) {
+    quantize_pack_act(float_view(x, scratch), int64_t(y.h) * y.w, y.c, y.bits,
                       L.mul.empty() ? nullptr : L.mul.data(),
-                      L.add.empty() ? nullptr : L.add.data(), y.p.data());
+                      L.add.empty() ? nullptr : L.add.data(), y.p);
   }
 
-  void run_add(const Layer& L, const Buf& x, Buf& y) const {
+  void run_add(const Layer& L, const Buf& x, Buf& y, Scratch& scratch) const {
     const Buf& b = bufs_[size_t(L.in[1])];
-    BFCN_CHECK(b.h == x.h && b.w == x.w, "layer '", L.name, "': adding ", x.h, "x", x.w, " and ",
-               b.h, "x", b.w);
-    y.h = x.h;
-    y.w = x.w;
-    std::vector<float> ta, tb;
-    const float* pa = float_view(x, ta);
-    const float* pb = float_view(b, tb);
-    std::vector<float> v(size_t(y.h) * y.w * y.c);
-    for (size_t i = 0; i < v.size(); ++i) v[i] = pa[i] + pb[i];
-    store(y, std::move(v), L.out_bits, L.relu);
-  }
-
-  static void run_maxpool(const Layer& L, const Buf& x, Buf& y) {
-    y.h = (x.h + 2 * L.pad - L.kernel) / L.stride + 1;
-    y.w = (x.w + 2 * L.pad - L.kernel) / L.stride + 1;
-    BFCN_CHECK(y.h > 0 && y.w > 0, "layer '", L.name, "': input too small");
-    std::vector<float> tmp, v(size_t(y.h) * y.w * y.c);
-    maxpool_nhwc(float_view(x, tmp), x.h, x.w, x.c, L.kernel, L.stride, L.pad, v.data(), y.h, y.w);
-    store(y, std::move(v), 0, false);
+    const float* pa = float_view(x, scratch);
+    const float* pb = float_view(b, scratch);
+    float* v = float_result(y, scratch);
+    const int64_t n = int64_t(y.h) * y.w * y.c;
+    for (int64_t i = 0; i < n; ++i) v[i] = pa[i] + pb[i];
+    finish(y, v, L.relu);
   }
 
   // The graph's output at the image size goes straight into logits / labels (upsample_emit).
-  void run_upsample(const Layer& L, const Buf& x, Buf& y) {
-    y.h = L.size_of < 0 ? h_ : bufs_[size_t(L.size_of)].h;
-    y.w = L.size_of < 0 ? w_ : bufs_[size_t(L.size_of)].w;
-    std::vector<float> tmp;
-    if (L.out == I_.output && y.h == h_ && y.w == w_) {
-      upsample_emit(float_view(x, tmp), x.h, x.w, x.c, h_, w_, logits_, labels_);
-      emitted_ = true;
+  void run_upsample(size_t li, const Buf& x, Buf& y, Scratch& scratch) {
+    const float* in = float_view(x, scratch);
+    float* rows = scratch.take<float>(size_t(x.h) * y.w * x.c);
+    if (int(li) == P_.emit_layer) {
+      upsample_emit(in, x.h, x.w, x.c, h_, w_, rows, logits_, labels_);
       return;
     }
-    store(y, upsample_nhwc(float_view(x, tmp), x.h, x.w, x.c, y.h, y.w), 0, false);
-  }
-
-  // Frees every tensor whose last reader is layer li.
-  void release_after(size_t li) {
-    const Layer& L = I_.layers[li];
-    for (int t : L.in)
-      if (I_.last_use[size_t(t)] == int(li)) bufs_[size_t(t)] = Buf{};
-    if (L.size_of >= 0 && I_.last_use[size_t(L.size_of)] == int(li))
-      bufs_[size_t(L.size_of)] = Buf{};
+    upsample_nhwc(in, x.h, x.w, x.c, y.h, y.w, rows, y.f);
   }
 
   const Model::Impl& I_;
+  const ArenaPlan& P_;
+  std::byte* data_;
   const int h_, w_;
   std::vector<float>* logits_;
   std::vector<uint8_t>* labels_;
   std::vector<Buf> bufs_;
-  bool emitted_ = false;  // the output layer wrote logits/labels itself
 };
 
 }  // namespace
@@ -535,7 +519,17 @@ void execute(const Model::Impl& I, const float* image_nchw, int h, int w,
              std::vector<float>* logits, std::vector<uint8_t>* labels, bool normalize) {
   BFCN_CHECK(h > 0 && w > 0 && h <= 16384 && w <= 16384,
              "Model::run: image size must be 1..16384, got ", h, "x", w);
-  Execution run(I, h, w, logits, labels);
+  // This run's arena, given back when it ends (also on an error).
+  struct Lease {
+    ArenaPool& pool;
+    std::unique_ptr<Arena> arena;
+    ~Lease() { pool.give_back(std::move(arena)); }
+  } lease{I.arenas, I.arenas.take(h, w)};
+  Arena& arena = *lease.arena;
+  if (arena.plan.h != h || arena.plan.w != w || arena.plan.tensor.size() != I.tensors.size())
+    arena.plan = plan_arena(I, h, w);
+  arena.reserve();
+  Execution run(I, arena, logits, labels);
   const double input_ms = run.load_input(image_nchw, normalize);
   for (size_t li = 0; li < I.layers.size(); ++li) run.run_layer(li);
   if (I.profile) I.profile->push_back({"(input)", "normalize", input_ms, 0, ""});
