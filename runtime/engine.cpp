@@ -17,6 +17,9 @@ const std::vector<std::string>& Model::class_names() const { return impl_->class
 const std::vector<std::array<uint8_t, 3>>& Model::palette() const { return impl_->palette; }
 const nlohmann::json& Model::header() const { return impl_->header; }
 void Model::set_profile(std::vector<LayerTiming>* sink) const { impl_->profile = sink; }
+void Model::set_trace(std::function<void(const TracedTensor&)> sink) const {
+  impl_->trace = std::move(sink);
+}
 
 Model Model::load(const std::string& path) { return from_file(read_model_file(path)); }
 
@@ -36,6 +39,7 @@ Model Model::to_fp32() const {
   Model m;
   *m.impl_ = *impl_;
   m.impl_->profile = nullptr;
+  m.impl_->trace = nullptr;
   rewrite_fp32(*m.impl_);
   return m;
 }

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -20,6 +21,17 @@ struct LayerTiming {
   double ms = 0;
   int64_t macs = 0;
   std::string kernel;  // bit-conv layers: the bgemm variant that ran (bgemm_for_shape)
+};
+
+// One layer's output as run() produced it (Model::set_trace), NHWC: codes 0..2^bits-1 of a packed
+// tensor (bits > 0), else float values in the runtime's units (docs/format.md: a float tensor may
+// be stored scaled by its consumer's clip). A fused stem head reports its quant_act's output; the
+// final upsample writes the logits straight to run()'s output and reports no values.
+struct TracedTensor {
+  std::string layer, tensor;
+  int h = 0, w = 0, c = 0, bits = 0;
+  std::vector<uint8_t> codes;
+  std::vector<float> values;
 };
 
 class Model {
@@ -49,6 +61,10 @@ class Model {
   const nlohmann::json& header() const;
   // When set, run() appends one timing per layer (bench).
   void set_profile(std::vector<LayerTiming>* sink) const;
+  // When set, run() hands every layer's output to the sink, in execution order (a debugging aid
+  // for comparing engines: it unpacks every packed tensor, so runs are slower). Like
+  // set_profile, not to be changed while another thread runs the model; empty function: off.
+  void set_trace(std::function<void(const TracedTensor&)> sink) const;
 
   struct Impl;
 

@@ -117,6 +117,7 @@ struct Model::Impl {
   std::vector<std::array<uint8_t, 3>> palette;
   std::array<float, 3> mean{0, 0, 0}, std{1, 1, 1};
   mutable std::vector<LayerTiming>* profile = nullptr;
+  mutable std::function<void(const TracedTensor&)> trace;
   std::vector<uint8_t> fusion;  // per layer, set by plan_fusions()
   mutable ArenaPool arenas;     // activation buffers kept between runs (plan_arena)
 };

@@ -361,6 +361,7 @@ class Execution {
     Buf& y = bufs_[size_t(L.out)];
     Scratch scratch(data_ + P_.scratch[li].offset, P_.scratch[li].bytes);
     const LayerCost cost = run_op(li, x, y, scratch);
+    if (I_.trace) trace_output(I_.fusion[li] == kStemHead ? li + 2 : li);
     if (I_.profile)
       I_.profile->push_back({L.name, layer_type(li), now_ms() - t0, cost.macs, cost.kernel});
   }
@@ -502,6 +503,25 @@ class Execution {
       return;
     }
     upsample_nhwc(in, x.h, x.w, x.c, y.h, y.w, rows, y.f);
+  }
+
+  // Hands layer li's output to the trace sink (codes unpacked) while it is still live.
+  void trace_output(size_t li) const {
+    const Layer& L = I_.layers[li];
+    const Buf& b = bufs_[size_t(L.out)];
+    TracedTensor t{L.name, I_.tensors[size_t(L.out)].name, b.h, b.w, b.c, b.bits, {}, {}};
+    const int64_t n = int64_t(b.h) * b.w * b.c;
+    if (b.bits > 0 && b.p) {
+      std::vector<float> q(static_cast<size_t>(n));
+      unpack_dequant_act(b.p, int64_t(b.h) * b.w, b.c, b.bits, q.data());
+      const float levels = float((1 << b.bits) - 1);
+      t.codes.resize(size_t(n));
+      for (int64_t i = 0; i < n; ++i)
+        t.codes[size_t(i)] = uint8_t(std::lround(q[size_t(i)] * levels));
+    } else if (b.bits == 0 && b.f && int(li) != P_.emit_layer) {  // emit: logits written out
+      t.values.assign(b.f, b.f + n);
+    }
+    I_.trace(t);
   }
 
   const Model::Impl& I_;
