@@ -33,6 +33,10 @@ Var QuantAct::forward(const Var& x) {
   Var y = a_bits_ == 32     ? relu(x)
           : clip_.defined() ? pact_quantize(x, clip_, a_bits_)
                             : quantize_activation(x, a_bits_);
+  if (observer_ && a_bits_ < 32) {
+    Tensor out = y.value();  // shallow: edits reach y
+    observer_(x.value(), out);
+  }
   return quantize_gradient(y, g_bits_, rng_);
 }
 

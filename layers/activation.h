@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "core/rng.h"
@@ -37,12 +38,20 @@ class QuantAct : public Module {
   float end_calibration();
   bool calibrating() const { return calibrating_; }
 
+  // A debugging hook (export --verify compares engines quantizer by quantizer): after every
+  // quantized forward (a_bits < 32; not while calibrating), called with the quantizer's input and
+  // output values; it may overwrite output values in place (use it only in eval without gradients).
+  // Empty function: off.
+  using Observer = std::function<void(const Tensor& input, Tensor& output)>;
+  void set_observer(Observer observer) { observer_ = std::move(observer); }
+
  private:
   int a_bits_, g_bits_;
   Rng rng_;
   Var clip_;  // [1], undefined for the fixed DoReFa clip
   bool calibrating_ = false;
   std::vector<float> samples_;
+  Observer observer_;
 };
 
 // The clip (PACT alpha) minimising sum (relu(x) - q_alpha(x))^2 over `x` for k-bit levels, searched

@@ -245,3 +245,30 @@ TEST_CASE("mse_optimal_clip scales with the data and prefers the bulk over outli
   CHECK(mse_optimal_clip(x, 2) <= 1.0f);
   CHECK(mse_optimal_clip({-1.0f, -2.0f}, 2) == 1.0f);  // no positive value: DoReFa's clip
 }
+
+TEST_CASE("QuantAct observer sees input and output, may overwrite the output, and can be removed",
+          "[layers]") {
+  const Var x(Tensor::from_vector({4}, {-1.0f, 0.2f, 0.5f, 0.9f}), false);
+  QuantAct q(2);
+  int calls = 0;
+  std::vector<float> seen_in, seen_out;
+  q.set_observer([&](const Tensor& in, Tensor& out) {
+    ++calls;
+    seen_in = in.to_vector();
+    seen_out = out.to_vector();
+    out.f32()[1] = 1.0f;  // the code the caller wants instead of round(0.2*3)/3 = 1/3
+  });
+  const std::vector<float> y = q.forward(x).value().to_vector();
+  CHECK(calls == 1);
+  CHECK(seen_in == std::vector<float>{-1.0f, 0.2f, 0.5f, 0.9f});
+  CHECK(seen_out == std::vector<float>{0.0f, 1.0f / 3, 2.0f / 3, 1.0f});
+  CHECK(y == std::vector<float>{0.0f, 1.0f, 2.0f / 3, 1.0f});
+  q.set_observer({});
+  CHECK(q.forward(x).value().to_vector() == seen_out);
+  CHECK(calls == 1);
+  // A 32-bit QuantAct is a ReLU with no quantizer: nothing to observe.
+  QuantAct fp(32);
+  fp.set_observer([&](const Tensor&, Tensor&) { ++calls; });
+  (void)fp.forward(x);
+  CHECK(calls == 1);
+}
