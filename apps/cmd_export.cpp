@@ -25,18 +25,14 @@
 #include "runtime/engine.h"
 #include "train/checkpoint.h"
 #include "train/export.h"
+#include "train/export_verify.h"
 
 namespace {
 
-struct Agreement {
-  int64_t images = 0, pixels = 0, same = 0;
-  double worst_image = 1.0, max_logit_diff = 0.0;
-};
-
-// Training engine (eval mode, quantized forward) vs the exported runtime model on the same
-// normalised tensors: labels and logits.
-Agreement verify_export(const std::string& ckpt, const std::string& model_file, int n_images,
-                        const bfcn::cli::Args& args) {
+// Training engine (eval mode, quantized forward) vs the exported runtime model on the first
+// n_images val images (train/export_verify.h).
+bfcn::EngineComparison verify_export(const std::string& ckpt, const std::string& model_file,
+                                     int n_images, const bfcn::cli::Args& args) {
   const bfcn::LoadedModel lm = bfcn::load_model_from_checkpoint(ckpt);
   const std::string source = bfcn::resolve_checkpoint(ckpt).string();
   BFCN_CHECK_CONFIG(lm.config.contains("data"), source,
@@ -47,44 +43,17 @@ Agreement verify_export(const std::string& ckpt, const std::string& model_file, 
   const std::unique_ptr<bfcn::SegDataset> ds = bfcn::make_dataset(dc, dc.val_split);
   const bfcn::rt::Model rtm = bfcn::rt::Model::load(model_file);
   lm.model->eval();
-  Agreement a;
+  bfcn::EngineComparison c;
   const size_t n = std::min(ds->size(), size_t(n_images));
   for (size_t i = 0; i < n; ++i) {
     const bfcn::RawSample s = ds->load(i);
-    const bfcn::Tensor x = bfcn::image_to_tensor(s.image, dc.mean, dc.std);
-    const int h = int(x.shape()[2]), w = int(x.shape()[3]);
-    bfcn::Tensor ref;
-    {
-      bfcn::NoGradGuard no_grad;
-      ref = lm.model->forward(bfcn::Var(x)).value();
-    }
-    std::vector<float> logits;
-    std::vector<uint8_t> labels;
-    rtm.run(x.f32(), h, w, &logits, &labels, /*normalize=*/false);
-    const int nc = int(ref.shape()[1]);
-    const int64_t pix = int64_t(h) * w;
-    const float* r = ref.f32();
-    int64_t same = 0;
-    for (int64_t p = 0; p < pix; ++p) {
-      int best = 0;
-      for (int c = 1; c < nc; ++c)
-        if (r[c * pix + p] > r[best * pix + p]) best = c;
-      same += best == labels[size_t(p)];
-    }
-    for (int64_t k = 0; k < nc * pix; ++k)
-      a.max_logit_diff = std::max(a.max_logit_diff, double(std::abs(r[k] - logits[size_t(k)])));
-    ++a.images;
-    a.pixels += pix;
-    a.same += same;
-    a.worst_image = std::min(a.worst_image, double(same) / double(pix));
+    bfcn::compare_engines_on_image(*lm.model, rtm, bfcn::image_to_tensor(s.image, dc.mean, dc.std),
+                                   c);
   }
-  BFCN_CHECK(a.pixels > 0, "export --verify: the val split of ", ds->describe(), " is empty");
-  std::printf(
-      "verify: %zu %s images of %s: label agreement %.4f %% (worst image %.4f %%), max "
-      "|logit diff| %.3g\n",
-      n, dc.val_split.c_str(), dc.dataset.c_str(), 100.0 * double(a.same) / double(a.pixels),
-      100.0 * a.worst_image, a.max_logit_diff);
-  return a;
+  BFCN_CHECK(c.pixels > 0, "export --verify: the val split of ", ds->describe(), " is empty");
+  std::printf("verify: %zu %s images of %s: %s", n, dc.val_split.c_str(), dc.dataset.c_str(),
+              bfcn::describe(c).c_str());
+  return c;
 }
 
 int run_export(const bfcn::cli::Args& args) {
@@ -96,7 +65,7 @@ int run_export(const bfcn::cli::Args& args) {
             << " bytes, 1/" << (s.bytes ? double(s.fp32_param_bytes) / double(s.bytes) : 0.0) << ")"
             << std::endl;
   const int n = args.get_int("verify", 0);
-  Agreement a;
+  bfcn::EngineComparison a;
   if (n > 0) a = verify_export(ckpt, out, n, args);
   if (args.has("json")) {
     nlohmann::json j = {{"checkpoint", ckpt},         {"model", out},
@@ -105,9 +74,13 @@ int run_export(const bfcn::cli::Args& args) {
                         {"verify", nullptr}};
     if (n > 0)
       j["verify"] = {{"images", a.images},
-                     {"label_agreement", double(a.same) / double(a.pixels)},
+                     {"label_agreement", a.agreement()},
                      {"worst_image_agreement", a.worst_image},
-                     {"max_logit_diff", a.max_logit_diff}};
+                     {"max_logit_diff", a.max_logit_diff},
+                     {"codes", a.codes()},
+                     {"codes_differ", a.differ()},
+                     {"codes_differ_at_ties", a.ties()},
+                     {"label_agreement_ties_resolved", a.agreement_ties_resolved()}};
     const std::string text = j.dump(2) + "\n", file = args.get("json");
     bfcn::write_file_atomically(
         file,
@@ -118,11 +91,22 @@ int run_export(const bfcn::cli::Args& args) {
         },
         bfcn::Durability::rename_only);
   }
-  if (n > 0 && double(a.same) < 0.999 * double(a.pixels)) {
-    std::cerr << "export --verify: the runtime's labels agree with the training engine's on only "
-              << 100.0 * double(a.same) / double(a.pixels) << " % of the pixels (< 99.9 %): " << out
-              << " does not reproduce " << ckpt << "\n";
+  if (n > 0 && a.differ() > a.ties()) {
+    std::cerr << "export --verify: " << a.differ() - a.ties()
+              << " activation codes differ away from any rounding tie: " << out
+              << " does not compute what " << ckpt << " computes (first: " << a.first_non_tie
+              << ")\n";
     return 3;  // distinct from bad input (1): the file was written, the check failed
+  }
+  if (n > 0 && a.agreement() < 0.999) {
+    std::cerr << "export --verify: the runtime's labels agree with the training engine's on only "
+              << 100.0 * a.agreement() << " % of the pixels (< 99.9 %): " << out
+              << " does not reproduce " << ckpt;
+    if (a.differ() == a.ties() && !a.quantizers.empty())
+      std::cerr << " (every differing code is at a rounding tie: the model amplifies single-code "
+                   "flips; see docs/accuracy.md)";
+    std::cerr << "\n";
+    return 3;
   }
   return 0;
 }
@@ -135,7 +119,9 @@ BFCN_REGISTER_COMMAND(
         .describe("Writes a trained model as a bit-packed .bfcn file for `bfcn infer` and `bfcn "
                   "bench runtime`. With --verify N, runs the file in the runtime and the "
                   "checkpoint in the training engine on the first N val images and reports their "
-                  "label agreement (exit 3 below 99.9 %).")
+                  "label agreement and, quantizer by quantizer, which activation codes differ and "
+                  "whether each sits at a float rounding tie (exit 3 below 99.9 % agreement or on "
+                  "any code that differs elsewhere).")
         .usage("bfcn export --checkpoint CKPT --out MODEL.bfcn [--verify N] [--json FILE]")
         .with_flags(
             {bfcn::cli::text("checkpoint", "CKPT", "checkpoint .h5 or training output dir")

@@ -515,6 +515,16 @@ int run_report(const bfcn::cli::Args& args) {
                fmt("%.2f", 100 * r.verify.value("label_agreement", kNaN)) + " % (worst image " +
                fmt("%.2f", 100 * r.verify.value("worst_image_agreement", kNaN)) + " %) on " +
                std::to_string(r.verify.value("images", 0)) + " val images";
+      const int64_t differ = r.verify.value("codes_differ", int64_t(-1)),
+                    ties = r.verify.value("codes_differ_at_ties", int64_t(-1));
+      if (differ >= 0 && ties >= 0) {
+        agree += ", " + std::to_string(differ) + " of " +
+                 std::to_string(r.verify.value("codes", int64_t(0))) +
+                 " activation codes differ, " + std::to_string(ties) + " of them at rounding ties";
+        if (differ == ties)
+          agree += " (with the runtime's codes replayed there: " +
+                   fmt("%.2f", 100 * r.verify.value("label_agreement_ties_resolved", kNaN)) + " %)";
+      }
     }
   if (!agree.empty())
     md << "Runtime vs training engine (`bfcn export --verify`: the `.bfcn` in the bit-conv runtime "

@@ -27,6 +27,7 @@ struct ExportConv {
   std::string out{};
   int out_bits = 0;         // output quantizer bits (1..4); 0: float output
   float out_clip = 1.0f;    // the output quantizer's clip
+  std::string quantizer{};  // out_bits > 0: the output quantizer's module name (export --verify)
   bool relu = false;        // float output only
   float float_unit = 1.0f;  // a float output's unit (the sum it feeds may have another)
 };

@@ -236,7 +236,8 @@ std::string BasicBlock::export_to(ExportGraph& g, const std::string& name,
           .in = xin,
           .out = c1,
           .out_bits = a1,
-          .out_clip = g.act_clip(*act1)});
+          .out_clip = g.act_clip(*act1),
+          .quantizer = name + ".act1"});
   std::string res = x;
   if (downsample) {
     // The downsample output only feeds the sum: produce it in the sum's units.
@@ -258,6 +259,7 @@ std::string BasicBlock::export_to(ExportGraph& g, const std::string& name,
           .out = name,
           .out_bits = fp_res ? 0 : a2,
           .out_clip = g.act_clip(*act2),
+          .quantizer = fp_res ? "" : name + ".act2",
           .relu = fp_res});
   return name;
 }

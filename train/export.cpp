@@ -146,19 +146,10 @@ class BfcnGraph : public ExportGraph {
   }
 
   // quant_act of `in` with clip alpha: codes of clip(x/alpha); affine when the scale is not 1.
+  // A module's own quantizer: the layer is named after it.
   void quant_act(const std::string& name, const std::string& in, const std::string& out, int b,
                  float alpha) override {
-    nlohmann::json j = {
-        {"name", name}, {"type", "quant_act"}, {"inputs", {in}}, {"output", out}, {"bits", b}};
-    const float m = unit(in) / alpha;
-    if (m != 1.0f) {
-      const int c = chans_.at(in);
-      blobs_.push_back(rt::make_blob(name + ".mul", std::vector<float>(size_t(c), m)));
-      blobs_.push_back(rt::make_blob(name + ".add", std::vector<float>(size_t(c), 0.0f)));
-      j["affine"] = true;
-    }
-    layers_.push_back(j);
-    set_tensor(out, b, chans_.at(in), alpha);
+    emit_quant_act(name, in, out, b, alpha, name);
   }
 
   void maxpool(const std::string& name, const MaxPool2d& pool, const std::string& in,
@@ -190,6 +181,24 @@ class BfcnGraph : public ExportGraph {
   }
 
  private:
+  // quant_act layer `name` whose codes are those of the training module `quantizer` (recorded in
+  // the layer as "quantizer" so export --verify can compare the engines code by code).
+  void emit_quant_act(const std::string& name, const std::string& in, const std::string& out, int b,
+                      float alpha, const std::string& quantizer) {
+    nlohmann::json j = {
+        {"name", name}, {"type", "quant_act"}, {"inputs", {in}}, {"output", out}, {"bits", b}};
+    if (!quantizer.empty()) j["quantizer"] = quantizer;
+    const float m = unit(in) / alpha;
+    if (m != 1.0f) {
+      const int c = chans_.at(in);
+      blobs_.push_back(rt::make_blob(name + ".mul", std::vector<float>(size_t(c), m)));
+      blobs_.push_back(rt::make_blob(name + ".add", std::vector<float>(size_t(c), 0.0f)));
+      j["affine"] = true;
+    }
+    layers_.push_back(j);
+    set_tensor(out, b, chans_.at(in), alpha);
+  }
+
   // Real value = stored value x unit: a packed tensor's dequantized codes q/(2^K-1) are in units of
   // its quantizer's clip (1 for DoReFa, the learned alpha otherwise); a float tensor's unit is
   // chosen by its producer (1 unless it only feeds a quantized residual sum).
@@ -262,7 +271,8 @@ class BfcnGraph : public ExportGraph {
       set_tensor(sum, 0, c.conv->options().out_channels, sum_unit);
       cur = sum;
     }
-    if (c.out_bits > 0) quant_act(c.name + ".act", cur, c.out, c.out_bits, c.out_clip);
+    if (c.out_bits > 0)
+      emit_quant_act(c.name + ".act", cur, c.out, c.out_bits, c.out_clip, c.quantizer);
   }
 
   // bitconv with BN, the weight scale and the input/sum units folded into its per-channel
@@ -294,10 +304,11 @@ class BfcnGraph : public ExportGraph {
     j["a_bits"] = a;
     j["out_bits"] = fused ? c.out_bits : 0;
     if (c.relu && c.out_bits == 0) j["relu"] = true;
+    if (fused && !c.quantizer.empty()) j["quantizer"] = c.quantizer;
     layers_.push_back(j);
     set_tensor(conv_out, fused ? c.out_bits : 0, oc, sum_unit);
     if (c.out_bits > 0 && !fused)
-      quant_act(c.name + ".act", conv_out, c.out, c.out_bits, c.out_clip);
+      emit_quant_act(c.name + ".act", conv_out, c.out, c.out_bits, c.out_clip, c.quantizer);
   }
 
   nlohmann::json layers_ = nlohmann::json::array();

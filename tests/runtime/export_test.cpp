@@ -23,6 +23,7 @@
 #include "layers/export_graph.h"
 #include "layers/model.h"
 #include "runtime/engine.h"
+#include "tests/support/calibrated_model.h"
 #include "tests/support/test_support.h"
 #include "train/calibrate.h"
 
@@ -97,27 +98,9 @@ Agreement compare_engines(int w_bits, int a_bits, uint64_t seed,
 // statistics, then BN re-estimation with the quantizers on) on random images, then compared on
 // `images` random inputs (one Agreement each).
 std::vector<Agreement> compare_policy(const nlohmann::json& quant, uint64_t seed, int images = 1) {
-  const nlohmann::json cfg = {
-      {"backbone", "resnet18"}, {"head", "fcn8s"}, {"n_classes", 6}, {"quant", quant}};
-  auto model = build_model(cfg, seed);
   Rng rng(seed);
-  int left = 3;
-  const BatchSource next = [&](Tensor& x) {
-    if (left-- <= 0) return false;
-    x = test::random_tensor(Shape{2, 3, 64, 64}, rng, -2.0f, 2.0f);
-    return true;
-  };
-  calibrate_learned_clips(*model, next, 3);
-  left = 3;
-  REQUIRE(reestimate_batch_norm(*model, next, 3) == 3);
-  // Shift BN betas a little so the quantizers see values spread over their levels, and make the
-  // learned clips differ from layer to layer (exercises the rescaling of packed residuals).
-  for (const auto& [name, m] : model->named_modules()) {
-    if (auto* bn = dynamic_cast<BatchNorm2d*>(m))
-      for (float& b : bn->bias().mutable_value().span<float>()) b += rng.uniform(0.2f, 0.6f);
-    if (auto* q = dynamic_cast<QuantAct*>(m); q && q->learned_clip())
-      q->named_parameters()[0].second.mutable_value().f32()[0] *= rng.uniform(0.8f, 1.25f);
-  }
+  auto model = test::calibrated_model(quant, seed, rng, /*vary_clips=*/true);
+  REQUIRE(model);
   std::vector<Agreement> out;
   for (int i = 0; i < images; ++i) out.push_back(compare_model(*model, rng));
   return out;
