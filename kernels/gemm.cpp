@@ -57,6 +57,31 @@ class ScratchBuffer {
 
 thread_local ScratchBuffer t_apack;
 thread_local ScratchBuffer t_bpack;
+thread_local ScratchBuffer t_unpack_a;  // a whole-product variant's unpacked operands
+thread_local ScratchBuffer t_unpack_b;
+
+// Pre-packed operands back to plain matrices for a whole-product variant (GemmVariant::whole):
+// A panels (6 rows x k) to column-major [m, k], B panels (k x 16 columns) to row-major [k, n].
+const float* unpack_a(int64_t m, int64_t k, const float* ap) {
+  float* a = t_unpack_a.get(static_cast<size_t>(m * k));
+  for (int64_t i0 = 0; i0 < m; i0 += kGemmMr) {
+    const int64_t mr = std::min<int64_t>(kGemmMr, m - i0);
+    const float* panel = ap + i0 * k;
+    for (int64_t p = 0; p < k; ++p)
+      std::memcpy(a + p * m + i0, panel + p * kGemmMr, size_t(mr) * sizeof(float));
+  }
+  return a;
+}
+const float* unpack_b(int64_t k, int64_t n, const float* bp) {
+  float* b = t_unpack_b.get(static_cast<size_t>(k * n));
+  for (int64_t j0 = 0; j0 < n; j0 += kGemmNr) {
+    const int64_t nr = std::min<int64_t>(kGemmNr, n - j0);
+    const float* panel = bp + j0 * k;
+    for (int64_t p = 0; p < k; ++p)
+      std::memcpy(b + p * n + j0, panel + p * kGemmNr, size_t(nr) * sizeof(float));
+  }
+  return b;
+}
 
 // Ap: ceil(mc/MR) panels, each kc groups of MR row values (zero-padded rows past mc).
 void pack_a(int64_t mc, int64_t kc, const float* a, int64_t rs, int64_t cs, float* ap) {
@@ -180,6 +205,10 @@ void gemm_serial(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a, 
                  const float* b, int64_t rs_b, int64_t cs_b, float* c, int64_t ldc, bool accumulate,
                  const GemmVariant& v) {
   if (zero_depth(m, n, k, c, ldc, accumulate)) return;
+  if (v.whole != nullptr) {
+    v.whole(m, n, k, a, rs_a, cs_a, b, rs_b, cs_b, c, ldc, accumulate);
+    return;
+  }
   const int64_t kb = kc_block(v);
   const int64_t kc_max = std::min(kb, k);
   const int64_t nc_max = (std::min(kNc, n) + kGemmNr - 1) / kGemmNr * kGemmNr;
@@ -232,6 +261,16 @@ void sgemm_ukernel_6x16_arows__ref(int64_t kc, const float* a, int64_t lda, cons
 std::span<const GemmVariant> sgemm_variants() {
   static const GemmVariant kVariants[] = {
     {Isa::ref, "sgemm__ref", sgemm_ukernel_6x16__ref, sgemm_ukernel_6x16_arows__ref, nullptr},
+#if BFCN_HAVE_EIGEN
+    {Isa::ref,
+     "sgemm__eigen",
+     sgemm_ukernel_6x16__ref,
+     sgemm_ukernel_6x16_arows__ref,
+     nullptr,
+     {},
+     {},
+     sgemm__eigen},
+#endif
 #if BFCN_X86
     {Isa::avx2, "sgemm__avx2", sgemm_ukernel_6x16__avx2, sgemm_ukernel_6x16_arows__avx2,
      sgemm_pack_b_panel_t__avx2},
@@ -280,7 +319,9 @@ void sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a, int64_
   const int64_t nr = v.tile[0][0] != nullptr ? 2 * kGemmNr : kGemmNr;
   const int64_t mr = v.tile[0][0] != nullptr ? 2 * kGemmMr : kGemmMr;
   bool split_n = n >= int64_t{nt} * 4 * kGemmNr;
-  if (!split_n && m < int64_t{nt} * 2 * kGemmMr) nt = 1;
+  // A whole-product engine may treat edge rows differently (Eigen: a dot-product kernel), so only
+  // its columns are split: rounding then does not depend on the thread count either.
+  if (!split_n && (v.whole != nullptr || m < int64_t{nt} * 2 * kGemmMr)) nt = 1;
   if (nt <= 1) {
     gemm_serial(m, n, k, a, rs_a, cs_a, b, rs_b, cs_b, c, ldc, accumulate, v);
     return;
@@ -308,6 +349,10 @@ void sgemm_packed_b(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_
   assert(reinterpret_cast<uintptr_t>(bp) % 32 == 0);
   if (zero_depth(m, n, k, c, ldc, accumulate)) return;
   const GemmVariant& v = sgemm_active();
+  if (v.whole != nullptr) {
+    v.whole(m, n, k, a, rs_a, cs_a, unpack_b(k, n, bp), n, 1, c, ldc, accumulate);
+    return;
+  }
   const int64_t kb = kc_block(v);
   const int64_t mc_max = (std::min(kMc, m) + kGemmMr - 1) / kGemmMr * kGemmMr;
   float* ap = t_apack.get(static_cast<size_t>(std::min(kb, k) * mc_max));
@@ -394,6 +439,10 @@ void sgemm_arows_packed_b(int64_t m, int64_t n, int64_t k, const float* a, int64
   assert(reinterpret_cast<uintptr_t>(bp) % 32 == 0);
   if (zero_depth(m, n, k, c, ldc, accumulate)) return;
   const GemmVariant& v = sgemm_active();
+  if (v.whole != nullptr) {
+    v.whole(m, n, k, a, lda, 1, unpack_b(k, n, bp), n, 1, c, ldc, accumulate);
+    return;
+  }
   if (v.tile_arows[0][0] != nullptr) {
     arows_tiles(m, n, k, a, lda, bp, kGemmNr, k * kGemmNr, c, ldc, accumulate, v);
     return;
@@ -438,12 +487,19 @@ void sgemm_arows_packed_b(int64_t m, int64_t n, int64_t k, const float* a, int64
   }
 }
 
-bool sgemm_has_arows_brows() { return sgemm_active().tile_arows[0][0] != nullptr; }
+bool sgemm_has_arows_brows() {
+  const GemmVariant& v = sgemm_active();
+  return v.tile_arows[0][0] != nullptr || v.whole != nullptr;
+}
 
 void sgemm_arows_brows(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
                        int64_t ldb, float* c, int64_t ldc, bool accumulate) {
   if (zero_depth(m, n, k, c, ldc, accumulate)) return;
   const GemmVariant& v = sgemm_active();
+  if (v.whole != nullptr) {
+    v.whole(m, n, k, a, lda, 1, b, ldb, 1, c, ldc, accumulate);
+    return;
+  }
   assert(v.tile_arows[0][0] != nullptr);
   arows_tiles(m, n, k, a, lda, b, ldb, kGemmNr, c, ldc, accumulate, v);
 }
@@ -461,6 +517,10 @@ void sgemm_packed(int64_t m, int64_t n, int64_t k, const float* ap, const float*
   assert(reinterpret_cast<uintptr_t>(bp) % 32 == 0);  // A is only broadcast: any alignment
   if (zero_depth(m, n, k, c, ldc, accumulate)) return;
   const GemmVariant& v = sgemm_active();
+  if (v.whole != nullptr) {
+    v.whole(m, n, k, unpack_a(m, k, ap), 1, m, unpack_b(k, n, bp), n, 1, c, ldc, accumulate);
+    return;
+  }
   const int64_t kb = kc_block(v);
   for (int64_t pc = 0; pc < k; pc += kb) {
     const int64_t kc = std::min(kb, k - pc);
@@ -477,6 +537,10 @@ void sgemm_packed_a(int64_t m, int64_t n, int64_t k, const float* ap, const floa
   assert(ldb % kGemmNr == 0);
   if (zero_depth(m, n, k, c, ldc, accumulate)) return;
   const GemmVariant& v = sgemm_active();
+  if (v.whole != nullptr) {
+    v.whole(m, n, k, unpack_a(m, k, ap), 1, m, b, ldb, 1, c, ldc, accumulate);
+    return;
+  }
   const int64_t kb = kc_block(v);
   for (int64_t pc = 0; pc < k; pc += kb) {
     const int64_t kc = std::min(kb, k - pc);

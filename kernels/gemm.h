@@ -54,8 +54,9 @@ void sgemm_arows_packed_b(int64_t m, int64_t n, int64_t k, const float* a, int64
 
 // Single-threaded, both operands read in place: A row-major [m,k] (leading dimension lda) and B
 // row-major [k,n] (leading dimension ldb, readable up to ceil(n/16)*16 columns, any alignment).
-// Only for variants with multi-panel tiles (sgemm_has_arows_brows()): no packing at all, for
-// operands that are already laid out row by row (conv weights and an im2col block).
+// Only for variants with multi-panel tiles or a whole-product engine (sgemm_has_arows_brows()): no
+// packing at all, for operands that are already laid out row by row (conv weights and an im2col
+// block).
 bool sgemm_has_arows_brows();
 void sgemm_arows_brows(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
                        int64_t ldb, float* c, int64_t ldc, bool accumulate);
@@ -105,6 +106,17 @@ void sgemm_tile_arows__avx512(int64_t kc, const float* a, int64_t lda, const flo
 // Packs one full 16-column panel of a transposed B (as sgemm_pack_b_panel_t__avx2).
 using GemmPackBPanelT = void (*)(int64_t kc, const float* b, int64_t cs, float* dst);
 
+// A whole single-threaded product with sgemm's operand convention, blocked its own way.
+using GemmWhole = void (*)(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a,
+                           int64_t cs_a, const float* b, int64_t rs_b, int64_t cs_b, float* c,
+                           int64_t ldc, bool accumulate);
+// Eigen's product (kernels/gemm__eigen.cpp; builds with Eigen only, BFCN_HAVE_EIGEN): the
+// ISA-baseline variant. Sums in its own order, so it matches sgemm__ref to rounding, not bit for
+// bit.
+void sgemm__eigen(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a, int64_t cs_a,
+                  const float* b, int64_t rs_b, int64_t cs_b, float* c, int64_t ldc,
+                  bool accumulate);
+
 // The GEMM variants, one per ISA level (ref first; kernels/variant.h): dispatch takes the best one
 // active_isa() allows, tests and benchmarks iterate the list.
 struct GemmVariant {
@@ -116,6 +128,9 @@ struct GemmVariant {
   // When set, the drivers cover C with tile[mp-1][np-1] (up to 12x32) instead of 6x16 ukernels.
   GemmTile tile[2][2] = {};
   GemmTileArows tile_arows[2][2] = {};
+  // When set, every entry point hands the whole product to it instead (pre-packed operands are
+  // unpacked first); its microkernels above are then the reference ones, unused by the drivers.
+  GemmWhole whole = nullptr;
 };
 std::span<const GemmVariant> sgemm_variants();
 // The variant every entry point above runs: best_variant(sgemm_variants()), unless a test chose

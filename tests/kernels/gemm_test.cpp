@@ -165,6 +165,84 @@ TEST_CASE(
   test::for_each_variant(sgemm_variants(), check_variant);
 }
 
+TEST_CASE("every sgemm variant reads operands with no unit stride (strided views)") {
+  // A [m,k] at a[i*rs_a + p*cs_a] with both strides > 1 (every other row and column of a larger
+  // array), B likewise: the drivers pack them like any other; a whole-product engine copies them.
+  test::for_each_variant(sgemm_variants(), [](const GemmVariant& v) {
+    ThreadsGuard threads;
+    struct Restore {
+      const GemmVariant* prev;
+      ~Restore() { sgemm_use_variant(prev); }
+    } restore{sgemm_use_variant(&v)};
+    Rng rng(11);
+    for (auto [m, n, k] : {std::array<int64_t, 3>{1, 1, 1}, {5, 9, 1}, {7, 17, 33}, {40, 3, 300}}) {
+      const auto a = random_vec(2 * m * 3 * k, rng), b = random_vec(3 * k * 2 * n, rng);
+      for (bool acc : {false, true}) {
+        const auto c0 = random_vec(m * n, rng);
+        auto want = c0, got = c0;
+        sgemm__ref(m, n, k, a.data(), 2 * 3 * k, 3, b.data(), 3 * 2 * n, 2, want.data(), n, acc);
+        sgemm(m, n, k, a.data(), 2 * 3 * k, 3, b.data(), 3 * 2 * n, 2, got.data(), n, acc, 1);
+        INFO("m=" << m << " n=" << n << " k=" << k << " acc=" << acc);
+        CHECK(rel_err(got, want) < tol_for(k));
+      }
+    }
+  });
+}
+
+TEST_CASE("every sgemm variant computes an element of C the same wherever C is cut") {
+  // Conv's tasks and sgemm's threads hand the GEMM row and column ranges of C that change with
+  // the thread count; results stay thread-count independent only if a block of rows/columns
+  // equals the same rows/columns of the whole product bit for bit, at any offset and size.
+  test::for_each_variant(sgemm_variants(), [](const GemmVariant& v) {
+    struct Restore {
+      const GemmVariant* prev;
+      ~Restore() { sgemm_use_variant(prev); }
+    } restore{sgemm_use_variant(&v)};
+    Rng rng(13);
+    const int64_t m = 29, n = 45;
+    for (int64_t k : {1, 7, 300}) {
+      const auto a = random_vec(m * k, rng), b = random_vec(k * n, rng);
+      std::vector<float> whole(static_cast<size_t>(m * n));
+      sgemm(m, n, k, a.data(), k, 1, b.data(), n, 1, whole.data(), n, false, 1);
+      int64_t differ = 0;
+      for (int64_t r0 = 0; r0 < m; r0 += 3)
+        for (int64_t rows = 1; r0 + rows <= m; rows += 2) {  // row blocks, all columns
+          std::vector<float> part(static_cast<size_t>(rows * n));
+          sgemm(rows, n, k, a.data() + r0 * k, k, 1, b.data(), n, 1, part.data(), n, false, 1);
+          for (int64_t i = 0; i < rows * n; ++i)
+            differ += part[size_t(i)] != whole[size_t(r0 * n + i)];
+        }
+      for (int64_t c0 = 0; c0 < n; c0 += 5)
+        for (int64_t cols = 1; c0 + cols <= n; cols += 3) {  // column blocks, all rows
+          std::vector<float> part(static_cast<size_t>(m * cols));
+          sgemm(m, cols, k, a.data(), k, 1, b.data() + c0, n, 1, part.data(), cols, false, 1);
+          for (int64_t i = 0; i < m; ++i)
+            for (int64_t j = 0; j < cols; ++j)
+              differ += part[size_t(i * cols + j)] != whole[size_t(i * n + c0 + j)];
+        }
+      INFO("k=" << k);
+      CHECK(differ == 0);
+    }
+  });
+}
+
+TEST_CASE("the ISA-baseline sgemm is Eigen's product in builds with Eigen") {
+  // Dispatch at the ref level (a CPU without AVX2, or BFCN_ISA=ref) takes the last ref entry; the
+  // scalar sgemm__ref stays entry 0, the reference every variant is tested against.
+  const auto table = sgemm_variants();
+  const GemmVariant* baseline = &table.front();
+  for (const GemmVariant& v : table)
+    if (v.isa == Isa::ref) baseline = &v;
+  CHECK(std::string(table.front().name) == "sgemm__ref");
+  CHECK(table.front().whole == nullptr);
+#if BFCN_HAVE_EIGEN
+  CHECK(std::string(baseline->name) == "sgemm__eigen");
+  CHECK(baseline->whole == &sgemm__eigen);
+#else
+  CHECK(baseline == &table.front());
+#endif
+}
+
 TEST_CASE("sgemm with k = 0 zeroes or keeps C") {
   std::vector<float> c(12, 3.0f);
   sgemm(3, 4, 0, nullptr, 0, 1, nullptr, 4, 1, c.data(), 4, true);
