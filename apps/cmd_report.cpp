@@ -549,9 +549,9 @@ int run_report(const bfcn::cli::Args& args) {
 
   md << "\n## Training curves\n\nLoss and validation mIoU of every run against its own "
         "iterations (the quantized runs start from a trained model, see below).\n\n"
-        "![loss and val mIoU of all runs](curves.png)\n\n| run | folder | iterations | init_from "
-        "(config) | "
-        "mean img/s | best val mIoU % |\n|---|---|---|---|---|---|\n";
+        "![loss and val mIoU of all runs](curves.png)\n\n| run | folder | iterations | started "
+        "from "
+        "(init_from) | mean img/s | best val mIoU % |\n|---|---|---|---|---|---|\n";
   for (const Row& r : rows) {
     double best = kNaN;
     for (const auto& p : r.val_miou) best = std::isnan(best) ? p.value : std::max(best, p.value);

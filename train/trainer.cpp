@@ -182,7 +182,7 @@ class TrainingRun {
   void recalibrate_at_end();
 
   const TrainOptions& o_;
-  const json& cfg_;
+  json cfg_;  // the resolved config, with the init_from this run used
   const std::string& src_;
   TrainConfig tc_;
   Communicator& comm_;
@@ -222,6 +222,8 @@ TrainingRun::TrainingRun(const TrainOptions& o)
       ranks_(comm_.size()),
       root_(comm_.is_root()),
       msg_(root_ ? std::cerr : quiet_) {
+  // config.json (and each checkpoint's config) names the weights this run started from.
+  if (!o.init_from.empty() && o.resume.empty()) cfg_["init_from"] = o.init_from.string();
   const int threads = o.threads >= 0 ? o.threads : tc_.threads;
   if (threads > 0) omp_set_num_threads(threads);
   BFCN_CHECK_CONFIG(tc_.batch % ranks_ == 0, src_, ": train.batch ", tc_.batch,

@@ -14,6 +14,7 @@
 
 #include "tests/support/test_support.h"
 #include "tests/train/tiny_data.h"
+#include "train/config.h"
 #include "train/metrics_log.h"
 
 extern char** environ;
@@ -212,6 +213,9 @@ TEST_CASE("fine-tuning W1A2 from an FP32 run (--init-from); eval_at_start logs t
   REQUIRE(b.status == 0);
   CHECK_THAT(b.output, Catch::Contains("init from"));
   CHECK_THAT(b.output, Catch::Contains("validation at 0:"));
+  // The run's config.json names the weights it started from, not the config's init_from.
+  CHECK(load_json_file(d / "q1" / "config.json").at("init_from") ==
+        (d / "fp" / "last.h5").string());
   q["train"]["log_interval"] = 2;
   auto c = train("--config " + cfg_file(d, q, "q2.json") + init + " --out " + (d / "q2").string());
   INFO(c.output);
