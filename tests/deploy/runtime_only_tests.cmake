@@ -14,7 +14,7 @@ endif()
 include(Catch)
 set(_dir ${CMAKE_SOURCE_DIR}/tests)
 add_executable(test_runtime_only
-  ${_dir}/runtime/bitconv_test.cpp ${_dir}/runtime/engine_kernels_test.cpp
+  ${_dir}/kernels/bitconv_test.cpp ${_dir}/runtime/engine_kernels_test.cpp
   ${_dir}/runtime/format_test.cpp ${_dir}/deploy/capi_test.cpp
   ${_dir}/support/test_support.cpp ${_dir}/support/test_main.cpp)
 target_link_libraries(test_runtime_only PRIVATE bfcn_runtime Catch2::Catch2 bfcn_warnings)

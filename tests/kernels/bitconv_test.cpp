@@ -224,7 +224,7 @@ TEST_CASE("bitpack, bit-conv and activation-count variant tables: ref first, by 
 }
 
 TEST_CASE("activation counts of every variant equal the popcount definition",
-          "[runtime][bitconv]") {
+          "[kernels][bitconv]") {
   std::mt19937_64 gen(17);
   for (int cw : {1, 2, 3, 9})
     for (int kb : {1, 2, 4}) {
@@ -251,7 +251,7 @@ TEST_CASE("activation counts of every variant equal the popcount definition",
     }
 }
 
-TEST_CASE("reference bit-serial conv equals the direct integer conv", "[runtime][bitconv]") {
+TEST_CASE("reference bit-serial conv equals the direct integer conv", "[kernels][bitconv]") {
   Rng rng(3);
   for (const BitConvShape& s : sweep_shapes()) {
     INFO(describe(s));
@@ -260,7 +260,7 @@ TEST_CASE("reference bit-serial conv equals the direct integer conv", "[runtime]
   }
 }
 
-TEST_CASE("reference equals a float conv of the dequantized values", "[runtime][bitconv]") {
+TEST_CASE("reference equals a float conv of the dequantized values", "[kernels][bitconv]") {
   Rng rng(5);
   BitConvShape s;
   s.in_h = 9;
@@ -302,7 +302,7 @@ TEST_CASE("reference equals a float conv of the dequantized values", "[runtime][
   }
 }
 
-TEST_CASE("every bgemm variant equals the reference exactly", "[runtime][bitconv]") {
+TEST_CASE("every bgemm variant equals the reference exactly", "[kernels][bitconv]") {
   int simd_variants = 0;  // the reference against itself proves nothing: skip when none ran
   test::for_each_variant(bgemm_variants(), [&](const BgemmVariant& v) {
     simd_variants += v.isa != Isa::ref;
@@ -332,7 +332,7 @@ TEST_CASE("every bgemm variant equals the reference exactly", "[runtime][bitconv
 }
 
 TEST_CASE("every variant equals the reference on pixel-tile and channel-block edges",
-          "[runtime][bitconv]") {
+          "[kernels][bitconv]") {
   // bgemm__avx2_ocv tiles 4 output pixels x 8 output channels: widths leave 0..3 pixels over,
   // channel counts fill 1, 2 or 8 blocks exactly or with a tail; K up to 4 planes, M up to 2.
   struct Case {
@@ -366,7 +366,7 @@ TEST_CASE("every variant equals the reference on pixel-tile and channel-block ed
   }
 }
 
-TEST_CASE("a packed residual equals its dequantized float residual exactly", "[runtime][bitconv]") {
+TEST_CASE("a packed residual equals its dequantized float residual exactly", "[kernels][bitconv]") {
   Rng rng(23);
   BitConvShape s;
   s.in_h = 6;
@@ -416,7 +416,7 @@ TEST_CASE("a packed residual equals its dequantized float residual exactly", "[r
   }
 }
 
-TEST_CASE("packed epilogue re-quantizes like quantize_pack_act", "[runtime][bitconv]") {
+TEST_CASE("packed epilogue re-quantizes like quantize_pack_act", "[kernels][bitconv]") {
   Rng rng(9);
   BitConvShape s;
   s.in_h = 7;
@@ -455,7 +455,7 @@ TEST_CASE("packed epilogue re-quantizes like quantize_pack_act", "[runtime][bitc
   for (int l = 0; l < 4; ++l) CHECK(seen[l] > 0);
 }
 
-TEST_CASE("every variant's packed epilogue equals the reference exactly", "[runtime][bitconv]") {
+TEST_CASE("every variant's packed epilogue equals the reference exactly", "[kernels][bitconv]") {
   Rng rng(13);
   int simd_variants = 0;
   test::for_each_variant(bgemm_variants(), [&](const BgemmVariant& v) {
@@ -494,7 +494,7 @@ TEST_CASE("every variant's packed epilogue equals the reference exactly", "[runt
     BFCN_SKIP_ISA("no SIMD bgemm variant runs on this CPU (has: " + cpu_features_string() + ")");
 }
 
-TEST_CASE("every variant's float epilogue equals the reference bit for bit", "[runtime][bitconv]") {
+TEST_CASE("every variant's float epilogue equals the reference bit for bit", "[kernels][bitconv]") {
   Rng rng(19);
   int simd_variants = 0;
   test::for_each_variant(bgemm_variants(), [&](const BgemmVariant& v) {
@@ -532,7 +532,7 @@ TEST_CASE("every variant's float epilogue equals the reference bit for bit", "[r
 }
 
 TEST_CASE("float epilogues keep NaN, -0 and the two roundings of the reference",
-          "[runtime][bitconv]") {
+          "[kernels][bitconv]") {
   Rng rng(23);
   int simd = 0;
   test::for_each_variant(
@@ -573,7 +573,7 @@ TEST_CASE("float epilogues keep NaN, -0 and the two roundings of the reference",
 }
 
 TEST_CASE("every variant equals the reference on the ResNet-18/34 FCN-8s layer shapes",
-          "[runtime][bitconv]") {
+          "[kernels][bitconv]") {
   // The trunk's bit convs with their real channel counts at a 512x512 input's sizes (layer1 at
   // 128x128) or odd sizes: 3x3 stride 1 and 2, the 1x1 stride-2 downsample convs, plus channel
   // counts that are no multiple of 64 or of a channel block; W1A1, W1A2 and W2A2.
@@ -650,7 +650,7 @@ int threshold_level(const std::vector<int32_t>& thr, const std::vector<int32_t>&
 }  // namespace
 
 TEST_CASE("integer thresholds give the float epilogue's level for every integer dot",
-          "[runtime][bitconv]") {
+          "[kernels][bitconv]") {
   // requant_thresholds against the float quantizer itself (requant_pack__ref on one channel) for
   // every I in the range: signs, zero, a tiny multiplier (far-off estimates, the binary search),
   // offsets that clip everything, and ties at level boundaries.
@@ -685,7 +685,7 @@ TEST_CASE("integer thresholds give the float epilogue's level for every integer 
   CHECK_FALSE(requant_thresholds(&bad_mul, &ok_add, 1, 2, bound, 0, &thr, &neg, &ldt));
 }
 
-TEST_CASE("threshold epilogues of every variant equal the scalar one", "[runtime][bitconv]") {
+TEST_CASE("threshold epilogues of every variant equal the scalar one", "[kernels][bitconv]") {
   Rng rng(17);
   int simd = 0;
   test::for_each_variant(
@@ -723,7 +723,7 @@ TEST_CASE("threshold epilogues of every variant equal the scalar one", "[runtime
 }
 
 TEST_CASE("per-residual-code thresholds give the float epilogue's level with that residual",
-          "[runtime][bitconv]") {
+          "[kernels][bitconv]") {
   // One threshold set per code of a packed 1- or 2-bit residual: for every I and code, the level
   // equals requant_pack__ref with the residual value unpack_dequant_act gives that code.
   Rng rng(8);

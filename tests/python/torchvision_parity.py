@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""PyTorch oracle for tests/models/parity_test.cpp.
+"""PyTorch oracle for tests/layers/torchvision_parity_test.cpp.
 
 For each case, builds a randomly initialised torchvision ResNet in eval mode (BN affine parameters
 and running statistics randomised too, so BN is not the identity), adds an FCN-8s head made the

@@ -1,4 +1,4 @@
-# cmake -DTEST_BIN=<test_quant> -DFIXTURE=<dir with a broken torch.py> -P broken_oracle.cmake
+# cmake -DTEST_BIN=<test_autograd> -DFIXTURE=<dir with a broken torch.py> -P broken_oracle.cmake
 # With torch made unimportable, the PyTorch parity test must report "skipped" (exit 77) on a
 # developer machine and FAIL under CI=true: a missing oracle never passes silently in CI.
 set(_case "DoReFa quantizers match an independent PyTorch implementation")
