@@ -233,8 +233,12 @@ void compare_engines_on_image(SegmentationModel& model, const rt::Model& runtime
     same_resolved += resolved[p] == rt_labels[p];
   }
   const float* r = ref.f32();
-  for (size_t k = 0; k < rt_logits.size(); ++k)
+  const float* rr = replayed.f32();
+  for (size_t k = 0; k < rt_logits.size(); ++k) {
     acc.max_logit_diff = std::max(acc.max_logit_diff, double(std::abs(r[k] - rt_logits[k])));
+    acc.max_logit_diff_ties_resolved =
+        std::max(acc.max_logit_diff_ties_resolved, double(std::abs(rr[k] - rt_logits[k])));
+  }
   ++acc.images;
   acc.pixels += int64_t(mine.size());
   acc.same += same;
@@ -267,7 +271,10 @@ std::string describe(const EngineComparison& c, double tie_tolerance) {
     os.setf(std::ios::fixed);
     os.precision(4);
     os << ", none elsewhere; with the runtime's codes replayed at those ties the labels agree on "
-       << 100.0 * c.agreement_ties_resolved() << " %\n";
+       << 100.0 * c.agreement_ties_resolved() << " %";
+    os.unsetf(std::ios::fixed);
+    os.precision(3);
+    os << " and the logits to " << c.max_logit_diff_ties_resolved << "\n";
   } else {
     os << "; " << c.differ() - c.ties()
        << " are not ties (an export or kernel bug), first: " << c.first_non_tie << "\n";

@@ -35,8 +35,9 @@ struct EngineComparison {
   int64_t images = 0, pixels = 0, same = 0;
   int64_t same_ties_resolved = 0;  // labels with the runtime's codes replayed at the ties
   double worst_image = 1.0, max_logit_diff = 0.0;
-  std::vector<QuantizerCodes> quantizers;  // summed over images, in execution order
-  std::string first_non_tie;               // where the first non-tie difference was, if any
+  double max_logit_diff_ties_resolved = 0.0;  // float rounding only, when every difference is a tie
+  std::vector<QuantizerCodes> quantizers;     // summed over images, in execution order
+  std::string first_non_tie;                  // where the first non-tie difference was, if any
 
   int64_t codes() const;
   int64_t differ() const;
