@@ -455,6 +455,27 @@ TEST_CASE("packed epilogue re-quantizes like quantize_pack_act", "[kernels][bitc
   for (int l = 0; l < 4; ++l) CHECK(seen[l] > 0);
 }
 
+namespace {
+
+// Per-channel multipliers, offsets uniform in [add_lo, add_hi) and a float residual for shape s,
+// drawn in one fixed order, for the epilogue comparisons.
+struct RandomEpilogue {
+  std::vector<float> mul, add, res;
+};
+RandomEpilogue random_epilogue(const BitConvShape& s, Rng& rng, float add_lo, float add_hi) {
+  const size_t pix = size_t(s.out_h()) * size_t(s.out_w());
+  RandomEpilogue r{std::vector<float>(size_t(s.out_c)), std::vector<float>(size_t(s.out_c)),
+                   std::vector<float>(pix * size_t(s.out_c))};
+  for (size_t o = 0; o < size_t(s.out_c); ++o) {
+    r.mul[o] = rng.uniform(-0.2f, 0.2f) / float(s.in_c);
+    r.add[o] = rng.uniform(add_lo, add_hi);
+  }
+  for (float& x : r.res) x = rng.uniform(-0.3f, 0.3f);
+  return r;
+}
+
+}  // namespace
+
 TEST_CASE("every variant's packed epilogue equals the reference exactly", "[kernels][bitconv]") {
   Rng rng(13);
   int simd_variants = 0;
@@ -464,14 +485,8 @@ TEST_CASE("every variant's packed epilogue equals the reference exactly", "[kern
       INFO(describe(s));
       const Packed c = make_case(s, rng);
       const int64_t pix = int64_t(s.out_h()) * s.out_w();
-      std::vector<float> mul(size_t(s.out_c)), add(size_t(s.out_c));
-      for (int o = 0; o < s.out_c; ++o) {
-        mul[size_t(o)] = rng.uniform(-0.2f, 0.2f) / float(s.in_c);
-        add[size_t(o)] = rng.uniform(0.2f, 0.8f);
-      }
+      auto [mul, add, res] = random_epilogue(s, rng, 0.2f, 0.8f);
       mul[0] = 0.0f;  // a constant channel (the threshold epilogue's special case)
-      std::vector<float> res(size_t(pix) * s.out_c);
-      for (float& r : res) r = rng.uniform(-0.3f, 0.3f);
       // Without a residual the SIMD variants take the integer-threshold epilogue, with one the
       // float one: both against the reference's float epilogue.
       for (int bits : {1, 2, 3})
@@ -503,13 +518,8 @@ TEST_CASE("every variant's float epilogue equals the reference bit for bit", "[k
       INFO(describe(s));
       const Packed c = make_case(s, rng);
       const int64_t pix = int64_t(s.out_h()) * s.out_w();
-      std::vector<float> mul(size_t(s.out_c)), add(size_t(s.out_c));
-      for (int o = 0; o < s.out_c; ++o) {
-        mul[size_t(o)] = rng.uniform(-0.2f, 0.2f) / float(s.in_c);
-        add[size_t(o)] = rng.uniform(-0.5f, 0.5f);  // both signs: relu must clip some
-      }
-      std::vector<float> res(size_t(pix) * s.out_c);
-      for (float& r : res) r = rng.uniform(-0.3f, 0.3f);
+      // offsets of both signs: relu must clip some
+      const auto [mul, add, res] = random_epilogue(s, rng, -0.5f, 0.5f);
       for (bool relu : {false, true})
         for (bool with_res : {false, true}) {
           std::vector<float> ref(size_t(pix) * s.out_c, 1.0f), got(ref.size(), 2.0f);

@@ -169,10 +169,7 @@ namespace {
 // one K block, a 1x1 direct case) under GEMM variant v.
 void check_gemm_variant(const GemmVariant& v) {
   Restore restore;
-  struct Use {
-    const GemmVariant* prev;
-    ~Use() { sgemm_use_variant(prev); }
-  } use{sgemm_use_variant(&v)};
+  const test::UseGemmVariant use(v);
   Rng rng(31);
   for (const Case& cs : kCases) check_geom(geom_of(cs, 2), rng);
   check_geom(geom_of({32, 14, 13, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1}, 1), rng);

@@ -145,10 +145,7 @@ void check_entry_points(Rng& rng) {
 // Variant v run through every entry point.
 void check_variant(const GemmVariant& v) {
   ThreadsGuard threads;
-  struct Restore {
-    const GemmVariant* prev;
-    ~Restore() { sgemm_use_variant(prev); }
-  } restore{sgemm_use_variant(&v)};
+  const test::UseGemmVariant use(v);
   REQUIRE(&sgemm_active() == &v);
   Rng rng(7 + int(v.isa));
   check_entry_points(rng);
@@ -170,10 +167,7 @@ TEST_CASE("every sgemm variant reads operands with no unit stride (strided views
   // array), B likewise: the drivers pack them like any other; a whole-product engine copies them.
   test::for_each_variant(sgemm_variants(), [](const GemmVariant& v) {
     ThreadsGuard threads;
-    struct Restore {
-      const GemmVariant* prev;
-      ~Restore() { sgemm_use_variant(prev); }
-    } restore{sgemm_use_variant(&v)};
+    const test::UseGemmVariant use(v);
     Rng rng(11);
     for (auto [m, n, k] : {std::array<int64_t, 3>{1, 1, 1}, {5, 9, 1}, {7, 17, 33}, {40, 3, 300}}) {
       const auto a = random_vec(2 * m * 3 * k, rng), b = random_vec(3 * k * 2 * n, rng);
@@ -194,10 +188,7 @@ TEST_CASE("every sgemm variant computes an element of C the same wherever C is c
   // the thread count; results stay thread-count independent only if a block of rows/columns
   // equals the same rows/columns of the whole product bit for bit, at any offset and size.
   test::for_each_variant(sgemm_variants(), [](const GemmVariant& v) {
-    struct Restore {
-      const GemmVariant* prev;
-      ~Restore() { sgemm_use_variant(prev); }
-    } restore{sgemm_use_variant(&v)};
+    const test::UseGemmVariant use(v);
     Rng rng(13);
     const int64_t m = 29, n = 45;
     for (int64_t k : {1, 7, 300}) {

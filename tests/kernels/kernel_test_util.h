@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/rng.h"
+#include "kernels/gemm.h"
 
 namespace bfcn::test {
 
@@ -23,5 +24,17 @@ inline double rel_err(const std::vector<float>& got, const std::vector<float>& w
     worst = std::max(worst, std::fabs(double(got[i]) - double(want[i])));
   return worst / scale;
 }
+
+// Every sgemm entry point runs v while this lives (sgemm_use_variant), then the previous choice.
+class UseGemmVariant {
+ public:
+  explicit UseGemmVariant(const GemmVariant& v) : prev_(sgemm_use_variant(&v)) {}
+  ~UseGemmVariant() { sgemm_use_variant(prev_); }
+  UseGemmVariant(const UseGemmVariant&) = delete;
+  UseGemmVariant& operator=(const UseGemmVariant&) = delete;
+
+ private:
+  const GemmVariant* prev_;
+};
 
 }  // namespace bfcn::test
