@@ -88,6 +88,16 @@ bool have_mpirun() { return test::run_command("command -v mpirun >/dev/null").st
 // (the code they drive is covered under ASan by the single-process and sync-BN unit tests).
 bool sanitized() { return std::getenv("BFCN_SANITIZED") != nullptr; }
 
+// The first line of every test that runs mpirun: skips without it, and returns in the ASan pass.
+#define NEEDS_MPIRUN()                                                               \
+  do {                                                                               \
+    if (!have_mpirun()) BFCN_SKIP("mpirun not found (apt-get install openmpi-bin)"); \
+    if (sanitized()) {                                                               \
+      WARN("ASan pass: the mpirun runs are left to the Release pass");               \
+      return;                                                                        \
+    }                                                                                \
+  } while (0)
+
 std::string mpirun(int np) {
   // --bind-to none: each rank runs its own OpenMP threads on the shared cores. The ranks inherit
   // this process's environment (the ASan pass's ASAN_OPTIONS/LSAN_OPTIONS: scripts/lsan.supp
@@ -152,11 +162,7 @@ Diff max_rel_diff(const fs::path& a, const fs::path& b, double report) {
 
 TEST_CASE("mpirun -np 2 x batch B/2 with sync BN gives the parameters of 1 rank x batch B",
           "[train][distributed][mpi][e2e]") {
-  if (!have_mpirun()) BFCN_SKIP("mpirun not found (apt-get install openmpi-bin)");
-  if (sanitized()) {
-    WARN("ASan pass: the mpirun runs are left to the Release pass");
-    return;
-  }
+  NEEDS_MPIRUN();
   test::TempDir d;
   const int steps = 2;
   for (bool sync : {true, false})
@@ -198,11 +204,7 @@ TEST_CASE("mpirun -np 2 x batch B/2 with sync BN gives the parameters of 1 rank 
 
 TEST_CASE("a run resumed under a different rank count continues the loss curve",
           "[train][distributed][mpi][e2e]") {
-  if (!have_mpirun()) BFCN_SKIP("mpirun not found (apt-get install openmpi-bin)");
-  if (sanitized()) {
-    WARN("ASan pass: the mpirun runs are left to the Release pass");
-    return;
-  }
+  NEEDS_MPIRUN();
   test::TempDir d;
   const int steps = 3;
   test::write_json(d / "c.json", fp32_config(steps, true));
@@ -241,11 +243,7 @@ TEST_CASE("a run resumed under a different rank count continues the loss curve",
 
 TEST_CASE("gradients reduced during backward equal those reduced after it, bit for bit",
           "[train][distributed][mpi][e2e]") {
-  if (!have_mpirun()) BFCN_SKIP("mpirun not found (apt-get install openmpi-bin)");
-  if (sanitized()) {
-    WARN("ASan pass: the mpirun runs are left to the Release pass");
-    return;
-  }
+  NEEDS_MPIRUN();
   // The same bucket layout (1 MB buckets: many, so several sums are in flight while backward
   // runs) started during the pass (overlap) or after it: the same MPI sums of the same packed
   // gradients, so the parameters after 3 steps must be identical, not merely close. A gradient
@@ -279,11 +277,7 @@ TEST_CASE("gradients reduced during backward equal those reduced after it, bit f
 
 TEST_CASE("a batch the ranks do not divide is an error naming train.batch and N",
           "[train][distributed][mpi]") {
-  if (!have_mpirun()) BFCN_SKIP("mpirun not found (apt-get install openmpi-bin)");
-  if (sanitized()) {
-    WARN("ASan pass: the mpirun runs are left to the Release pass");
-    return;
-  }
+  NEEDS_MPIRUN();
   test::TempDir d;
   json cfg = fp32_config(2, false);
   cfg["train"]["batch"] = 3;
