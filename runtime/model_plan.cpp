@@ -183,8 +183,11 @@ void plan_sizes(const Model::Impl& I, ArenaPlan& P) {
   P.tensor[0].bytes = floats(0);
 }
 
-// Offsets: largest first, each at the lowest offset clear of every range already placed whose
-// lifetime [first, last] layer overlaps its own.
+// Offsets: in the order the ranges are written, each at the lowest offset clear of every range
+// already placed whose lifetime [first, last] layer overlaps its own. Placed this way a new tensor
+// reuses bytes that the last layers freed, still in cache (largest-first placement, as compact
+// here, put the 1x1 downsample convs' float outputs on cold lines: slower at 2 threads than the
+// per-run vectors it replaced; docs/benchmarks.md, session 9).
 void plan_offsets(const Model::Impl& I, ArenaPlan& P) {
   struct Item {
     ArenaSlot* slot;
@@ -197,7 +200,7 @@ void plan_offsets(const Model::Impl& I, ArenaPlan& P) {
   for (size_t li = 0; li < P.scratch.size(); ++li)
     if (P.scratch[li].bytes > 0) items.push_back({&P.scratch[li], int(li), int(li)});
   std::stable_sort(items.begin(), items.end(),
-                   [](const Item& a, const Item& b) { return a.slot->bytes > b.slot->bytes; });
+                   [](const Item& a, const Item& b) { return a.first < b.first; });
   std::vector<const Item*> placed, live;
   P.bytes = 0;
   for (const Item& it : items) {
