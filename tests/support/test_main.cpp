@@ -25,8 +25,10 @@ bool record_skip(SkipKind kind, const std::string& reason) {
   const std::string test = Catch::getResultCapture().getCurrentTestName();
   std::lock_guard<std::mutex> lock(skip_mutex);
   skips().push_back(test + " | " +
-                    (kind == SkipKind::cpu_feature ? "cpu feature" : "missing dependency") + " | " +
-                    reason);
+                    (kind == SkipKind::cpu_feature      ? "cpu feature"
+                     : kind == SkipKind::sanitizer_pass ? "sanitizer pass"
+                                                        : "missing dependency") +
+                    " | " + reason);
   return true;
 }
 }  // namespace bfcn::test

@@ -58,7 +58,7 @@ namespace bfcn::test {
 // Catch2 v2 has no skip, so a skipped test case records its reason here and returns; the test
 // main (tests/support/test_main.cpp) then exits with kSkipReturnCode, which ctest reports as
 // "Skipped" (SKIP_RETURN_CODE), and appends the reason to $BFCN_SKIP_LOG for scripts/test.sh.
-enum class SkipKind { missing_dependency, cpu_feature };
+enum class SkipKind { missing_dependency, cpu_feature, sanitizer_pass };
 constexpr int kSkipReturnCode = 77;
 // Under CI=true a missing dependency or missing data is a failure, not a skip: only a CPU feature
 // the machine lacks may skip there. Returns true when the caller should return (skip recorded).
@@ -73,6 +73,16 @@ bool record_skip(SkipKind kind, const std::string& reason);
       FAIL("CI=true: a missing dependency must not skip: " << bfcn_skip_reason_);                  \
     WARN("skipped: " << bfcn_skip_reason_);                                                        \
     return;                                                                                        \
+  } while (0)
+
+// Skip in the ASan/UBSan pass a case the Release pass runs (allowed everywhere, listed by
+// scripts/test.sh).
+#define BFCN_SKIP_SANITIZED(reason)                                                       \
+  do {                                                                                    \
+    const std::string bfcn_skip_reason_ = (reason);                                       \
+    ::bfcn::test::record_skip(::bfcn::test::SkipKind::sanitizer_pass, bfcn_skip_reason_); \
+    WARN("skipped: " << bfcn_skip_reason_);                                               \
+    return;                                                                               \
   } while (0)
 
 // Skip because this CPU lacks an ISA (allowed everywhere, listed by scripts/test.sh).
