@@ -1,5 +1,5 @@
 # Tests of a -DBFCN_RUNTIME_ONLY=ON build (included by the top-level CMakeLists.txt): the kernel,
-# format and engine tests of tests/runtime that need no training code, plus the C API test, as one
+# tests of tests/kernels and the format and engine tests of tests/runtime that need no training code, plus the C API test, as one
 # Catch2 executable test_runtime_only. Catch2 is a test dependency only: without it the library
 # still builds and installs, and configure says the tests were left out.
 add_test(NAME runtime_only:layering
@@ -14,7 +14,8 @@ endif()
 include(Catch)
 set(_dir ${CMAKE_SOURCE_DIR}/tests)
 add_executable(test_runtime_only
-  ${_dir}/kernels/bitconv_test.cpp ${_dir}/runtime/engine_kernels_test.cpp
+  ${_dir}/kernels/bitconv_test.cpp ${_dir}/kernels/conv_stem_test.cpp
+  ${_dir}/kernels/act_pack_test.cpp ${_dir}/runtime/engine_fusion_test.cpp
   ${_dir}/runtime/format_test.cpp ${_dir}/deploy/capi_test.cpp
   ${_dir}/support/test_support.cpp ${_dir}/support/test_main.cpp)
 target_link_libraries(test_runtime_only PRIVATE bfcn_runtime Catch2::Catch2 bfcn_warnings)

@@ -1,5 +1,5 @@
 // The small synthetic FCN-8s the engine tests load, plan and run (shared by format_test.cpp and
-// engine_kernels_test.cpp).
+// engine_fusion_test.cpp).
 #pragma once
 
 #include <vector>

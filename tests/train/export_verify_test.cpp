@@ -72,7 +72,7 @@ TEST_CASE("export verify: codes differ only at rounding ties, every quantizer co
         {"residual", "fp"},
         {"downsample", "fp32"},
         {"act_clip", "learned"}}},
-      // The chaotic case of tests/runtime/export_test.cpp: its label flips are ties too.
+      // The chaotic case of tests/train/export_test.cpp: its label flips are ties too.
       {"fp residual, fixed clip, bit downsample",
        {{"w_bits", 1}, {"a_bits", 2}, {"residual", "fp"}}},
   };

@@ -1,8 +1,8 @@
-// The engine's non-bitconv kernels against simple references: the stem convolution (direct and
-// im2col paths, odd sizes, borders, images smaller than the kernel), its fused quantizing
-// epilogue (bit-exact for every variant, NaN/±0/rounding ties), max pooling on codes + packing,
-// unpack + dequantize, the channel argmax, and the engine's fused stem / fused final upsample
-// giving the same results as the unfused graph.
+// The stem convolution (kernels/conv_stem.*) against a double-precision reference: direct and
+// im2col paths, odd sizes, borders, images smaller than the kernel, every variant's microkernel,
+// and its fused quantizing epilogue (bit-exact for every variant, NaN/±0/rounding ties).
+#include "kernels/conv_stem.h"
+
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -13,11 +13,7 @@
 
 #include "kernels/act_pack.h"
 #include "kernels/bitpack.h"
-#include "kernels/conv_stem.h"
 #include "kernels/cpu_features.h"
-#include "runtime/engine.h"
-#include "runtime/synthetic.h"
-#include "tests/runtime/synthetic_graph.h"
 #include "tests/support/test_support.h"
 #include "tests/support/variants.h"
 
@@ -71,7 +67,7 @@ ConvStemShape shape(int h, int w, int c, int oc, int k, int s, int p, int d) {
 
 }  // namespace
 
-TEST_CASE("stem conv matches a double reference on odd shapes and borders", "[runtime][stem]") {
+TEST_CASE("stem conv matches a double reference on odd shapes and borders", "[kernels][stem]") {
   const std::vector<ConvStemShape> shapes = {
       shape(37, 29, 3, 64, 7, 2, 3, 1),  // the ResNet stem, odd sizes
       shape(9, 13, 1, 20, 3, 1, 1, 1),   // OC not a multiple of 16, C = 1
@@ -111,12 +107,12 @@ TEST_CASE("stem conv matches a double reference on odd shapes and borders", "[ru
 }
 
 TEST_CASE("stem variant table: ref first, by ISA level, dispatch takes the best allowed",
-          "[runtime][stem]") {
+          "[kernels][stem]") {
   test::check_variant_table(conv_stem_variants(), conv_stem_active());
 }
 
 TEST_CASE("stem conv microkernels of every variant agree with a double reference",
-          "[runtime][stem]") {
+          "[kernels][stem]") {
   // A: 6 pixels, 7 kernel rows of 21 floats (the RGB 7x7 stem), lda 6, row stride 200; B: four
   // consecutive 147 x 16 panels; each variant's 1..max_panels-panel kernels, and columns past the
   // panels untouched.
@@ -148,7 +144,7 @@ TEST_CASE("stem conv microkernels of every variant agree with a double reference
 }
 
 TEST_CASE("stem quantizing epilogue of every variant is bit-exact (quantize_level)",
-          "[runtime][stem]") {
+          "[kernels][stem]") {
   // Values on rounding ties, at the clip edges, +-0, NaN, inf and huge; 67 channels (tail).
   const int oc = 67, m = 9;
   std::vector<float> acc = uniform(size_t(m) * oc, 11, -2.0f, 3.0f);
@@ -196,7 +192,7 @@ TEST_CASE("stem quantizing epilogue of every variant is bit-exact (quantize_leve
     }
 }
 
-TEST_CASE("stem conv with quantized output equals quantizing its float output", "[runtime][stem]") {
+TEST_CASE("stem conv with quantized output equals quantizing its float output", "[kernels][stem]") {
   const ConvStemShape s = shape(21, 19, 3, 40, 7, 2, 3, 1);
   const int kk = 147;
   const auto x = uniform(size_t(s.in_h) * s.in_w * 3, 21);
@@ -224,161 +220,4 @@ TEST_CASE("stem conv with quantized output equals quantizing its float output", 
     ++seen[q[i]];
   }
   for (int l = 0; l < 4; ++l) CHECK(seen[size_t(l)] > 0);  // every level is exercised
-}
-
-TEST_CASE("max pool on codes + pack equals float pool then quantize", "[runtime][pool]") {
-  struct Case {
-    int h, w, c, k, s, p;
-  };
-  const Case cases[] = {{13, 11, 70, 3, 2, 1},
-                        {8, 8, 64, 2, 2, 0},
-                        {7, 9, 5, 3, 1, 1},
-                        {1, 1, 3, 3, 2, 1},
-                        {6, 5, 130, 3, 3, 1}};
-  std::mt19937 gen(31);
-  for (const Case& cs : cases)
-    for (int bits : {1, 2, 4}) {
-      INFO(cs.h << "x" << cs.w << "x" << cs.c << " k" << cs.k << " s" << cs.s << " p" << cs.p
-                << " bits " << bits);
-      const int oh = (cs.h + 2 * cs.p - cs.k) / cs.s + 1, ow = (cs.w + 2 * cs.p - cs.k) / cs.s + 1;
-      std::vector<uint8_t> q(size_t(cs.h) * cs.w * cs.c);
-      for (uint8_t& v : q) v = uint8_t(gen() % (1u << bits));
-      // Reference: -inf padded float max pool of the codes, then pack.
-      std::vector<uint8_t> pooled(size_t(oh) * ow * cs.c);
-      for (int oy = 0; oy < oh; ++oy)
-        for (int ox = 0; ox < ow; ++ox)
-          for (int ch = 0; ch < cs.c; ++ch) {
-            float mx = -std::numeric_limits<float>::infinity();
-            for (int ky = 0; ky < cs.k; ++ky)
-              for (int kx = 0; kx < cs.k; ++kx) {
-                const int iy = oy * cs.s - cs.p + ky, ix = ox * cs.s - cs.p + kx;
-                if (iy >= 0 && iy < cs.h && ix >= 0 && ix < cs.w)
-                  mx = std::max(mx, float(q[(size_t(iy) * cs.w + ix) * cs.c + ch]));
-              }
-            pooled[(size_t(oy) * ow + ox) * cs.c + ch] = uint8_t(mx);
-          }
-      const size_t words = size_t(oh) * ow * bits * bit_words(cs.c);
-      std::vector<uint64_t> expect(words, 0), got(words, ~0ull);
-      pack_act_q(pooled.data(), int64_t(oh) * ow, cs.c, bits, expect.data());
-      maxpool_pack_q(q.data(), cs.h, cs.w, cs.c, cs.k, cs.s, cs.p, bits, got.data(), oh, ow);
-      CHECK(got == expect);
-      test::for_each_variant(act_pack_variants(), [&](const ActPackVariant& v) {
-        REQUIRE(bits <= v.maxpool_max_bits);
-        std::vector<uint64_t> var(words, ~0ull);
-        v.maxpool_pack_q(q.data(), cs.h, cs.w, cs.c, cs.k, cs.s, cs.p, bits, var.data(), oh, ow);
-        CHECK(var == expect);
-      });
-    }
-}
-
-TEST_CASE("act_pack variant table: ref first, by ISA level, dispatch takes the best allowed",
-          "[runtime][pool]") {
-  const ActPackVariant& best = best_variant(act_pack_variants());
-  test::check_variant_table(act_pack_variants(), best);
-}
-
-TEST_CASE("unpack + dequantize matches unpack_act_q and the level values", "[runtime][pool]") {
-  std::mt19937 gen(41);
-  for (int c : {1, 7, 64, 70, 200})
-    for (int bits : {1, 2, 3, 4}) {
-      INFO("c " << c << " bits " << bits);
-      const int64_t pix = 37;
-      std::vector<uint8_t> q(size_t(pix) * c);
-      for (uint8_t& v : q) v = uint8_t(gen() % (1u << bits));
-      std::vector<uint64_t> packed(size_t(pix) * bits * bit_words(c));
-      pack_act_q(q.data(), pix, c, bits, packed.data());
-      std::vector<float> got(q.size(), -1.0f);
-      unpack_dequant_act(packed.data(), pix, c, bits, got.data());
-      const float n = float((1 << bits) - 1);
-      bool same = true;
-      for (size_t i = 0; i < q.size(); ++i) same = same && got[i] == float(q[i]) / n;
-      CHECK(same);
-      // Every variant's row unpack: bit-identical floats, no write past c per pixel.
-      test::for_each_variant(act_pack_variants(), [&](const ActPackVariant& v) {
-        std::vector<float> var(q.size() + 16, -1.0f);
-        v.unpack_dequant_row(packed.data(), pix, c, bits, var.data());
-        CHECK(std::equal(got.begin(), got.end(), var.begin()));
-        CHECK(var[q.size()] == -1.0f);
-      });
-    }
-  for (int bits : {5, 8}) {  // wider codes fall back to the scalar unpack
-    const int c = 70;
-    std::vector<uint8_t> q(size_t(5) * c);
-    for (uint8_t& v : q) v = uint8_t(gen() % (1u << bits));
-    std::vector<uint64_t> packed(size_t(5) * bits * bit_words(c));
-    pack_act_q(q.data(), 5, c, bits, packed.data());
-    std::vector<float> a(q.size());
-    unpack_dequant_act(packed.data(), 5, c, bits, a.data());
-    test::for_each_variant(act_pack_variants(), [&](const ActPackVariant& v) {
-      std::vector<float> b(q.size());
-      v.unpack_dequant_row(packed.data(), 5, c, bits, b.data());
-      CHECK(a == b);
-    });
-  }
-}
-
-TEST_CASE("channel argmax picks the first maximum, ignores NaN after the first",
-          "[runtime][argmax]") {
-  for (int c : {1, 2, 21, 150})
-    for (int n : {1, 7, 8, 37}) {
-      INFO("c " << c << " n " << n);
-      std::mt19937 gen(uint32_t(c * 100 + n));
-      const int64_t stride = n + 3;
-      std::vector<float> x(size_t(c) * stride);
-      for (float& v : x) v = float(gen() % 5);  // many ties
-      for (int i = 0; i < n; i += 3) x[size_t((i % c) * stride + i)] = std::nanf("");
-      std::vector<uint8_t> expect(static_cast<size_t>(n)), got(static_cast<size_t>(n), 255);
-      for (int i = 0; i < n; ++i) {
-        std::vector<float> col(static_cast<size_t>(c));
-        for (int ch = 0; ch < c; ++ch) col[size_t(ch)] = x[size_t(ch * stride + i)];
-        expect[size_t(i)] = uint8_t(std::max_element(col.begin(), col.end()) - col.begin());
-      }
-      argmax_planar(x.data(), c, n, stride, got.data());
-      CHECK(got == expect);
-      test::for_each_variant(act_pack_variants(), [&](const ActPackVariant& v) {
-        std::vector<uint8_t> var(static_cast<size_t>(n), 255);
-        v.argmax_planar(x.data(), c, n, stride, var.data());
-        CHECK(var == expect);
-      });
-    }
-}
-
-namespace {
-
-using bfcn::test::synthetic_graph;
-
-rt::Model synthetic_model(bool block_stem_fusion) {
-  auto [header, blobs] = synthetic_graph();
-  if (block_stem_fusion)  // a second reader of the stem conv's output keeps it a float tensor
-    bfcn::test::add_second_stem_reader(header);
-  return rt::Model::from_file(rt::parse_model("synthetic", rt::serialize_model(header, blobs)));
-}
-
-}  // namespace
-
-TEST_CASE("engine: fused stem and fused output equal the unfused graph", "[runtime][engine]") {
-  const rt::Model fused = synthetic_model(false), plain = synthetic_model(true);
-  for (auto [h, w] : {std::pair{45, 61}, std::pair{64, 64}, std::pair{33, 17}}) {
-    INFO(h << "x" << w);
-    const auto img = uniform(size_t(3) * h * w, uint32_t(h * w), 0.0f, 1.0f);
-    std::vector<float> la, lb;
-    std::vector<uint8_t> ya, yb, y_only;
-    fused.run(img.data(), h, w, &la, &ya);
-    plain.run(img.data(), h, w, &lb, &yb);
-    fused.run(img.data(), h, w, nullptr, &y_only);
-    REQUIRE(la.size() == size_t(5) * h * w);
-    CHECK(la == lb);  // bit-identical: pool-after-quantize is exact
-    CHECK(ya == yb);
-    CHECK(y_only == ya);
-    // labels are the first-maximum argmax of the NCHW logits
-    const int64_t pix = int64_t(h) * w;
-    bool argmax_ok = true;
-    for (int64_t p = 0; p < pix; ++p) {
-      int best = 0;
-      for (int c = 1; c < 5; ++c)
-        if (la[size_t(best * pix + p)] < la[size_t(c * pix + p)]) best = c;
-      argmax_ok = argmax_ok && ya[size_t(p)] == best;
-    }
-    CHECK(argmax_ok);
-  }
 }

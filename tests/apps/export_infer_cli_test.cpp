@@ -13,7 +13,7 @@
 using namespace bfcn;
 namespace fs = std::filesystem;
 
-TEST_CASE("cli: bfcn export then bfcn infer writes the runtime's label maps", "[runtime][cli]") {
+TEST_CASE("cli: bfcn export then bfcn infer writes the runtime's label maps", "[apps][cli]") {
   if (!fs::exists(test::bfcn_binary())) BFCN_SKIP("bfcn binary not built");
   test::TempDir tmp("bfcn_rt_cli");
   test::save_random_w1a2_checkpoint(tmp / "m.h5", 5, tmp / "none");
@@ -57,7 +57,7 @@ TEST_CASE("cli: bfcn export then bfcn infer writes the runtime's label maps", "[
 }
 
 TEST_CASE("cli: bfcn export --verify compares runtime and training engine on val images",
-          "[runtime][cli]") {
+          "[apps][cli]") {
   if (!fs::exists(test::bfcn_binary())) BFCN_SKIP("bfcn binary not built");
   test::TempDir tmp("bfcn_rt_verify");
   test::write_voc(tmp / "voc", 3, 40, 48, "val");

@@ -212,7 +212,7 @@ struct RecordingGraph : ExportGraph {
 }  // namespace
 
 TEST_CASE("modules describe themselves for export; a block without a description is an error",
-          "[runtime][export]") {
+          "[train][export]") {
   Rng rng(1);
   const QuantConfig q = QuantConfig::from_json({{"w_bits", 1}, {"a_bits", 2}}, "quant");
   BasicBlock down(64, 128, 2, 1, "layer2.0.", q, rng);
@@ -263,7 +263,7 @@ TEST_CASE("modules describe themselves for export; a block without a description
   CHECK(std::vector<std::string>(mg.steps.end() - 8, mg.steps.end()) == want_head);
 }
 
-TEST_CASE("exported W1A2 and W2A2 models agree with the training engine", "[runtime][export]") {
+TEST_CASE("exported W1A2 and W2A2 models agree with the training engine", "[train][export]") {
   for (auto [wb, ab] : {std::pair{1, 2}, std::pair{2, 2}}) {
     const Agreement a = compare_engines(wb, ab, 17);
     INFO("W" << wb << "A" << ab << ": label agreement " << a.label_agreement
@@ -277,7 +277,7 @@ TEST_CASE("exported W1A2 and W2A2 models agree with the training engine", "[runt
 }
 
 TEST_CASE("every graph-changing precision option exports and agrees with the training engine",
-          "[runtime][export]") {
+          "[train][export]") {
   const std::vector<std::pair<std::string, nlohmann::json>> cases = {
       {"fp residual", {{"w_bits", 1}, {"a_bits", 2}, {"residual", "fp"}}},
       {"learned clip", {{"w_bits", 1}, {"a_bits", 2}, {"act_clip", "learned"}}},
@@ -327,7 +327,7 @@ TEST_CASE("every graph-changing precision option exports and agrees with the tra
 // and, replayed, the engines agree; a real export bug (a wrong scale, a misread tensor) leaves
 // codes that differ away from any tie.
 TEST_CASE("fp residual with fixed clips and a bit downsample agrees except at rounding ties",
-          "[runtime][export]") {
+          "[train][export]") {
   for (uint64_t seed : {17, 5}) {
     const auto runs = compare_policy({{"w_bits", 1}, {"a_bits", 2}, {"residual", "fp"}}, seed, 6);
     for (size_t i = 0; i < runs.size(); ++i) {
@@ -341,7 +341,7 @@ TEST_CASE("fp residual with fixed clips and a bit downsample agrees except at ro
 }
 
 TEST_CASE("w8 score convs export the training forward's weight values bit for bit",
-          "[runtime][export]") {
+          "[train][export]") {
   auto model = build_model({{"backbone", "resnet18"},
                             {"head", "fcn8s"},
                             {"n_classes", 3},
@@ -381,7 +381,7 @@ TEST_CASE("w8 score convs export the training forward's weight values bit for bi
   CHECK(types == "conv_f32 conv_f32 conv_f32 ");
 }
 
-TEST_CASE("export rejects models the runtime cannot run", "[runtime][export]") {
+TEST_CASE("export rejects models the runtime cannot run", "[train][export]") {
   const nlohmann::json cfg = {{"backbone", "resnet50"},
                               {"head", "fcn8s"},
                               {"n_classes", 3},

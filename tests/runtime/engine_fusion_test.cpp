@@ -1,0 +1,54 @@
+// The engine's fused stem (conv -> max pool -> quantizer in one kernel) and fused final upsample
+// (straight into logits/labels) give the same results as the unfused graph (runtime/model_plan.cpp
+// plans the fusions, model_run.cpp runs them).
+#include <catch2/catch.hpp>
+#include <vector>
+
+#include "core/rng.h"
+#include "runtime/engine.h"
+#include "runtime/synthetic.h"
+#include "tests/runtime/synthetic_graph.h"
+#include "tests/support/test_support.h"
+
+using namespace bfcn;
+
+namespace {
+
+using bfcn::test::synthetic_graph;
+
+rt::Model synthetic_model(bool block_stem_fusion) {
+  auto [header, blobs] = synthetic_graph();
+  if (block_stem_fusion)  // a second reader of the stem conv's output keeps it a float tensor
+    bfcn::test::add_second_stem_reader(header);
+  return rt::Model::from_file(rt::parse_model("synthetic", rt::serialize_model(header, blobs)));
+}
+
+}  // namespace
+
+TEST_CASE("engine: fused stem and fused output equal the unfused graph", "[runtime][engine]") {
+  const rt::Model fused = synthetic_model(false), plain = synthetic_model(true);
+  for (auto [h, w] : {std::pair{45, 61}, std::pair{64, 64}, std::pair{33, 17}}) {
+    INFO(h << "x" << w);
+    Rng rng(uint64_t(h) * w);
+    const std::vector<float> img = test::random_tensor(Shape{3, h, w}, rng, 0.0f, 1.0f).to_vector();
+    std::vector<float> la, lb;
+    std::vector<uint8_t> ya, yb, y_only;
+    fused.run(img.data(), h, w, &la, &ya);
+    plain.run(img.data(), h, w, &lb, &yb);
+    fused.run(img.data(), h, w, nullptr, &y_only);
+    REQUIRE(la.size() == size_t(5) * h * w);
+    CHECK(la == lb);  // bit-identical: pool-after-quantize is exact
+    CHECK(ya == yb);
+    CHECK(y_only == ya);
+    // labels are the first-maximum argmax of the NCHW logits
+    const int64_t pix = int64_t(h) * w;
+    bool argmax_ok = true;
+    for (int64_t p = 0; p < pix; ++p) {
+      int best = 0;
+      for (int c = 1; c < 5; ++c)
+        if (la[size_t(best * pix + p)] < la[size_t(c * pix + p)]) best = c;
+      argmax_ok = argmax_ok && ya[size_t(p)] == best;
+    }
+    CHECK(argmax_ok);
+  }
+}
