@@ -4,7 +4,8 @@
 //
 // Two modes:
 //  - gradcheck: differences through f's own f32 forward. f32 rounding forces a large eps (1e-2)
-//    and loose tolerances (1%): fine for composite functions (tests/autograd/quant_test.cpp), blind to small errors.
+//    and loose tolerances (1%): fine for composite functions (tests/autograd/quant_test.cpp), blind
+//    to small errors.
 //  - gradcheck_reference: differences through an independent double-precision reference forward
 //    (eps 1e-6: truncation and rounding both ~1e-9 of the gradient), against f's real f32
 //    backward. The tolerance is then set by f32 backward rounding alone, tight enough that a

@@ -13,8 +13,8 @@
 // Left out on purpose: the straight-through estimators (round_ste, sign_ste, quantize_levels_ste,
 // clip_quantize_levels_ste, scaled_sign_ste, pact_quantize at k < 32). Their backward is a
 // declared surrogate, not the derivative of their piecewise-constant forward (which is 0 almost
-// everywhere), so finite differences cannot check it; tests/autograd/quant_test.cpp and ops_test.cpp
-// pin those gradients value for value. argmax_channels is not differentiable.
+// everywhere), so finite differences cannot check it; tests/autograd/quant_test.cpp and
+// ops_test.cpp pin those gradients value for value. argmax_channels is not differentiable.
 #include <algorithm>
 #include <map>
 #include <numeric>
@@ -298,7 +298,8 @@ std::vector<GradCase> make_cases() {
     // ---- low-bit recipe ----
     // pact_quantize at k = 32 is clamp(x, 0, alpha) exactly: its x and alpha gradients are true
     // derivatives (x kept away from the kinks at 0 and alpha = 0.6; the STE part is pinned by
-    // tests/autograd/quant_test.cpp). alpha is the second input, so its gradient (a sum) is checked too.
+    // tests/autograd/quant_test.cpp). alpha is the second input, so its gradient (a sum) is checked
+    // too.
     add_case(
         "pact_quantize k=32 (x and alpha)",
         {away_from(s, rng, 0.0f, 0.6f), Tensor::full(Shape{1}, 0.6f)},

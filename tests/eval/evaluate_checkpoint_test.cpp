@@ -1,8 +1,6 @@
 // `bfcn eval --checkpoint` end to end: a randomly initialised FCN-8s saved with train/checkpoint.h
 // over a tiny VOC-layout dataset; the command's mIoU equals evaluate_dataset() called directly
 // with the same model, and --save-pred writes one raw PNG, colour mask and panel per image.
-#include "train/checkpoint.h"
-
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -11,6 +9,7 @@
 #include "eval/evaluate.h"
 #include "layers/model.h"
 #include "tests/support/test_support.h"
+#include "train/checkpoint.h"
 
 using namespace bfcn;
 namespace fs = std::filesystem;

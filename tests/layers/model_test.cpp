@@ -1,7 +1,7 @@
 // Model config validation: every error names the JSON path, what was expected and what was got.
-#include <catch2/catch.hpp>
-
 #include "layers/model.h"
+
+#include <catch2/catch.hpp>
 
 namespace bfcn {
 namespace {
