@@ -512,12 +512,8 @@ class Execution {
     TracedTensor t{L.name, I_.tensors[size_t(L.out)].name, b.h, b.w, b.c, b.bits, {}, {}};
     const int64_t n = int64_t(b.h) * b.w * b.c;
     if (b.bits > 0 && b.p) {
-      std::vector<float> q(static_cast<size_t>(n));
-      unpack_dequant_act(b.p, int64_t(b.h) * b.w, b.c, b.bits, q.data());
-      const float levels = float((1 << b.bits) - 1);
       t.codes.resize(size_t(n));
-      for (int64_t i = 0; i < n; ++i)
-        t.codes[size_t(i)] = uint8_t(std::lround(q[size_t(i)] * levels));
+      unpack_act_q(b.p, int64_t(b.h) * b.w, b.c, b.bits, t.codes.data());
     } else if (b.bits == 0 && b.f && int(li) != P_.emit_layer) {  // emit: logits written out
       t.values.assign(b.f, b.f + n);
     }
