@@ -36,7 +36,8 @@ std::span<const ConvRowVariant> conv_row_variants() {
     {Isa::ref, "conv_rows__ref", gather_stride2__ref, scatter_add_stride2__ref},
 #if BFCN_X86
     {Isa::avx2, "conv_rows__avx2", gather_stride2__avx2, scatter_add_stride2__avx2},
-    {Isa::avx512, "conv_rows__avx512", gather_stride2__avx512, scatter_add_stride2__avx512},
+    {Isa::avx512, "conv_rows__avx512", gather_stride2__avx512, scatter_add_stride2__avx512,
+     conv2d_dgrad_rows_w2__avx512},
 #endif
   };
   return kVariants;
@@ -324,6 +325,38 @@ bool backward_input_as_forward(const ConvGeom& g, const Dims& d, const float* dy
   return true;
 }
 
+// Few input channels and stride 2 along the width (the RGB stem): the direct kernel of the row
+// variant, on weights repacked tap-major. Tasks are (image, group, block of dx rows); every dx
+// element is one sum in a fixed order whatever the thread count.
+bool backward_input_direct_small_c(const ConvGeom& g, const Dims& d, const float* dy,
+                                   const float* w, float* dx) {
+  const ConvDgradRowsFn fn = conv_rows().dgrad_rows_w2;
+  if (fn == nullptr || g.stride_w != 2 || g.dilation_h != 1 || g.dilation_w != 1 ||
+      d.cg > kConvDgradMaxC || g.kw > kConvDgradMaxKw)
+    return false;
+  const int64_t khw = g.kh * g.kw;
+  float* wp = t_wflip.get(static_cast<size_t>(g.groups * d.kg * d.r));
+  for (int64_t gi = 0; gi < g.groups; ++gi)
+    for (int64_t kk = 0; kk < d.kg; ++kk)
+      for (int64_t cc = 0; cc < d.cg; ++cc)
+        for (int64_t q = 0; q < khw; ++q)
+          wp[gi * d.kg * d.r + (q * d.kg + kk) * d.cg + cc] =
+              w[((gi * d.kg + kk) * d.cg + cc) * khw + q];
+  const int nt = conv_threads(g);
+  // Blocks of up to 32 dx rows: each block copies the dY rows it reads once (ceil(kh/stride_h) of
+  // them again for the next block).
+  const int64_t rows = std::max<int64_t>(1, std::min<int64_t>(32, g.h / (4 * nt)));
+  const int64_t nblk = (g.h + rows - 1) / rows;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
+  for (int64_t task = 0; task < g.n * g.groups * nblk; ++task) {
+    const int64_t in = task / (g.groups * nblk), gi = (task / nblk) % g.groups;
+    const int64_t ih0 = (task % nblk) * rows, ih1 = std::min(g.h, ih0 + rows);
+    fn(g, dy + (in * g.k + gi * d.kg) * d.p, wp + gi * d.kg * d.r, ih0, ih1,
+       dx + (in * g.c + gi * d.cg) * d.hw);
+  }
+  return true;
+}
+
 }  // namespace
 
 // Tasks are (image, group, block of input channels), taken dynamically so that a thread that was
@@ -334,6 +367,7 @@ void conv2d_backward_input(const ConvGeom& g, const float* dy, const float* w, f
   assert(g.valid());
   const Dims d = dims_of(g);
   if (backward_input_as_forward(g, d, dy, w, dx)) return;
+  if (backward_input_direct_small_c(g, d, dy, w, dx)) return;
   const int64_t khw = g.kh * g.kw;
   const int nt = conv_threads(g);
   int64_t nblk = 1;  // channel blocks per group

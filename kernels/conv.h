@@ -47,11 +47,20 @@ int64_t conv2d_set_col_budget(int64_t floats);
 // allows (the GEMM they call has its own table, kernels/gemm.h), tests compare each with the ref
 // one exactly.
 using ConvRowFn = void (*)(const float* src, float* dst, int64_t n);
+// Direct backward-data rows for few input channels and stride 2 along the width (the RGB stem):
+// dx rows [ih0, ih1) of one (image, group), dx [Cg,h,w] overwritten, from dy [Kg,Ho,Wo] and the
+// weights packed as wp[((ki*kw + kj)*Kg + k)*Cg + c]. Dilation 1, Cg <= kConvDgradMaxC,
+// kw <= kConvDgradMaxKw.
+using ConvDgradRowsFn = void (*)(const ConvGeom& g, const float* dy, const float* wp, int64_t ih0,
+                                 int64_t ih1, float* dx);
+constexpr int64_t kConvDgradMaxC = 4;
+constexpr int64_t kConvDgradMaxKw = 33;
 struct ConvRowVariant {
   Isa isa;
   const char* name;  // "conv_rows__avx512"
   ConvRowFn gather_stride2;
   ConvRowFn scatter_add_stride2;
+  ConvDgradRowsFn dgrad_rows_w2 = nullptr;  // nullptr: GEMM + col2im
 };
 std::span<const ConvRowVariant> conv_row_variants();
 void gather_stride2__ref(const float* src, float* dst, int64_t n);
@@ -61,6 +70,8 @@ void scatter_add_stride2__avx2(const float* src, float* dst, int64_t n);
 // The same with 16 lanes and masked row ends.
 void gather_stride2__avx512(const float* src, float* dst, int64_t n);
 void scatter_add_stride2__avx512(const float* src, float* dst, int64_t n);
+void conv2d_dgrad_rows_w2__avx512(const ConvGeom& g, const float* dy, const float* wp, int64_t ih0,
+                                  int64_t ih1, float* dx);
 
 // Direct seven-loop references (double accumulation).
 void conv2d_forward__ref(const ConvGeom& g, const float* x, const float* w, const float* bias,

@@ -193,6 +193,34 @@ TEST_CASE("conv2d matches the reference with every sgemm variant's GEMM") {
   test::for_each_variant(sgemm_variants(), check_gemm_variant);
 }
 
+// Up to kConvDgradMaxC input channels per group with stride 2 along the width: backward-data runs
+// the row variant's direct kernel where it has one (AVX-512). Channels 1-4, stride 1-3 along the
+// height, padding 0 to past the kernel, odd sizes, rows wider than one block of dx columns (256),
+// a 1x1 image, groups, one and many output channels, batch 1 and 2.
+TEST_CASE(
+    "conv2d backward-data of few input channels, stride 2 along the width, matches the reference") {
+  Restore restore;
+  Rng rng(77);
+  const Case cases[] = {
+      // c  h   w    k  kh kw sh sw ph pw dh dw groups
+      {3, 19, 21, 16, 7, 7, 2, 2, 3, 3, 1, 1, 1},  // the stem, odd sizes
+      {1, 9, 300, 5, 7, 7, 2, 2, 3, 3, 1, 1, 1},   // two column blocks, 1 channel
+      {2, 7, 257, 3, 3, 3, 2, 2, 1, 1, 1, 1, 1},   // odd width past one block, 2 channels
+      {4, 11, 40, 9, 3, 3, 1, 2, 1, 1, 1, 1, 1},   // stride 1 along the height, 4 channels
+      {3, 13, 17, 6, 5, 4, 3, 2, 2, 1, 1, 1, 1},   // stride 3 x 2, rectangular kernel
+      {3, 8, 10, 4, 3, 3, 2, 2, 0, 0, 1, 1, 1},    // no padding
+      {2, 6, 9, 3, 3, 3, 2, 2, 5, 5, 1, 1, 1},     // padding past the kernel
+      {3, 12, 12, 7, 1, 1, 2, 2, 0, 0, 1, 1, 1},   // 1x1 stride 2
+      {3, 1, 1, 8, 7, 7, 2, 2, 3, 3, 1, 1, 1},     // 1x1 image
+      {4, 10, 23, 6, 3, 3, 2, 2, 1, 1, 1, 1, 2},   // groups 2, 2 channels each
+      {3, 9, 14, 3, 3, 3, 2, 2, 1, 1, 1, 1, 3},    // depthwise
+      {3, 10, 12, 1, 7, 7, 2, 2, 3, 3, 1, 1, 1},   // one output channel
+      {4, 37, 70, 64, 7, 7, 2, 2, 3, 3, 1, 1, 1},  // 64 output channels, 2 threads' worth of rows
+  };
+  for (const Case& cs : cases)
+    for (int64_t n : {1, 2}) check_geom(geom_of(cs, n), rng);
+}
+
 TEST_CASE("conv2d row variant table: ref first, by ISA level, dispatch takes the best allowed") {
   const ConvRowVariant& best = best_variant(conv_row_variants());
   test::check_variant_table(conv_row_variants(), best);
