@@ -476,6 +476,73 @@ RandomEpilogue random_epilogue(const BitConvShape& s, Rng& rng, float add_lo, fl
 
 }  // namespace
 
+TEST_CASE("a 1x1 residual conv computed in the epilogue equals its float output bit for bit",
+          "[kernels][bitconv]") {
+  // D: the 1x1 (downsample) conv whose float output I*mul + add is C's residual; run apart
+  // (bitconv_forward into floats) and inside C's epilogue (ResidualBitConv), with D and C on every
+  // pair of variants (the engine picks each layer's variant by its own timing).
+  Rng rng(29);
+  for (const auto& [wb, ab] : {std::pair{1, 1}, std::pair{1, 2}, std::pair{2, 2}})
+    for (int d_in_c : {64, 100, 200})
+      for (int stride : {2, 1}) {
+        BitConvShape d;
+        d.in_h = 11;
+        d.in_w = 13;
+        d.in_c = d_in_c;
+        d.out_c = 70;
+        d.kh = d.kw = 1;
+        d.pad = 0;
+        d.stride = stride;
+        d.w_bits = wb;
+        d.a_bits = ab;
+        BitConvShape c = d;
+        c.in_h = d.out_h();
+        c.in_w = d.out_w();
+        c.in_c = 40;
+        c.kh = c.kw = 3;
+        c.pad = 1;
+        c.stride = 1;
+        const Packed dc = make_case(d, rng), cc = make_case(c, rng);
+        const RandomEpilogue de = random_epilogue(d, rng, -0.5f, 0.5f);
+        const RandomEpilogue ce = random_epilogue(c, rng, -0.2f, 0.7f);
+        const int64_t pix = int64_t(c.out_h()) * c.out_w();
+        test::for_each_variant(bgemm_variants(), [&](const BgemmVariant& vd) {
+          std::vector<float> res(size_t(pix) * c.out_c, -7.0f);
+          BitConvEpilogue e;
+          e.mul = de.mul.data();
+          e.add = de.add.data();
+          e.out_f32 = res.data();
+          bitconv_forward(d, dc.in.data(), dc.w.data(), e, vd);
+          const PreparedBitWeights pwd = prepare_bitconv_weights(d, dc.w.data(), vd);
+          const ResidualBitConv rc{d, dc.in.data(), &pwd, de.mul.data(), de.add.data()};
+          test::for_each_variant(bgemm_variants(), [&](const BgemmVariant& vc) {
+            INFO(describe(d) + " D " + vd.name + ", C " + vc.name);
+            for (int out_bits : {0, 2}) {
+              std::vector<float> yf(size_t(pix) * c.out_c, -1), yr(yf.size(), -2);
+              std::vector<uint64_t> qf(size_t(pix) * 2 * bit_words(c.out_c), 1), qr(qf.size(), 2);
+              BitConvEpilogue f;
+              f.mul = ce.mul.data();
+              f.add = ce.add.data();
+              f.out_bits = out_bits;
+              f.residual = res.data();
+              f.out_f32 = out_bits ? nullptr : yf.data();
+              f.out_packed = out_bits ? qf.data() : nullptr;
+              bitconv_forward(c, cc.in.data(), cc.w.data(), f, vc);
+              f.residual = nullptr;
+              f.residual_conv = &rc;
+              f.out_f32 = out_bits ? nullptr : yr.data();
+              f.out_packed = out_bits ? qr.data() : nullptr;
+              bitconv_forward(c, cc.in.data(), cc.w.data(), f, vc);
+              if (out_bits)  // the buffers start different, so both runs must have written them
+                CHECK(qr == qf);
+              else
+                CHECK(std::memcmp(yr.data(), yf.data(), yf.size() * sizeof(float)) == 0);
+            }
+          });
+        });
+      }
+}
+
 TEST_CASE("every variant's packed epilogue equals the reference exactly", "[kernels][bitconv]") {
   Rng rng(13);
   int simd_variants = 0;
