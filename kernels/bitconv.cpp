@@ -61,18 +61,8 @@ const BgemmVariant& bgemm_for_shape(const BitConvShape& s) {
   using Key = std::tuple<int, int, int, int, int, int, int, int, int, int, int>;
   static std::mutex mu;
   static std::map<Key, const BgemmVariant*> chosen;
-  const int threads = omp_get_max_threads();
-  const Key key{s.in_h,
-                s.in_w,
-                s.in_c,
-                s.out_c,
-                s.kh,
-                s.kw,
-                s.stride,
-                s.pad,
-                s.dilation,
-                s.a_bits,
-                s.w_bits * 256 + threads};
+  const Key key{s.in_h,   s.in_w, s.in_c,     s.out_c,  s.kh,    s.kw,
+                s.stride, s.pad,  s.dilation, s.a_bits, s.w_bits};
   const std::lock_guard<std::mutex> lock(mu);
   if (auto it = chosen.find(key); it != chosen.end()) return *it->second;
   // The slice: enough output rows for ~2^25 MACs (well under a millisecond for the fast
@@ -90,14 +80,22 @@ const BgemmVariant& bgemm_for_shape(const BitConvShape& s) {
   std::vector<const BgemmVariant*> cands;
   for (const BgemmVariant& v : bgemm_variants())
     if (v.isa != Isa::ref && isa_enabled(v.isa)) cands.push_back(&v);
-  // Rounds over all candidates (a warm-up round, then the best of 4 each): on a shared machine a
-  // burst of load then hits every candidate alike instead of one candidate's whole timing.
+  // Rounds over all candidates (a warm-up round, then the best of 6 each): on a shared machine a
+  // burst of load then hits every candidate alike instead of one candidate's whole timing. On one
+  // thread: a parallel region waits for its slowest thread, so on a loaded machine one preempted
+  // thread made every timing of a fast variant as slow as a scheduler time slice and the choice
+  // random (session 10: avx2_popcnt, 30x slower, picked for a 2-thread layer at load 3); a
+  // single thread is rarely preempted within a slice's ~10-300 us. The kernels run row by row,
+  // the same code on any thread count, and quiet 1- and 2-thread timings picked the same
+  // variants (docs/benchmarks.md), so one choice serves every thread count.
   std::vector<double> t(cands.size(), 1e30);
   // Weights prepared outside the timing, as layers run them (PreparedBitWeights): a variant's
   // one-time re-layout must not decide its per-run speed.
   std::vector<PreparedBitWeights> prepared;
   for (const BgemmVariant* v : cands) prepared.push_back(prepare_bitconv_weights(c, w.data(), *v));
-  for (int round = 0; round < 5; ++round)
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);  // this thread's setting only; restored below
+  for (int round = 0; round < 7; ++round)
     for (size_t i = 0; i < cands.size(); ++i) {
       const auto t0 = std::chrono::steady_clock::now();
       bitconv_int32(c, in.data(), prepared[i], out.data());
@@ -105,6 +103,7 @@ const BgemmVariant& bgemm_for_shape(const BitConvShape& s) {
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       if (round > 0) t[i] = std::min(t[i], dt);
     }
+  omp_set_num_threads(threads);
   size_t bi = 0;
   for (size_t i = 1; i < cands.size(); ++i)
     if (t[i] < t[bi]) bi = i;

@@ -150,8 +150,9 @@ std::span<const BgemmVariant> bgemm_variants();
 // The default variant for active_isa() (its last listed one; chosen once). Layers run
 // bgemm_for_shape() instead.
 const BgemmVariant& bgemm_active();
-// The variant a layer of shape s runs: the fastest, timed once per (shape, thread count) on a
-// slice of the layer's rows with random data, of every variant this CPU supports up to
+// The variant a layer of shape s runs: the fastest, timed once per shape (on one thread, whatever
+// the caller's thread count: robust to load) on a slice of the layer's rows with random data, of
+// every variant this CPU supports up to
 // active_isa() (BFCN_ISA caps it; ref only when it is the active level). Dispatch by measured
 // speed, not ISA rank: e.g. on AVX-512 CPUs the AVX2 ocv kernel beat the first AVX-512 kernel.
 // Every variant is exact, so the choice changes speed only. Thread-safe; cached.
