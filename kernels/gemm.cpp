@@ -61,26 +61,24 @@ thread_local ScratchBuffer t_unpack_a;  // a whole-product variant's unpacked op
 thread_local ScratchBuffer t_unpack_b;
 
 // Pre-packed operands back to plain matrices for a whole-product variant (GemmVariant::whole):
-// A panels (6 rows x k) to column-major [m, k], B panels (k x 16 columns) to row-major [k, n].
-const float* unpack_a(int64_t m, int64_t k, const float* ap) {
-  float* a = t_unpack_a.get(static_cast<size_t>(m * k));
-  for (int64_t i0 = 0; i0 < m; i0 += kGemmMr) {
-    const int64_t mr = std::min<int64_t>(kGemmMr, m - i0);
-    const float* panel = ap + i0 * k;
+// panels of w values along a dimension of d (k groups of w each, zeros past d) to [k][d], d
+// contiguous: A panels (6 rows) give column-major A [m,k], B panels (16 columns) row-major B [k,n].
+const float* unpack_panels(int64_t d, int64_t k, int64_t w, const float* panels,
+                           ScratchBuffer& buf) {
+  float* out = buf.get(static_cast<size_t>(d * k));
+  for (int64_t i0 = 0; i0 < d; i0 += w) {
+    const int64_t n = std::min<int64_t>(w, d - i0);
+    const float* panel = panels + i0 * k;
     for (int64_t p = 0; p < k; ++p)
-      std::memcpy(a + p * m + i0, panel + p * kGemmMr, size_t(mr) * sizeof(float));
+      std::memcpy(out + p * d + i0, panel + p * w, size_t(n) * sizeof(float));
   }
-  return a;
+  return out;
+}
+const float* unpack_a(int64_t m, int64_t k, const float* ap) {
+  return unpack_panels(m, k, kGemmMr, ap, t_unpack_a);
 }
 const float* unpack_b(int64_t k, int64_t n, const float* bp) {
-  float* b = t_unpack_b.get(static_cast<size_t>(k * n));
-  for (int64_t j0 = 0; j0 < n; j0 += kGemmNr) {
-    const int64_t nr = std::min<int64_t>(kGemmNr, n - j0);
-    const float* panel = bp + j0 * k;
-    for (int64_t p = 0; p < k; ++p)
-      std::memcpy(b + p * n + j0, panel + p * kGemmNr, size_t(nr) * sizeof(float));
-  }
-  return b;
+  return unpack_panels(n, k, kGemmNr, bp, t_unpack_b);
 }
 
 // Ap: ceil(mc/MR) panels, each kc groups of MR row values (zero-padded rows past mc).

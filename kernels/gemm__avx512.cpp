@@ -2,9 +2,13 @@
 // accumulators; per k two B loads, 12 broadcasts of A and 24 FMAs, so the two 512-bit FMA pipes
 // (Zen 4/5, Skylake-X) stay busy with loads to spare (a 6x16 zmm tile would need a load per FMA).
 // The packed layouts are the AVX2 kernel's, so packing and the conv lowering do not change with
-// the ISA. Compiled with -mavx512f... (file name); only called when active_isa() allows it. No
-// standard-library templates here: their instantiations would carry AVX-512 code into other files.
+// the ISA. The packed and the in-place tiles are one body (tile()) with an A-reader policy.
+// Compiled with -mavx512f... (file name); only called when active_isa() allows it. No
+// standard-library templates here: their instantiations would carry AVX-512 code into other files
+// (<type_traits> only names types).
 #include <immintrin.h>
+
+#include <type_traits>
 
 #include "kernels/gemm.h"
 
@@ -12,8 +16,47 @@ namespace bfcn {
 
 namespace {
 
-template <int M, int NP>
-inline void store_tile(__m512 (&acc)[M][NP], float* c, int64_t ldc, bool accumulate) {
+// How a tile reads A (the A-reader of tile() below): at(i, p) is row i's value at step p of k.
+// Packed: MP panels of kc groups of 6 values, panel 1 at + a_next.
+template <int MP>
+struct PackedA {
+  const float* a0;
+  const float* a1;
+  PackedA(const float* ap, int64_t a_next) : a0(ap), a1(ap + (MP > 1 ? a_next : 0)) {}
+  float at(int i, int64_t p) const { return i < 6 ? a0[p * 6 + i] : a1[p * 6 + i - 6]; }
+};
+
+// Rows in place: row i at a + i*lda, k contiguous.
+struct RowsA {
+  const float* a;
+  int64_t lda;
+  float at(int i, int64_t p) const { return a[i * lda + p]; }
+};
+
+// The (6*MP) x (16*NP) tile: every element summed from zero in k order with FMA, then stored (or
+// added to C). A is only ever broadcast, so the reader's addressing is the one difference.
+template <int MP, int NP, class ReadA>
+[[gnu::always_inline]] inline void tile(int64_t kc, ReadA a, const float* b, int64_t ldb,
+                                        int64_t b_next, float* c, int64_t ldc, bool accumulate) {
+  constexpr int M = 6 * MP;
+  __m512 acc[M][NP];
+#pragma GCC unroll 12
+  for (int i = 0; i < M; ++i)
+#pragma GCC unroll 2
+    for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_setzero_ps();
+  const float* b1 = b + (NP > 1 ? b_next : 0);
+#pragma GCC unroll 2
+  for (int64_t p = 0; p < kc; ++p) {
+    __m512 bv[NP];
+    bv[0] = _mm512_loadu_ps(b + p * ldb);
+    if constexpr (NP > 1) bv[1] = _mm512_loadu_ps(b1 + p * ldb);
+#pragma GCC unroll 12
+    for (int i = 0; i < M; ++i) {
+      const __m512 av = _mm512_set1_ps(a.at(i, p));
+#pragma GCC unroll 2
+      for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
+    }
+  }
 #pragma GCC unroll 12
   for (int i = 0; i < M; ++i)
 #pragma GCC unroll 2
@@ -30,81 +73,25 @@ inline void store_tile(__m512 (&acc)[M][NP], float* c, int64_t ldc, bool accumul
 template <int MP, int NP>
 void sgemm_tile__avx512(int64_t kc, const float* ap, int64_t a_next, const float* b, int64_t ldb,
                         int64_t b_next, float* c, int64_t ldc, bool accumulate) {
-  constexpr int M = 6 * MP;
-  __m512 acc[M][NP];
-#pragma GCC unroll 12
-  for (int i = 0; i < M; ++i)
-#pragma GCC unroll 2
-    for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_setzero_ps();
-  const float* a1 = ap + (MP > 1 ? a_next : 0);
-  const float* b1 = b + (NP > 1 ? b_next : 0);
-#pragma GCC unroll 2
-  for (int64_t p = 0; p < kc; ++p) {
-    __m512 bv[NP];
-    bv[0] = _mm512_loadu_ps(b);
-    if constexpr (NP > 1) bv[1] = _mm512_loadu_ps(b1);
-#pragma GCC unroll 6
-    for (int i = 0; i < 6; ++i) {
-      const __m512 av = _mm512_set1_ps(ap[i]);
-#pragma GCC unroll 2
-      for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
-    }
-    if constexpr (MP > 1) {
-#pragma GCC unroll 6
-      for (int i = 0; i < 6; ++i) {
-        const __m512 av = _mm512_set1_ps(a1[i]);
-#pragma GCC unroll 2
-        for (int j = 0; j < NP; ++j) acc[6 + i][j] = _mm512_fmadd_ps(av, bv[j], acc[6 + i][j]);
-      }
-      a1 += 6;
-    }
-    ap += 6;
-    b += ldb;
-    b1 += ldb;
-  }
-  store_tile<M, NP>(acc, c, ldc, accumulate);
+  tile<MP, NP>(kc, PackedA<MP>(ap, a_next), b, ldb, b_next, c, ldc, accumulate);
 }
 
 template <int MP, int NP>
 void sgemm_tile_arows__avx512(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb,
                               int64_t b_next, float* c, int64_t ldc, bool accumulate) {
-  constexpr int M = 6 * MP;
-  __m512 acc[M][NP];
-#pragma GCC unroll 12
-  for (int i = 0; i < M; ++i)
-#pragma GCC unroll 2
-    for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_setzero_ps();
-  const float* b1 = b + (NP > 1 ? b_next : 0);
-#pragma GCC unroll 2
-  for (int64_t p = 0; p < kc; ++p) {
-    __m512 bv[NP];
-    bv[0] = _mm512_loadu_ps(b + p * ldb);
-    if constexpr (NP > 1) bv[1] = _mm512_loadu_ps(b1 + p * ldb);
-#pragma GCC unroll 12
-    for (int i = 0; i < M; ++i) {
-      const __m512 av = _mm512_set1_ps(a[i * lda + p]);
-#pragma GCC unroll 2
-      for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
-    }
-  }
-  store_tile<M, NP>(acc, c, ldc, accumulate);
+  tile<MP, NP>(kc, RowsA{a, lda}, b, ldb, b_next, c, ldc, accumulate);
 }
 
-template void sgemm_tile__avx512<1, 1>(int64_t, const float*, int64_t, const float*, int64_t,
-                                       int64_t, float*, int64_t, bool);
-template void sgemm_tile__avx512<1, 2>(int64_t, const float*, int64_t, const float*, int64_t,
-                                       int64_t, float*, int64_t, bool);
-template void sgemm_tile__avx512<2, 1>(int64_t, const float*, int64_t, const float*, int64_t,
-                                       int64_t, float*, int64_t, bool);
-template void sgemm_tile__avx512<2, 2>(int64_t, const float*, int64_t, const float*, int64_t,
-                                       int64_t, float*, int64_t, bool);
-template void sgemm_tile_arows__avx512<1, 1>(int64_t, const float*, int64_t, const float*, int64_t,
-                                             int64_t, float*, int64_t, bool);
-template void sgemm_tile_arows__avx512<1, 2>(int64_t, const float*, int64_t, const float*, int64_t,
-                                             int64_t, float*, int64_t, bool);
-template void sgemm_tile_arows__avx512<2, 1>(int64_t, const float*, int64_t, const float*, int64_t,
-                                             int64_t, float*, int64_t, bool);
-template void sgemm_tile_arows__avx512<2, 2>(int64_t, const float*, int64_t, const float*, int64_t,
-                                             int64_t, float*, int64_t, bool);
+// The tiles the variant table names (kernels/gemm.cpp).
+using Tile = std::remove_pointer_t<GemmTile>;
+using TileArows = std::remove_pointer_t<GemmTileArows>;
+template Tile sgemm_tile__avx512<1, 1>;
+template Tile sgemm_tile__avx512<1, 2>;
+template Tile sgemm_tile__avx512<2, 1>;
+template Tile sgemm_tile__avx512<2, 2>;
+template TileArows sgemm_tile_arows__avx512<1, 1>;
+template TileArows sgemm_tile_arows__avx512<1, 2>;
+template TileArows sgemm_tile_arows__avx512<2, 1>;
+template TileArows sgemm_tile_arows__avx512<2, 2>;
 
 }  // namespace bfcn
