@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include "kernels/bitconv.h"
+#include "kernels/bitconv_internal.h"
 #include "kernels/popcount_bytes__avx2.h"
 
 namespace bfcn {
@@ -121,7 +122,7 @@ void run(const uint64_t* a, int npix, const uint64_t* w, int noc, int lp, int32_
 template <template <int, int> class Count, int kO>
 void run_planes(const uint64_t* a, int npix, const uint64_t* w, int noc, int k_bits, int m_bits,
                 int lp, int32_t* out, int ldo) {
-  const bool done = avx2::with_plane_counts(m_bits, k_bits, [&]<int M, int K>() {
+  const bool done = with_plane_counts(m_bits, k_bits, [&]<int M, int K>() {
     if constexpr (avx2::steps_per_flush(Count<M, K>::kMaxPerChunk) >= 1) {
       run<Count<M, K>, kO>(a, npix, w, noc, lp, out, ldo);
       return true;

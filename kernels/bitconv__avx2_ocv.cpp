@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kernels/bitconv.h"
+#include "kernels/bitconv_internal.h"
 #include "kernels/popcount_bytes__avx2.h"
 
 namespace bfcn {
@@ -123,29 +124,12 @@ void run(const uint64_t* a, int npix, const uint64_t* w, int noc, int lp, int32_
   }
 }
 
-// Planar [npix][K][lp] copy of pixel-tiled patches, for the scalar fallback.
-void untile(const uint64_t* a, int npix, int k_bits, int lp, uint64_t* dst) {
-  for (int t0 = 0; t0 < npix; t0 += kOcvPixelTile) {
-    const int n = std::min(kOcvPixelTile, npix - t0);
-    const uint64_t* src = a + int64_t(t0) * k_bits * lp;
-    for (int l = 0; l < lp; ++l)
-      for (int p = 0; p < n; ++p)
-        for (int k = 0; k < k_bits; ++k)
-          dst[(int64_t(t0 + p) * k_bits + k) * lp + l] = src[(int64_t(l) * n + p) * k_bits + k];
-  }
-}
-
 }  // namespace
 
 void prep_weights__avx2_ocv(const uint64_t* w, int noc, int m_bits, int k_bits, int lp,
                             std::vector<uint64_t>* out) {
-  if (!avx2::compiled_plane_counts(m_bits, k_bits)) {  // the fallback reads the plain layout
-    out->assign(w, w + int64_t(noc) * m_bits * lp);
-    return;
-  }
-  const int nblk = (noc + kBlock - 1) / kBlock;
   // [blk][lp][M][kVecs][4], channels past noc zero (their counts are computed but not stored)
-  out->assign(size_t(nblk) * lp * m_bits * kBlock, 0);
+  if (!prep_weight_blocks(w, noc, m_bits, k_bits, lp, kBlock, out)) return;
 #pragma omp parallel for schedule(static) if (int64_t(noc) * m_bits * lp > 65536)
   for (int o = 0; o < noc; ++o) {
     const int blk = o / kBlock, r = o % kBlock;
@@ -159,14 +143,14 @@ void prep_weights__avx2_ocv(const uint64_t* w, int noc, int m_bits, int k_bits, 
 
 void bgemm__avx2_ocv(const uint64_t* a, int npix, const uint64_t* w, int noc, int k_bits,
                      int m_bits, int lp, int32_t* out, int ldo) {
-  if (avx2::with_plane_counts(m_bits, k_bits, [&]<int M, int K>() {
+  if (with_plane_counts(m_bits, k_bits, [&]<int M, int K>() {
         run<M, K>(a, npix, w, noc, lp, out, ldo);
         return true;
       }))
     return;
   // plain (unprepared) split weights; popcounts of split rows equal the originals
   std::vector<uint64_t> planar(size_t(npix) * k_bits * lp);
-  untile(a, npix, k_bits, lp, planar.data());
+  untile_patches(a, npix, k_bits, lp, kOcvPixelTile, planar.data());
   bgemm__avx2_popcnt(planar.data(), npix, w, noc, k_bits, m_bits, lp, out, ldo);
 }
 

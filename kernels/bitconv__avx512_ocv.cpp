@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kernels/bitconv.h"
+#include "kernels/bitconv_internal.h"
 
 namespace bfcn {
 namespace {
@@ -19,10 +20,6 @@ namespace {
 constexpr int kLanes = 16;  // int32 output channels per zmm
 constexpr int kVecs = 2;    // zmm per weight block
 constexpr int kBlock = kLanes * kVecs;
-
-bool supported(int m_bits, int k_bits) {
-  return m_bits >= 1 && m_bits <= 2 && k_bits >= 1 && k_bits <= 4;
-}
 
 // The fused threshold epilogue of one tile and channel block (ThresholdEpilogue, bits 1 or 2):
 // corr of the tile's first pixel, thr/neg at the block's first channel, out at the tile's first
@@ -231,29 +228,12 @@ void run_direct_strided(const uint64_t* a, const int64_t* loff, int npix, int st
   return run_direct<M, K, 2>(a, loff, npix, w, noc, lp, out, ldo, te);
 }
 
-// Planar [npix][K][lp] copy of pixel-tiled patches, for the fallback.
-void untile(const uint64_t* a, int npix, int k_bits, int lp, uint64_t* dst) {
-  for (int t0 = 0; t0 < npix; t0 += kOcv512PixelTile) {
-    const int n = std::min(kOcv512PixelTile, npix - t0);
-    const uint64_t* src = a + int64_t(t0) * k_bits * lp;
-    for (int l = 0; l < lp; ++l)
-      for (int p = 0; p < n; ++p)
-        for (int k = 0; k < k_bits; ++k)
-          dst[(int64_t(t0 + p) * k_bits + k) * lp + l] = src[(int64_t(l) * n + p) * k_bits + k];
-  }
-}
-
 }  // namespace
 
 void prep_weights__avx512_ocv(const uint64_t* w, int noc, int m_bits, int k_bits, int lp,
                               std::vector<uint64_t>* out) {
-  if (!supported(m_bits, k_bits)) {  // the fallback reads the plain layout
-    out->assign(w, w + int64_t(noc) * m_bits * lp);
-    return;
-  }
-  const int nblk = (noc + kBlock - 1) / kBlock;
   // dwords [blk][lp][2][M][kVecs][16], channels past noc zero (counted, never stored)
-  out->assign(size_t(nblk) * lp * m_bits * kBlock, 0);
+  if (!prep_weight_blocks(w, noc, m_bits, k_bits, lp, kBlock, out)) return;
   auto* d = reinterpret_cast<uint32_t*>(out->data());
 #pragma omp parallel for schedule(static) if (int64_t(noc) * m_bits * lp > 65536)
   for (int o = 0; o < noc; ++o) {
@@ -368,43 +348,16 @@ void threshold_pack__avx512(const int32_t* p, int n, int oc, const int32_t* corr
   }
 }
 
-namespace {
-
-// Calls f.template operator()<M, K>() for the supported widths (supported()); false otherwise.
-template <class F>
-bool with_widths(int m_bits, int k_bits, F&& f) {
-  switch (m_bits * 16 + k_bits) {
-    case 0x11:
-      return f.template operator()<1, 1>(), true;
-    case 0x12:
-      return f.template operator()<1, 2>(), true;
-    case 0x13:
-      return f.template operator()<1, 3>(), true;
-    case 0x14:
-      return f.template operator()<1, 4>(), true;
-    case 0x21:
-      return f.template operator()<2, 1>(), true;
-    case 0x22:
-      return f.template operator()<2, 2>(), true;
-    case 0x23:
-      return f.template operator()<2, 3>(), true;
-    case 0x24:
-      return f.template operator()<2, 4>(), true;
-    default:
-      return false;
-  }
-}
-
-}  // namespace
-
 void bgemm__avx512_ocv(const uint64_t* a, int npix, const uint64_t* w, int noc, int k_bits,
                        int m_bits, int lp, int32_t* out, int ldo) {
-  if (with_widths(m_bits, k_bits,
-                  [&]<int M, int K>() { run<M, K>(a, npix, w, noc, lp, out, ldo); }))
+  if (with_plane_counts(m_bits, k_bits, [&]<int M, int K>() {
+        run<M, K>(a, npix, w, noc, lp, out, ldo);
+        return true;
+      }))
     return;
   // plain (unprepared) weights of any lp: the scalar reference on untiled patches
   std::vector<uint64_t> planar(size_t(npix) * k_bits * lp);
-  untile(a, npix, k_bits, lp, planar.data());
+  untile_patches(a, npix, k_bits, lp, kOcv512PixelTile, planar.data());
   bgemm__ref(planar.data(), npix, w, noc, k_bits, m_bits, lp, out, ldo);
 }
 
@@ -413,11 +366,13 @@ bool bgemm_direct__avx512_ocv(const uint64_t* a, const int64_t* loff, int npix, 
                               int32_t* out, int ldo, const ThresholdEpilogue* te) {
   if (te && (te->bits < 1 || te->bits > 2 || te->res_bits > 2 || (te->res && te->res_bits < 1)))
     te = nullptr;
-  if ((stride == 1 || stride == 2) && with_widths(m_bits, k_bits, [&]<int M, int K>() {
+  if ((stride == 1 || stride == 2) && with_plane_counts(m_bits, k_bits, [&]<int M, int K>() {
         run_direct_strided<M, K>(a, loff, npix, stride, w, noc, lp, out, ldo, te);
+        return true;
       }))
     return te != nullptr;
-  if (supported(m_bits, k_bits)) {  // a stride > 2: the prepared layout, so the tiled kernel
+  if (compiled_plane_counts(m_bits,
+                            k_bits)) {  // a stride > 2: the prepared layout, so the tiled kernel
     std::vector<uint64_t> tiled(size_t(npix) * k_bits * lp);
     for (int t0 = 0; t0 < npix; t0 += kOcv512PixelTile) {
       const int n = std::min(kOcv512PixelTile, npix - t0);

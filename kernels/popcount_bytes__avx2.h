@@ -50,25 +50,4 @@ template <int R, int C>
     }
 }
 
-// The plane counts the byte-counter kernels are compiled for: 1..2 weight planes x 1..4
-// activation planes.
-constexpr int kMaxWeightPlanes = 2, kMaxActPlanes = 4;
-constexpr bool compiled_plane_counts(int m_bits, int k_bits) {
-  return m_bits >= 1 && m_bits <= kMaxWeightPlanes && k_bits >= 1 && k_bits <= kMaxActPlanes;
-}
-
-// Calls f.template operator()<M, K>() for the compile-time M = m_bits, K = k_bits and returns what
-// it returns (whether it ran); false for counts outside compiled_plane_counts.
-template <int M = 1, int K = 1, class F>
-[[gnu::always_inline]] inline bool with_plane_counts(int m_bits, int k_bits, F&& f) {
-  if constexpr (M > kMaxWeightPlanes) {
-    return false;
-  } else if constexpr (K > kMaxActPlanes) {
-    return with_plane_counts<M + 1, 1>(m_bits, k_bits, f);
-  } else {
-    if (m_bits == M && k_bits == K) return f.template operator()<M, K>();
-    return with_plane_counts<M, K + 1>(m_bits, k_bits, f);
-  }
-}
-
 }  // namespace bfcn::avx2
