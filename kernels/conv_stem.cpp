@@ -170,8 +170,8 @@ std::span<const ConvStemVariant> conv_stem_variants() {
     // 4 panels: 24 zmm accumulators, 4 B loads per 6 broadcasts
     {Isa::avx512,
      "conv_stem__avx512",
-     {conv_stem_ukernel_6x16__avx512, conv_stem_ukernel_6x32__avx512,
-      conv_stem_ukernel_6x48__avx512, conv_stem_ukernel_6x64__avx512},
+     {conv_stem_ukernel__avx512<1>, conv_stem_ukernel__avx512<2>, conv_stem_ukernel__avx512<3>,
+      conv_stem_ukernel__avx512<4>},
      4,
      conv_stem_quantize__avx512},
 #endif

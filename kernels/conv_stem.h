@@ -50,16 +50,12 @@ void conv_stem_ukernel_6x16__ref(const float* a, int64_t lda, int64_t rs, int ro
                                  const float* bp, float* c, int64_t ldc);
 void conv_stem_ukernel_6x16__avx2(const float* a, int64_t lda, int64_t rs, int rows, int run,
                                   const float* bp, float* c, int64_t ldc);
-// AVX-512 FMA: 6 pixels x 16*NP channels, reading NP consecutive 16-column panels of bp (panel
-// stride rows*run*16 floats) and writing c[i*ldc + j] for j < 16*NP.
-void conv_stem_ukernel_6x64__avx512(const float* a, int64_t lda, int64_t rs, int rows, int run,
-                                    const float* bp, float* c, int64_t ldc);
-void conv_stem_ukernel_6x48__avx512(const float* a, int64_t lda, int64_t rs, int rows, int run,
-                                    const float* bp, float* c, int64_t ldc);
-void conv_stem_ukernel_6x32__avx512(const float* a, int64_t lda, int64_t rs, int rows, int run,
-                                    const float* bp, float* c, int64_t ldc);
-void conv_stem_ukernel_6x16__avx512(const float* a, int64_t lda, int64_t rs, int rows, int run,
-                                    const float* bp, float* c, int64_t ldc);
+// AVX-512 FMA: 6 pixels x 16*NP channels (NP 1..4, instantiated in kernels/conv_stem__avx512.cpp),
+// reading NP consecutive 16-column panels of bp (panel stride rows*run*16 floats) and writing
+// c[i*ldc + j] for j < 16*NP.
+template <int NP>
+void conv_stem_ukernel__avx512(const float* a, int64_t lda, int64_t rs, int rows, int run,
+                               const float* bp, float* c, int64_t ldc);
 
 // The quantizing epilogue over acc [m][oc] (row stride oc) -> q [m][oc]:
 // v = acc + bias; relu: v = max(v, 0); v = v*mul (if mul); v = v + add (if add);

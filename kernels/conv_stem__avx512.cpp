@@ -4,14 +4,15 @@
 // from zero in (row, p) order with FMA, the same order as the AVX2 kernel.
 #include <immintrin.h>
 
+#include <type_traits>
+
 #include "kernels/conv_stem.h"
 
 namespace bfcn {
-namespace {
 
 template <int NP>
-void ukernel(const float* a, int64_t lda, int64_t rs, int rows, int run, const float* bp, float* c,
-             int64_t ldc) {
+void conv_stem_ukernel__avx512(const float* a, int64_t lda, int64_t rs, int rows, int run,
+                               const float* bp, float* c, int64_t ldc) {
   const int64_t ps = int64_t(rows) * run * 16;  // floats between consecutive panels
   __m512 acc[6][NP];
 #pragma GCC unroll 8
@@ -38,27 +39,11 @@ void ukernel(const float* a, int64_t lda, int64_t rs, int rows, int run, const f
     for (int j = 0; j < NP; ++j) _mm512_storeu_ps(c + i * ldc + j * 16, acc[i][j]);
 }
 
-}  // namespace
-
-void conv_stem_ukernel_6x64__avx512(const float* a, int64_t lda, int64_t rs, int rows, int run,
-                                    const float* bp, float* c, int64_t ldc) {
-  ukernel<4>(a, lda, rs, rows, run, bp, c, ldc);
-}
-
-void conv_stem_ukernel_6x48__avx512(const float* a, int64_t lda, int64_t rs, int rows, int run,
-                                    const float* bp, float* c, int64_t ldc) {
-  ukernel<3>(a, lda, rs, rows, run, bp, c, ldc);
-}
-
-void conv_stem_ukernel_6x32__avx512(const float* a, int64_t lda, int64_t rs, int rows, int run,
-                                    const float* bp, float* c, int64_t ldc) {
-  ukernel<2>(a, lda, rs, rows, run, bp, c, ldc);
-}
-
-void conv_stem_ukernel_6x16__avx512(const float* a, int64_t lda, int64_t rs, int rows, int run,
-                                    const float* bp, float* c, int64_t ldc) {
-  ukernel<1>(a, lda, rs, rows, run, bp, c, ldc);
-}
+// The widths the variant table names (kernels/conv_stem.cpp).
+template std::remove_pointer_t<ConvStemUkernel> conv_stem_ukernel__avx512<1>;
+template std::remove_pointer_t<ConvStemUkernel> conv_stem_ukernel__avx512<2>;
+template std::remove_pointer_t<ConvStemUkernel> conv_stem_ukernel__avx512<3>;
+template std::remove_pointer_t<ConvStemUkernel> conv_stem_ukernel__avx512<4>;
 
 }  // namespace bfcn
 
