@@ -10,17 +10,26 @@ namespace bfcn {
 namespace {
 constexpr int64_t kPix = 512;  // pixels per block
 
+// Blocks of up to kPix pixels of one image; n images of hw pixels have n * blocks_per_image(hw).
+int64_t blocks_per_image(int64_t hw) { return (hw + kPix - 1) / kPix; }
+
+// Block blk of them: image b, pixels [p0, p0 + np).
+struct PixelBlock {
+  int64_t b, p0, np;
+};
+PixelBlock pixel_block(int64_t blk, int64_t per_image, int64_t hw) {
+  const int64_t p0 = (blk % per_image) * kPix;
+  return {blk / per_image, p0, hw - p0 < kPix ? hw - p0 : kPix};
+}
+
 template <class L>
 XentSums forward_impl(const float* x, const L* labels, const float* class_w, int64_t n, int64_t c,
                       int64_t hw, int ignore_index, float* lse) {
-  const int64_t blocks_per_image = (hw + kPix - 1) / kPix;
-  const int64_t nblocks = n * blocks_per_image;
+  const int64_t per_image = blocks_per_image(hw), nblocks = n * per_image;
   std::vector<XentSums> part(static_cast<size_t>(nblocks));
 #pragma omp parallel for schedule(static)
   for (int64_t blk = 0; blk < nblocks; ++blk) {
-    const int64_t b = blk / blocks_per_image;
-    const int64_t p0 = (blk % blocks_per_image) * kPix;
-    const int64_t np = hw - p0 < kPix ? hw - p0 : kPix;
+    const auto [b, p0, np] = pixel_block(blk, per_image, hw);
     const float* xb = x + b * c * hw + p0;
     float mx[kPix], s[kPix];
     for (int64_t p = 0; p < np; ++p) mx[p] = xb[p];
@@ -57,13 +66,10 @@ XentSums forward_impl(const float* x, const L* labels, const float* class_w, int
 template <class L>
 void backward_impl(const float* x, const L* labels, const float* class_w, const float* lse,
                    int64_t n, int64_t c, int64_t hw, int ignore_index, float scale, float* dx) {
-  const int64_t blocks_per_image = (hw + kPix - 1) / kPix;
-  const int64_t nblocks = n * blocks_per_image;
+  const int64_t per_image = blocks_per_image(hw), nblocks = n * per_image;
 #pragma omp parallel for schedule(static)
   for (int64_t blk = 0; blk < nblocks; ++blk) {
-    const int64_t b = blk / blocks_per_image;
-    const int64_t p0 = (blk % blocks_per_image) * kPix;
-    const int64_t np = hw - p0 < kPix ? hw - p0 : kPix;
+    const auto [b, p0, np] = pixel_block(blk, per_image, hw);
     const float* xb = x + b * c * hw + p0;
     float* db = dx + b * c * hw + p0;
     const float* lb = lse + b * hw + p0;

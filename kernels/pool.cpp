@@ -84,16 +84,27 @@ void max_pool2d_forward(const float* x, float* y, int32_t* argmax, const PoolGeo
   }
 }
 
-void max_pool2d_backward(const float* dy, const int32_t* argmax, float* dx, const PoolGeom& g) {
+namespace {
+// The backward passes' plane loop: dx's plane p zeroed, then scatter(p, dy's plane, dx's plane)
+// adds the gradients into it; planes in parallel.
+template <class Scatter>
+void backward_planes(const float* dy, float* dx, const PoolGeom& g, const Scatter& scatter) {
   const int64_t hw = g.h * g.w, ohw = g.out_h * g.out_w;
 #pragma omp parallel for schedule(static)
   for (int64_t p = 0; p < g.planes; ++p) {
     float* dxp = dx + p * hw;
     std::memset(dxp, 0, static_cast<size_t>(hw) * sizeof(float));
-    const float* dyp = dy + p * ohw;
+    scatter(p, dy + p * ohw, dxp);
+  }
+}
+}  // namespace
+
+void max_pool2d_backward(const float* dy, const int32_t* argmax, float* dx, const PoolGeom& g) {
+  const int64_t ohw = g.out_h * g.out_w;
+  backward_planes(dy, dx, g, [&](int64_t p, const float* dyp, float* dxp) {
     const int32_t* ap = argmax + p * ohw;
     for (int64_t o = 0; o < ohw; ++o) dxp[ap[o]] += dyp[o];
-  }
+  });
 }
 
 namespace {
@@ -134,12 +145,7 @@ void avg_pool2d_forward(const float* x, float* y, const PoolGeom& g) {
 }
 
 void avg_pool2d_backward(const float* dy, float* dx, const PoolGeom& g) {
-  const int64_t hw = g.h * g.w, ohw = g.out_h * g.out_w;
-#pragma omp parallel for schedule(static)
-  for (int64_t p = 0; p < g.planes; ++p) {
-    float* dxp = dx + p * hw;
-    std::memset(dxp, 0, static_cast<size_t>(hw) * sizeof(float));
-    const float* dyp = dy + p * ohw;
+  backward_planes(dy, dx, g, [&](int64_t, const float* dyp, float* dxp) {
     for (int64_t oh = 0; oh < g.out_h; ++oh)
       for (int64_t ow = 0; ow < g.out_w; ++ow) {
         const AvgWindow win = avg_window(g, oh, ow);
@@ -147,7 +153,7 @@ void avg_pool2d_backward(const float* dy, float* dx, const PoolGeom& g) {
         for (int64_t ih = win.h0; ih < win.h1; ++ih)
           for (int64_t iw = win.w0; iw < win.w1; ++iw) dxp[ih * g.w + iw] += v;
       }
-  }
+  });
 }
 
 void plane_mean_forward(const float* x, float* y, int64_t planes, int64_t hw) {
