@@ -223,12 +223,90 @@ void split_range(int64_t total, int64_t unit, int t, int nt, int64_t& lo, int64_
 
 }  // namespace
 
+namespace {
+
+thread_local ColBuffer t_wflip;  // backward-data: the flipped, transposed or repacked weights
+thread_local ColBuffer t_wrows;  // forward by output rows: the weights per column tap
+thread_local ColBuffer t_xpad;   // forward by output rows: the zero-padded input, rows interleaved
+
+// Stride 1 along the width, no groups (multi-panel AVX-512 tiles): with the input copied once per
+// band of output rows into xpad[ih + pad_h][c][pad_w + iw] (zeros around), for a column tap kj the
+// operand of output row oh is a row-major B[(ki, c), ow] = xpad[((oh*stride_h + ki)*C + c)*ldp +
+// kj*dw + ow] of uniform row stride ldp, read in place: Y row oh = sum over kj of W_kj [K, kh*C] ·
+// B, kw GEMM calls without any im2col (the 64-channel 128^2 layer had spent a sixth of its time
+// writing and re-reading 576 col rows per pixel chunk). One output row per task, so only for rows
+// of >= 64.
+bool forward_rows_in_place(const ConvGeom& g, const Dims& d, const float* x, const float* w,
+                           const float* bias, float* y) {
+  if (d.direct || g.groups != 1 || g.stride_w != 1 || g.dilation_h != 1 || d.wo < 64 ||
+      !sgemm_has_arows_brows())
+    return false;
+  const int64_t kdepth = g.kh * g.c;  // GEMM depth per column tap
+  const int64_t wo16 = (d.wo + kGemmNr - 1) / kGemmNr * kGemmNr;
+  int64_t ldp = std::max(g.w + 2 * g.pad_w, (g.kw - 1) * g.dilation_w + wo16);
+  ldp = (ldp + 15) / 16 * 16;
+  if (ldp / 16 % 2 == 0) ldp += 16;  // an odd number of cache lines: rows spread over the sets
+  float* wr = t_wrows.get(static_cast<size_t>(g.kw * g.k * kdepth));  // [kj][k][ki][c]
+  for (int64_t kj = 0; kj < g.kw; ++kj)
+    for (int64_t kk = 0; kk < g.k; ++kk)
+      for (int64_t ki = 0; ki < g.kh; ++ki)
+        for (int64_t cc = 0; cc < g.c; ++cc)
+          wr[(kj * g.k + kk) * kdepth + ki * g.c + cc] =
+              w[((kk * g.c + cc) * g.kh + ki) * g.kw + kj];
+  // Bands of output rows whose padded input rows take about 512 KiB (L2), at least 4 per thread.
+  const int nt = conv_threads(g);
+  const int64_t row_floats = g.c * ldp;
+  int64_t band = std::max<int64_t>(1, ((int64_t{1} << 17) / row_floats - g.kh) / g.stride_h + 1);
+  band = std::max<int64_t>(1, std::min(band, (d.ho + 4 * nt - 1) / (4 * nt)));
+  const int64_t nbands = (d.ho + band - 1) / band;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    float* xpad = t_xpad.get(static_cast<size_t>(((band - 1) * g.stride_h + g.kh) * row_floats));
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t task = 0; task < g.n * nbands; ++task) {
+      const int64_t in = task / nbands, oh0 = (task % nbands) * band;
+      const int64_t oh1 = std::min(d.ho, oh0 + band);
+      const int64_t r0 = oh0 * g.stride_h, r1 = (oh1 - 1) * g.stride_h + g.kh;  // padded rows
+      const float* xn = x + in * g.c * d.hw;
+      float* yn = y + in * g.k * d.p;
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t ih = r - g.pad_h;
+        for (int64_t cc = 0; cc < g.c; ++cc) {
+          float* dst = xpad + ((r - r0) * g.c + cc) * ldp;
+          if (ih < 0 || ih >= g.h) {
+            std::fill(dst, dst + ldp, 0.0f);
+            continue;
+          }
+          std::fill(dst, dst + g.pad_w, 0.0f);
+          std::memcpy(dst + g.pad_w, xn + cc * d.hw + ih * g.w,
+                      static_cast<size_t>(g.w) * sizeof(float));
+          std::fill(dst + g.pad_w + g.w, dst + ldp, 0.0f);
+        }
+      }
+      for (int64_t oh = oh0; oh < oh1; ++oh) {
+        float* yr = yn + oh * d.wo;
+        for (int64_t kj = 0; kj < g.kw; ++kj)
+          sgemm_arows_brows(g.k, d.wo, kdepth, wr + kj * g.k * kdepth, kdepth,
+                            xpad + (oh - oh0) * g.stride_h * row_floats + kj * g.dilation_w, ldp,
+                            yr, d.p, kj > 0);
+        if (bias != nullptr)
+          for (int64_t kk = 0; kk < g.k; ++kk)
+            for (int64_t i = 0; i < d.wo; ++i) yr[kk * d.p + i] += bias[kk];
+      }
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
 // The weights are packed into GEMM panels once per call (threads share the packing), then threads
 // take (image, group, pixel chunk) tasks: each one im2cols and multiplies only its own columns.
 void conv2d_forward(const ConvGeom& g, const float* x, const float* w, const float* bias,
                     float* y) {
   assert(g.valid());
   const Dims d = dims_of(g);
+  if (forward_rows_in_place(g, d, x, w, bias, y)) return;
   const int nt = conv_threads(g);
   const int64_t mpan = (d.kg + kGemmMr - 1) / kGemmMr;  // A panels per group
   const int64_t wp_group = mpan * kGemmMr * d.r;
@@ -289,8 +367,6 @@ void conv2d_forward(const ConvGeom& g, const float* x, const float* w, const flo
 }
 
 namespace {
-
-thread_local ColBuffer t_wflip;  // backward-data as a forward conv: the flipped, transposed weights
 
 // A stride-1 conv's input gradient is itself a stride-1 conv: dx = conv(dY, W'), with
 // W'[c][k][i][j] = W[k][c][kh-1-i][kw-1-j] and padding dilation*(kernel-1) - pad. With the

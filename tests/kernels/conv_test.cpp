@@ -193,6 +193,31 @@ TEST_CASE("conv2d matches the reference with every sgemm variant's GEMM") {
   test::for_each_variant(sgemm_variants(), check_gemm_variant);
 }
 
+// Output rows of >= 64 with stride 1 along the width and no groups: with multi-panel tiles
+// (AVX-512) forward reads the GEMM's B operand in place from a zero-padded band of input rows, one
+// GEMM per column tap; stride-1 backward-data runs through it too. Odd widths, stride 2 along the
+// height, dilation along the width, rectangular kernels, padding 0 and past the kernel, bands that
+// end mid-image, few and many channels, under every GEMM variant.
+TEST_CASE("conv2d forward by output rows matches the reference with every sgemm variant") {
+  test::for_each_variant(sgemm_variants(), [](const GemmVariant& v) {
+    Restore restore;
+    const test::UseGemmVariant use(v);
+    Rng rng(123);
+    const Case cases[] = {
+        // c  h   w   k  kh kw sh sw ph pw dh dw groups
+        {16, 9, 67, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1},   // odd width, 20 output channels
+        {3, 21, 70, 8, 3, 3, 2, 1, 1, 1, 1, 1, 1},    // stride 2 along the height
+        {5, 8, 72, 13, 3, 3, 1, 1, 1, 2, 1, 2, 1},    // dilation 2 along the width
+        {4, 11, 80, 7, 5, 2, 1, 1, 2, 0, 1, 1, 1},    // rectangular kernel, no padding along w
+        {2, 6, 64, 3, 3, 3, 1, 1, 0, 0, 1, 1, 1},     // no padding: 62 columns, the old path
+        {3, 7, 64, 6, 3, 3, 1, 1, 4, 4, 1, 1, 1},     // padding past the kernel
+        {40, 40, 64, 36, 3, 3, 1, 1, 1, 1, 1, 1, 1},  // several bands per image
+    };
+    for (const Case& cs : cases)
+      for (int64_t n : {1, 2}) check_geom(geom_of(cs, n), rng);
+  });
+}
+
 // Up to kConvDgradMaxC input channels per group with stride 2 along the width: backward-data runs
 // the row variant's direct kernel where it has one (AVX-512). Channels 1-4, stride 1-3 along the
 // height, padding 0 to past the kernel, odd sizes, rows wider than one block of dx columns (256),
