@@ -129,6 +129,23 @@ void pack_b(int64_t kc, int64_t nc, const float* b, int64_t rs, int64_t cs, floa
   }
 }
 
+// One mr x nr tile of C from a kernel that always writes its whole tile: run(dst, ld, acc) straight
+// into C when the tile is full, else into scratch (leading dimension ldt), of which only mr x nr
+// is then added to (or stored in) C. The kernel's sums are the same either way, so edge and
+// interior tiles round alike.
+template <class Run>
+inline void c_tile(bool full, int64_t mr, int64_t nr, float* cp, int64_t ldc, bool acc,
+                   float* scratch, int64_t ldt, const Run& run) {
+  if (full) {
+    run(cp, ldc, acc);
+    return;
+  }
+  run(scratch, ldt, false);
+  for (int64_t i = 0; i < mr; ++i)
+    for (int64_t j = 0; j < nr; ++j)
+      cp[i * ldc + j] = acc ? cp[i * ldc + j] + scratch[i * ldt + j] : scratch[i * ldt + j];
+}
+
 // C[mc, nc] (+)= A · B over one kc-deep slice of packed A and B: A panel i (rows 6i..6i+5) starts
 // at ap + i * a_stride and holds kc groups of 6; B panel q (columns 16q..16q+15) at
 // bp + q * b_stride, kc groups of 16.
@@ -141,15 +158,9 @@ void macro_kernel(int64_t mc, int64_t nc, int64_t kc, const float* ap, int64_t a
     const float* bpanel = bp + (jr / kGemmNr) * b_stride;
     for (int64_t ir = 0; ir < mc; ir += kGemmMr) {
       const int64_t mr = std::min<int64_t>(kGemmMr, mc - ir);
-      float* cp = c + ir * ldc + jr;
-      if (mr == kGemmMr && nr == kGemmNr) {
-        ukernel(kc, ap + (ir / kGemmMr) * a_stride, bpanel, ldb, cp, ldc, acc);
-        continue;
-      }
-      ukernel(kc, ap + (ir / kGemmMr) * a_stride, bpanel, ldb, tile, kGemmNr, false);
-      for (int64_t i = 0; i < mr; ++i)
-        for (int64_t j = 0; j < nr; ++j)
-          cp[i * ldc + j] = acc ? cp[i * ldc + j] + tile[i * kGemmNr + j] : tile[i * kGemmNr + j];
+      const float* apanel = ap + (ir / kGemmMr) * a_stride;
+      c_tile(mr == kGemmMr && nr == kGemmNr, mr, nr, c + ir * ldc + jr, ldc, acc, tile, kGemmNr,
+             [&](float* d, int64_t ld, bool add) { ukernel(kc, apanel, bpanel, ldb, d, ld, add); });
     }
   }
 }
@@ -170,15 +181,10 @@ void macro_kernel_tiles(int64_t mc, int64_t nc, int64_t kc, const float* ap, int
       const int mp = mr > kGemmMr ? 2 : 1;
       const GemmTile fn = v.tile[mp - 1][np - 1];
       const float* apanel = ap + (ir / kGemmMr) * a_stride;
-      float* cp = c + ir * ldc + jr;
-      if (mr == mp * kGemmMr && nr == np * kGemmNr) {
-        fn(kc, apanel, a_stride, bpanel, ldb, b_stride, cp, ldc, acc);
-        continue;
-      }
-      fn(kc, apanel, a_stride, bpanel, ldb, b_stride, tile, ldt, false);
-      for (int64_t i = 0; i < mr; ++i)
-        for (int64_t j = 0; j < nr; ++j)
-          cp[i * ldc + j] = acc ? cp[i * ldc + j] + tile[i * ldt + j] : tile[i * ldt + j];
+      c_tile(mr == mp * kGemmMr && nr == np * kGemmNr, mr, nr, c + ir * ldc + jr, ldc, acc, tile,
+             ldt, [&](float* d, int64_t ld, bool add) {
+               fn(kc, apanel, a_stride, bpanel, ldb, b_stride, d, ld, add);
+             });
     }
   }
 }
@@ -400,15 +406,10 @@ void arows_tiles(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, c
       const int np = nr > kGemmNr ? 2 : 1;
       const GemmTileArows fn = v.tile_arows[mp - 1][np - 1];
       const float* bpanel = b + (jr / kGemmNr) * b_next + pc * ldb;
-      float* cp = c + ir * ldc + jr;
-      if (mr == mp * kGemmMr && nr == np * kGemmNr) {
-        fn(kc, ablk, ld, bpanel, ldb, b_next, cp, ldc, acc);
-        return;
-      }
-      fn(kc, ablk, ld, bpanel, ldb, b_next, tile, ldt, false);
-      for (int64_t i = 0; i < mr; ++i)
-        for (int64_t j = 0; j < nr; ++j)
-          cp[i * ldc + j] = acc ? cp[i * ldc + j] + tile[i * ldt + j] : tile[i * ldt + j];
+      c_tile(mr == mp * kGemmMr && nr == np * kGemmNr, mr, nr, c + ir * ldc + jr, ldc, acc, tile,
+             ldt, [&](float* d, int64_t ldd, bool add) {
+               fn(kc, ablk, ld, bpanel, ldb, b_next, d, ldd, add);
+             });
     };
     // 12 rows while at least 12 remain, then 6 (the partial rows padded to 6).
     auto for_rows = [&](auto&& f) {
@@ -469,16 +470,8 @@ void sgemm_arows_packed_b(int64_t m, int64_t n, int64_t k, const float* a, int64
         for (int64_t jr = jc; jr < jc + nc; jr += kGemmNr) {
           const int64_t nr = std::min<int64_t>(kGemmNr, n - jr);
           const float* bpanel = bp + (jr / kGemmNr) * k * kGemmNr + pc * kGemmNr;
-          float* cp = c + ir * ldc + jr;
-          if (mr == kGemmMr && nr == kGemmNr) {
-            uk(kc, ablk, ld, bpanel, cp, ldc, acc);
-            continue;
-          }
-          uk(kc, ablk, ld, bpanel, tile, kGemmNr, false);
-          for (int64_t i = 0; i < mr; ++i)
-            for (int64_t j = 0; j < nr; ++j)
-              cp[i * ldc + j] =
-                  acc ? cp[i * ldc + j] + tile[i * kGemmNr + j] : tile[i * kGemmNr + j];
+          c_tile(mr == kGemmMr && nr == kGemmNr, mr, nr, c + ir * ldc + jr, ldc, acc, tile, kGemmNr,
+                 [&](float* d, int64_t ldd, bool add) { uk(kc, ablk, ld, bpanel, d, ldd, add); });
         }
       }
     }
