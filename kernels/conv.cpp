@@ -229,33 +229,42 @@ thread_local ColBuffer t_wflip;  // backward-data: the flipped, transposed or re
 thread_local ColBuffer t_wrows;  // forward by output rows: the weights per column tap
 thread_local ColBuffer t_xpad;   // forward by output rows: the zero-padded input, rows interleaved
 
-// Stride 1 along the width, no groups (multi-panel AVX-512 tiles): with the input copied once per
-// band of output rows into xpad[ih + pad_h][c][pad_w + iw] (zeros around), for a column tap kj the
-// operand of output row oh is a row-major B[(ki, c), ow] = xpad[((oh*stride_h + ki)*C + c)*ldp +
-// kj*dw + ow] of uniform row stride ldp, read in place: Y row oh = sum over kj of W_kj [K, kh*C] ·
-// B, kw GEMM calls without any im2col (the 64-channel 128^2 layer had spent a sixth of its time
-// writing and re-reading 576 col rows per pixel chunk). One output row per task, so only for rows
-// of >= 64.
+// No groups, rows of >= 64 outputs (multi-panel AVX-512 tiles): the input is copied once per band
+// of output rows into a zero-padded buffer from which the GEMM's B operand of one output row is
+// read in place, with a uniform row stride ld:
+// - stride 1 along the width: xpad[ih + pad_h][c][pad_w + iw]; for a column tap kj, B[(ki, c), ow]
+//   = xpad[((oh*stride_h + ki)*C + c)*ld + kj*dw + ow], so Y row oh = sum over kj of
+//   W_kj [K, kh*C] · B: kw GEMM calls (the 64-channel 128^2 layer had spent a sixth of its time
+//   writing and re-reading 576 im2col rows per pixel chunk);
+// - other strides: xpad[ih + pad_h][kj][c][ow] = x[c][ih][ow*stride_w - pad_w + kj*dw], the
+//   column taps gathered once per input row (kw copies of it, not kh*kw as im2col), and B[(ki, kj,
+//   c), ow] = xpad[(((oh*stride_h + ki)*kw + kj)*C + c)*ld + ow]: one GEMM call per output row
+//   (the 7x7/2 stem).
+// One output row per GEMM, so only for rows of >= 64.
 bool forward_rows_in_place(const ConvGeom& g, const Dims& d, const float* x, const float* w,
                            const float* bias, float* y) {
-  if (d.direct || g.groups != 1 || g.stride_w != 1 || g.dilation_h != 1 || d.wo < 64 ||
-      !sgemm_has_arows_brows())
+  if (d.direct || g.groups != 1 || g.dilation_h != 1 || d.wo < 64 || !sgemm_has_arows_brows())
     return false;
-  const int64_t kdepth = g.kh * g.c;  // GEMM depth per column tap
+  const bool gathered = g.stride_w != 1;
+  const int64_t ncalls = gathered ? 1 : g.kw;  // GEMM calls per output row
+  const int64_t ktaps = gathered ? g.kw : 1;   // column taps per GEMM call
+  const int64_t kdepth = g.kh * ktaps * g.c;   // GEMM depth per call
   const int64_t wo16 = (d.wo + kGemmNr - 1) / kGemmNr * kGemmNr;
-  int64_t ldp = std::max(g.w + 2 * g.pad_w, (g.kw - 1) * g.dilation_w + wo16);
-  ldp = (ldp + 15) / 16 * 16;
-  if (ldp / 16 % 2 == 0) ldp += 16;  // an odd number of cache lines: rows spread over the sets
-  float* wr = t_wrows.get(static_cast<size_t>(g.kw * g.k * kdepth));  // [kj][k][ki][c]
-  for (int64_t kj = 0; kj < g.kw; ++kj)
+  int64_t ld = gathered ? wo16 : std::max(g.w + 2 * g.pad_w, (g.kw - 1) * g.dilation_w + wo16);
+  ld = (ld + 15) / 16 * 16;
+  if (ld / 16 % 2 == 0) ld += 16;  // an odd number of cache lines: rows spread over the sets
+  float* wr = t_wrows.get(static_cast<size_t>(ncalls * g.k * kdepth));  // [call][k][ki][tap][c]
+  for (int64_t kj = 0; kj < g.kw; ++kj) {
+    const int64_t call = gathered ? 0 : kj, tap = gathered ? kj : 0;
     for (int64_t kk = 0; kk < g.k; ++kk)
       for (int64_t ki = 0; ki < g.kh; ++ki)
         for (int64_t cc = 0; cc < g.c; ++cc)
-          wr[(kj * g.k + kk) * kdepth + ki * g.c + cc] =
+          wr[(call * g.k + kk) * kdepth + (ki * ktaps + tap) * g.c + cc] =
               w[((kk * g.c + cc) * g.kh + ki) * g.kw + kj];
+  }
   // Bands of output rows whose padded input rows take about 512 KiB (L2), at least 4 per thread.
   const int nt = conv_threads(g);
-  const int64_t row_floats = g.c * ldp;
+  const int64_t row_floats = ktaps * g.c * ld;
   int64_t band = std::max<int64_t>(1, ((int64_t{1} << 17) / row_floats - g.kh) / g.stride_h + 1);
   band = std::max<int64_t>(1, std::min(band, (d.ho + 4 * nt - 1) / (4 * nt)));
   const int64_t nbands = (d.ho + band - 1) / band;
@@ -271,24 +280,36 @@ bool forward_rows_in_place(const ConvGeom& g, const Dims& d, const float* x, con
       float* yn = y + in * g.k * d.p;
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t ih = r - g.pad_h;
-        for (int64_t cc = 0; cc < g.c; ++cc) {
-          float* dst = xpad + ((r - r0) * g.c + cc) * ldp;
-          if (ih < 0 || ih >= g.h) {
-            std::fill(dst, dst + ldp, 0.0f);
-            continue;
+        for (int64_t tap = 0; tap < ktaps; ++tap) {
+          const int64_t off_w = tap * g.dilation_w - g.pad_w;  // gathered: iw = ow*sw + off_w
+          int64_t lo = 0, hi = 0;
+          if (gathered) valid_ow(g, d.wo, off_w, lo, hi);
+          for (int64_t cc = 0; cc < g.c; ++cc) {
+            float* dst = xpad + (((r - r0) * ktaps + tap) * g.c + cc) * ld;
+            const float* src = xn + cc * d.hw + ih * g.w;
+            if (ih < 0 || ih >= g.h) {
+              std::fill(dst, dst + ld, 0.0f);
+            } else if (!gathered) {
+              std::fill(dst, dst + g.pad_w, 0.0f);
+              std::memcpy(dst + g.pad_w, src, static_cast<size_t>(g.w) * sizeof(float));
+              std::fill(dst + g.pad_w + g.w, dst + ld, 0.0f);
+            } else {
+              std::fill(dst, dst + lo, 0.0f);
+              if (g.stride_w == 2 && hi > lo)
+                conv_rows().gather_stride2(src + 2 * lo + off_w, dst + lo, hi - lo);
+              else
+                for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * g.stride_w + off_w];
+              std::fill(dst + hi, dst + ld, 0.0f);
+            }
           }
-          std::fill(dst, dst + g.pad_w, 0.0f);
-          std::memcpy(dst + g.pad_w, xn + cc * d.hw + ih * g.w,
-                      static_cast<size_t>(g.w) * sizeof(float));
-          std::fill(dst + g.pad_w + g.w, dst + ldp, 0.0f);
         }
       }
       for (int64_t oh = oh0; oh < oh1; ++oh) {
         float* yr = yn + oh * d.wo;
-        for (int64_t kj = 0; kj < g.kw; ++kj)
-          sgemm_arows_brows(g.k, d.wo, kdepth, wr + kj * g.k * kdepth, kdepth,
-                            xpad + (oh - oh0) * g.stride_h * row_floats + kj * g.dilation_w, ldp,
-                            yr, d.p, kj > 0);
+        for (int64_t call = 0; call < ncalls; ++call)
+          sgemm_arows_brows(g.k, d.wo, kdepth, wr + call * g.k * kdepth, kdepth,
+                            xpad + (oh - oh0) * g.stride_h * row_floats + call * g.dilation_w, ld,
+                            yr, d.p, call > 0);
         if (bias != nullptr)
           for (int64_t kk = 0; kk < g.k; ++kk)
             for (int64_t i = 0; i < d.wo; ++i) yr[kk * d.p + i] += bias[kk];

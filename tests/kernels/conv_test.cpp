@@ -212,6 +212,11 @@ TEST_CASE("conv2d forward by output rows matches the reference with every sgemm 
         {2, 6, 64, 3, 3, 3, 1, 1, 0, 0, 1, 1, 1},     // no padding: 62 columns, the old path
         {3, 7, 64, 6, 3, 3, 1, 1, 4, 4, 1, 1, 1},     // padding past the kernel
         {40, 40, 64, 36, 3, 3, 1, 1, 1, 1, 1, 1, 1},  // several bands per image
+        {3, 20, 135, 16, 7, 7, 2, 2, 3, 3, 1, 1, 1},  // the 7x7/2 stem: column taps gathered
+        {4, 9, 200, 6, 3, 3, 1, 3, 1, 1, 1, 1, 1},    // stride 3 along the width
+        {3, 10, 140, 5, 3, 3, 2, 2, 2, 2, 1, 2, 1},   // stride 2, dilation 2 along the width
+        {2, 8, 130, 4, 1, 1, 2, 2, 0, 0, 1, 1, 1},    // 1x1 stride 2
+        {3, 6, 129, 8, 3, 5, 1, 2, 0, 5, 1, 1, 1},    // stride 2, padding past the kernel
     };
     for (const Case& cs : cases)
       for (int64_t n : {1, 2}) check_geom(geom_of(cs, n), rng);
