@@ -3,6 +3,10 @@
 //   forward          Y[Kg,P]  = W[Kg,R] · col[R,P]
 //   backward-input   dcol[R,P] = W^T · dY, then col2im (scatter-add) into dx
 //   backward-weight  dW[Kg,R] += dY[Kg,P] · col^T   (summed over images, then chunks, in order)
+// With multi-panel (AVX-512) tiles and output rows of >= 64 (no groups), forward and
+// backward-weight skip im2col: the GEMM reads its operand in place from zero-padded bands of input
+// rows (forward_rows_in_place); backward-data of <= 4 input channels with stride 2 along the width
+// (the RGB stem) runs a direct kernel (kernels/conv_dgrad__avx512.cpp).
 // The pixel dimension is cut into cache-sized chunks (256 pixels forward, ~1 MiB of col
 // backward). Each call opens one parallel region and gives every thread a disjoint slice of the
 // output (forward: pixel-chunk tasks; backward-input: image and input-channel tasks;
@@ -241,75 +245,98 @@ thread_local ColBuffer t_xpad;   // forward by output rows: the zero-padded inpu
 //   c), ow] = xpad[(((oh*stride_h + ki)*kw + kj)*C + c)*ld + ow]: one GEMM call per output row
 //   (the 7x7/2 stem).
 // One output row per GEMM, so only for rows of >= 64.
-bool forward_rows_in_place(const ConvGeom& g, const Dims& d, const float* x, const float* w,
-                           const float* bias, float* y) {
+// The band layout above for one call: GEMM calls per output row, column taps per call, depth per
+// call, row stride ld, floats per padded input row, output rows per band.
+struct RowBands {
+  bool gathered;
+  int64_t ncalls, ktaps, kdepth, ld, row_floats, band, nbands;
+};
+
+bool row_bands_of(const ConvGeom& g, const Dims& d, int nt, RowBands& rb) {
   if (d.direct || g.groups != 1 || g.dilation_h != 1 || d.wo < 64 || !sgemm_has_arows_brows())
     return false;
-  const bool gathered = g.stride_w != 1;
-  const int64_t ncalls = gathered ? 1 : g.kw;  // GEMM calls per output row
-  const int64_t ktaps = gathered ? g.kw : 1;   // column taps per GEMM call
-  const int64_t kdepth = g.kh * ktaps * g.c;   // GEMM depth per call
+  rb.gathered = g.stride_w != 1;
+  rb.ncalls = rb.gathered ? 1 : g.kw;
+  rb.ktaps = rb.gathered ? g.kw : 1;
+  rb.kdepth = g.kh * rb.ktaps * g.c;
   const int64_t wo16 = (d.wo + kGemmNr - 1) / kGemmNr * kGemmNr;
-  int64_t ld = gathered ? wo16 : std::max(g.w + 2 * g.pad_w, (g.kw - 1) * g.dilation_w + wo16);
-  ld = (ld + 15) / 16 * 16;
-  if (ld / 16 % 2 == 0) ld += 16;  // an odd number of cache lines: rows spread over the sets
-  float* wr = t_wrows.get(static_cast<size_t>(ncalls * g.k * kdepth));  // [call][k][ki][tap][c]
+  rb.ld = rb.gathered ? wo16 : std::max(g.w + 2 * g.pad_w, (g.kw - 1) * g.dilation_w + wo16);
+  rb.ld = (rb.ld + 15) / 16 * 16;
+  if (rb.ld / 16 % 2 == 0) rb.ld += 16;  // an odd number of cache lines: rows spread over the sets
+  rb.row_floats = rb.ktaps * g.c * rb.ld;
+  // Bands of output rows whose padded input rows take about 512 KiB (L2), at least 4 per thread.
+  rb.band = std::max<int64_t>(1, ((int64_t{1} << 17) / rb.row_floats - g.kh) / g.stride_h + 1);
+  rb.band = std::max<int64_t>(1, std::min(rb.band, (d.ho + 4 * nt - 1) / (4 * nt)));
+  rb.nbands = (d.ho + rb.band - 1) / rb.band;
+  return true;
+}
+
+int64_t band_floats(const ConvGeom& g, const RowBands& rb) {
+  return ((rb.band - 1) * g.stride_h + g.kh) * rb.row_floats;
+}
+
+// The padded input rows of output rows [oh0, oh1) of image xn [C,h,w] into xpad (layout above).
+void fill_band(const ConvGeom& g, const Dims& d, const RowBands& rb, const float* xn, int64_t oh0,
+               int64_t oh1, float* xpad) {
+  const int64_t r0 = oh0 * g.stride_h, r1 = (oh1 - 1) * g.stride_h + g.kh;  // padded rows
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t ih = r - g.pad_h;
+    for (int64_t tap = 0; tap < rb.ktaps; ++tap) {
+      const int64_t off_w = tap * g.dilation_w - g.pad_w;  // gathered: iw = ow*sw + off_w
+      int64_t lo = 0, hi = 0;
+      if (rb.gathered) valid_ow(g, d.wo, off_w, lo, hi);
+      for (int64_t cc = 0; cc < g.c; ++cc) {
+        float* dst = xpad + (((r - r0) * rb.ktaps + tap) * g.c + cc) * rb.ld;
+        const float* src = xn + cc * d.hw + ih * g.w;
+        if (ih < 0 || ih >= g.h) {
+          std::fill(dst, dst + rb.ld, 0.0f);
+        } else if (!rb.gathered) {
+          std::fill(dst, dst + g.pad_w, 0.0f);
+          std::memcpy(dst + g.pad_w, src, static_cast<size_t>(g.w) * sizeof(float));
+          std::fill(dst + g.pad_w + g.w, dst + rb.ld, 0.0f);
+        } else {
+          std::fill(dst, dst + lo, 0.0f);
+          if (g.stride_w == 2 && hi > lo)
+            conv_rows().gather_stride2(src + 2 * lo + off_w, dst + lo, hi - lo);
+          else
+            for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * g.stride_w + off_w];
+          std::fill(dst + hi, dst + rb.ld, 0.0f);
+        }
+      }
+    }
+  }
+}
+
+bool forward_rows_in_place(const ConvGeom& g, const Dims& d, const float* x, const float* w,
+                           const float* bias, float* y) {
+  const int nt = conv_threads(g);
+  RowBands rb{};
+  if (!row_bands_of(g, d, nt, rb)) return false;
+  const int64_t kdepth = rb.kdepth;
+  float* wr = t_wrows.get(static_cast<size_t>(rb.ncalls * g.k * kdepth));  // [call][k][ki][tap][c]
   for (int64_t kj = 0; kj < g.kw; ++kj) {
-    const int64_t call = gathered ? 0 : kj, tap = gathered ? kj : 0;
+    const int64_t call = rb.gathered ? 0 : kj, tap = rb.gathered ? kj : 0;
     for (int64_t kk = 0; kk < g.k; ++kk)
       for (int64_t ki = 0; ki < g.kh; ++ki)
         for (int64_t cc = 0; cc < g.c; ++cc)
-          wr[(call * g.k + kk) * kdepth + (ki * ktaps + tap) * g.c + cc] =
+          wr[(call * g.k + kk) * kdepth + (ki * rb.ktaps + tap) * g.c + cc] =
               w[((kk * g.c + cc) * g.kh + ki) * g.kw + kj];
   }
-  // Bands of output rows whose padded input rows take about 512 KiB (L2), at least 4 per thread.
-  const int nt = conv_threads(g);
-  const int64_t row_floats = ktaps * g.c * ld;
-  int64_t band = std::max<int64_t>(1, ((int64_t{1} << 17) / row_floats - g.kh) / g.stride_h + 1);
-  band = std::max<int64_t>(1, std::min(band, (d.ho + 4 * nt - 1) / (4 * nt)));
-  const int64_t nbands = (d.ho + band - 1) / band;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
-    float* xpad = t_xpad.get(static_cast<size_t>(((band - 1) * g.stride_h + g.kh) * row_floats));
+    float* xpad = t_xpad.get(static_cast<size_t>(band_floats(g, rb)));
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t task = 0; task < g.n * nbands; ++task) {
-      const int64_t in = task / nbands, oh0 = (task % nbands) * band;
-      const int64_t oh1 = std::min(d.ho, oh0 + band);
-      const int64_t r0 = oh0 * g.stride_h, r1 = (oh1 - 1) * g.stride_h + g.kh;  // padded rows
-      const float* xn = x + in * g.c * d.hw;
+    for (int64_t task = 0; task < g.n * rb.nbands; ++task) {
+      const int64_t in = task / rb.nbands, oh0 = (task % rb.nbands) * rb.band;
+      const int64_t oh1 = std::min(d.ho, oh0 + rb.band);
       float* yn = y + in * g.k * d.p;
-      for (int64_t r = r0; r < r1; ++r) {
-        const int64_t ih = r - g.pad_h;
-        for (int64_t tap = 0; tap < ktaps; ++tap) {
-          const int64_t off_w = tap * g.dilation_w - g.pad_w;  // gathered: iw = ow*sw + off_w
-          int64_t lo = 0, hi = 0;
-          if (gathered) valid_ow(g, d.wo, off_w, lo, hi);
-          for (int64_t cc = 0; cc < g.c; ++cc) {
-            float* dst = xpad + (((r - r0) * ktaps + tap) * g.c + cc) * ld;
-            const float* src = xn + cc * d.hw + ih * g.w;
-            if (ih < 0 || ih >= g.h) {
-              std::fill(dst, dst + ld, 0.0f);
-            } else if (!gathered) {
-              std::fill(dst, dst + g.pad_w, 0.0f);
-              std::memcpy(dst + g.pad_w, src, static_cast<size_t>(g.w) * sizeof(float));
-              std::fill(dst + g.pad_w + g.w, dst + ld, 0.0f);
-            } else {
-              std::fill(dst, dst + lo, 0.0f);
-              if (g.stride_w == 2 && hi > lo)
-                conv_rows().gather_stride2(src + 2 * lo + off_w, dst + lo, hi - lo);
-              else
-                for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * g.stride_w + off_w];
-              std::fill(dst + hi, dst + ld, 0.0f);
-            }
-          }
-        }
-      }
+      fill_band(g, d, rb, x + in * g.c * d.hw, oh0, oh1, xpad);
       for (int64_t oh = oh0; oh < oh1; ++oh) {
         float* yr = yn + oh * d.wo;
-        for (int64_t call = 0; call < ncalls; ++call)
+        for (int64_t call = 0; call < rb.ncalls; ++call)
           sgemm_arows_brows(g.k, d.wo, kdepth, wr + call * g.k * kdepth, kdepth,
-                            xpad + (oh - oh0) * g.stride_h * row_floats + call * g.dilation_w, ld,
-                            yr, d.p, call > 0);
+                            xpad + (oh - oh0) * g.stride_h * rb.row_floats + call * g.dilation_w,
+                            rb.ld, yr, d.p, call > 0);
         if (bias != nullptr)
           for (int64_t kk = 0; kk < g.k; ++kk)
             for (int64_t i = 0; i < d.wo; ++i) yr[kk * d.p + i] += bias[kk];
@@ -536,6 +563,59 @@ void conv2d_backward_input(const ConvGeom& g, const float* dy, const float* w, f
   }
 }
 
+namespace {
+
+// Backward-weight on the band layout of forward_rows_in_place: for output row oh and GEMM call q
+// the rows (ki, tap, c) of B there are the A rows of acc_q [kdepth, K] += A [kdepth, wo] ·
+// dY_row^T [wo, K], read in place (no im2col); acc is transposed into dW at the end. Threads split
+// K (in whole 16-column panels) and each copies its own bands; every dW element is summed over
+// images, then output rows, in the same order whatever the split.
+bool backward_weight_rows_in_place(const ConvGeom& g, const Dims& d, const float* x,
+                                   const float* dy, float* dw) {
+  const int nt = conv_threads(g);
+  RowBands rb{};
+  if (!row_bands_of(g, d, 1, rb)) return false;
+  const int64_t kpan = (g.k + kGemmNr - 1) / kGemmNr;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    int64_t p0, p1;
+    split_range(kpan, 1, omp_get_thread_num(), omp_get_num_threads(), p0, p1);
+    const int64_t k0 = p0 * kGemmNr, k1 = std::min(g.k, p1 * kGemmNr), kn = k1 - k0;
+    if (kn > 0) {
+      float* xpad = t_xpad.get(static_cast<size_t>(band_floats(g, rb)));
+      float* bp = t_tmp.get(static_cast<size_t>((p1 - p0) * kGemmNr * d.wo));
+      float* acc = t_wpack.get(static_cast<size_t>(rb.ncalls * rb.kdepth * kn));
+      bool first = true;
+      for (int64_t in = 0; in < g.n; ++in)
+        for (int64_t oh0 = 0; oh0 < d.ho; oh0 += rb.band) {
+          const int64_t oh1 = std::min(d.ho, oh0 + rb.band);
+          fill_band(g, d, rb, x + in * g.c * d.hw, oh0, oh1, xpad);
+          for (int64_t oh = oh0; oh < oh1; ++oh) {
+            // B(p, kk) = dY[k0 + kk][oh, p]
+            sgemm_pack_b(d.wo, kn, dy + (in * g.k + k0) * d.p + oh * d.wo, 1, d.p, bp);
+            for (int64_t call = 0; call < rb.ncalls; ++call)
+              sgemm_arows_packed_b(
+                  rb.kdepth, kn, d.wo,
+                  xpad + (oh - oh0) * g.stride_h * rb.row_floats + call * g.dilation_w, rb.ld, bp,
+                  acc + call * rb.kdepth * kn, kn, !first);
+            first = false;
+          }
+        }
+      for (int64_t kk = 0; kk < kn; ++kk)
+        for (int64_t cc = 0; cc < g.c; ++cc)
+          for (int64_t ki = 0; ki < g.kh; ++ki)
+            for (int64_t kj = 0; kj < g.kw; ++kj) {
+              const int64_t call = rb.gathered ? 0 : kj, tap = rb.gathered ? kj : 0;
+              dw[(((k0 + kk) * g.c + cc) * g.kh + ki) * g.kw + kj] =
+                  acc[(call * rb.kdepth + (ki * rb.ktaps + tap) * g.c + cc) * kn + kk];
+            }
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
 // Usually computed transposed, dW_g^T [R,Kg] += col [R,np] · dY_g^T [np,Kg]: the col rows feed the
 // GEMM in place and only the small dY chunk is packed (see `transposed` for the other order).
 // Threads split the rows R; the pixel chunks, which set the summation order, do not depend on the
@@ -543,6 +623,7 @@ void conv2d_backward_input(const ConvGeom& g, const float* dy, const float* w, f
 void conv2d_backward_weight(const ConvGeom& g, const float* x, const float* dy, float* dw) {
   assert(g.valid());
   const Dims d = dims_of(g);
+  if (backward_weight_rows_in_place(g, d, x, dy, dw)) return;
   const int nt = conv_threads(g);
   // Pixel chunks of a multiple of 256 (the GEMM's k block) with the col block near 1 MiB, so
   // im2col output is still in cache when the GEMM reads it. Independent of the thread count.

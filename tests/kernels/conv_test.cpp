@@ -193,11 +193,12 @@ TEST_CASE("conv2d matches the reference with every sgemm variant's GEMM") {
   test::for_each_variant(sgemm_variants(), check_gemm_variant);
 }
 
-// Output rows of >= 64 with stride 1 along the width and no groups: with multi-panel tiles
-// (AVX-512) forward reads the GEMM's B operand in place from a zero-padded band of input rows, one
-// GEMM per column tap; stride-1 backward-data runs through it too. Odd widths, stride 2 along the
-// height, dilation along the width, rectangular kernels, padding 0 and past the kernel, bands that
-// end mid-image, few and many channels, under every GEMM variant.
+// Output rows of >= 64 and no groups: with multi-panel tiles (AVX-512) forward reads the GEMM's B
+// operand in place from zero-padded bands of input rows (stride 1 along the width: one GEMM per
+// column tap; other strides: the column taps gathered per input row), backward-weight reads the
+// same bands as its A operand (threads split the output channels), and stride-1 backward-data runs
+// through forward. Odd widths, strides 1-3, dilation along the width, rectangular kernels, padding
+// 0 and past the kernel, bands that end mid-image, few and many channels, every GEMM variant.
 TEST_CASE("conv2d forward by output rows matches the reference with every sgemm variant") {
   test::for_each_variant(sgemm_variants(), [](const GemmVariant& v) {
     Restore restore;
