@@ -365,19 +365,6 @@ int bench_runtime(const cli::Args& args) {
             peer.first = onednn_conv_ms(key, false, f.reps);
             peer.second = onednn_conv_ms(key, true, f.reps);
           }
-          if (L["type"] == "bitconv" && prof[i].macs == 0) {  // a 1x1 residual conv, computed
-            row["computed_in_consumer"] = true;               // (and timed) in the conv it feeds
-            row["peer_onednn_fp32_ms"] = peer.first;
-            row["peer_onednn_int8_ms"] = peer.second;
-            bit_fp32_ms += peer.first;  // the peers still run it as a layer of its own
-            bit_int8_ms += peer.second;
-            printf("%-24s %-9s %8s %7s %8s %6s %9.2f %9.2f %6s %6s %s\n", prof[i].name.c_str(),
-                   prof[i].type.c_str(), "-", "-", "-", "-", peer.first, peer.second, "-", "-",
-                   "(in the conv it feeds)");
-            hw[L["output"].get<std::string>()] = o;
-            layers.push_back(row);
-            continue;
-          }
           const double gmac = double(prof[i].macs) / 1e9;
           row["gmacs"] = gmac;
           row["gmac_per_s"] = gmac / (prof[i].ms / 1e3);

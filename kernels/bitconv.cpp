@@ -319,53 +319,6 @@ int variant_row_words(const BitConvShape& s, const BgemmVariant& v) {
   return v.pixel_tile > 0 ? used : s.row_words();
 }
 
-// Output row oy of a ResidualBitConv, exactly the floats its own bitconv_forward would write: the
-// 1x1 patches gathered straight from the packed input into the variant's layout (planar
-// [ox][K][lpe] or pixel tiles [l][n][K], nibble-split when the variant wants it), their activation
-// counts on the way, then the variant's popcount GEMM and float epilogue.
-void residual_conv_row(const ResidualBitConv& rc, int oy, float* out) {
-  const BitConvShape& s = rc.shape;
-  const BgemmVariant& v = *rc.weights->variant;
-  const int cw = bit_words(s.in_c), kb = s.a_bits, ow = s.out_w(), oc = s.out_c;
-  const int halves = v.split_nibbles ? 2 : 1, lpe = variant_row_words(s, v), tile = v.pixel_tile;
-  const int32_t wmax = (1 << s.w_bits) - 1;
-  thread_local std::vector<uint64_t> patch;
-  thread_local std::vector<int32_t> acc, corr;
-  patch.assign(size_t(ow) * kb * lpe, 0);  // the planar rows' padding words stay zero
-  acc.resize(size_t(ow) * oc);
-  corr.resize(size_t(ow));
-  for (int ox = 0; ox < ow; ++ox) {
-    const uint64_t* src =
-        rc.in + (int64_t(oy) * s.stride * s.in_w + int64_t(ox) * s.stride) * kb * cw;
-    const int t0 = tile > 0 ? ox / tile * tile : ox;  // the pixel's tile (planar: itself)
-    const int64_t n = tile > 0 ? std::min(tile, ow - t0) : 1, pp = ox - t0;
-    uint64_t* base = patch.data() + int64_t(t0) * kb * lpe;
-    int32_t count = 0;
-    for (int k = 0; k < kb; ++k) {
-      int32_t pk = 0;
-      for (int i = 0; i < cw; ++i) {
-        const uint64_t x = src[k * cw + i];
-        pk += std::popcount(x);
-        for (int h = 0; h < halves; ++h) {  // word l = h*cw + i of the (1-tap) patch
-          const uint64_t word = halves == 1 ? x : h == 0 ? x & kLowNibbles : (x >> 4) & kLowNibbles;
-          const int64_t l = int64_t(h) * cw + i;
-          if (tile > 0)
-            base[(l * n + pp) * kb + k] = word;
-          else
-            base[int64_t(k) * lpe + l] = word;
-        }
-      }
-      count += pk << k;
-    }
-    corr[size_t(ox)] = wmax * count;
-  }
-  v.fn(patch.data(), ow, rc.weights->w.data(), oc, kb, s.w_bits, lpe, acc.data(), oc);
-  const DequantFn dequant = v.dequant ? v.dequant : dequant_f32__ref;
-  for (int ox = 0; ox < ow; ++ox)
-    dequant(acc.data() + int64_t(ox) * oc, oc, corr[size_t(ox)], rc.mul, rc.add, nullptr, false,
-            out + int64_t(ox) * oc);
-}
-
 // Builds the zero-padded patches of output row oy and their activation counts.
 void im2col_row(const BitConvShape& s, const uint64_t* in, const int32_t* act_count, int oy,
                 bool split, int lpe, RowScratch& r) {
@@ -717,7 +670,7 @@ void bitconv_forward(const BitConvShape& s, const uint64_t* in, const uint64_t* 
 RequantThresholds make_requant_thresholds(const BitConvShape& s, const BitConvEpilogue& e) {
   RequantThresholds t;
   const int res_bits = e.residual_packed ? e.residual_bits : 0;
-  if (e.out_f32 || !e.out_packed || e.residual || e.residual_conv || res_bits > 2) return t;
+  if (e.out_f32 || !e.out_packed || e.residual || res_bits > 2) return t;
   const int64_t bound = int64_t((1 << s.w_bits) - 1) * ((1 << s.a_bits) - 1) * s.taps() * s.in_c;
   t.bits = e.out_bits;
   t.res_bits = res_bits;
@@ -735,9 +688,8 @@ void bitconv_forward(const BitConvShape& s, const uint64_t* in, const PreparedBi
   // Packed output: the float epilogue as integer thresholds on I (exact, see requant_thresholds)
   // when the variant has a threshold epilogue: without a residual, or with a packed 1- or 2-bit
   // one (a threshold set per residual code; only kernels that fuse the epilogue take those, the
-  // float epilogue finishes other rows). A float residual (or a residual conv) keeps the float
-  // epilogue. given thresholds must be of this epilogue's kind (else computed here, as without
-  // them)
+  // float epilogue finishes other rows). A float residual keeps the float epilogue.
+  // given thresholds must be of this epilogue's kind (else computed here, as without them)
   const bool given = e.thresholds && e.thresholds->bits == e.out_bits &&
                      e.thresholds->res_bits == (e.residual_packed ? e.residual_bits : 0);
   RequantThresholds own;
@@ -770,11 +722,7 @@ void bitconv_forward(const BitConvShape& s, const uint64_t* in, const PreparedBi
         thread_local std::vector<float> res_row;  // this row of a packed residual, dequantized
         const float* residual =
             e.residual ? e.residual + row * oc : nullptr;  // [OW][OC] of this row
-        if (e.residual_conv) {
-          res_row.resize(size_t(ow) * oc);
-          residual_conv_row(*e.residual_conv, oy, res_row.data());
-          residual = res_row.data();
-        } else if (e.residual_packed) {
+        if (e.residual_packed) {
           res_row.resize(size_t(ow) * oc);
           static const UnpackDequantFn unpack =
               best_variant(act_pack_variants()).unpack_dequant_row;

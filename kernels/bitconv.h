@@ -170,8 +170,6 @@ struct ActCountVariant {
 };
 std::span<const ActCountVariant> act_count_variants();
 
-struct ResidualBitConv;
-
 // Output of bitconv_forward: float NHWC [OH*OW][OC] (out_f32) or packed [OH*OW][out_bits][cw(OC)].
 // value = I * mul[o] + add[o] (+ residual[p*OC+o] when residual is set);
 // relu clamps at 0 (float mode only); packed mode quantizes
@@ -189,9 +187,6 @@ struct BitConvEpilogue {
   bool relu = false;
   uint64_t* out_packed = nullptr;
   int out_bits = 0;
-  // Or the residual as another bit conv's float output, computed here row by row
-  // (ResidualBitConv): never written to memory and read back.
-  const ResidualBitConv* residual_conv = nullptr;
   // Optional: the epilogue's integer thresholds computed once (make_requant_thresholds with the
   // same mul/add/bits/residual kind); without them a packed layer computes them per call.
   const struct RequantThresholds* thresholds = nullptr;
@@ -216,19 +211,6 @@ struct PreparedBitWeights {
 };
 PreparedBitWeights prepare_bitconv_weights(const BitConvShape& s, const uint64_t* w,
                                            const BgemmVariant& v);
-
-// A 1x1 bit conv (pad 0, any stride, no residual or ReLU of its own) whose float output
-// I*mul + add is only the residual of another bit conv with the same output size and channels:
-// that conv computes it in its epilogue, one output row per own output row, with the same kernel
-// and float epilogue as bitconv_forward would (bit-identical), so the float map (the ResNet
-// downsample shortcut: 2 MB at 512^2) is never written and read back.
-struct ResidualBitConv {
-  BitConvShape shape;
-  const uint64_t* in = nullptr;  // packed [H*W][K][cw]
-  const PreparedBitWeights* weights = nullptr;
-  const float* mul = nullptr;  // [OC]
-  const float* add = nullptr;  // [OC]
-};
 
 // Integer dot products I [OH*OW][OC] only (tests and the epilogue-free timing).
 void bitconv_int32(const BitConvShape& s, const uint64_t* in, const uint64_t* w, int32_t* out,

@@ -26,9 +26,7 @@ struct LayerTiming {
 // One layer's output as run() produced it (Model::set_trace), NHWC: codes 0..2^bits-1 of a packed
 // tensor (bits > 0), else float values in the runtime's units (docs/format.md: a float tensor may
 // be stored scaled by its consumer's clip). A fused stem head reports its quant_act's output; the
-// final upsample writes the logits straight to run()'s output and reports no values. A traced run
-// computes the 1x1 downsample convs as layers of their own (untraced runs compute them inside the
-// bit conv that adds them, bit-identically), so their outputs are reported too.
+// final upsample writes the logits straight to run()'s output and reports no values.
 struct TracedTensor {
   std::string layer, tensor;
   int h = 0, w = 0, c = 0, bits = 0;

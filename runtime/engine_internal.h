@@ -103,10 +103,8 @@ class ArenaPool {
 
 // Layer fusion marks (Model::Impl::fusion): kStemHead = conv_f32 -> maxpool -> quant_act run as
 // one fused kernel (conv with the quantizer in its epilogue, then max pool on codes + pack);
-// kAbsorbed = the two layers it replaces. kInEpilogue = a 1x1 bitconv whose float output only
-// one later bitconv reads, as its residual: that conv computes it row by row in its epilogue
-// (ResidualBitConv; Impl::residual_conv), except in traced runs, which run it as its own layer.
-constexpr uint8_t kUnfused = 0, kStemHead = 1, kAbsorbed = 2, kInEpilogue = 3;
+// kAbsorbed = the two layers it replaces.
+constexpr uint8_t kUnfused = 0, kStemHead = 1, kAbsorbed = 2;
 
 struct Model::Impl {
   nlohmann::json header;
@@ -120,9 +118,8 @@ struct Model::Impl {
   std::array<float, 3> mean{0, 0, 0}, std{1, 1, 1};
   mutable std::vector<LayerTiming>* profile = nullptr;
   mutable std::function<void(const TracedTensor&)> trace;
-  std::vector<uint8_t> fusion;     // per layer, set by plan_fusions()
-  std::vector<int> residual_conv;  // per layer: its kInEpilogue residual's layer, or -1
-  mutable ArenaPool arenas;        // activation buffers kept between runs (plan_arena)
+  std::vector<uint8_t> fusion;  // per layer, set by plan_fusions()
+  mutable ArenaPool arenas;     // activation buffers kept between runs (plan_arena)
 };
 
 // --- load (model_load.cpp) ---
@@ -136,9 +133,7 @@ void read_graph(const ModelFile& file, Model::Impl& I);
 void plan_graph(Model::Impl& I);
 // Per tensor, the index of the last layer reading it (the output: layers.size()).
 void compute_last_use(Model::Impl& I);
-// Marks conv_f32 -> maxpool -> quant_act chains that may run as one kernel, and 1x1 bit convs
-// computed in their only reader's epilogue, keeping their input alive until then (needs and
-// updates last_use).
+// Marks conv_f32 -> maxpool -> quant_act chains that may run as one kernel (needs last_use).
 void plan_fusions(Model::Impl& I);
 // L's packed-epilogue thresholds (the epilogue e of every run of L has the same kind), built once.
 const RequantThresholds* layer_thresholds(const Layer& L, const BitConvShape& s,

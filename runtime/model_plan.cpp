@@ -28,38 +28,6 @@ void compute_last_use(Model::Impl& I) {
   I.last_use[size_t(I.output)] = int(I.layers.size());
 }
 
-namespace {
-
-// A 1x1 bitconv D whose float output is read by one layer only, a bitconv C, as its residual:
-// C computes D's rows in its epilogue (kInEpilogue), so D's input must live until C.
-void plan_residual_convs(Model::Impl& I) {
-  const size_t nl = I.layers.size();
-  I.residual_conv.assign(nl, -1);
-  std::vector<int> writer(I.tensors.size(), -1), readers(I.tensors.size(), 0);
-  for (size_t li = 0; li < nl; ++li) {
-    writer[size_t(I.layers[li].out)] = int(li);
-    for (int t : I.layers[li].in) ++readers[size_t(t)];
-    if (I.layers[li].size_of >= 0) ++readers[size_t(I.layers[li].size_of)];
-  }
-  for (size_t ci = 0; ci < nl; ++ci) {
-    const Layer& C = I.layers[ci];
-    if (C.op != Op::bitconv || C.in.size() != 2) continue;
-    const int t = C.in[1], di = writer[size_t(t)];
-    if (di < 0 || t == I.output || readers[size_t(t)] != 1 || I.fusion[size_t(di)] != kUnfused)
-      continue;
-    const Layer& D = I.layers[size_t(di)];
-    if (D.op != Op::bitconv || D.in.size() != 1 || D.kernel != 1 || D.pad != 0 || D.out_bits != 0 ||
-        D.relu || D.out_c != C.out_c || I.tensors[size_t(t)].bits != 0)
-      continue;
-    I.fusion[size_t(di)] = kInEpilogue;
-    I.residual_conv[ci] = di;
-    int& last = I.last_use[size_t(D.in[0])];
-    last = std::max(last, int(ci));
-  }
-}
-
-}  // namespace
-
 // Pool-after-quantize is exact when the quantizer's affine is non-decreasing (mul >= 0) and the
 // intermediate tensors have no other reader.
 void plan_fusions(Model::Impl& I) {
@@ -75,7 +43,6 @@ void plan_fusions(Model::Impl& I) {
     I.fusion[li] = kStemHead;
     I.fusion[li + 1] = I.fusion[li + 2] = kAbsorbed;
   }
-  plan_residual_convs(I);
 }
 
 size_t packed_map_bytes(int h, int w, int c, int bits) {

@@ -353,8 +353,7 @@ class Execution {
   void run_layer(size_t li) {
     const Layer& L = I_.layers[li];
     const double t0 = I_.profile ? now_ms() : 0;
-    // done by the fused stem head, or by the bitconv whose residual it is (traced runs: not)
-    if (I_.fusion[li] == kAbsorbed || (I_.fusion[li] == kInEpilogue && !I_.trace)) {
+    if (I_.fusion[li] == kAbsorbed) {  // done by the fused stem head
       if (I_.profile) I_.profile->push_back({L.name, layer_type(li), 0.0, 0, ""});
       return;
     }
@@ -397,7 +396,7 @@ class Execution {
       case Op::conv_f32:
         return run_conv_f32(li, x, y, scratch);
       case Op::bitconv:
-        return run_bitconv(li, x, y);
+        return run_bitconv(L, x, y);
       case Op::quant_act:
         run_quant_act(L, x, y, scratch);
         break;
@@ -446,28 +445,13 @@ class Execution {
     maxpool_pack_q(codes, y.h, y.w, y.c, P.kernel, P.stride, P.pad, z.bits, z.p, z.h, z.w);
   }
 
-  LayerCost run_bitconv(size_t li, const Buf& x, Buf& y) {
-    const Layer& L = I_.layers[li];
+  LayerCost run_bitconv(const Layer& L, const Buf& x, Buf& y) {
     const BitConvShape s = bitconv_shape(L, x.h, x.w);
     const BgemmVariant& variant = bgemm_for_shape(s);  // timed once per shape, cached
     BitConvEpilogue e;
     e.mul = L.mul.data();
     e.add = L.add.data();
-    ResidualBitConv rc;
-    int64_t macs = s.macs();
-    if (I_.residual_conv[li] >= 0 && !I_.trace) {  // the 1x1 residual conv, row by row
-      const Layer& D = I_.layers[size_t(I_.residual_conv[li])];
-      const Buf& xd = bufs_[size_t(D.in[0])];
-      rc.shape = bitconv_shape(D, xd.h, xd.w);
-      rc.in = xd.p;
-      rc.weights = &prepared_weights(D, rc.shape, bgemm_for_shape(rc.shape));
-      rc.mul = D.mul.data();
-      rc.add = D.add.data();
-      e.residual_conv = &rc;
-      macs += rc.shape.macs();
-    } else if (L.in.size() == 2) {
-      attach_residual(L, e);
-    }
+    if (L.in.size() == 2) attach_residual(L, e);
     // Fused re-quantization: no float output tensor. A ReLU before the quantizer changes nothing
     // (the quantizer clips at 0, NaN -> 0 both ways), so ReLU layers fuse too.
     if (L.out_bits > 0) {
@@ -480,7 +464,7 @@ class Execution {
       bitconv_forward(s, x.p, prepared_weights(L, s, variant), e);
       finish(y, y.f, L.relu);
     }
-    return {macs, variant.name};
+    return {s.macs(), variant.name};
   }
 
   // The residual (second input) of bit conv L into its epilogue (its shape checked by the plan).

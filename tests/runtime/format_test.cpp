@@ -240,21 +240,12 @@ TEST_CASE("plan: buffer lifetimes and the stem fusion of a small graph", "[runti
   const size_t n = I.layers.size();
   REQUIRE(I.fusion.size() == n);
   REQUIRE(I.last_use.size() == I.tensors.size());
-  // conv1 -> maxpool -> act1 is the fused stem head; each 1x1 downsample conv runs in its block's
-  // conv2 (whose residual it is), so its input lives until then; nothing else fuses.
+  // conv1 -> maxpool -> act1 is the fused stem head; nothing else fuses.
   REQUIRE(I.layers[0].name == "conv1");
   CHECK(I.fusion[0] == kStemHead);
   CHECK(I.fusion[1] == kAbsorbed);
   CHECK(I.fusion[2] == kAbsorbed);
-  for (const char* b : {"layer2.0", "layer3.0", "layer4.0"}) {
-    const int ds = layer_index(I, std::string(b) + ".downsample.0");
-    const int conv2 = layer_index(I, std::string(b) + ".conv2");
-    CHECK(I.fusion[size_t(ds)] == kInEpilogue);
-    CHECK(I.residual_conv[size_t(conv2)] == ds);
-    CHECK(I.last_use[size_t(I.layers[size_t(ds)].in[0])] >= conv2);  // (or a score layer)
-  }
-  CHECK(std::count(I.residual_conv.begin(), I.residual_conv.end(), -1) == std::ptrdiff_t(n - 3));
-  CHECK(std::count(I.fusion.begin(), I.fusion.end(), kUnfused) == std::ptrdiff_t(n - 6));
+  CHECK(std::count(I.fusion.begin(), I.fusion.end(), kUnfused) == std::ptrdiff_t(n - 3));
   // Lifetimes: the image dies at conv1 (an upsample to the image size reads run()'s h, w, not
   // the buffer); a tensor whose size an upsample takes lives until then; a block input lives
   // until its residual sum (conv2); the output outlives every layer.
@@ -283,9 +274,8 @@ TEST_CASE("plan: the stem does not fuse when that would be inexact or unobservab
     bfcn::test::add_second_stem_reader(g.header);
     const Model::Impl I = planned(g);
     CHECK(I.last_use[size_t(I.layers[0].out)] == layer_index(I, "extra_pool"));
-    CHECK(std::count(I.fusion.begin(), I.fusion.end(), kStemHead) == 0);
     CHECK(std::count(I.fusion.begin(), I.fusion.end(), kUnfused) ==
-          std::ptrdiff_t(I.layers.size() - 3));  // all but the three downsample convs
+          std::ptrdiff_t(I.layers.size()));
   }
   SECTION("a decreasing quantizer affine (pooling no longer commutes with it)") {
     SyntheticGraph g = synthetic_graph();
@@ -299,9 +289,8 @@ TEST_CASE("plan: the stem does not fuse when that would be inexact or unobservab
     REQUIRE(found);
     const Model::Impl I = planned(g);
     CHECK(I.layers[2].mul[1] == -0.25f);
-    CHECK(std::count(I.fusion.begin(), I.fusion.end(), kStemHead) == 0);
     CHECK(std::count(I.fusion.begin(), I.fusion.end(), kUnfused) ==
-          std::ptrdiff_t(I.layers.size() - 3));
+          std::ptrdiff_t(I.layers.size()));
   }
 }
 
