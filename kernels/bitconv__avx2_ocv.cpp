@@ -143,15 +143,12 @@ void prep_weights__avx2_ocv(const uint64_t* w, int noc, int m_bits, int k_bits, 
 
 void bgemm__avx2_ocv(const uint64_t* a, int npix, const uint64_t* w, int noc, int k_bits,
                      int m_bits, int lp, int32_t* out, int ldo) {
-  if (with_plane_counts(m_bits, k_bits, [&]<int M, int K>() {
-        run<M, K>(a, npix, w, noc, lp, out, ldo);
-        return true;
-      }))
-    return;
-  // plain (unprepared) split weights; popcounts of split rows equal the originals
-  std::vector<uint64_t> planar(size_t(npix) * k_bits * lp);
-  untile_patches(a, npix, k_bits, lp, kOcvPixelTile, planar.data());
-  bgemm__avx2_popcnt(planar.data(), npix, w, noc, k_bits, m_bits, lp, out, ldo);
+  // fallback: plain (unprepared) split weights; popcounts of split rows equal the originals
+  tiled_or_fallback(a, npix, w, noc, k_bits, m_bits, lp, out, ldo, kOcvPixelTile,
+                    bgemm__avx2_popcnt, [&]<int M, int K>() {
+                      run<M, K>(a, npix, w, noc, lp, out, ldo);
+                      return true;
+                    });
 }
 
 }  // namespace bfcn

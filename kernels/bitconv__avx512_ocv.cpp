@@ -350,15 +350,12 @@ void threshold_pack__avx512(const int32_t* p, int n, int oc, const int32_t* corr
 
 void bgemm__avx512_ocv(const uint64_t* a, int npix, const uint64_t* w, int noc, int k_bits,
                        int m_bits, int lp, int32_t* out, int ldo) {
-  if (with_plane_counts(m_bits, k_bits, [&]<int M, int K>() {
-        run<M, K>(a, npix, w, noc, lp, out, ldo);
-        return true;
-      }))
-    return;
-  // plain (unprepared) weights of any lp: the scalar reference on untiled patches
-  std::vector<uint64_t> planar(size_t(npix) * k_bits * lp);
-  untile_patches(a, npix, k_bits, lp, kOcv512PixelTile, planar.data());
-  bgemm__ref(planar.data(), npix, w, noc, k_bits, m_bits, lp, out, ldo);
+  // fallback: plain (unprepared) weights of any lp, the scalar reference
+  tiled_or_fallback(a, npix, w, noc, k_bits, m_bits, lp, out, ldo, kOcv512PixelTile, bgemm__ref,
+                    [&]<int M, int K>() {
+                      run<M, K>(a, npix, w, noc, lp, out, ldo);
+                      return true;
+                    });
 }
 
 bool bgemm_direct__avx512_ocv(const uint64_t* a, const int64_t* loff, int npix, int stride,

@@ -60,5 +60,20 @@ inline void untile_patches(const uint64_t* a, int npix, int k_bits, int lp, int 
   }
 }
 
+// The BgemmFn body of a pixel-tiled kernel: run.template operator()<M, K>() (its vectorised loop,
+// returning true) for the plane counts it is compiled for, else `fallback` (a planar kernel of the
+// same contract) on the patches untiled and the plain weights prep_weight_blocks left.
+template <class Run>
+[[gnu::always_inline]] inline void tiled_or_fallback(
+    const uint64_t* a, int npix, const uint64_t* w, int noc, int k_bits, int m_bits, int lp,
+    int32_t* out, int ldo, int tile,
+    void (*fallback)(const uint64_t*, int, const uint64_t*, int, int, int, int, int32_t*, int),
+    Run&& run) {
+  if (with_plane_counts(m_bits, k_bits, run)) return;
+  std::vector<uint64_t> planar(size_t(npix) * k_bits * lp);
+  untile_patches(a, npix, k_bits, lp, tile, planar.data());
+  fallback(planar.data(), npix, w, noc, k_bits, m_bits, lp, out, ldo);
+}
+
 }  // namespace
 }  // namespace bfcn

@@ -236,12 +236,16 @@ void gemm_serial(int64_t m, int64_t n, int64_t k, const float* a, int64_t rs_a, 
 
 }  // namespace
 
-void sgemm_ukernel_6x16__ref(int64_t kc, const float* ap, const float* bp, int64_t ldb, float* c,
-                             int64_t ldc, bool accumulate) {
+namespace {
+
+// The reference 6x16 tile: c (+)= A B over kc, A read through a(i, p), B packed rows of ldb.
+template <class ReadA>
+void ukernel_ref(int64_t kc, ReadA a, const float* bp, int64_t ldb, float* c, int64_t ldc,
+                 bool accumulate) {
   float acc[kGemmMr][kGemmNr] = {};
   for (int64_t p = 0; p < kc; ++p)
     for (int i = 0; i < kGemmMr; ++i) {
-      const float av = ap[p * kGemmMr + i];
+      const float av = a(i, p);
       for (int j = 0; j < kGemmNr; ++j) acc[i][j] += av * bp[p * ldb + j];
     }
   for (int i = 0; i < kGemmMr; ++i)
@@ -249,17 +253,18 @@ void sgemm_ukernel_6x16__ref(int64_t kc, const float* ap, const float* bp, int64
       c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
 }
 
+}  // namespace
+
+void sgemm_ukernel_6x16__ref(int64_t kc, const float* ap, const float* bp, int64_t ldb, float* c,
+                             int64_t ldc, bool accumulate) {
+  ukernel_ref(
+      kc, [ap](int i, int64_t p) { return ap[p * kGemmMr + i]; }, bp, ldb, c, ldc, accumulate);
+}
+
 void sgemm_ukernel_6x16_arows__ref(int64_t kc, const float* a, int64_t lda, const float* bp,
                                    float* c, int64_t ldc, bool accumulate) {
-  float acc[kGemmMr][kGemmNr] = {};
-  for (int64_t p = 0; p < kc; ++p)
-    for (int i = 0; i < kGemmMr; ++i) {
-      const float av = a[i * lda + p];
-      for (int j = 0; j < kGemmNr; ++j) acc[i][j] += av * bp[p * kGemmNr + j];
-    }
-  for (int i = 0; i < kGemmMr; ++i)
-    for (int j = 0; j < kGemmNr; ++j)
-      c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
+  ukernel_ref(
+      kc, [a, lda](int i, int64_t p) { return a[i * lda + p]; }, bp, kGemmNr, c, ldc, accumulate);
 }
 
 std::span<const GemmVariant> sgemm_variants() {
