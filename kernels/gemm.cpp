@@ -81,6 +81,21 @@ const float* unpack_b(int64_t k, int64_t n, const float* bp) {
   return unpack_panels(n, k, kGemmNr, bp, t_unpack_b);
 }
 
+// One panel of W lanes x kc groups, lane by lane: lane i < valid from src + i*lane_step (its
+// values pstep apart), lanes past valid zero. dst[p*W + i].
+template <int W>
+inline void pack_strided_panel(const float* src, int64_t lane_step, int64_t pstep, int64_t valid,
+                               int64_t kc, float* dst) {
+  for (int64_t i = 0; i < W; ++i) {
+    if (i < valid) {
+      const float* lane = src + i * lane_step;
+      for (int64_t p = 0; p < kc; ++p) dst[p * W + i] = lane[p * pstep];
+    } else {
+      for (int64_t p = 0; p < kc; ++p) dst[p * W + i] = 0.0f;
+    }
+  }
+}
+
 // Ap: ceil(mc/MR) panels, each kc groups of MR row values (zero-padded rows past mc).
 void pack_a(int64_t mc, int64_t kc, const float* a, int64_t rs, int64_t cs, float* ap) {
   for (int64_t ir = 0; ir < mc; ir += kGemmMr) {
@@ -91,14 +106,7 @@ void pack_a(int64_t mc, int64_t kc, const float* a, int64_t rs, int64_t cs, floa
         for (int i = 0; i < kGemmMr; ++i) dst[p * kGemmMr + i] = a[(ir + i) + p * cs];
       continue;
     }
-    for (int64_t i = 0; i < kGemmMr; ++i) {
-      if (i < mr) {
-        const float* src = a + (ir + i) * rs;
-        for (int64_t p = 0; p < kc; ++p) dst[p * kGemmMr + i] = src[p * cs];
-      } else {
-        for (int64_t p = 0; p < kc; ++p) dst[p * kGemmMr + i] = 0.0f;
-      }
-    }
+    pack_strided_panel<kGemmMr>(a + ir * rs, rs, cs, mr, kc, dst);
   }
 }
 
@@ -118,14 +126,7 @@ void pack_b(int64_t kc, int64_t nc, const float* b, int64_t rs, int64_t cs, floa
       continue;
     }
     // Column by column: sequential reads when B is stored transposed (rs == 1).
-    for (int64_t j = 0; j < kGemmNr; ++j) {
-      if (j < nr) {
-        const float* src = b + (jr + j) * cs;
-        for (int64_t p = 0; p < kc; ++p) dst[p * kGemmNr + j] = src[p * rs];
-      } else {
-        for (int64_t p = 0; p < kc; ++p) dst[p * kGemmNr + j] = 0.0f;
-      }
-    }
+    pack_strided_panel<kGemmNr>(b + jr * cs, cs, rs, nr, kc, dst);
   }
 }
 
