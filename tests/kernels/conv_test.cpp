@@ -247,6 +247,15 @@ TEST_CASE(
       {3, 9, 14, 3, 3, 3, 2, 2, 1, 1, 1, 1, 3},    // depthwise
       {3, 10, 12, 1, 7, 7, 2, 2, 3, 3, 1, 1, 1},   // one output channel
       {4, 37, 70, 64, 7, 7, 2, 2, 3, 3, 1, 1, 1},  // 64 output channels, 2 threads' worth of rows
+      // Even kw and padding (every column offset has a tap of both phases), even padding with odd
+      // kw (the lowest offset has a phase-0 tap only); several column blocks for 1 and 4
+      // channels; kw at its limit.
+      {1, 8, 397, 6, 2, 2, 2, 2, 0, 0, 1, 1, 1},    // kw 2, no padding: 3 blocks, 1 channel
+      {2, 10, 35, 4, 4, 4, 1, 2, 2, 2, 1, 1, 1},    // even kernel, even padding
+      {4, 9, 101, 5, 5, 5, 3, 2, 2, 2, 1, 1, 1},    // even padding, odd kw: 3 blocks, 4 channels
+      {3, 11, 45, 7, 11, 11, 2, 2, 5, 6, 1, 1, 1},  // wide kernel, pad_h != pad_w
+      {1, 5, 33, 3, 3, 33, 2, 2, 1, 16, 1, 1, 1},   // kw 33 with padding
+      {1, 4, 40, 2, 1, 33, 1, 2, 0, 0, 1, 1, 1},    // kw 33, no padding: offsets down to -16
   };
   for (const Case& cs : cases)
     for (int64_t n : {1, 2}) check_geom(geom_of(cs, n), rng);
