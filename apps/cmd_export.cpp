@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,10 +30,29 @@
 
 namespace {
 
+// --verify's value: a count of val images (0 = off) or "all" (the whole split, the images the
+// mIoU is measured on).
+size_t verify_images(const bfcn::cli::Args& args) {
+  const std::string v = args.get("verify", "0");
+  if (v == "all") return std::numeric_limits<size_t>::max();
+  size_t used = 0;
+  int n = -1;
+  try {
+    n = std::stoi(v, &used);
+  } catch (const std::exception&) {
+  }
+  if (n < 0 || used != v.size())
+    throw bfcn::cli::UsageError(
+        "bfcn export: --verify: expected a count of images >= 0 or 'all', "
+        "got '" +
+        v + "'");
+  return size_t(n);
+}
+
 // Training engine (eval mode, quantized forward) vs the exported runtime model on the first
 // n_images val images (train/export_verify.h).
 bfcn::EngineComparison verify_export(const std::string& ckpt, const std::string& model_file,
-                                     int n_images, const bfcn::cli::Args& args) {
+                                     size_t n_images, const bfcn::cli::Args& args) {
   const bfcn::LoadedModel lm = bfcn::load_model_from_checkpoint(ckpt);
   const std::string source = bfcn::resolve_checkpoint(ckpt).string();
   BFCN_CHECK_CONFIG(lm.config.contains("data"), source,
@@ -44,7 +64,7 @@ bfcn::EngineComparison verify_export(const std::string& ckpt, const std::string&
   const bfcn::rt::Model rtm = bfcn::rt::Model::load(model_file);
   lm.model->eval();
   bfcn::EngineComparison c;
-  const size_t n = std::min(ds->size(), size_t(n_images));
+  const size_t n = std::min(ds->size(), n_images);
   for (size_t i = 0; i < n; ++i) {
     const bfcn::RawSample s = ds->load(i);
     bfcn::compare_engines_on_image(*lm.model, rtm, bfcn::image_to_tensor(s.image, dc.mean, dc.std),
@@ -64,7 +84,7 @@ int run_export(const bfcn::cli::Args& args) {
             << " FP32 layers, " << s.bytes << " bytes (FP32 parameters " << s.fp32_param_bytes
             << " bytes, 1/" << (s.bytes ? double(s.fp32_param_bytes) / double(s.bytes) : 0.0) << ")"
             << std::endl;
-  const int n = args.get_int("verify", 0);
+  const size_t n = verify_images(args);
   bfcn::EngineComparison a;
   if (n > 0) a = verify_export(ckpt, out, n, args);
   if (args.has("json")) {
@@ -118,22 +138,23 @@ BFCN_REGISTER_COMMAND(
     bfcn::cli::Command("export", "checkpoint -> bit-packed .bfcn deploy model")
         .describe("Writes a trained model as a bit-packed .bfcn file for `bfcn infer` and `bfcn "
                   "bench runtime`. With --verify N, runs the file in the runtime and the "
-                  "checkpoint in the training engine on the first N val images and reports their "
-                  "label agreement and, quantizer by quantizer, which activation codes differ and "
+                  "checkpoint in the training engine on the first N val images (all: the whole "
+                  "split, the images the mIoU is measured on) and reports their label agreement "
+                  "and, quantizer by quantizer, which activation codes differ and "
                   "whether each sits at a float rounding tie (exit 3 below 99.9 % agreement or on "
                   "any code that differs elsewhere).")
-        .usage("bfcn export --checkpoint CKPT --out MODEL.bfcn [--verify N] [--json FILE]")
+        .usage("bfcn export --checkpoint CKPT --out MODEL.bfcn [--verify N|all] [--json FILE]")
         .with_flags(
             {bfcn::cli::text("checkpoint", "CKPT", "checkpoint .h5 or training output dir")
                  .needed(),
              bfcn::cli::text("out", "FILE", "the .bfcn model to write").needed(),
-             bfcn::cli::integer("verify", "N",
-                                "compare runtime and training engine on N val images (0 = off)")
-                 .at_least(0)
+             bfcn::cli::text("verify", "N|all",
+                             "compare runtime and training engine on N val images (0 = off; all: "
+                             "the whole val split)")
                  .defaults("0"),
              bfcn::cli::text("data-root", "DIR", "override the config's data.root for --verify"),
              bfcn::cli::text("json", "FILE", "write the export summary (and --verify's result)"),
              bfcn::cli::integer("threads", "N", "OpenMP threads").at_least(1)})
         .example("bfcn export --checkpoint runs/w1a2/best.h5 --out w1a2.bfcn")
-        .example("bfcn export --checkpoint runs/w1a2/best.h5 --out w1a2.bfcn --verify 50")
+        .example("bfcn export --checkpoint runs/w1a2/best.h5 --out w1a2.bfcn --verify all")
         .runs(run_export));

@@ -76,7 +76,7 @@ class Observers {
 };
 
 bool near_tie(float x, const Scale& s, double tol) {
-  const double u = double(std::min(1.0f, std::max(0.0f, x / s.clip)) * s.levels);
+  const double u = double(std::min(1.0f, std::max(0.0f, x * (1.0f / s.clip))) * s.levels);
   return std::abs(u - std::floor(u) - 0.5) < tol;
 }
 

@@ -144,18 +144,21 @@ Var pact_quantize(const Var& x, const Var& alpha, int k) {
   const float a = av.f32()[0];
   BFCN_CHECK(std::isfinite(a) && a > 0.0f, "pact_quantize: the clip alpha must be > 0, got ", a);
   const float n = k == 32 ? 0.0f : static_cast<float>((1 << k) - 1);
+  // x * (1/alpha), not x / alpha: the float steps of the runtime's quantize_pack_act (its mul is
+  // the export's 1/alpha), so both engines round the same value the same way.
+  const float inv = 1.0f / a;
   const int64_t count = xv.numel();
   Tensor y = empty_like(xv);
   const float* xp = xv.f32();
   float* yp = y.f32();
 #pragma omp parallel for schedule(static) if (count > (1 << 16))
   for (int64_t i = 0; i < count; ++i) {
-    const float u = std::min(1.0f, std::max(0.0f, xp[i] / a));
+    const float u = std::min(1.0f, std::max(0.0f, xp[i] * inv));
     yp[i] = a * (n > 0.0f ? std::nearbyint(u * n) / n : u);
   }
   Tensor xs = xv;  // kept for backward (shared storage; no graph value is modified in place)
   return make_op("pact_quantize", y, {x, alpha},
-                 [xs, a, n](const Tensor& dy, const GradMask& need) -> std::vector<Tensor> {
+                 [xs, a, inv, n](const Tensor& dy, const GradMask& need) -> std::vector<Tensor> {
                    const int64_t m = xs.numel();
                    const float* xq = xs.f32();
                    const float* d = dy.f32();
@@ -176,7 +179,7 @@ Var pact_quantize(const Var& x, const Var& alpha, int k) {
                          s += d[i];
                          continue;
                        }
-                       const float u = xq[i] / a;
+                       const float u = xq[i] * inv;
                        const float q = n > 0.0f ? std::nearbyint(u * n) / n : u;
                        s += static_cast<double>(d[i]) * (q - u);
                      }

@@ -77,4 +77,14 @@ TEST_CASE("cli: bfcn export --verify compares runtime and training engine on val
   CHECK_THAT(r.output, Catch::Contains("nowhere"));
   r = test::run_command(base + "-1");
   CHECK(r.status == 1);
+  CHECK_THAT(r.output,
+             Catch::Contains("--verify: expected a count of images >= 0 or 'all', got '-1'"));
+  r = test::run_command(base + "3x");
+  CHECK(r.status == 1);
+  CHECK_THAT(r.output, Catch::Contains("got '3x'"));
+  // all: the whole val split.
+  r = test::run_command(base + "all");
+  INFO(r.output);
+  CHECK(r.status == 0);
+  CHECK_THAT(r.output, Catch::Contains("verify: 3 val images of voc:"));
 }

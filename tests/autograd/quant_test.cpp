@@ -15,6 +15,7 @@
 #include "autograd/gradcheck.h"
 #include "autograd/ops.h"
 #include "core/error.h"
+#include "kernels/bitpack.h"
 #include "tests/support/test_support.h"
 
 using namespace bfcn;
@@ -483,6 +484,44 @@ TEST_CASE("pact_quantize with alpha 1 equals DoReFa's activation quantizer", "[q
   const Tensor p = pact_quantize(Var(t), Var(Tensor::full(Shape{1}, 1.0f)), 2).value();
   const Tensor d = quantize_activation(Var(t), 2).value();
   for (int64_t i = 0; i < t.numel(); ++i) CHECK(p.f32()[i] == d.f32()[i]);
+}
+
+TEST_CASE("pact_quantize rounds exactly as the runtime's quantizer with the export's 1/alpha",
+          "[quant]") {
+  // The export writes a learned-clip quantizer as mul = 1/alpha (train/export.cpp) and the runtime
+  // computes x*mul; x/alpha can round to the other side of a tie. Scan values a few ulps around
+  // every tie alpha*(j+1/2)/3 for several alphas: every code must match.
+  std::vector<float> xs;
+  const std::vector<float> alphas = {0.7f, 1.3f, 2.9f, 3.7f, 5.3f, 6.1f, 7.7f};
+  for (float alpha : alphas)
+    for (int j = 0; j < 3; ++j) {
+      float x = alpha * (float(j) + 0.5f) / 3.0f;
+      for (int k = 0; k < 24; ++k) x = std::nextafter(x, 0.0f);
+      for (int k = 0; k < 48; ++k, x = std::nextafter(x, 100.0f)) xs.push_back(x);
+    }
+  const int64_t per = int64_t(xs.size() / alphas.size());
+  int64_t division_differs = 0;
+  for (size_t ai = 0; ai < alphas.size(); ++ai) {
+    const float alpha = alphas[ai], mul = 1.0f / alpha;
+    const std::vector<float> x(xs.begin() + int64_t(ai) * per, xs.begin() + int64_t(ai + 1) * per);
+    NoGradGuard g;
+    const Tensor t = Tensor::from_vector(Shape{int64_t(x.size())}, x);
+    const Tensor y = pact_quantize(Var(t), Var(Tensor::full(Shape{1}, alpha)), 2).value();
+    std::vector<uint64_t> packed(x.size() * 2);
+    // One channel per pixel: codes [pixels][2 bits][1 word].
+    quantize_pack_act(x.data(), int64_t(x.size()), 1, 2, &mul, nullptr, packed.data());
+    std::vector<uint8_t> rt(x.size());
+    unpack_act_q(packed.data(), int64_t(x.size()), 1, 2, rt.data());
+    for (size_t i = 0; i < x.size(); ++i) {
+      const int mine = int(std::lround(y.f32()[i] / alpha * 3.0f));
+      INFO("alpha " << alpha << " x " << x[i]);
+      CHECK(mine == int(rt[i]));
+      const float by_division = std::nearbyint(std::min(1.0f, x[i] / alpha) * 3.0f);
+      division_differs += by_division != float(rt[i]);
+    }
+  }
+  // The scan does reach values where x/alpha would have disagreed (the test can fail).
+  CHECK(division_differs > 0);
 }
 
 TEST_CASE("pact_quantize rejects a non-positive clip and bad bit widths", "[quant]") {
