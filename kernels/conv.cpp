@@ -6,7 +6,10 @@
 // With multi-panel (AVX-512) tiles and output rows of >= 64 (no groups), forward and
 // backward-weight skip im2col: the GEMM reads its operand in place from zero-padded bands of input
 // rows (forward_rows_in_place); backward-data of <= 4 input channels with stride 2 along the width
-// (the RGB stem) runs a direct kernel (kernels/conv_dgrad__avx512.cpp).
+// (the RGB stem) runs a direct kernel (kernels/conv_dgrad__avx512.cpp). 3x3 stride-1 convs of rows
+// 16 to 48 wide (the 256- and 512-channel layers) run direct register tiles on a zero-padded copy
+// of the input (kernels/conv_direct__avx512.cpp): forward, backward-data and, where the transposed
+// order would be used, backward-weight.
 // The pixel dimension is cut into cache-sized chunks (256 pixels forward, ~1 MiB of col
 // backward). Each call opens one parallel region and gives every thread a disjoint slice of the
 // output (forward: pixel-chunk tasks; backward-input: image and input-channel tasks;
@@ -40,8 +43,17 @@ std::span<const ConvRowVariant> conv_row_variants() {
     {Isa::ref, "conv_rows__ref", gather_stride2__ref, scatter_add_stride2__ref},
 #if BFCN_X86
     {Isa::avx2, "conv_rows__avx2", gather_stride2__avx2, scatter_add_stride2__avx2},
-    {Isa::avx512, "conv_rows__avx512", gather_stride2__avx512, scatter_add_stride2__avx512,
-     conv2d_dgrad_rows_w2__avx512},
+    {Isa::avx512,
+     "conv_rows__avx512",
+     gather_stride2__avx512,
+     scatter_add_stride2__avx512,
+     conv2d_dgrad_rows_w2__avx512,
+     {{{conv3x3_tile__avx512<1, 1, false>, conv3x3_tile__avx512<1, 2, false>},
+       {conv3x3_tile__avx512<2, 1, false>, conv3x3_tile__avx512<2, 2, false>}},
+      {{conv3x3_tile__avx512<1, 1, true>, conv3x3_tile__avx512<1, 2, true>},
+       {conv3x3_tile__avx512<2, 1, true>, conv3x3_tile__avx512<2, 2, true>}}},
+     {{conv3x3_wgrad_tile__avx512<2, 1>, conv3x3_wgrad_tile__avx512<2, 2>},
+      {conv3x3_wgrad_tile__avx512<4, 1>, conv3x3_wgrad_tile__avx512<4, 2>}}},
 #endif
   };
   return kVariants;
@@ -307,6 +319,129 @@ void fill_band(const ConvGeom& g, const Dims& d, const RowBands& rb, const float
   }
 }
 
+// Direct 3x3 stride-1 convolution of narrow rows (16 <= width < 64, a multiple of 16: the deep
+// ResNet layers), on the row variant's register tiles (ConvTile3x3Fn), for forward and, through the
+// rotated kernel, backward-data: out [m, ho*wo] (+ bias) from src [n, cin, hin, win] and weights
+// read in place, A(i, (ch, t)) = wgt[i*a_rs + ch*a_cs + t]. Each image is copied once into a
+// zero-padded buffer [cin][hin + 2*ph][win + 2*pw] (shared by the team), so output pixel (oh, ow)
+// of tap (ki, kj) reads it at row oh + ki, column ow + kj: no im2col (the 256- and 512-channel
+// layers had spent a tenth of their forward time writing and re-reading 9 copies of the input)
+// and no weight repacking. Threads take blocks of output columns; every output sums the depth
+// blocks of kDirectCb channels in order, so results do not depend on the thread count.
+// One channel [h, w] into dst [h + 2*ph][w + 2*pw], zeros around it.
+void pad_channel(const float* src, int64_t h, int64_t w, int64_t ph, int64_t pw, float* dst) {
+  const int64_t ld = w + 2 * pw;
+  std::fill(dst, dst + ph * ld, 0.0f);
+  for (int64_t r = 0; r < h; ++r) {
+    float* row = dst + (ph + r) * ld;
+    std::fill(row, row + pw, 0.0f);
+    std::memcpy(row + pw, src + r * w, static_cast<size_t>(w) * sizeof(float));
+    std::fill(row + pw + w, row + ld, 0.0f);
+  }
+  std::fill(dst + (ph + h) * ld, dst + (2 * ph + h) * ld, 0.0f);
+}
+
+struct Direct3x3 {
+  int64_t cin, hin, win, ph, pw;  // source image and its padding
+  int64_t m, ho, wo;              // output rows (channels) and image
+  const float* wgt;
+  int64_t a_rs, a_cs;
+  bool flip;
+};
+
+constexpr int64_t kDirectCb = 32;     // channels per depth block: 288-deep, A panel 13.5 KiB
+constexpr int64_t kDirectCols = 256;  // output columns per task (B block and C block in L2)
+
+bool direct3x3_fits(const ConvGeom& g, int64_t out_w) {
+  return conv_rows().tile3x3[0][0][0] != nullptr && g.kh == 3 && g.kw == 3 && g.stride_h == 1 &&
+         g.stride_w == 1 && g.dilation_h == 1 && g.dilation_w == 1 && g.groups == 1 &&
+         out_w % kGemmNr == 0 && out_w < 64;
+}
+
+// Columns [j0, j1) of out (one image): every depth block, 12-row tiles (6 at the end, the last
+// rows through a zero-padded copy of their weights), 32-column tiles (16 at the end).
+void direct3x3_block(const Direct3x3& p, const float* xpad, int64_t j0, int64_t j1, float* out,
+                     float* arows) {
+  const ConvRowVariant& v = conv_rows();
+  const int64_t hp = p.hin + 2 * p.ph, ld = p.win + 2 * p.pw, np_out = p.ho * p.wo;
+  alignas(64) float scratch[12 * 32];
+  auto boff = [&](int64_t j) { return (j / p.wo) * ld + j % p.wo; };
+  for (int64_t ch0 = 0; ch0 < p.cin; ch0 += kDirectCb) {
+    const int64_t nch = std::min(kDirectCb, p.cin - ch0);
+    const bool acc = ch0 > 0;
+    const float* bch = xpad + ch0 * hp * ld;
+    for (int64_t ir = 0; ir < p.m;) {
+      const int mp = p.m - ir >= 12 ? 2 : 1;
+      const int64_t mr = std::min<int64_t>(p.m - ir, 6 * mp);
+      const float* a = p.wgt + ir * p.a_rs + ch0 * p.a_cs;
+      int64_t a_rs = p.a_rs, a_cs = p.a_cs;
+      if (mr < 6) {  // rows past m are zero: arows[(i*nch + ch)*9 + t]
+        for (int64_t i = 0; i < 6; ++i)
+          for (int64_t ch = 0; ch < nch; ++ch)
+            for (int64_t t = 0; t < 9; ++t)
+              arows[(i * nch + ch) * 9 + t] = i < mr ? a[i * a_rs + ch * a_cs + t] : 0.0f;
+        a = arows;
+        a_rs = nch * 9;
+        a_cs = 9;
+      }
+      for (int64_t jr = j0; jr < j1; jr += 32) {
+        const int np = j1 - jr > 16 ? 2 : 1;
+        const ConvTile3x3Fn fn = v.tile3x3[p.flip ? 1 : 0][mp - 1][np - 1];
+        const float* b = bch + boff(jr);
+        const int64_t b_next = np > 1 ? boff(jr + 16) - boff(jr) : 0;
+        float* c = out + ir * np_out + jr;
+        if (mr == 6 * mp) {
+          fn(nch, a, a_rs, a_cs, b, hp * ld, ld, b_next, c, np_out, acc);
+          continue;
+        }
+        fn(nch, a, a_rs, a_cs, b, hp * ld, ld, b_next, scratch, 32, false);
+        for (int64_t i = 0; i < mr; ++i)
+          for (int64_t j = 0; j < 16 * np; ++j)
+            c[i * np_out + j] = acc ? c[i * np_out + j] + scratch[i * 32 + j] : scratch[i * 32 + j];
+      }
+      ir += mr;
+    }
+  }
+}
+
+void direct3x3(const ConvGeom& g, const Direct3x3& p, const float* src, const float* bias,
+               float* out) {
+  const int nt = conv_threads(g);
+  const int64_t hp = p.hin + 2 * p.ph, ld = p.win + 2 * p.pw, np_out = p.ho * p.wo;
+  assert(p.ho == hp - 2 && p.wo == ld - 2 && p.wo % kGemmNr == 0);
+  float* xpad = t_xpad.get(static_cast<size_t>(p.cin * hp * ld));
+  const int64_t per = ((np_out + nt - 1) / nt + 31) / 32 * 32;
+  const int64_t cols = std::min(kDirectCols, per);
+  const int64_t nblk = (np_out + cols - 1) / cols;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    float* arows = t_wrows.get(static_cast<size_t>(6 * kDirectCb * 9));
+    for (int64_t in = 0; in < g.n; ++in) {
+      const float* xs = src + in * p.cin * p.hin * p.win;
+#pragma omp for schedule(static)
+      for (int64_t ch = 0; ch < p.cin; ++ch)
+        pad_channel(xs + ch * p.hin * p.win, p.hin, p.win, p.ph, p.pw, xpad + ch * hp * ld);
+      float* on = out + in * p.m * np_out;
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t blk = 0; blk < nblk; ++blk) {
+        const int64_t j0 = blk * cols, j1 = std::min(np_out, j0 + cols);
+        direct3x3_block(p, xpad, j0, j1, on, arows);
+        if (bias != nullptr)
+          for (int64_t kk = 0; kk < p.m; ++kk)
+            for (int64_t j = j0; j < j1; ++j) on[kk * np_out + j] += bias[kk];
+      }
+    }
+  }
+}
+
+bool forward_direct3x3(const ConvGeom& g, const Dims& d, const float* x, const float* w,
+                       const float* bias, float* y) {
+  if (!direct3x3_fits(g, d.wo)) return false;
+  const Direct3x3 p{g.c, g.h, g.w, g.pad_h, g.pad_w, g.k, d.ho, d.wo, w, g.c * 9, 9, false};
+  direct3x3(g, p, x, bias, y);
+  return true;
+}
+
 bool forward_rows_in_place(const ConvGeom& g, const Dims& d, const float* x, const float* w,
                            const float* bias, float* y) {
   const int nt = conv_threads(g);
@@ -355,6 +490,7 @@ void conv2d_forward(const ConvGeom& g, const float* x, const float* w, const flo
   assert(g.valid());
   const Dims d = dims_of(g);
   if (forward_rows_in_place(g, d, x, w, bias, y)) return;
+  if (forward_direct3x3(g, d, x, w, bias, y)) return;
   const int nt = conv_threads(g);
   const int64_t mpan = (d.kg + kGemmMr - 1) / kGemmMr;  // A panels per group
   const int64_t wp_group = mpan * kGemmMr * d.r;
@@ -449,6 +585,17 @@ bool backward_input_as_forward(const ConvGeom& g, const Dims& d, const float* dy
   return true;
 }
 
+// Stride-1 3x3 backward-data of narrow rows: dx = conv(dY padded by 2 - pad, the kernel rotated by
+// 180 degrees and transposed), on the direct tiles with the weights read in place (A(c, (k, t)) =
+// W[k][c][8 - t]): no W' copy, no GEMM + col2im.
+bool backward_input_direct3x3(const ConvGeom& g, const Dims& d, const float* dy, const float* w,
+                              float* dx) {
+  if (!direct3x3_fits(g, g.w) || g.pad_h > 2 || g.pad_w > 2) return false;
+  const Direct3x3 p{g.k, d.ho, d.wo, 2 - g.pad_h, 2 - g.pad_w, g.c, g.h, g.w, w, 9, g.c * 9, true};
+  direct3x3(g, p, dy, nullptr, dx);
+  return true;
+}
+
 // Few input channels and stride 2 along the width (the RGB stem): the direct kernel of the row
 // variant, on weights repacked tap-major. Tasks are (image, group, block of dx rows); every dx
 // element is one sum in a fixed order whatever the thread count.
@@ -491,6 +638,7 @@ void conv2d_backward_input(const ConvGeom& g, const float* dy, const float* w, f
   assert(g.valid());
   const Dims d = dims_of(g);
   if (backward_input_as_forward(g, d, dy, w, dx)) return;
+  if (backward_input_direct3x3(g, d, dy, w, dx)) return;
   if (backward_input_direct_small_c(g, d, dy, w, dx)) return;
   const int64_t khw = g.kh * g.kw;
   const int nt = conv_threads(g);
@@ -614,6 +762,98 @@ bool backward_weight_rows_in_place(const ConvGeom& g, const Dims& d, const float
   return true;
 }
 
+// Backward-weight of the direct 3x3 convolutions above (narrow rows), per block of 32 output
+// channels: acc [R][32] (rows (ki, c, kj), L2-resident) = the padded input rows (read in place, 4
+// channels x 3 column taps per 12-row tile) times dY^T (packed once per call), summed over images
+// and depth blocks of about 256 output pixels (whole rows), then transposed into those 32 rows of
+// dW while in cache (a whole [R][K] acc, 9.4 MB for 512 channels, had gone out to memory and back,
+// slower than the GEMM path). Threads split the output channels; every element sums images, then
+// depth blocks, in order.
+bool backward_weight_direct3x3(const ConvGeom& g, const Dims& d, const float* x, const float* dy,
+                               float* dw) {
+  if (!direct3x3_fits(g, d.wo) || conv_rows().wgrad3x3[0][0] == nullptr) return false;
+  // Only where conv2d_backward_weight would run the transposed order (and so transpose its result
+  // too): for 512 channels at 16x16 the transposition (2.4M floats) costs what the tiles save, the
+  // GEMM on packed col^T measured as fast in interleaved runs (84 vs 84, 81 vs 83, 90 vs 92
+  // GMAC/s).
+  if (d.kg * (d.p * g.n + d.r) >= d.r * d.p * g.n) return false;
+  const ConvRowVariant& v = conv_rows();
+  const int nt = conv_threads(g);
+  const int64_t hp = g.h + 2 * g.pad_h, ld = g.w + 2 * g.pad_w, cs = hp * ld;
+  const int64_t xs_img = (g.c + 1) * cs;  // channel C of each image's copy is zeros
+  const int64_t kpan = (g.k + kGemmNr - 1) / kGemmNr, bp_img = kpan * kGemmNr * d.p;
+  const int64_t rows_blk = std::max<int64_t>(1, 256 / d.wo);  // output rows per depth block
+  constexpr int64_t kBlk = 32;                                // output channels per acc block
+  // Row tiles: per row tap, channels in fours, then twos (a last odd channel pairs with the zero
+  // channel).
+  const int64_t quads = g.c / 4, pairs = (g.c % 4 + 1) / 2, tiles_per_ki = quads + pairs;
+  float* xpad = t_xpad.get(static_cast<size_t>(g.n * xs_img));
+  float* bp = t_tmp.get(static_cast<size_t>(g.n * bp_img));
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int t = omp_get_thread_num(), nth = omp_get_num_threads();
+#pragma omp for schedule(static)
+    for (int64_t q = 0; q < g.n * (g.c + 1); ++q) {
+      const int64_t in = q / (g.c + 1), ch = q % (g.c + 1);
+      float* dst = xpad + in * xs_img + ch * cs;
+      if (ch == g.c)
+        std::fill(dst, dst + cs, 0.0f);
+      else
+        pad_channel(x + (in * g.c + ch) * d.hw, g.h, g.w, g.pad_h, g.pad_w, dst);
+    }
+#pragma omp for schedule(static)
+    for (int64_t q = 0; q < g.n * kpan; ++q) {  // B(p, kk) = dY[kk][p]
+      const int64_t in = q / kpan, k0 = q % kpan * kGemmNr;
+      const int64_t kn = std::min<int64_t>(kGemmNr, g.k - k0);
+      sgemm_pack_b(d.p, kn, dy + (in * g.k + k0) * d.p, 1, d.p, bp + in * bp_img + k0 * d.p);
+    }
+    float* acc = t_wpack.get(static_cast<size_t>(d.r * kBlk));
+    alignas(64) float scratch[12 * 32];
+    int64_t q0, q1;
+    split_range(kpan, kBlk / kGemmNr, t, nth, q0, q1);
+    for (int64_t jc = q0 * kGemmNr; jc < std::min(g.k, q1 * kGemmNr); jc += kBlk) {
+      const int64_t nr = std::min(kBlk, g.k - jc);
+      const int np = nr > kGemmNr ? 2 : 1;
+      for (int64_t in = 0; in < g.n; ++in)
+        for (int64_t oh0 = 0; oh0 < d.ho; oh0 += rows_blk) {
+          const int64_t nrows = std::min(rows_blk, d.ho - oh0);
+          const bool add = in > 0 || oh0 > 0;
+          const float* b = bp + in * bp_img + jc * d.p + oh0 * d.wo * kGemmNr;
+          for (int64_t tile = 0; tile < g.kh * tiles_per_ki; ++tile) {
+            const int64_t ki = tile / tiles_per_ki, tq = tile % tiles_per_ki;
+            const int64_t c0 = tq < quads ? 4 * tq : 4 * quads + 2 * (tq - quads);
+            const int nch = tq < quads ? 4 : 2;
+            const int64_t valid_rows = 3 * std::min<int64_t>(nch, g.c - c0);
+            const float* a = xpad + in * xs_img + c0 * cs + (ki + oh0) * ld;
+            float* cp = acc + (ki * g.c + c0) * 3 * kBlk;
+            const ConvWgradTile3x3Fn fn = v.wgrad3x3[nch / 2 - 1][np - 1];
+            if (valid_rows == 3 * nch && nr == np * kGemmNr) {
+              fn(nrows, d.wo, a, cs, ld, b, kGemmNr * d.p, cp, kBlk, kGemmNr, add);
+              continue;
+            }
+            fn(nrows, d.wo, a, cs, ld, b, kGemmNr * d.p, scratch, 32, kGemmNr, false);
+            for (int64_t i = 0; i < valid_rows; ++i)
+              for (int64_t j = 0; j < nr; ++j) {
+                float& dst = cp[i * kBlk + j];
+                dst = add ? dst + scratch[i * 32 + j] : scratch[i * 32 + j];
+              }
+          }
+        }
+      // dW[k][c][ki][kj] = acc[((ki*C + c)*3 + kj)*32 + k - jc], 16 channels at a time (their
+      // 144 acc rows in L1), each dW row written in runs of 144 floats.
+      for (int64_t cb = 0; cb < g.c; cb += 16)
+        for (int64_t kk = 0; kk < nr; ++kk) {
+          float* dst = dw + ((jc + kk) * g.c + cb) * 9;
+          const float* src = acc + cb * 3 * kBlk + kk;  // row tap ki at + ki*3*C*kBlk
+          for (int64_t cc = cb; cc < std::min(g.c, cb + 16); ++cc, dst += 9, src += 3 * kBlk)
+            for (int64_t ki = 0; ki < 3; ++ki)
+              for (int64_t kj = 0; kj < 3; ++kj) dst[ki * 3 + kj] = src[(ki * 3 * g.c + kj) * kBlk];
+        }
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 // Usually computed transposed, dW_g^T [R,Kg] += col [R,np] · dY_g^T [np,Kg]: the col rows feed the
@@ -624,6 +864,7 @@ void conv2d_backward_weight(const ConvGeom& g, const float* x, const float* dy, 
   assert(g.valid());
   const Dims d = dims_of(g);
   if (backward_weight_rows_in_place(g, d, x, dy, dw)) return;
+  if (backward_weight_direct3x3(g, d, x, dy, dw)) return;
   const int nt = conv_threads(g);
   // Pixel chunks of a multiple of 256 (the GEMM's k block) with the col block near 1 MiB, so
   // im2col output is still in cache when the GEMM reads it. Independent of the thread count.

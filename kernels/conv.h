@@ -55,12 +55,30 @@ using ConvDgradRowsFn = void (*)(const ConvGeom& g, const float* dy, const float
                                  int64_t ih1, float* dx);
 constexpr int64_t kConvDgradMaxC = 4;
 constexpr int64_t kConvDgradMaxKw = 33;
+// One register tile of a direct 3x3, stride-1 convolution on a zero-padded input: for i < 6*MP,
+// j < 16*NP, c[i*ldc + j] (+)= the sum over channels ch < nch, then taps t = 3*ki + kj < 9, of
+// a[i*a_rs + ch*a_cs + t'] * b[ch*b_cs + ki*b_rs + kj + (j/16)*b_next + j%16], with t' = t (FLIP:
+// 8 - t), summed from zero in that order with FMA, then added to C when accumulate.
+using ConvTile3x3Fn = void (*)(int64_t nch, const float* a, int64_t a_rs, int64_t a_cs,
+                               const float* b, int64_t b_cs, int64_t b_rs, int64_t b_next, float* c,
+                               int64_t ldc, bool accumulate);
+// One backward-weight tile of the same convolution: for i < 3*NCH, j < 16*NP,
+// c[i*ldc + (j/16)*c_next + j%16] (+)= the
+// sum over rows r < nrows, then columns ow < wo, of a[(i/3)*a_cs + r*lda + ow + i%3] *
+// b[(r*wo + ow)*16 + (j/16)*b_next + j%16] (a: NCH channels of the padded input at one row tap, b:
+// dY^T in 16-column panels), from zero in that order with FMA, then added to C when accumulate.
+using ConvWgradTile3x3Fn = void (*)(int64_t nrows, int64_t wo, const float* a, int64_t a_cs,
+                                    int64_t lda, const float* b, int64_t b_next, float* c,
+                                    int64_t ldc, int64_t c_next, bool accumulate);
 struct ConvRowVariant {
   Isa isa;
   const char* name;  // "conv_rows__avx512"
   ConvRowFn gather_stride2;
   ConvRowFn scatter_add_stride2;
   ConvDgradRowsFn dgrad_rows_w2 = nullptr;  // nullptr: GEMM + col2im
+  // [FLIP][MP-1][NP-1]; nullptr: the 3x3 convs of narrow rows lower to GEMM (kernels/conv.cpp).
+  ConvTile3x3Fn tile3x3[2][2][2] = {};
+  ConvWgradTile3x3Fn wgrad3x3[2][2] = {};  // [NCH/2 - 1][NP-1]
 };
 std::span<const ConvRowVariant> conv_row_variants();
 void gather_stride2__ref(const float* src, float* dst, int64_t n);
@@ -70,6 +88,14 @@ void scatter_add_stride2__avx2(const float* src, float* dst, int64_t n);
 // The same with 16 lanes and masked row ends.
 void gather_stride2__avx512(const float* src, float* dst, int64_t n);
 void scatter_add_stride2__avx512(const float* src, float* dst, int64_t n);
+template <int MP, int NP, bool FLIP>
+void conv3x3_tile__avx512(int64_t nch, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
+                          int64_t b_cs, int64_t b_rs, int64_t b_next, float* c, int64_t ldc,
+                          bool accumulate);
+template <int NCH, int NP>
+void conv3x3_wgrad_tile__avx512(int64_t nrows, int64_t wo, const float* a, int64_t a_cs,
+                                int64_t lda, const float* b, int64_t b_next, float* c, int64_t ldc,
+                                int64_t c_next, bool accumulate);
 void conv2d_dgrad_rows_w2__avx512(const ConvGeom& g, const float* dy, const float* wp, int64_t ih0,
                                   int64_t ih1, float* dx);
 

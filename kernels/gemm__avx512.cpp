@@ -11,6 +11,7 @@
 #include <type_traits>
 
 #include "kernels/gemm.h"
+#include "kernels/gemm_tile__avx512.h"
 
 namespace bfcn {
 
@@ -39,33 +40,17 @@ template <int MP, int NP, class ReadA>
 [[gnu::always_inline]] inline void tile(int64_t kc, ReadA a, const float* b, int64_t ldb,
                                         int64_t b_next, float* c, int64_t ldc, bool accumulate) {
   constexpr int M = 6 * MP;
-  __m512 acc[M][NP];
-#pragma GCC unroll 12
-  for (int i = 0; i < M; ++i)
-#pragma GCC unroll 2
-    for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_setzero_ps();
+  avx512::TileAcc<M, NP> acc;
+  acc.zero();
   const float* b1 = b + (NP > 1 ? b_next : 0);
 #pragma GCC unroll 2
   for (int64_t p = 0; p < kc; ++p) {
     __m512 bv[NP];
     bv[0] = _mm512_loadu_ps(b + p * ldb);
     if constexpr (NP > 1) bv[1] = _mm512_loadu_ps(b1 + p * ldb);
-#pragma GCC unroll 12
-    for (int i = 0; i < M; ++i) {
-      const __m512 av = _mm512_set1_ps(a.at(i, p));
-#pragma GCC unroll 2
-      for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
-    }
+    acc.fma(bv, [&](int i) { return a.at(i, p); });
   }
-#pragma GCC unroll 12
-  for (int i = 0; i < M; ++i)
-#pragma GCC unroll 2
-    for (int j = 0; j < NP; ++j) {
-      float* row = c + i * ldc + j * 16;
-      __m512 v = acc[i][j];
-      if (accumulate) v = _mm512_add_ps(_mm512_loadu_ps(row), v);
-      _mm512_storeu_ps(row, v);
-    }
+  acc.store(c, ldc, 16, accumulate);
 }
 
 }  // namespace

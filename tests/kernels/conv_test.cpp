@@ -261,6 +261,32 @@ TEST_CASE(
     for (int64_t n : {1, 2}) check_geom(geom_of(cs, n), rng);
 }
 
+// 3x3 stride-1 convolutions of rows 16 to 48 wide (a multiple of 16): forward and backward-data run
+// the row variant's direct tiles where it has them (AVX-512). Channels below, at and past one
+// 32-channel depth block, output channels that leave 1-5 rows for the zero-padded last tile,
+// 16-column panels that straddle image rows (width 48) or end a row (width 16, odd height),
+// padding 0-2 (backward-data only for widths of 16/32/48, forward only for output widths of them),
+// batch 1 and 2.
+TEST_CASE("conv2d direct 3x3 of narrow rows matches the reference") {
+  Restore restore;
+  Rng rng(314);
+  const Case cases[] = {
+      // c  h   w   k  kh kw sh sw ph pw dh dw groups
+      {20, 16, 16, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1},  // 12 + 1 output channels, one depth block
+      {40, 5, 32, 30, 3, 3, 1, 1, 1, 1, 1, 1, 1},   // 32 + 8 channels, 12 + 12 + 6 rows
+      {33, 7, 48, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1},   // panels straddling rows, 12 + 6 + 2 rows
+      {8, 5, 16, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1},     // odd height: a last 16-column tile
+      {7, 4, 16, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1},     // 3 output and 3 input channels (bwd)
+      {16, 16, 32, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1},  // two column blocks: 2 threads share them
+      {12, 10, 18, 24, 3, 3, 1, 1, 0, 0, 1, 1, 1},  // no padding: forward only (16 outputs)
+      {10, 6, 16, 9, 3, 3, 1, 1, 0, 0, 1, 1, 1},    // no padding: backward-data only
+      {8, 5, 16, 14, 3, 3, 1, 1, 2, 2, 1, 1, 1},    // padding 2: backward-data only
+      {6, 7, 32, 8, 3, 3, 1, 1, 0, 1, 1, 1, 1},     // padding 0 x 1
+  };
+  for (const Case& cs : cases)
+    for (int64_t n : {1, 2}) check_geom(geom_of(cs, n), rng);
+}
+
 TEST_CASE("conv2d row variant table: ref first, by ISA level, dispatch takes the best allowed") {
   const ConvRowVariant& best = best_variant(conv_row_variants());
   test::check_variant_table(conv_row_variants(), best);

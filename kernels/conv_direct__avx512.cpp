@@ -1,0 +1,94 @@
+// AVX-512 register tiles of a direct 3x3, stride-1 convolution (kernels/conv.h, ConvTile3x3Fn):
+// up to 12 output channels x 32 output pixels in 24 zmm accumulators, the depth being (input
+// channel, tap) in the weights' own order. Per tap two unit-stride loads of a zero-padded input row
+// (the tap's row pointer plus its column offset), 12 broadcasts of a weight and 24 FMAs: the
+// 12x32 GEMM tile's ratio, with no im2col copy (which had cost a tenth of the deep layers' forward
+// time) and the weights read in place with any row and channel stride, so the same tile runs
+// backward-data on the untransposed weights (FLIP: tap 8 - t, the kernel rotated by 180 degrees).
+// Compiled with -mavx512f... (file name); called only when active_isa() allows it. No
+// standard-library templates here (their instantiations would carry AVX-512 code into other
+// files; <type_traits> only names types).
+#include <immintrin.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "kernels/conv.h"
+#include "kernels/gemm_tile__avx512.h"
+
+namespace bfcn {
+
+template <int MP, int NP, bool FLIP>
+void conv3x3_tile__avx512(int64_t nch, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
+                          int64_t b_cs, int64_t b_rs, int64_t b_next, float* c, int64_t ldc,
+                          bool accumulate) {
+  constexpr int M = 6 * MP;
+  avx512::TileAcc<M, NP> acc;
+  acc.zero();
+  // Rows in threes from MP*2 base pointers (row 3q + r at base q + r*a_rs), tap rows from three
+  // (the column tap a displacement); opaque to the compiler at each channel, so that it addresses
+  // every load from them instead of keeping 108 derived pointers (which spilled).
+  const float* ab[4] = {a, a + 3 * a_rs, a + 6 * a_rs, a + 9 * a_rs};
+  const float* bb[3] = {b, b + b_rs, b + 2 * b_rs};
+  for (int64_t ch = 0; ch < nch; ++ch) {
+    asm("" : "+r"(ab[0]), "+r"(ab[1]), "+r"(bb[0]), "+r"(bb[1]), "+r"(bb[2]));
+    if constexpr (MP > 1) asm("" : "+r"(ab[2]), "+r"(ab[3]));
+#pragma GCC unroll 9
+    for (int t = 0; t < 9; ++t) {
+      const float* br = bb[t / 3] + t % 3;
+      __m512 bv[NP];
+      bv[0] = _mm512_loadu_ps(br);
+      if constexpr (NP > 1) bv[1] = _mm512_loadu_ps(br + b_next);
+      const int ta = FLIP ? 8 - t : t;
+      acc.fma(bv, [&](int i) { return ab[i / 3][(i % 3) * a_rs + ta]; });
+    }
+    for (int q = 0; q < 2 * MP; ++q) ab[q] += a_cs;
+    for (int q = 0; q < 3; ++q) bb[q] += b_cs;
+  }
+  acc.store(c, ldc, 16, accumulate);
+}
+
+// Backward-weight tile: rows (channel cq < NCH, column tap kj < 3) of one row tap, 16*NP output
+// channels, the depth being the output pixels of nrows rows: per pixel two loads of the packed dY^T
+// panels, 3*NCH broadcasts of the zero-padded input (4 channel rows, the column tap a displacement)
+// and 6*NCH FMAs. The second 16 columns of C are c_next floats after the first.
+template <int NCH, int NP>
+void conv3x3_wgrad_tile__avx512(int64_t nrows, int64_t wo, const float* a, int64_t a_cs,
+                                int64_t lda, const float* b, int64_t b_next, float* c, int64_t ldc,
+                                int64_t c_next, bool accumulate) {
+  constexpr int M = 3 * NCH;
+  avx512::TileAcc<M, NP> acc;
+  acc.zero();
+  for (int64_t r = 0; r < nrows; ++r, a += lda) {
+#pragma GCC unroll 2
+    for (int64_t ow = 0; ow < wo; ++ow, b += 16) {
+      __m512 bv[NP];
+      bv[0] = _mm512_loadu_ps(b);
+      if constexpr (NP > 1) bv[1] = _mm512_loadu_ps(b + b_next);
+      // Opaque to the compiler: otherwise it keeps the broadcasts that the next pixel's column
+      // taps reuse in registers, spilling accumulators.
+      const float* ar = a + ow;
+      asm("" : "+r"(ar));
+      acc.fma(bv, [&](int i) { return ar[(i / 3) * a_cs + i % 3]; });
+    }
+  }
+  acc.store(c, ldc, c_next, accumulate);
+}
+
+// The tiles the row variant table names (kernels/conv.cpp).
+using Tile = std::remove_pointer_t<ConvTile3x3Fn>;
+template Tile conv3x3_tile__avx512<1, 1, false>;
+template Tile conv3x3_tile__avx512<1, 2, false>;
+template Tile conv3x3_tile__avx512<2, 1, false>;
+template Tile conv3x3_tile__avx512<2, 2, false>;
+template Tile conv3x3_tile__avx512<1, 1, true>;
+template Tile conv3x3_tile__avx512<1, 2, true>;
+template Tile conv3x3_tile__avx512<2, 1, true>;
+template Tile conv3x3_tile__avx512<2, 2, true>;
+using WgradTile = std::remove_pointer_t<ConvWgradTile3x3Fn>;
+template WgradTile conv3x3_wgrad_tile__avx512<2, 1>;
+template WgradTile conv3x3_wgrad_tile__avx512<2, 2>;
+template WgradTile conv3x3_wgrad_tile__avx512<4, 1>;
+template WgradTile conv3x3_wgrad_tile__avx512<4, 2>;
+
+}  // namespace bfcn
