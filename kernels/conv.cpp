@@ -8,8 +8,7 @@
 // rows (forward_rows_in_place); backward-data of <= 4 input channels with stride 2 along the width
 // (the RGB stem) runs a direct kernel (kernels/conv_dgrad__avx512.cpp). 3x3 stride-1 convs of rows
 // 16 to 48 wide (the 256- and 512-channel layers) run direct register tiles on a zero-padded copy
-// of the input (kernels/conv_direct__avx512.cpp): forward, backward-data and, where the transposed
-// order would be used, backward-weight.
+// of the input (kernels/conv_direct__avx512.cpp): forward, backward-data and backward-weight.
 // The pixel dimension is cut into cache-sized chunks (256 pixels forward, ~1 MiB of col
 // backward). Each call opens one parallel region and gives every thread a disjoint slice of the
 // output (forward: pixel-chunk tasks; backward-input: image and input-channel tasks;
@@ -53,7 +52,8 @@ std::span<const ConvRowVariant> conv_row_variants() {
       {{conv3x3_tile__avx512<1, 1, true>, conv3x3_tile__avx512<1, 2, true>},
        {conv3x3_tile__avx512<2, 1, true>, conv3x3_tile__avx512<2, 2, true>}}},
      {{conv3x3_wgrad_tile__avx512<2, 1>, conv3x3_wgrad_tile__avx512<2, 2>},
-      {conv3x3_wgrad_tile__avx512<4, 1>, conv3x3_wgrad_tile__avx512<4, 2>}}},
+      {conv3x3_wgrad_tile__avx512<4, 1>, conv3x3_wgrad_tile__avx512<4, 2>}},
+     conv3x3_wgrad_store__avx512},
 #endif
   };
   return kVariants;
@@ -766,18 +766,15 @@ bool backward_weight_rows_in_place(const ConvGeom& g, const Dims& d, const float
 // channels: acc [R][32] (rows (ki, c, kj), L2-resident) = the padded input rows (read in place, 4
 // channels x 3 column taps per 12-row tile) times dY^T (packed once per call), summed over images
 // and depth blocks of about 256 output pixels (whole rows), then transposed into those 32 rows of
-// dW while in cache (a whole [R][K] acc, 9.4 MB for 512 channels, had gone out to memory and back,
-// slower than the GEMM path). Threads split the output channels; every element sums images, then
-// depth blocks, in order.
+// dW while in cache, 16x16 blocks in registers (a whole [R][K] acc, 9.4 MB for 512 channels, had
+// gone out to memory and back, and with a scalar transposition the 512-channel layer had been no
+// faster than its GEMM on packed col^T). Threads split the output channels; every element sums
+// images, then depth blocks, in order.
 bool backward_weight_direct3x3(const ConvGeom& g, const Dims& d, const float* x, const float* dy,
                                float* dw) {
-  if (!direct3x3_fits(g, d.wo) || conv_rows().wgrad3x3[0][0] == nullptr) return false;
-  // Only where conv2d_backward_weight would run the transposed order (and so transpose its result
-  // too): for 512 channels at 16x16 the transposition (2.4M floats) costs what the tiles save, the
-  // GEMM on packed col^T measured as fast in interleaved runs (84 vs 84, 81 vs 83, 90 vs 92
-  // GMAC/s).
-  if (d.kg * (d.p * g.n + d.r) >= d.r * d.p * g.n) return false;
   const ConvRowVariant& v = conv_rows();
+  if (!direct3x3_fits(g, d.wo) || v.wgrad3x3[0][0] == nullptr || v.wgrad3x3_store == nullptr)
+    return false;
   const int nt = conv_threads(g);
   const int64_t hp = g.h + 2 * g.pad_h, ld = g.w + 2 * g.pad_w, cs = hp * ld;
   const int64_t xs_img = (g.c + 1) * cs;  // channel C of each image's copy is zeros
@@ -839,16 +836,7 @@ bool backward_weight_direct3x3(const ConvGeom& g, const Dims& d, const float* x,
               }
           }
         }
-      // dW[k][c][ki][kj] = acc[((ki*C + c)*3 + kj)*32 + k - jc], 16 channels at a time (their
-      // 144 acc rows in L1), each dW row written in runs of 144 floats.
-      for (int64_t cb = 0; cb < g.c; cb += 16)
-        for (int64_t kk = 0; kk < nr; ++kk) {
-          float* dst = dw + ((jc + kk) * g.c + cb) * 9;
-          const float* src = acc + cb * 3 * kBlk + kk;  // row tap ki at + ki*3*C*kBlk
-          for (int64_t cc = cb; cc < std::min(g.c, cb + 16); ++cc, dst += 9, src += 3 * kBlk)
-            for (int64_t ki = 0; ki < 3; ++ki)
-              for (int64_t kj = 0; kj < 3; ++kj) dst[ki * 3 + kj] = src[(ki * 3 * g.c + kj) * kBlk];
-        }
+      v.wgrad3x3_store(acc, g.c, nr, dw + jc * d.r, d.r);
     }
   }
   return true;

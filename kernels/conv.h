@@ -70,6 +70,9 @@ using ConvTile3x3Fn = void (*)(int64_t nch, const float* a, int64_t a_rs, int64_
 using ConvWgradTile3x3Fn = void (*)(int64_t nrows, int64_t wo, const float* a, int64_t a_cs,
                                     int64_t lda, const float* b, int64_t b_next, float* c,
                                     int64_t ldc, int64_t c_next, bool accumulate);
+// The backward-weight tiles' 32-column accumulator block into dW: acc[((ki*C + c)*3 + kj)*32 + k]
+// to dw[k*ldw + c*9 + ki*3 + kj] for k < nk <= 32 (acc readable for all 32 columns).
+using ConvWgradStoreFn = void (*)(const float* acc, int64_t c, int64_t nk, float* dw, int64_t ldw);
 struct ConvRowVariant {
   Isa isa;
   const char* name;  // "conv_rows__avx512"
@@ -79,6 +82,7 @@ struct ConvRowVariant {
   // [FLIP][MP-1][NP-1]; nullptr: the 3x3 convs of narrow rows lower to GEMM (kernels/conv.cpp).
   ConvTile3x3Fn tile3x3[2][2][2] = {};
   ConvWgradTile3x3Fn wgrad3x3[2][2] = {};  // [NCH/2 - 1][NP-1]
+  ConvWgradStoreFn wgrad3x3_store = nullptr;
 };
 std::span<const ConvRowVariant> conv_row_variants();
 void gather_stride2__ref(const float* src, float* dst, int64_t n);
@@ -96,6 +100,7 @@ template <int NCH, int NP>
 void conv3x3_wgrad_tile__avx512(int64_t nrows, int64_t wo, const float* a, int64_t a_cs,
                                 int64_t lda, const float* b, int64_t b_next, float* c, int64_t ldc,
                                 int64_t c_next, bool accumulate);
+void conv3x3_wgrad_store__avx512(const float* acc, int64_t c, int64_t nk, float* dw, int64_t ldw);
 void conv2d_dgrad_rows_w2__avx512(const ConvGeom& g, const float* dy, const float* wp, int64_t ih0,
                                   int64_t ih1, float* dx);
 

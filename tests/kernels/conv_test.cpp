@@ -282,6 +282,7 @@ TEST_CASE("conv2d direct 3x3 of narrow rows matches the reference") {
       {10, 6, 16, 9, 3, 3, 1, 1, 0, 0, 1, 1, 1},    // no padding: backward-data only
       {8, 5, 16, 14, 3, 3, 1, 1, 2, 2, 1, 1, 1},    // padding 2: backward-data only
       {6, 7, 32, 8, 3, 3, 1, 1, 0, 1, 1, 1, 1},     // padding 0 x 1
+      {18, 6, 16, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1},   // 40 output channels: 32 + 8 (backward-weight)
   };
   for (const Case& cs : cases)
     for (int64_t n : {1, 2}) check_geom(geom_of(cs, n), rng);
