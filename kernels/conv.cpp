@@ -5,15 +5,17 @@
 //   backward-weight  dW[Kg,R] += dY[Kg,P] · col^T   (summed over images, then chunks, in order)
 // With multi-panel (AVX-512) tiles and output rows of >= 64 (no groups), forward and
 // backward-weight skip im2col: the GEMM reads its operand in place from zero-padded bands of input
-// rows (forward_rows_in_place); backward-data of <= 4 input channels with stride 2 along the width
-// (the RGB stem) runs a direct kernel (kernels/conv_dgrad__avx512.cpp). 3x3 stride-1 convs of rows
-// 16 to 48 wide (the 256- and 512-channel layers) run direct register tiles on a zero-padded copy
-// of the input (kernels/conv_direct__avx512.cpp): forward, backward-data and backward-weight.
-// The pixel dimension is cut into cache-sized chunks (256 pixels forward, ~1 MiB of col
-// backward). Each call opens one parallel region and gives every thread a disjoint slice of the
-// output (forward: pixel-chunk tasks; backward-input: image and input-channel tasks;
-// backward-weight: rows of dW), so every output element has one fixed summation order and results
-// do not depend on the thread count.
+// rows (forward_rows_in_place; with strides > 1 along the width on rows split into column phases,
+// by the row variant's phase tiles, kernels/conv_direct__avx512.cpp); backward-data of <= 4 input
+// channels with stride 2 along the width (the RGB stem) runs a direct kernel
+// (kernels/conv_dgrad__avx512.cpp). 3x3 stride-1 convs of rows 16 to 48 wide (the 256- and
+// 512-channel layers) run direct register tiles on a zero-padded copy of the input
+// (kernels/conv_direct__avx512.cpp): forward, backward-data and backward-weight. The pixel
+// dimension is cut into cache-sized chunks (256 pixels forward, ~1 MiB of col backward). Each call
+// opens one parallel region and gives every thread a disjoint slice of the output (forward:
+// pixel-chunk tasks; backward-input: image and input-channel tasks; backward-weight: rows of dW),
+// so every output element has one fixed summation order and results do not depend on the thread
+// count.
 #include "kernels/conv.h"
 
 #include <omp.h>
@@ -53,7 +55,8 @@ std::span<const ConvRowVariant> conv_row_variants() {
        {conv3x3_tile__avx512<2, 1, true>, conv3x3_tile__avx512<2, 2, true>}}},
      {{conv3x3_wgrad_tile__avx512<2, 1>, conv3x3_wgrad_tile__avx512<2, 2>},
       {conv3x3_wgrad_tile__avx512<4, 1>, conv3x3_wgrad_tile__avx512<4, 2>}},
-     conv3x3_wgrad_store__avx512},
+     conv3x3_wgrad_store__avx512,
+     {conv_fwd_phase_tile__avx512<1>, conv_fwd_phase_tile__avx512<2>}},
 #endif
   };
   return kVariants;
@@ -259,23 +262,30 @@ thread_local ColBuffer t_xpad;   // forward by output rows: the zero-padded inpu
 // One output row per GEMM, so only for rows of >= 64.
 // The band layout above for one call: GEMM calls per output row, column taps per call, depth per
 // call, row stride ld, floats per padded input row, output rows per band.
+// With `phases` (forward, stride > 1 along the width, a row variant with phase tiles), each input
+// row is instead split once into stride_w column phases, xpad[ih + pad_h][c][ph][j] =
+// x[c][ih][j*stride_w + ph - pad_w], and the phase tiles read column tap kj at phase
+// (kj*dw) % stride_w, offset (kj*dw) / stride_w: stride_w copies of a row instead of kw.
 struct RowBands {
-  bool gathered;
+  bool gathered, phases;
   int64_t ncalls, ktaps, kdepth, ld, row_floats, band, nbands;
 };
 
-bool row_bands_of(const ConvGeom& g, const Dims& d, int nt, RowBands& rb) {
+bool row_bands_of(const ConvGeom& g, const Dims& d, int nt, RowBands& rb, bool phases = false) {
   if (d.direct || g.groups != 1 || g.dilation_h != 1 || d.wo < 64 || !sgemm_has_arows_brows())
     return false;
   rb.gathered = g.stride_w != 1;
+  rb.phases = phases && rb.gathered && conv_rows().fwd_phase[0] != nullptr;
   rb.ncalls = rb.gathered ? 1 : g.kw;
   rb.ktaps = rb.gathered ? g.kw : 1;
   rb.kdepth = g.kh * rb.ktaps * g.c;
   const int64_t wo16 = (d.wo + kGemmNr - 1) / kGemmNr * kGemmNr;
   rb.ld = rb.gathered ? wo16 : std::max(g.w + 2 * g.pad_w, (g.kw - 1) * g.dilation_w + wo16);
+  if (rb.phases)  // 32-column tiles, plus the largest column offset of a tap
+    rb.ld = (d.wo + 31) / 32 * 32 + (g.kw - 1) * g.dilation_w / g.stride_w;
   rb.ld = (rb.ld + 15) / 16 * 16;
   if (rb.ld / 16 % 2 == 0) rb.ld += 16;  // an odd number of cache lines: rows spread over the sets
-  rb.row_floats = rb.ktaps * g.c * rb.ld;
+  rb.row_floats = (rb.phases ? g.stride_w : rb.ktaps) * g.c * rb.ld;
   // Bands of output rows whose padded input rows take about 512 KiB (L2), at least 4 per thread.
   rb.band = std::max<int64_t>(1, ((int64_t{1} << 17) / rb.row_floats - g.kh) / g.stride_h + 1);
   rb.band = std::max<int64_t>(1, std::min(rb.band, (d.ho + 4 * nt - 1) / (4 * nt)));
@@ -291,7 +301,28 @@ int64_t band_floats(const ConvGeom& g, const RowBands& rb) {
 void fill_band(const ConvGeom& g, const Dims& d, const RowBands& rb, const float* xn, int64_t oh0,
                int64_t oh1, float* xpad) {
   const int64_t r0 = oh0 * g.stride_h, r1 = (oh1 - 1) * g.stride_h + g.kh;  // padded rows
-  for (int64_t r = r0; r < r1; ++r) {
+  for (int64_t r = r0; r < r1 && rb.phases; ++r) {
+    const int64_t ih = r - g.pad_h, s = g.stride_w;
+    for (int64_t q = 0; q < g.c * s; ++q) {             // (channel, phase)
+      const int64_t cc = q / s, off = q % s - g.pad_w;  // dst[j] = x row[j*s + off]
+      float* dst = xpad + ((r - r0) * g.c * s + q) * rb.ld;
+      const int64_t lo = std::min(rb.ld, ceil_div_nonneg(-off, s));
+      const int64_t hi =
+          std::max(lo, g.w - 1 - off < 0 ? 0 : std::min(rb.ld, (g.w - 1 - off) / s + 1));
+      if (ih < 0 || ih >= g.h) {
+        std::fill(dst, dst + rb.ld, 0.0f);
+        continue;
+      }
+      const float* src = xn + cc * d.hw + ih * g.w;
+      std::fill(dst, dst + lo, 0.0f);
+      if (s == 2 && hi > lo)
+        conv_rows().gather_stride2(src + 2 * lo + off, dst + lo, hi - lo);
+      else
+        for (int64_t j = lo; j < hi; ++j) dst[j] = src[j * s + off];
+      std::fill(dst + hi, dst + rb.ld, 0.0f);
+    }
+  }
+  for (int64_t r = r0; r < r1 && !rb.phases; ++r) {
     const int64_t ih = r - g.pad_h;
     for (int64_t tap = 0; tap < rb.ktaps; ++tap) {
       const int64_t off_w = tap * g.dilation_w - g.pad_w;  // gathered: iw = ow*sw + off_w
@@ -442,11 +473,70 @@ bool forward_direct3x3(const ConvGeom& g, const Dims& d, const float* x, const f
   return true;
 }
 
+// Forward's band tasks: (image, band of output rows), taken dynamically; each thread fills its
+// bands into its own buffer and calls row(image, oh, the padded input rows of output row oh).
+template <class RowFn>
+void for_each_band_row(const ConvGeom& g, const Dims& d, const RowBands& rb, int nt, const float* x,
+                       RowFn&& row) {
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    float* xpad = t_xpad.get(static_cast<size_t>(band_floats(g, rb)));
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t task = 0; task < g.n * rb.nbands; ++task) {
+      const int64_t in = task / rb.nbands, oh0 = (task % rb.nbands) * rb.band;
+      const int64_t oh1 = std::min(d.ho, oh0 + rb.band);
+      fill_band(g, d, rb, x + in * g.c * d.hw, oh0, oh1, xpad);
+      for (int64_t oh = oh0; oh < oh1; ++oh)
+        row(in, oh, xpad + (oh - oh0) * g.stride_h * rb.row_floats);
+    }
+  }
+}
+
+// forward_rows_in_place on column phases (RowBands): the weights packed once per call into panels
+// of 12 output channels (6 for a last remainder of up to 6), [p][12] with depth p = (ki, kj, c),
+// then per output row every panel's 32-column tiles, the bias added as they are stored.
+void forward_row_phases(const ConvGeom& g, const Dims& d, const RowBands& rb, const float* x,
+                        const float* w, const float* bias, float* y) {
+  const int nt = conv_threads(g);
+  const int64_t kdepth = rb.kdepth, khw = g.kh * g.kw;
+  float* wp = t_wrows.get(static_cast<size_t>((g.k + 11) / 12 * 12 * kdepth));
+  for (int64_t ir = 0; ir < g.k;) {
+    const int64_t mw = g.k - ir > 6 ? 12 : 6, mr = std::min(mw, g.k - ir);
+    float* dst = wp + ir * kdepth;
+    for (int64_t t = 0; t < khw; ++t)
+      for (int64_t cc = 0; cc < g.c; ++cc, dst += mw)
+        for (int64_t i = 0; i < mw; ++i)
+          dst[i] = i < mr ? w[((ir + i) * g.c + cc) * khw + t] : 0.0f;
+    ir += mr;
+  }
+  std::vector<int64_t> koff(static_cast<size_t>(g.kw));
+  for (int64_t kj = 0; kj < g.kw; ++kj) {
+    const int64_t t = kj * g.dilation_w;
+    koff[kj] = t % g.stride_w * rb.ld + t / g.stride_w;
+  }
+  const ConvPhaseGeom pg{g.kh, g.kw, g.c, rb.row_floats, g.stride_w * rb.ld, koff.data()};
+  for_each_band_row(g, d, rb, nt, x, [&](int64_t in, int64_t oh, const float* b) {
+    float* yr = y + in * g.k * d.p + oh * d.wo;
+    for (int64_t ir = 0; ir < g.k;) {
+      const int64_t mw = g.k - ir > 6 ? 12 : 6, mr = std::min(mw, g.k - ir);
+      const ConvFwdPhaseTileFn fn = conv_rows().fwd_phase[mw / 6 - 1];
+      for (int64_t jr = 0; jr < d.wo; jr += 32)
+        fn(pg, wp + ir * kdepth, b + jr, bias != nullptr ? bias + ir : nullptr, mr,
+           std::min<int64_t>(32, d.wo - jr), yr + ir * d.p + jr, d.p);
+      ir += mr;
+    }
+  });
+}
+
 bool forward_rows_in_place(const ConvGeom& g, const Dims& d, const float* x, const float* w,
                            const float* bias, float* y) {
   const int nt = conv_threads(g);
   RowBands rb{};
-  if (!row_bands_of(g, d, nt, rb)) return false;
+  if (!row_bands_of(g, d, nt, rb, true)) return false;
+  if (rb.phases) {
+    forward_row_phases(g, d, rb, x, w, bias, y);
+    return true;
+  }
   const int64_t kdepth = rb.kdepth;
   float* wr = t_wrows.get(static_cast<size_t>(rb.ncalls * g.k * kdepth));  // [call][k][ki][tap][c]
   for (int64_t kj = 0; kj < g.kw; ++kj) {
@@ -457,27 +547,15 @@ bool forward_rows_in_place(const ConvGeom& g, const Dims& d, const float* x, con
           wr[(call * g.k + kk) * kdepth + (ki * rb.ktaps + tap) * g.c + cc] =
               w[((kk * g.c + cc) * g.kh + ki) * g.kw + kj];
   }
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    float* xpad = t_xpad.get(static_cast<size_t>(band_floats(g, rb)));
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t task = 0; task < g.n * rb.nbands; ++task) {
-      const int64_t in = task / rb.nbands, oh0 = (task % rb.nbands) * rb.band;
-      const int64_t oh1 = std::min(d.ho, oh0 + rb.band);
-      float* yn = y + in * g.k * d.p;
-      fill_band(g, d, rb, x + in * g.c * d.hw, oh0, oh1, xpad);
-      for (int64_t oh = oh0; oh < oh1; ++oh) {
-        float* yr = yn + oh * d.wo;
-        for (int64_t call = 0; call < rb.ncalls; ++call)
-          sgemm_arows_brows(g.k, d.wo, kdepth, wr + call * g.k * kdepth, kdepth,
-                            xpad + (oh - oh0) * g.stride_h * rb.row_floats + call * g.dilation_w,
-                            rb.ld, yr, d.p, call > 0);
-        if (bias != nullptr)
-          for (int64_t kk = 0; kk < g.k; ++kk)
-            for (int64_t i = 0; i < d.wo; ++i) yr[kk * d.p + i] += bias[kk];
-      }
-    }
-  }
+  for_each_band_row(g, d, rb, nt, x, [&](int64_t in, int64_t oh, const float* b) {
+    float* yr = y + in * g.k * d.p + oh * d.wo;
+    for (int64_t call = 0; call < rb.ncalls; ++call)
+      sgemm_arows_brows(g.k, d.wo, kdepth, wr + call * g.k * kdepth, kdepth,
+                        b + call * g.dilation_w, rb.ld, yr, d.p, call > 0);
+    if (bias != nullptr)
+      for (int64_t kk = 0; kk < g.k; ++kk)
+        for (int64_t i = 0; i < d.wo; ++i) yr[kk * d.p + i] += bias[kk];
+  });
   return true;
 }
 

@@ -73,6 +73,19 @@ using ConvWgradTile3x3Fn = void (*)(int64_t nrows, int64_t wo, const float* a, i
 // The backward-weight tiles' 32-column accumulator block into dW: acc[((ki*C + c)*3 + kj)*32 + k]
 // to dw[k*ldw + c*9 + ki*3 + kj] for k < nk <= 32 (acc readable for all 32 columns).
 using ConvWgradStoreFn = void (*)(const float* acc, int64_t c, int64_t nk, float* dw, int64_t ldw);
+// One forward register tile of a conv whose input rows are split into column phases (stride s
+// along the width: phase ph of a padded row holds its columns s*j + ph): for i < mr <= 6*MP and
+// j < nr <= 32, c[i*ldc + j] = the sum over ki < kh, kj < kw, ch < nc (in that order, from zero,
+// with FMA) of ap[((ki*kw + kj)*nc + ch)*6*MP + i] * b[ki*b_rs + ch*cs + koff[kj] + j], then
+// + bias[i] (if bias). For column tap kj: koff = ((kj*dw) % s)*ldp + (kj*dw) / s (its phase row and
+// column offset). Reads all 32 columns of b; writes only rows < mr and columns < nr.
+struct ConvPhaseGeom {
+  int64_t kh, kw, nc, b_rs, cs;
+  const int64_t* koff;  // [kw]
+};
+using ConvFwdPhaseTileFn = void (*)(const ConvPhaseGeom& pg, const float* ap, const float* b,
+                                    const float* bias, int64_t mr, int64_t nr, float* c,
+                                    int64_t ldc);
 struct ConvRowVariant {
   Isa isa;
   const char* name;  // "conv_rows__avx512"
@@ -83,6 +96,7 @@ struct ConvRowVariant {
   ConvTile3x3Fn tile3x3[2][2][2] = {};
   ConvWgradTile3x3Fn wgrad3x3[2][2] = {};  // [NCH/2 - 1][NP-1]
   ConvWgradStoreFn wgrad3x3_store = nullptr;
+  ConvFwdPhaseTileFn fwd_phase[2] = {};  // [MP-1]; nullptr: the gathered band + GEMM
 };
 std::span<const ConvRowVariant> conv_row_variants();
 void gather_stride2__ref(const float* src, float* dst, int64_t n);
@@ -100,6 +114,9 @@ template <int NCH, int NP>
 void conv3x3_wgrad_tile__avx512(int64_t nrows, int64_t wo, const float* a, int64_t a_cs,
                                 int64_t lda, const float* b, int64_t b_next, float* c, int64_t ldc,
                                 int64_t c_next, bool accumulate);
+template <int MP>
+void conv_fwd_phase_tile__avx512(const ConvPhaseGeom& pg, const float* ap, const float* b,
+                                 const float* bias, int64_t mr, int64_t nr, float* c, int64_t ldc);
 void conv3x3_wgrad_store__avx512(const float* acc, int64_t c, int64_t nk, float* dw, int64_t ldw);
 void conv2d_dgrad_rows_w2__avx512(const ConvGeom& g, const float* dy, const float* wp, int64_t ih0,
                                   int64_t ih1, float* dx);

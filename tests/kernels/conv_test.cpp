@@ -218,6 +218,13 @@ TEST_CASE("conv2d forward by output rows matches the reference with every sgemm 
         {3, 10, 140, 5, 3, 3, 2, 2, 2, 2, 1, 2, 1},   // stride 2, dilation 2 along the width
         {2, 8, 130, 4, 1, 1, 2, 2, 0, 0, 1, 1, 1},    // 1x1 stride 2
         {3, 6, 129, 8, 3, 5, 1, 2, 0, 5, 1, 1, 1},    // stride 2, padding past the kernel
+        // Column phases (AVX-512 forward, strides > 1 along the width): 1 channel with 13 output
+        // channels (a 12-channel tile, then a 6-channel one with 1 row), 7 (one partial 12-channel
+        // tile), 25; stride 3 with dilation 2 and an even kernel, padding past the kernel; widths
+        // ending mid-tile.
+        {1, 9, 131, 13, 5, 5, 2, 2, 2, 2, 1, 1, 1},  // 1 channel, 66 columns
+        {2, 7, 200, 7, 3, 4, 1, 3, 0, 7, 1, 2, 1},   // stride 3, dilation 2, kw 4, padding 7
+        {4, 5, 161, 25, 2, 6, 3, 2, 1, 4, 1, 1, 1},  // 4 channels, 81 columns, even kw
     };
     for (const Case& cs : cases)
       for (int64_t n : {1, 2}) check_geom(geom_of(cs, n), rng);
