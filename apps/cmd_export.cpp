@@ -6,6 +6,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -35,17 +36,11 @@ namespace {
 size_t verify_images(const bfcn::cli::Args& args) {
   const std::string v = args.get("verify", "0");
   if (v == "all") return std::numeric_limits<size_t>::max();
-  size_t used = 0;
   int n = -1;
-  try {
-    n = std::stoi(v, &used);
-  } catch (const std::exception&) {
-  }
-  if (n < 0 || used != v.size())
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc() || end != v.data() + v.size() || n < 0)
     throw bfcn::cli::UsageError(
-        "bfcn export: --verify: expected a count of images >= 0 or 'all', "
-        "got '" +
-        v + "'");
+        "bfcn export: --verify: expected a count of images >= 0 or 'all', got '" + v + "'");
   return size_t(n);
 }
 
@@ -78,13 +73,13 @@ bfcn::EngineComparison verify_export(const std::string& ckpt, const std::string&
 
 int run_export(const bfcn::cli::Args& args) {
   const std::string ckpt = args.require("checkpoint"), out = args.require("out");
+  const size_t n = verify_images(args);  // a bad value stops before any work
   if (args.has("threads")) omp_set_num_threads(args.get_int("threads"));
   const bfcn::ExportSummary s = bfcn::export_checkpoint(ckpt, out);
   std::cout << "wrote " << out << ": " << s.bit_layers << " bit-conv layers, " << s.fp32_layers
             << " FP32 layers, " << s.bytes << " bytes (FP32 parameters " << s.fp32_param_bytes
             << " bytes, 1/" << (s.bytes ? double(s.fp32_param_bytes) / double(s.bytes) : 0.0) << ")"
             << std::endl;
-  const size_t n = verify_images(args);
   bfcn::EngineComparison a;
   if (n > 0) a = verify_export(ckpt, out, n, args);
   if (args.has("json")) {

@@ -297,11 +297,11 @@ int64_t band_floats(const ConvGeom& g, const RowBands& rb) {
   return ((rb.band - 1) * g.stride_h + g.kh) * rb.row_floats;
 }
 
-// The padded input rows of output rows [oh0, oh1) of image xn [C,h,w] into xpad (layout above).
-void fill_band(const ConvGeom& g, const Dims& d, const RowBands& rb, const float* xn, int64_t oh0,
-               int64_t oh1, float* xpad) {
-  const int64_t r0 = oh0 * g.stride_h, r1 = (oh1 - 1) * g.stride_h + g.kh;  // padded rows
-  for (int64_t r = r0; r < r1 && rb.phases; ++r) {
+// fill_band on column phases (RowBands::phases): padded rows [r0, r1), each channel's row split
+// into stride_w phase rows.
+void fill_phase_rows(const ConvGeom& g, const Dims& d, const RowBands& rb, const float* xn,
+                     int64_t r0, int64_t r1, float* xpad) {
+  for (int64_t r = r0; r < r1; ++r) {
     const int64_t ih = r - g.pad_h, s = g.stride_w;
     for (int64_t q = 0; q < g.c * s; ++q) {             // (channel, phase)
       const int64_t cc = q / s, off = q % s - g.pad_w;  // dst[j] = x row[j*s + off]
@@ -322,7 +322,17 @@ void fill_band(const ConvGeom& g, const Dims& d, const RowBands& rb, const float
       std::fill(dst + hi, dst + rb.ld, 0.0f);
     }
   }
-  for (int64_t r = r0; r < r1 && !rb.phases; ++r) {
+}
+
+// The padded input rows of output rows [oh0, oh1) of image xn [C,h,w] into xpad (layout above).
+void fill_band(const ConvGeom& g, const Dims& d, const RowBands& rb, const float* xn, int64_t oh0,
+               int64_t oh1, float* xpad) {
+  const int64_t r0 = oh0 * g.stride_h, r1 = (oh1 - 1) * g.stride_h + g.kh;  // padded rows
+  if (rb.phases) {
+    fill_phase_rows(g, d, rb, xn, r0, r1, xpad);
+    return;
+  }
+  for (int64_t r = r0; r < r1; ++r) {
     const int64_t ih = r - g.pad_h;
     for (int64_t tap = 0; tap < rb.ktaps; ++tap) {
       const int64_t off_w = tap * g.dilation_w - g.pad_w;  // gathered: iw = ow*sw + off_w
