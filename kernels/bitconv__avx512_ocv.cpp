@@ -39,9 +39,11 @@ struct Fused {
 // P pixels x V of the block's kVecs vectors of 16 channels (from vector v0) of one block of kBlock
 // channels. S = 0: at is the tile's patch words [lp][n][K] as dwords (ls dwords between
 // consecutive words l). S > 0 (implicit im2col, stride S): word l of pixel p, plane k is at +
-// 2*loff[l] + 2*(p*S*K + k) (dwords). wb: the block's dwords [lp][2][M][kVecs][16]. With fu, the
-// fused threshold epilogue instead of the int32 store.
-template <int M, int K, int P, int S, int V = kVecs>
+// 2*loff[l] + 2*(p*S*K + k) (dwords). wb: the block's dwords [lp][2][M][kVecs][16]. E, the
+// epilogue (compile-time, so a tile carries no branch for the others): kStore, the int32 store;
+// kThreshold, the fused threshold epilogue (fu); kThresholdRes, the same with a packed residual.
+enum Epilogue { kStore, kThreshold, kThresholdRes };
+template <int M, int K, int P, int S, int V = kVecs, int E = kStore>
 void tile(const uint32_t* at, int ls, const int64_t* loff, const uint32_t* wb, int lp, int32_t* out,
           int ldo, int valid, const Fused* fu, int v0 = 0) {
   constexpr int R = M + K - 1;              // plane shifts 0..R-1
@@ -89,58 +91,61 @@ void tile(const uint32_t* at, int ls, const int64_t* loff, const uint32_t* wb, i
       __m512i r = acc[p][v][R - 1];
 #pragma GCC unroll 8
       for (int i = R - 2; i >= 0; --i) r = _mm512_add_epi32(_mm512_add_epi32(r, r), acc[p][v][i]);
-      if (!fu) {
+      if constexpr (E == kStore) {
         _mm512_mask_storeu_epi32(out + int64_t(p) * ldo + vg * kLanes, tail, r);
         continue;
+      } else {
+        // The fused threshold epilogue: X = I (or -I where neg), I = 2P - corr; the level's planes.
+        const __m512i sg = _mm512_loadu_si512(fu->neg + vg * kLanes);
+        const __m512i x = _mm512_sub_epi32(
+            _mm512_xor_si512(
+                _mm512_sub_epi32(_mm512_add_epi32(r, r), _mm512_set1_epi32(fu->corr[p])), sg),
+            sg);
+        const int32_t* t = fu->thr + vg * kLanes;
+        uint16_t* o = fu->out + p * fu->pix_halves + vg;
+        // The thresholds of level j: with a packed residual, each channel's from the set of its
+        // residual code (a blend by the code's bit masks).
+        __mmask16 r0 = 0, r1 = 0;
+        if constexpr (E == kThresholdRes) {
+          // the 16 channels' code bits: one 16-bit piece of each plane word (little-endian)
+          const auto* rp =
+              reinterpret_cast<const uint16_t*>(fu->res + int64_t(p) * fu->res_bits * fu->res_cw) +
+              (fu->channel >> 4) + vg;
+          r0 = __mmask16(rp[0]);
+          if (fu->res_bits == 2) r1 = __mmask16(rp[4 * fu->res_cw]);
+        }
+        const int64_t set = int64_t(fu->bits == 1 ? 1 : 3) * fu->ldt;  // between residual codes
+        const auto thr = [&](int j) {
+          const int32_t* tj = t + int64_t(j) * fu->ldt;
+          if constexpr (E != kThresholdRes) return _mm512_loadu_si512(tj);
+          const __m512i lo =
+              _mm512_mask_blend_epi32(r0, _mm512_loadu_si512(tj), _mm512_loadu_si512(tj + set));
+          if (fu->res_bits == 1) return lo;
+          const __m512i hi = _mm512_mask_blend_epi32(r0, _mm512_loadu_si512(tj + 2 * set),
+                                                     _mm512_loadu_si512(tj + 3 * set));
+          return _mm512_mask_blend_epi32(r1, lo, hi);
+        };
+        const __mmask16 m1 = _mm512_mask_cmpge_epi32_mask(tail, x, thr(0));
+        if (fu->bits == 1) {
+          o[0] = uint16_t(m1);
+          continue;
+        }
+        const __mmask16 m2 = _mm512_mask_cmpge_epi32_mask(tail, x, thr(1));
+        const __mmask16 m3 = _mm512_mask_cmpge_epi32_mask(tail, x, thr(2));
+        o[0] = uint16_t(m1 ^ m2 ^ m3);       // parity of the level
+        o[fu->plane_halves] = uint16_t(m2);  // level >= 2
       }
-      // The fused threshold epilogue: X = I (or -I where neg), I = 2P - corr; the level's planes.
-      const __m512i sg = _mm512_loadu_si512(fu->neg + vg * kLanes);
-      const __m512i x = _mm512_sub_epi32(
-          _mm512_xor_si512(_mm512_sub_epi32(_mm512_add_epi32(r, r), _mm512_set1_epi32(fu->corr[p])),
-                           sg),
-          sg);
-      const int32_t* t = fu->thr + vg * kLanes;
-      uint16_t* o = fu->out + p * fu->pix_halves + vg;
-      // The thresholds of level j: with a packed residual, each channel's from the set of its
-      // residual code (a blend by the code's bit masks).
-      __mmask16 r0 = 0, r1 = 0;
-      if (fu->res) {
-        const int c0 = fu->channel + vg * kLanes;
-        const uint64_t* rp = fu->res + int64_t(p) * fu->res_bits * fu->res_cw + (c0 >> 6);
-        r0 = __mmask16(rp[0] >> (c0 & 63));
-        if (fu->res_bits == 2) r1 = __mmask16(rp[fu->res_cw] >> (c0 & 63));
-      }
-      const int64_t set = int64_t(fu->bits == 1 ? 1 : 3) * fu->ldt;  // between residual codes
-      const auto thr = [&](int j) {
-        const int32_t* tj = t + int64_t(j) * fu->ldt;
-        if (!fu->res) return _mm512_loadu_si512(tj);
-        const __m512i lo =
-            _mm512_mask_blend_epi32(r0, _mm512_loadu_si512(tj), _mm512_loadu_si512(tj + set));
-        if (fu->res_bits == 1) return lo;
-        const __m512i hi = _mm512_mask_blend_epi32(r0, _mm512_loadu_si512(tj + 2 * set),
-                                                   _mm512_loadu_si512(tj + 3 * set));
-        return _mm512_mask_blend_epi32(r1, lo, hi);
-      };
-      const __mmask16 m1 = _mm512_mask_cmpge_epi32_mask(tail, x, thr(0));
-      if (fu->bits == 1) {
-        o[0] = uint16_t(m1);
-        continue;
-      }
-      const __mmask16 m2 = _mm512_mask_cmpge_epi32_mask(tail, x, thr(1));
-      const __mmask16 m3 = _mm512_mask_cmpge_epi32_mask(tail, x, thr(2));
-      o[0] = uint16_t(m1 ^ m2 ^ m3);       // parity of the level
-      o[fu->plane_halves] = uint16_t(m2);  // level >= 2
     }
 }
 
 // The last pixels of a tile: one tile of Q = rest pixels.
-template <int M, int K, int Q, int S, int V = kVecs>
+template <int M, int K, int Q, int S, int V = kVecs, int E = kStore>
 void rest_tile(int rest, const uint32_t* at, int ls, const int64_t* loff, const uint32_t* wb,
                int lp, int32_t* out, int ldo, int valid, const Fused* fu, int v0 = 0) {
   if constexpr (Q >= 1) {
     if (rest != Q)
-      return rest_tile<M, K, Q - 1, S, V>(rest, at, ls, loff, wb, lp, out, ldo, valid, fu, v0);
-    tile<M, K, Q, S, V>(at, ls, loff, wb, lp, out, ldo, valid, fu, v0);
+      return rest_tile<M, K, Q - 1, S, V, E>(rest, at, ls, loff, wb, lp, out, ldo, valid, fu, v0);
+    tile<M, K, Q, S, V, E>(at, ls, loff, wb, lp, out, ldo, valid, fu, v0);
   }
 }
 
@@ -176,7 +181,7 @@ void run(const uint64_t* a, int npix, const uint64_t* w, int noc, int lp, int32_
 
 // The implicit-im2col row (BgemmDirectFn), stride S; te: the fused threshold epilogue (bits 1, 2).
 // W2A2 runs one 16-channel vector per tile (12 accumulators): with both, its 24 spilled.
-template <int M, int K, int S>
+template <int M, int K, int S, int E>
 void run_direct(const uint64_t* a, const int64_t* loff, int npix, const uint64_t* w, int noc,
                 int lp, int32_t* out, int ldo, const ThresholdEpilogue* te) {
   constexpr int kV = (M == 2 && K >= 2) ? 1 : kVecs;
@@ -204,12 +209,13 @@ void run_direct(const uint64_t* a, const int64_t* loff, int npix, const uint64_t
       int p = 0;
       for (; p + kP <= npix; p += kP) {
         const Fused f = te ? fused(p) : Fused{};
-        tile<M, K, kP, S, kV>(a32 + 2 * p * S * K, 0, loff, wb, lp, out + int64_t(p) * ldo + o, ldo,
-                              valid, te ? &f : nullptr, v0);
+        tile<M, K, kP, S, kV, E>(a32 + 2 * p * S * K, 0, loff, wb, lp, out + int64_t(p) * ldo + o,
+                                 ldo, valid, te ? &f : nullptr, v0);
       }
       const Fused f = te && p < npix ? fused(p) : Fused{};
-      rest_tile<M, K, kP - 1, S, kV>(npix - p, a32 + 2 * p * S * K, 0, loff, wb, lp,
-                                     out + int64_t(p) * ldo + o, ldo, valid, te ? &f : nullptr, v0);
+      rest_tile<M, K, kP - 1, S, kV, E>(npix - p, a32 + 2 * p * S * K, 0, loff, wb, lp,
+                                        out + int64_t(p) * ldo + o, ldo, valid, te ? &f : nullptr,
+                                        v0);
     }
   }
   if (te && nblk % 2 == 1)  // the unused upper half of the last plane word
@@ -224,8 +230,13 @@ template <int M, int K>
 void run_direct_strided(const uint64_t* a, const int64_t* loff, int npix, int stride,
                         const uint64_t* w, int noc, int lp, int32_t* out, int ldo,
                         const ThresholdEpilogue* te) {
-  if (stride == 1) return run_direct<M, K, 1>(a, loff, npix, w, noc, lp, out, ldo, te);
-  return run_direct<M, K, 2>(a, loff, npix, w, noc, lp, out, ldo, te);
+  const auto with_stride = [&]<int E>() {
+    if (stride == 1) return run_direct<M, K, 1, E>(a, loff, npix, w, noc, lp, out, ldo, te);
+    return run_direct<M, K, 2, E>(a, loff, npix, w, noc, lp, out, ldo, te);
+  };
+  if (!te) return with_stride.template operator()<kStore>();
+  if (te->res) return with_stride.template operator()<kThresholdRes>();
+  return with_stride.template operator()<kThreshold>();
 }
 
 }  // namespace
