@@ -263,6 +263,7 @@ std::span<const ActCountVariant> act_count_variants() {
     {Isa::ref, "count_pixels__ref", count_pixels__ref},
 #if BFCN_X86
     {Isa::avx2, "count_pixels__popcnt", count_pixels__popcnt},
+    {Isa::avx512, "count_pixels__avx512", count_pixels__avx512},
 #endif
   };
   return kVariants;

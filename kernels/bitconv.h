@@ -169,6 +169,8 @@ struct ActCountVariant {
   ActCountFn count;
 };
 std::span<const ActCountVariant> act_count_variants();
+void count_pixels__avx512(const uint64_t* in, int64_t p0, int64_t p1, int kb, int cw,
+                          int32_t* counts);
 
 // Output of bitconv_forward: float NHWC [OH*OW][OC] (out_f32) or packed [OH*OW][out_bits][cw(OC)].
 // value = I * mul[o] + add[o] (+ residual[p*OC+o] when residual is set);
