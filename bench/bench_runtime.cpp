@@ -315,6 +315,8 @@ int bench_runtime(const cli::Args& args) {
                         {"kernels", dispatched_variants_string()},
                         {"ghz_estimate", ghz},
                         {"input", {f.h, f.w}},
+                        {"reps", f.reps},
+                        {"rounds", f.rounds},
                         {"arch", f.model.empty() ? f.arch : f.model},
                         {"runs", nlohmann::json::array()}};
   std::map<std::pair<ConvKey, int>, std::pair<double, double>> peer_cache;  // (shape, threads)
