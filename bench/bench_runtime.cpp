@@ -373,10 +373,7 @@ int bench_runtime(const cli::Args& args) {
       std::vector<rt::LayerTiming> prof;
       double total = 1e30;
       for (int round = 0; round < f.rounds; ++round) {
-        std::vector<rt::LayerTiming> p;
-        total = std::min(total, run_net(model, img, f.h, f.w, f.reps, &p));
-        if (prof.size() != p.size()) prof = p;
-        for (size_t i = 0; i < p.size(); ++i) prof[i].ms = std::min(prof[i].ms, p[i].ms);
+        total = std::min(total, run_net(model, img, f.h, f.w, f.reps, &prof));  // per layer: min
         std::set<ConvKey> timed;  // once per shape per round
         for (const auto& key : keys) {
           if (!key || !timed.insert(*key).second) continue;

@@ -1,31 +1,13 @@
 // AVX-512 activation counts (ActCountFn, kernels/bitconv.h) for inputs of one word per plane
 // (<= 64 channels, the 128x128 layer1 maps): 8 pixels per step, VPOPCNTQ over their words, plane k
 // weighted by a shift of k, and for two planes the pixel's pair of lanes summed by one permute of
-// each half. Other layouts and the last pixels take the scalar POPCNT loop. Exact: integer counts.
+// each half. Other layouts and the last pixels take the scalar POPCNT loop
+// (count_pixels__popcnt). Exact: integer counts.
 #include <immintrin.h>
 
 #include "kernels/bitconv.h"
 
 namespace bfcn {
-
-namespace {
-
-// (not vectorised: GCC's AVX-512 form of this loop ran 30% slower than POPCNT word by word)
-[[gnu::optimize("no-tree-vectorize")]] void count_scalar(const uint64_t* in, int64_t p0, int64_t p1,
-                                                         int kb, int cw, int32_t* counts) {
-  for (int64_t p = p0; p < p1; ++p) {
-    int32_t c = 0;
-    for (int k = 0; k < kb; ++k) {
-      int32_t pk = 0;
-      const uint64_t* src = in + (p * kb + k) * cw;
-      for (int i = 0; i < cw; ++i) pk += int32_t(_mm_popcnt_u64(src[i]));
-      c += pk << k;
-    }
-    counts[p] = c;
-  }
-}
-
-}  // namespace
 
 void count_pixels__avx512(const uint64_t* in, int64_t p0, int64_t p1, int kb, int cw,
                           int32_t* counts) {
@@ -48,7 +30,7 @@ void count_pixels__avx512(const uint64_t* in, int64_t p0, int64_t p1, int kb, in
       _mm512_mask_cvtepi64_storeu_epi32(counts + p, 0xff, c);
     }
   }
-  count_scalar(in, p, p1, kb, cw, counts);
+  count_pixels__popcnt(in, p, p1, kb, cw, counts);
 }
 
 }  // namespace bfcn

@@ -248,6 +248,8 @@ void count_pixels__ref(const uint64_t* in, int64_t p0, int64_t p1, int kb, int c
   count_pixels(in, p0, p1, kb, cw, counts);
 }
 
+}  // namespace
+
 #if BFCN_X86
 __attribute__((target("popcnt"))) void count_pixels__popcnt(const uint64_t* in, int64_t p0,
                                                             int64_t p1, int kb, int cw,
@@ -255,8 +257,6 @@ __attribute__((target("popcnt"))) void count_pixels__popcnt(const uint64_t* in, 
   count_pixels(in, p0, p1, kb, cw, counts);
 }
 #endif
-
-}  // namespace
 
 std::span<const ActCountVariant> act_count_variants() {
   static const ActCountVariant kVariants[] = {

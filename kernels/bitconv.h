@@ -169,6 +169,10 @@ struct ActCountVariant {
   ActCountFn count;
 };
 std::span<const ActCountVariant> act_count_variants();
+// The word-by-word POPCNT loop (any layout), and the AVX-512 one (8 pixels per step for one word
+// per plane, the POPCNT loop otherwise).
+void count_pixels__popcnt(const uint64_t* in, int64_t p0, int64_t p1, int kb, int cw,
+                          int32_t* counts);
 void count_pixels__avx512(const uint64_t* in, int64_t p0, int64_t p1, int kb, int cw,
                           int32_t* counts);
 
