@@ -32,7 +32,7 @@ namespace bfcn::bench {
 namespace {
 
 struct Flags {
-  std::string model, arch = "fcn8s_r18", json, peer = "torch";
+  std::string model, arch = "fcn8s_r18", json, peer = "torch", stem = "fp32";
   int h = 512, w = 512, threads = 0, reps = 3, rounds = 3, wbits = 0, abits = 0;
 };
 
@@ -42,6 +42,7 @@ Flags read_flags(const cli::Args& a) {
   f.arch = a.get("arch");
   f.json = a.get("json");
   f.peer = a.get("peer");
+  f.stem = a.get("stem");
   std::tie(f.h, f.w) = a.get_hw("input");
   f.threads = a.get_int("threads");
   f.reps = a.get_int("reps");
@@ -317,6 +318,7 @@ int bench_runtime(const cli::Args& args) {
                         {"input", {f.h, f.w}},
                         {"reps", f.reps},
                         {"rounds", f.rounds},
+                        {"stem", f.stem},
                         {"arch", f.model.empty() ? f.arch : f.model},
                         {"runs", nlohmann::json::array()}};
   std::map<std::pair<ConvKey, int>, std::pair<double, double>> peer_cache;  // (shape, threads)
@@ -352,9 +354,10 @@ int bench_runtime(const cli::Args& args) {
       BFCN_CHECK_IO(in.good(), f.model, ": cannot open");
       bytes.assign(std::istreambuf_iterator<char>(in), {});
     }
-    const rt::Model model =
+    rt::Model model =
         rt::Model::from_file(rt::parse_model(f.model.empty() ? "synthetic" : f.model, bytes));
-    const rt::Model fp32 = model.to_fp32();
+    rt::Model fp32 = model.to_fp32();
+    model.set_stem_int8(f.stem == "int8");
     // FP32 checkpoint size: 4 bytes per conv weight and per BN parameter (4 per channel).
     int64_t fp32_bytes = 0;
     for (const auto& L : model.header()["layers"])
@@ -540,8 +543,12 @@ BFCN_REGISTER_BENCH(
                          "also time PyTorch FP32 inference of the same network "
                          "(bench/torch_infer_ref.py)")
                  .defaults("torch"),
+             cli::choice("stem", {"fp32", "int8"},
+                         "the RGB stem in FP32 or in 8-bit integers (rt::Model::set_stem_int8)")
+                 .defaults("fp32"),
              cli::text("json", "FILE", "write per-layer results as JSON")})
         .example("bfcn bench runtime --input 512x512 --threads 1 --wbits 1 --abits 2 --reps 3")
+        .example("bfcn bench runtime --input 512x512 --threads 1 --wbits 1 --abits 2 --stem int8")
         .example("bfcn bench runtime --model w1a2.bfcn --input 128x128 --threads 2 --json r.json")
         .runs(bench_runtime));
 

@@ -57,11 +57,14 @@ bool isa_supported(Isa isa) {
     case Isa::avx512:
       return isa_supported(Isa::avx2) && c.avx512f && c.avx512bw && c.avx512vl && c.avx512dq &&
              c.avx512vpopcntdq;
+    case Isa::avx512vnni:
+      return isa_supported(Isa::avx512) && c.avx512vnni;
   }
   return false;
 }
 
 Isa best_supported_isa() {
+  if (isa_supported(Isa::avx512vnni)) return Isa::avx512vnni;
   if (isa_supported(Isa::avx512)) return Isa::avx512;
   if (isa_supported(Isa::avx2)) return Isa::avx2;
   return Isa::ref;
@@ -75,6 +78,8 @@ const char* isa_name(Isa isa) {
       return "avx2";
     case Isa::avx512:
       return "avx512";
+    case Isa::avx512vnni:
+      return "avx512vnni";
   }
   return "?";
 }
@@ -83,7 +88,8 @@ Isa parse_isa(const std::string& name) {
   if (name == "ref" || name == "scalar") return Isa::ref;
   if (name == "avx2") return Isa::avx2;
   if (name == "avx512") return Isa::avx512;
-  throw Error("BFCN_ISA: expected one of ref, avx2, avx512, but got '" + name + "'");
+  if (name == "avx512vnni") return Isa::avx512vnni;
+  throw Error("BFCN_ISA: expected one of ref, avx2, avx512, avx512vnni, but got '" + name + "'");
 }
 
 Isa active_isa() {

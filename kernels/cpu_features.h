@@ -1,5 +1,6 @@
 // Run-time CPU feature detection and the ISA choice for kernels. Decided once at start-up;
-// BFCN_ISA=ref|avx2|avx512 forces a level (an unsupported forced level is an error, not a crash).
+// BFCN_ISA=ref|avx2|avx512|avx512vnni forces a level (an unsupported forced level is an error, not
+// a crash).
 #pragma once
 
 #include <string>
@@ -14,7 +15,8 @@
 
 namespace bfcn {
 
-enum class Isa { ref = 0, avx2 = 1, avx512 = 2 };
+// Each level includes the one below; avx512vnni adds VNNI's 8-bit dot products (VPDPBUSD).
+enum class Isa { ref = 0, avx2 = 1, avx512 = 2, avx512vnni = 3 };
 
 struct CpuFeatures {
   bool avx2 = false, fma = false, popcnt = false, bmi2 = false;
@@ -31,7 +33,7 @@ bool isa_supported(Isa isa);
 // The level kernels use: BFCN_ISA if set (validated), else best_supported_isa(). Cached.
 Isa active_isa();
 const char* isa_name(Isa isa);
-// Parses "ref" | "avx2" | "avx512"; throws bfcn::Error naming the bad value.
+// Parses "ref" | "avx2" | "avx512" | "avx512vnni"; throws bfcn::Error naming the bad value.
 Isa parse_isa(const std::string& name);
 
 }  // namespace bfcn

@@ -6,6 +6,7 @@
 #include "kernels/bitpack.h"
 #include "kernels/conv.h"
 #include "kernels/conv_stem.h"
+#include "kernels/conv_stem_int8.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
 
@@ -15,6 +16,7 @@ std::string dispatched_variants_string() {
   const char* names[] = {sgemm_active().name,
                          best_variant(conv_row_variants()).name,
                          conv_stem_active().name,
+                         conv_stem_int8_active().name,
                          best_variant(elementwise_variants()).name,
                          best_variant(bitpack_variants()).name,
                          best_variant(act_pack_variants()).name,

@@ -4,9 +4,9 @@
 // that table: adding a variant is its kernel file plus one table line.
 //
 // An Isa level names a whole feature set (kernels/cpu_features.cpp, isa_supported): avx2 means
-// AVX2 + FMA + POPCNT + BMI2, avx512 adds F/BW/VL/DQ/VPOPCNTDQ; so an entry needs no separate
-// feature flag. Per-call constraints (e.g. "bits <= 8") are fields of the family's struct, checked
-// by the `fits` predicate of best_variant.
+// AVX2 + FMA + POPCNT + BMI2, avx512 adds F/BW/VL/DQ/VPOPCNTDQ, avx512vnni adds VNNI; so an entry
+// needs no separate feature flag. Per-call constraints (e.g. "bits <= 8") are fields of the
+// family's struct, checked by the `fits` predicate of best_variant.
 #pragma once
 
 #include <cstddef>

@@ -156,6 +156,15 @@ bfcn_status bfcn_model_set_threads(bfcn_model* model, int threads) {
   return BFCN_OK;
 }
 
+bfcn_status bfcn_model_set_stem_int8(bfcn_model* model, int on) {
+  if (!model) return fail(BFCN_ERROR_ARGUMENT, "bfcn_model_set_stem_int8: model is NULL");
+  if (on != 0 && on != 1)
+    return fail(BFCN_ERROR_ARGUMENT,
+                "bfcn_model_set_stem_int8: on must be 0 or 1, got " + std::to_string(on));
+  model->model.set_stem_int8(on == 1);
+  return BFCN_OK;
+}
+
 bfcn_status bfcn_model_run(const bfcn_model* model, const unsigned char* rgb, int height, int width,
                            size_t row_stride, unsigned char* labels, float* logits) {
   if (!model || !rgb || !labels)

@@ -16,6 +16,8 @@ int Model::num_classes() const { return impl_->num_classes; }
 const std::vector<std::string>& Model::class_names() const { return impl_->class_names; }
 const std::vector<std::array<uint8_t, 3>>& Model::palette() const { return impl_->palette; }
 const nlohmann::json& Model::header() const { return impl_->header; }
+void Model::set_stem_int8(bool on) { impl_->stem_int8 = on; }
+bool Model::stem_int8() const { return impl_->stem_int8; }
 void Model::set_profile(std::vector<LayerTiming>* sink) const { impl_->profile = sink; }
 void Model::set_trace(std::function<void(const TracedTensor&)> sink) const {
   impl_->trace = std::move(sink);

@@ -59,6 +59,13 @@ class Model {
   const std::vector<std::string>& class_names() const;
   const std::vector<std::array<uint8_t, 3>>& palette() const;
   const nlohmann::json& header() const;
+  // The RGB stem (a 7x7 conv fused with its pool and 2-bit quantizer) in 8-bit integers
+  // (kernels/conv_stem_int8.h): the image and the weights rounded to 8 bits, VNNI dot products
+  // where the CPU has them. Off by default: the FP32 stem's codes match the training engine's
+  // (`bfcn export --verify`); int8 codes differ at a small share of quantizer boundaries
+  // (docs/runtime.md gives the measured accuracy). Not to be changed while run() is running.
+  void set_stem_int8(bool on);
+  bool stem_int8() const;
   // When set, run() appends one timing per layer (bench).
   void set_profile(std::vector<LayerTiming>* sink) const;
   // When set, run() hands every layer's output to the sink, in execution order (a debugging aid

@@ -14,6 +14,7 @@
 #include "kernels/bitconv.h"
 #include "kernels/bitpack.h"
 #include "kernels/conv_stem.h"
+#include "kernels/conv_stem_int8.h"
 #include "kernels/gemm.h"
 #include "runtime/engine_internal.h"
 
@@ -284,7 +285,7 @@ void upsample_emit(const float* x, int h, int w, int c, int oh, int ow, float* r
 // What one layer reports to the profile.
 struct LayerCost {
   int64_t macs = 0;
-  const char* kernel = "";  // bit-conv layers: the bgemm variant that ran
+  const char* kernel = "";  // bit-conv layers: the bgemm variant that ran; stem heads: theirs
 };
 
 BitConvShape bitconv_shape(const Layer& L, int h, int w) {
@@ -329,17 +330,20 @@ class Execution {
       else
         b.p = reinterpret_cast<uint64_t*>(at);
     }
+    for (size_t li = 0; li < I.layers.size(); ++li) int8_stem_reads_image_ |= int8_stem(li);
   }
 
   // The image [3,h,w] into tensor 0 as NHWC floats, (x - mean) / std when normalize; returns the
   // time it took when profiling.
   double load_input(const float* image, bool normalize) {
-    float* dst = bufs_[0].f;
-    float mu[3], inv[3];
+    image_ = image;
     for (int ch = 0; ch < 3; ++ch) {
-      mu[ch] = normalize ? I_.mean[size_t(ch)] : 0.0f;
-      inv[ch] = normalize ? 1.0f / I_.std[size_t(ch)] : 1.0f;
+      mu_[ch] = normalize ? I_.mean[size_t(ch)] : 0.0f;
+      inv_[ch] = normalize ? 1.0f / I_.std[size_t(ch)] : 1.0f;
     }
+    if (int8_stem_reads_image_) return 0;  // the int8 stem quantizes the image itself
+    float* dst = bufs_[0].f;
+    const float *mu = mu_, *inv = inv_;
     const int64_t pix = int64_t(h_) * w_;
     const double t0 = I_.profile ? now_ms() : 0;
 #pragma omp parallel for schedule(static) if (pix > 16384)
@@ -419,11 +423,19 @@ class Execution {
     const LayerCost cost{int64_t(y.h) * y.w * y.c * L.in_c * L.kernel * L.kernel, ""};
     if (I_.fusion[li] == kStemHead) {
       run_stem_head(li, x, y, scratch);
-      return cost;
+      return {cost.macs, int8_stem(li) ? conv_stem_int8_active().name : conv_stem_active().name};
     }
-    const float* in = float_view(x, scratch);
     float* v = float_result(y, scratch);
-    conv_f32_nhwc(L, in, x.h, x.w, v, y.h, y.w);
+    if (int8_stem(li)) {  // bias and ReLU in its epilogue
+      ConvStemEpilogue e;
+      e.bias = L.bias.data();
+      e.relu = L.relu;
+      e.out_f32 = v;
+      conv_stem_int8_forward(stem_shape(L, x.h, x.w), image_, mu_, inv_, L.weight.data(), e);
+      finish(y, v, false);
+      return {cost.macs, conv_stem_int8_active().name};
+    }
+    conv_f32_nhwc(L, float_view(x, scratch), x.h, x.w, v, y.h, y.w);
     finish(y, v, L.relu);
     return cost;
   }
@@ -440,9 +452,21 @@ class Execution {
     e.mul = Q.mul.empty() ? nullptr : Q.mul.data();
     e.add = Q.add.empty() ? nullptr : Q.add.data();
     e.bits = Q.out_bits;
-    conv_stem_forward(stem_shape(L, x.h, x.w), float_view(x, scratch), L.weight.data(), e);
+    if (int8_stem(li))
+      conv_stem_int8_forward(stem_shape(L, x.h, x.w), image_, mu_, inv_, L.weight.data(), e);
+    else
+      conv_stem_forward(stem_shape(L, x.h, x.w), float_view(x, scratch), L.weight.data(), e);
     Buf& z = bufs_[size_t(Q.out)];
     maxpool_pack_q(codes, y.h, y.w, y.c, P.kernel, P.stride, P.pad, z.bits, z.p, z.h, z.w);
+  }
+
+  // Layer li is an RGB conv (a stem head or not) that runs in int8 on the image itself
+  // (Model::set_stem_int8): it reads the image and nothing else does, so the image is never
+  // stored as floats.
+  bool int8_stem(size_t li) const {
+    const Layer& L = I_.layers[li];
+    return I_.stem_int8 && L.op == Op::conv_f32 && I_.fusion[li] != kAbsorbed && L.in[0] == 0 &&
+           I_.last_use[0] == int(li) && L.dilation == 1 && L.in_c <= 4;
   }
 
   LayerCost run_bitconv(const Layer& L, const Buf& x, Buf& y) {
@@ -527,6 +551,9 @@ class Execution {
   std::vector<float>* logits_;
   std::vector<uint8_t>* labels_;
   std::vector<Buf> bufs_;
+  const float* image_ = nullptr;  // load_input's image [3][h][w] and its normalization
+  float mu_[3] = {0, 0, 0}, inv_[3] = {1, 1, 1};
+  bool int8_stem_reads_image_ = false;
 };
 
 }  // namespace

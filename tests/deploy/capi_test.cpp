@@ -181,6 +181,14 @@ TEST_CASE("capi: one model runs from several threads with any thread count", "[d
   tb.join();
   CHECK(got_a == want_a);
   CHECK(got_b == want_b);
+  // The int8 stem: close to the FP32 stem's labels, and back to them exactly when off.
+  m.set_stem_int8(true);
+  const auto int8_a = m.run(a.data(), h, w);
+  int same = 0;
+  for (size_t i = 0; i < int8_a.size(); ++i) same += int8_a[i] == want_a[i];
+  CHECK(same > int(int8_a.size()) * 9 / 10);
+  m.set_stem_int8(false);
+  CHECK(m.run(a.data(), h, w) == want_a);
   CHECK(m.class_name(2) == "b");
   CHECK(m.color(1) == std::vector<unsigned char>{128, 0, 0});
   CHECK_THROWS_AS(m.class_name(9), api::Error);
@@ -217,6 +225,9 @@ TEST_CASE("capi: errors are a status and a message, never an exception", "[deplo
   CHECK(bfcn_model_run(m.p, nullptr, 64, 64, 0, labels.data(), nullptr) == BFCN_ERROR_ARGUMENT);
   CHECK(bfcn_model_run(m.p, rgb.data(), 64, 64, 0, nullptr, nullptr) == BFCN_ERROR_ARGUMENT);
   CHECK(bfcn_model_set_threads(m.p, -1) == BFCN_ERROR_ARGUMENT);
+  CHECK(bfcn_model_set_stem_int8(m.p, 2) == BFCN_ERROR_ARGUMENT);
+  CHECK_THAT(bfcn_last_error(), Catch::Contains("got 2"));
+  CHECK(bfcn_model_set_stem_int8(nullptr, 1) == BFCN_ERROR_ARGUMENT);
   CHECK(bfcn_model_set_input_size(m.p, -1, 5) == BFCN_ERROR_ARGUMENT);
   CHECK(bfcn_model_set_input_size(m.p, 0, 5) == BFCN_ERROR_ARGUMENT);
   CHECK(bfcn_model_set_input_size(nullptr, 5, 5) == BFCN_ERROR_ARGUMENT);

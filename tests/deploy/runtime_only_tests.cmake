@@ -15,6 +15,7 @@ include(Catch)
 set(_dir ${CMAKE_SOURCE_DIR}/tests)
 add_executable(test_runtime_only
   ${_dir}/kernels/bitconv_test.cpp ${_dir}/kernels/conv_stem_test.cpp
+  ${_dir}/kernels/conv_stem_int8_test.cpp
   ${_dir}/kernels/act_pack_test.cpp ${_dir}/runtime/engine_fusion_test.cpp
   ${_dir}/runtime/format_test.cpp ${_dir}/deploy/capi_test.cpp
   ${_dir}/support/test_support.cpp ${_dir}/support/test_main.cpp)

@@ -21,13 +21,7 @@ using namespace bfcn;
 
 namespace {
 
-std::vector<float> uniform(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(gen);
-  return v;
-}
+using test::uniform_floats;
 
 // Double-precision NHWC convolution + bias (+ relu).
 std::vector<double> conv_ref(const ConvStemShape& s, const std::vector<float>& x,
@@ -83,9 +77,9 @@ TEST_CASE("stem conv matches a double reference on odd shapes and borders", "[ke
                  << s.kernel << " s" << s.stride << " p" << s.pad << " d" << s.dilation << " relu "
                  << relu);
       const int kk = s.kernel * s.kernel * s.in_c;
-      const auto x = uniform(size_t(s.in_h) * s.in_w * s.in_c, seed++);
-      const auto w = uniform(size_t(s.out_c) * kk, seed++, -0.3f, 0.3f);
-      const auto b = uniform(size_t(s.out_c), seed++);
+      const auto x = uniform_floats(size_t(s.in_h) * s.in_w * s.in_c, seed++);
+      const auto w = uniform_floats(size_t(s.out_c) * kk, seed++, -0.3f, 0.3f);
+      const auto b = uniform_floats(size_t(s.out_c), seed++);
       const auto ref = conv_ref(s, x, w, b, relu);
       test::for_each_variant(conv_stem_variants(), [&](const ConvStemVariant& v) {
         struct Use {
@@ -117,8 +111,8 @@ TEST_CASE("stem conv microkernels of every variant agree with a double reference
   // consecutive 147 x 16 panels; each variant's 1..max_panels-panel kernels, and columns past the
   // panels untouched.
   constexpr int rows = 7, run = 21, kk = rows * run;
-  const auto a = uniform(6 * 6 + 6 * 200 + run, 7);
-  const auto b = uniform(size_t(4) * kk * 16, 8);
+  const auto a = uniform_floats(6 * 6 + 6 * 200 + run, 7);
+  const auto b = uniform_floats(size_t(4) * kk * 16, 8);
   alignas(64) static float bp[4 * kk * 16];  // panels are 64-byte aligned as sgemm_pack_b's
   std::copy(b.begin(), b.end(), bp);
   test::for_each_variant(conv_stem_variants(), [&](const ConvStemVariant& v) {
@@ -147,7 +141,7 @@ TEST_CASE("stem quantizing epilogue of every variant is bit-exact (quantize_leve
           "[kernels][stem]") {
   // Values on rounding ties, at the clip edges, +-0, NaN, inf and huge; 67 channels (tail).
   const int oc = 67, m = 9;
-  std::vector<float> acc = uniform(size_t(m) * oc, 11, -2.0f, 3.0f);
+  std::vector<float> acc = uniform_floats(size_t(m) * oc, 11, -2.0f, 3.0f);
   const float specials[] = {0.0f,
                             -0.0f,
                             std::numeric_limits<float>::quiet_NaN(),
@@ -161,10 +155,10 @@ TEST_CASE("stem quantizing epilogue of every variant is bit-exact (quantize_leve
                             1.5f / 3.0f,
                             2.5f / 3.0f};
   for (size_t i = 0; i < std::size(specials); ++i) acc[i * 5] = specials[i];
-  const auto bias = uniform(oc, 12, -0.1f, 0.1f);
+  const auto bias = uniform_floats(oc, 12, -0.1f, 0.1f);
   const std::vector<float> zero_bias(oc, 0.0f);
-  auto mul = uniform(oc, 13, -1.5f, 1.5f);
-  const auto add = uniform(oc, 14, -0.5f, 1.0f);
+  auto mul = uniform_floats(oc, 13, -1.5f, 1.5f);
+  const auto add = uniform_floats(oc, 14, -0.5f, 1.0f);
   for (int bits : {1, 2, 4, 8})
     for (int variant = 0; variant < 8; ++variant) {
       const bool relu = variant & 4;
@@ -195,11 +189,11 @@ TEST_CASE("stem quantizing epilogue of every variant is bit-exact (quantize_leve
 TEST_CASE("stem conv with quantized output equals quantizing its float output", "[kernels][stem]") {
   const ConvStemShape s = shape(21, 19, 3, 40, 7, 2, 3, 1);
   const int kk = 147;
-  const auto x = uniform(size_t(s.in_h) * s.in_w * 3, 21);
-  const auto w = uniform(size_t(s.out_c) * kk, 22, -0.2f, 0.2f);
-  const auto b = uniform(size_t(s.out_c), 23);
-  const auto mul = uniform(size_t(s.out_c), 24, 0.1f, 0.6f);
-  const auto add = uniform(size_t(s.out_c), 25, 0.2f, 0.8f);
+  const auto x = uniform_floats(size_t(s.in_h) * s.in_w * 3, 21);
+  const auto w = uniform_floats(size_t(s.out_c) * kk, 22, -0.2f, 0.2f);
+  const auto b = uniform_floats(size_t(s.out_c), 23);
+  const auto mul = uniform_floats(size_t(s.out_c), 24, 0.1f, 0.6f);
+  const auto add = uniform_floats(size_t(s.out_c), 25, 0.2f, 0.8f);
   const size_t n = size_t(s.out_h()) * s.out_w() * s.out_c;
   std::vector<float> y(n);
   std::vector<uint8_t> q(n);

@@ -52,3 +52,38 @@ TEST_CASE("engine: fused stem and fused output equal the unfused graph", "[runti
     CHECK(argmax_ok);
   }
 }
+
+TEST_CASE("engine: the int8 stem, fused or not, is close to the FP32 stem", "[runtime][engine]") {
+  // Model::set_stem_int8: the stem conv in 8-bit integers on the raw image. Fused (conv -> pool ->
+  // quantizer) and unfused (float conv output, then pool, then quantizer) give the same labels,
+  // because the fused thresholds reproduce the float epilogue's codes; both are close to the FP32
+  // stem, and the profile names the int8 kernel.
+  rt::Model fused = synthetic_model(false), plain = synthetic_model(true);
+  const int h = 64, w = 48;
+  Rng rng(5);
+  const std::vector<float> img = test::random_tensor(Shape{3, h, w}, rng, 0.0f, 1.0f).to_vector();
+  std::vector<uint8_t> fp32, int8_fused, int8_plain;
+  fused.run(img.data(), h, w, nullptr, &fp32);
+  CHECK_FALSE(fused.stem_int8());
+  fused.set_stem_int8(true);
+  plain.set_stem_int8(true);
+  CHECK(fused.stem_int8());
+  std::vector<rt::LayerTiming> prof;
+  fused.set_profile(&prof);
+  fused.run(img.data(), h, w, nullptr, &int8_fused);
+  fused.set_profile(nullptr);
+  plain.run(img.data(), h, w, nullptr, &int8_plain);
+  REQUIRE(int8_fused.size() == size_t(h) * w);
+  CHECK(int8_fused == int8_plain);
+  int64_t same = 0;
+  for (size_t i = 0; i < fp32.size(); ++i) same += fp32[i] == int8_fused[i];
+  INFO("labels equal to the FP32 stem's: " << same << " of " << fp32.size());
+  CHECK(double(same) / double(fp32.size()) > 0.9);
+  REQUIRE(!prof.empty());
+  CHECK(prof.front().kernel.find("conv_stem_int8") == 0);
+  // Off again: the FP32 stem's labels exactly.
+  fused.set_stem_int8(false);
+  std::vector<uint8_t> again;
+  fused.run(img.data(), h, w, nullptr, &again);
+  CHECK(again == fp32);
+}

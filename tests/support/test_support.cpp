@@ -61,6 +61,14 @@ Tensor random_tensor(const Shape& shape, Rng& rng, float lo, float hi) {
   return t;
 }
 
+std::vector<float> uniform_floats(size_t n, uint32_t seed, float lo, float hi) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(gen);
+  return v;
+}
+
 void write_f32(const fs::path& file, const Tensor& t) {
   std::ofstream f(file, std::ios::binary);
   std::vector<float> v = t.to_vector();

@@ -44,6 +44,9 @@ bool torch_available();
 // Random f32 tensor with values uniform in [lo, hi).
 Tensor random_tensor(const Shape& shape, Rng& rng, float lo = -1.0f, float hi = 1.0f);
 
+// n floats uniform in [lo, hi) from std::mt19937(seed) (kernel tests on raw arrays).
+std::vector<float> uniform_floats(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f);
+
 // Raw little-endian f32 file I/O, for exchanging tensors with the Python oracle.
 void write_f32(const std::filesystem::path& file, const Tensor& t);
 Tensor read_f32(const std::filesystem::path& file, const Shape& shape);

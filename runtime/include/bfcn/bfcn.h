@@ -7,8 +7,8 @@
  * Threads: a loaded model is read-only while it runs, so one bfcn_model may be passed to
  * bfcn_model_run from several threads at once (each call works in its own buffers; each call's
  * OpenMP team has bfcn_model_set_threads threads). bfcn_model_set_threads,
- * bfcn_model_set_input_size and bfcn_model_free change the model: call them while no
- * bfcn_model_run on the same model is in progress. */
+ * bfcn_model_set_input_size, bfcn_model_set_stem_int8 and bfcn_model_free change the model: call
+ * them while no bfcn_model_run on the same model is in progress. */
 #ifndef BFCN_BFCN_H
 #define BFCN_BFCN_H
 
@@ -64,6 +64,12 @@ BFCN_API bfcn_status bfcn_model_input_size(const bfcn_model* model, int* height,
 /* OpenMP threads of each bfcn_model_run on this model; 0 (the default) = OpenMP's default
  * (OMP_NUM_THREADS or all cores). */
 BFCN_API bfcn_status bfcn_model_set_threads(bfcn_model* model, int threads);
+
+/* The RGB stem in 8-bit integers (on = 1) or FP32 (on = 0, the default). int8 is faster where
+ * the CPU has AVX-512 VNNI; its labels may differ from the FP32 stem's at a few pixels (the
+ * image and the stem's weights are rounded to 8 bits; docs/runtime.md gives the measured
+ * accuracy). */
+BFCN_API bfcn_status bfcn_model_set_stem_int8(bfcn_model* model, int on);
 
 /* Segments one image. rgb: height x width pixels of 3 bytes (R, G, B), rows row_stride bytes apart
  * (0 = 3 * width), owned by the caller. labels (required): height * width bytes, written with

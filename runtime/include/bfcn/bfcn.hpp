@@ -54,6 +54,7 @@ class Model {
     return rgb;
   }
   void set_threads(int threads) { check(bfcn_model_set_threads(m_, threads)); }
+  void set_stem_int8(bool on) { check(bfcn_model_set_stem_int8(m_, on ? 1 : 0)); }
   void set_input_size(int height, int width) {
     check(bfcn_model_set_input_size(m_, height, width));
   }

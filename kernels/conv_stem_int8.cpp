@@ -1,0 +1,276 @@
+// The int8 stem's driver (kernels/conv_stem_int8.h): quantize the image into a padded planar byte
+// buffer and the weights into 16-channel panels (both per call: the weight steps depend on the
+// image's steps), then per output row the microkernel computes 6 pixels at a time and the row's
+// int32 sums go through the dequantizing epilogue.
+#include "kernels/conv_stem_int8.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "core/error.h"
+#include "kernels/bitpack.h"
+#include "kernels/variant.h"
+
+namespace bfcn {
+
+namespace {
+
+constexpr int kPanel = 16;  // output channels per weight panel (one zmm of int32 sums)
+
+// Rounds t (NaN -> lo) into [lo, hi], to nearest even; |lo|, |hi| < 2^22.
+inline float clamp_round(float t, float lo, float hi) {
+  t = t > lo ? (t < hi ? t : hi) : lo;
+  return (t + 12582912.0f) - 12582912.0f;  // 1.5*2^23: round to nearest even
+}
+
+}  // namespace
+
+StemInputQuant stem_input_quant(const float* x, int c, int64_t pixels, const float* mean,
+                                const float* inv_std) {
+  BFCN_CHECK(c >= 1 && c <= 4, "int8 stem: 1..4 input channels, got ", c);
+  StemInputQuant q;
+  for (int ch = 0; ch < c; ++ch) {
+    float mn, mx;
+    conv_stem_int8_active().range(x + ch * pixels, pixels, &mn, &mx);
+    const float mu = mean ? mean[ch] : 0.0f, inv = inv_std ? inv_std[ch] : 1.0f;
+    const float a = (mn - mu) * inv, b = (mx - mu) * inv;
+    const float lo = std::min({a, b, 0.0f}), hi = std::max({a, b, 0.0f});
+    const float step = (hi - lo) / 255.0f;
+    if (!(step > 0.0f) || !std::isfinite(step)) continue;  // constant (or no finite) values
+    q.step[ch] = step;
+    q.zero[ch] = int(clamp_round(-lo / step, 0.0f, 255.0f));
+  }
+  return q;
+}
+
+uint8_t stem_quantize_input(float x_n, float step, int zero) {
+  const float t = x_n * (1.0f / step);
+  return uint8_t(clamp_round(t + float(zero), 0.0f, 255.0f));
+}
+
+void stem_int8_range__ref(const float* x, int64_t n, float* mn, float* mx) {
+  float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+  for (int64_t i = 0; i < n; ++i) {
+    lo = x[i] < lo ? x[i] : lo;
+    hi = x[i] > hi ? x[i] : hi;
+  }
+  *mn = lo;
+  *mx = hi;
+}
+
+void stem_int8_quantize_row__ref(const float* x, int64_t n, float mu, float inv, float rstep,
+                                 float zf, uint8_t* q) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float t = (x[i] - mu) * inv * rstep;
+    q[i] = uint8_t(clamp_round(t + zf, 0.0f, 255.0f));
+  }
+}
+
+void conv_stem_int8_ukernel_6x16__ref(const uint8_t* a, int64_t lda, const int64_t* row_off,
+                                      int nrows, int groups, const int8_t* bp, int32_t* c,
+                                      int64_t ldc) {
+  int32_t t[6][kPanel] = {};
+  for (int r = 0; r < nrows; ++r)
+    for (int g = 0; g < groups; ++g, bp += 4 * kPanel)
+      for (int i = 0; i < 6; ++i) {
+        const uint8_t* ai = a + i * lda + row_off[r] + 4 * g;
+        for (int j = 0; j < kPanel; ++j)
+          for (int b = 0; b < 4; ++b) t[i][j] += int32_t(ai[b]) * int32_t(bp[j * 4 + b]);
+      }
+  for (int i = 0; i < 6; ++i) std::memcpy(c + i * ldc, t[i], sizeof(t[i]));
+}
+
+uint8_t stem_int8_code(int32_t acc, int o, const StemInt8Dequant& d) {
+  float v = float(acc - d.corr[o]) * d.scale[o];
+  v = v + d.bias[o];
+  if (d.relu) v = v > 0.0f ? v : 0.0f;
+  if (d.mul) v = v * d.mul[o];
+  if (d.add) v = v + d.add[o];
+  return quantize_level(v, float((1 << d.bits) - 1));
+}
+
+bool stem_int8_thresholds(const StemInt8Dequant& d, int oc, std::vector<int32_t>& t) {
+  if (d.mul && std::any_of(d.mul, d.mul + oc, [](float m) { return !(m >= 0.0f); })) return false;
+  const int levels = (1 << d.bits) - 1;
+  t.assign(size_t(levels) * oc, INT32_MAX);
+  for (int o = 0; o < oc; ++o)
+    for (int k = 1; k <= levels; ++k) {
+      int64_t lo = -(int64_t(1) << 30), hi = int64_t(1) << 30;
+      if (stem_int8_code(int32_t(hi), o, d) < k) continue;
+      if (stem_int8_code(int32_t(lo), o, d) >= k) {
+        t[size_t((k - 1) * oc + o)] = INT32_MIN;
+        continue;
+      }
+      while (hi - lo > 1) {  // code(lo) < k <= code(hi)
+        const int64_t mid = lo + (hi - lo) / 2;
+        (stem_int8_code(int32_t(mid), o, d) >= k ? hi : lo) = mid;
+      }
+      t[size_t((k - 1) * oc + o)] = int32_t(hi);
+    }
+  return true;
+}
+
+void conv_stem_int8_epilogue__ref(const int32_t* acc, int64_t m, int oc, int64_t ldc,
+                                  const StemInt8Dequant& d, uint8_t* q) {
+  const int levels = (1 << d.bits) - 1;
+  for (int64_t i = 0; i < m; ++i, acc += ldc, q += oc)
+    for (int o = 0; o < oc; ++o) {
+      if (d.thresholds == nullptr) {
+        q[o] = stem_int8_code(acc[o], o, d);
+        continue;
+      }
+      int code = 0;
+      for (int k = 0; k < levels; ++k) code += acc[o] >= d.thresholds[k * oc + o];
+      q[o] = uint8_t(code);
+    }
+}
+
+void conv_stem_int8_dequant__ref(const int32_t* acc, int64_t m, int oc, int64_t ldc,
+                                 const StemInt8Dequant& d, float* y) {
+  for (int64_t i = 0; i < m; ++i, acc += ldc, y += oc)
+    for (int o = 0; o < oc; ++o) {
+      float v = float(acc[o] - d.corr[o]) * d.scale[o];
+      v = v + d.bias[o];
+      y[o] = d.relu ? (v > 0.0f ? v : 0.0f) : v;
+    }
+}
+
+std::span<const ConvStemInt8Variant> conv_stem_int8_variants() {
+  static const ConvStemInt8Variant kVariants[] = {
+    {Isa::ref,
+     "conv_stem_int8__ref",
+     {conv_stem_int8_ukernel_6x16__ref},
+     1,
+     conv_stem_int8_epilogue__ref,
+     conv_stem_int8_dequant__ref,
+     stem_int8_range__ref,
+     stem_int8_quantize_row__ref},
+#if BFCN_X86
+    // 4 panels: 24 zmm accumulators, per 4-byte group four weight loads and 6 broadcasts
+    {Isa::avx512vnni,
+     "conv_stem_int8__avx512vnni",
+     {conv_stem_int8_ukernel__avx512vnni<1>, conv_stem_int8_ukernel__avx512vnni<2>,
+      conv_stem_int8_ukernel__avx512vnni<3>, conv_stem_int8_ukernel__avx512vnni<4>},
+     4,
+     conv_stem_int8_epilogue__avx512vnni,
+     conv_stem_int8_dequant__avx512vnni,
+     stem_int8_range__avx512vnni,
+     stem_int8_quantize_row__avx512vnni},
+#endif
+  };
+  return kVariants;
+}
+
+namespace {
+const ConvStemInt8Variant* g_forced = nullptr;  // conv_stem_int8_use_variant
+}  // namespace
+
+const ConvStemInt8Variant& conv_stem_int8_active() {
+  if (g_forced != nullptr) return *g_forced;
+  static const ConvStemInt8Variant& chosen = best_variant(conv_stem_int8_variants());
+  return chosen;
+}
+
+const ConvStemInt8Variant* conv_stem_int8_use_variant(const ConvStemInt8Variant* v) {
+  const ConvStemInt8Variant* old = g_forced;
+  g_forced = v;
+  return old;
+}
+
+void conv_stem_int8_forward(const ConvStemShape& s, const float* x, const float* mean,
+                            const float* inv_std, const float* w, const ConvStemEpilogue& e) {
+  BFCN_CHECK(s.dilation == 1 && s.in_c >= 1 && s.in_c <= 4,
+             "int8 stem: dilation 1 and 1..4 input channels only, got dilation ", s.dilation, ", ",
+             s.in_c, " channels");
+  BFCN_CHECK(e.bias != nullptr && (e.out_f32 != nullptr || (e.bits >= 1 && e.bits <= 8)),
+             "int8 stem: needs a bias and float output or codes of 1..8 bits");
+  const int oh = s.out_h(), ow = s.out_w(), oc = s.out_c, c = s.in_c, k = s.kernel;
+  if (oh <= 0 || ow <= 0) return;
+  const int64_t pixels = int64_t(s.in_h) * s.in_w;
+  const ConvStemInt8Variant& uk = conv_stem_int8_active();
+  const StemInputQuant iq = stem_input_quant(x, c, pixels, mean, inv_std);
+
+  // Weights: w' = w * step[c] (the input step folded in), one step per output channel so the
+  // largest |w'| is 127; packed [panel][c][ky][group][16][4], bytes past K zero.
+  const int groups = (k + 3) / 4, nrows = c * k, panels = (oc + kPanel - 1) / kPanel;
+  const int64_t panel_bytes = int64_t(nrows) * groups * 4 * kPanel;
+  std::vector<int8_t> bp(size_t(panels * panel_bytes), 0);
+  std::vector<int32_t> corr(size_t(oc), 0);
+  std::vector<float> scale(size_t(oc), 1.0f);
+  for (int o = 0; o < oc; ++o) {
+    const float* wo = w + int64_t(o) * k * k * c;
+    float mx = 0.0f;
+    for (int t = 0; t < k * k * c; ++t) mx = std::max(mx, std::fabs(wo[t] * iq.step[t % c]));
+    if (mx > 0.0f && std::isfinite(mx)) scale[size_t(o)] = mx / 127.0f;
+    const float inv = 1.0f / scale[size_t(o)];
+    int8_t* po = bp.data() + (o / kPanel) * panel_bytes + (o % kPanel) * 4;
+    for (int ch = 0; ch < c; ++ch)
+      for (int ky = 0; ky < k; ++ky)
+        for (int kx = 0; kx < k; ++kx) {
+          const float wv = wo[(ky * k + kx) * c + ch] * iq.step[ch];
+          const int8_t wq = int8_t(clamp_round(wv * inv, -127.0f, 127.0f));
+          po[((int64_t(ch) * k + ky) * groups + kx / 4) * 4 * kPanel + kx % 4] = wq;
+          corr[size_t(o)] += int32_t(wq) * iq.zero[ch];
+        }
+  }
+
+  // The padded planar image: rows/columns the windows reach, the last 6-pixel group of a row
+  // may read past the image (those tile rows are dropped), padding = the zero point.
+  const int tiles = (ow + 5) / 6;
+  const int hp = std::max(s.in_h + 2 * s.pad, (oh - 1) * s.stride + k);
+  const int wp = std::max(s.in_w + 2 * s.pad, (tiles * 6 - 1) * s.stride + 4 * groups);
+  const int64_t plane = int64_t(hp) * wp;
+  thread_local std::vector<uint8_t> xbuf;  // kept between calls (page faults, as the FP32 stem)
+  if (xbuf.size() < size_t(c * plane)) xbuf.resize(size_t(c * plane));
+  uint8_t* xp = xbuf.data();
+#pragma omp parallel for schedule(static) if (pixels * c > 65536)
+  for (int64_t r = 0; r < int64_t(c) * hp; ++r) {
+    const int ch = int(r / hp), py = int(r % hp), iy = py - s.pad;
+    uint8_t* row = xp + r * wp;
+    const uint8_t z = uint8_t(iq.zero[ch]);
+    if (iy < 0 || iy >= s.in_h) {
+      std::memset(row, z, size_t(wp));
+      continue;
+    }
+    std::memset(row, z, size_t(s.pad));
+    const float* src = x + ch * pixels + int64_t(iy) * s.in_w;
+    const float mu = mean ? mean[ch] : 0.0f, inv = inv_std ? inv_std[ch] : 1.0f;
+    uk.quantize_row(src, s.in_w, mu, inv, 1.0f / iq.step[ch], float(iq.zero[ch]), row + s.pad);
+    std::memset(row + s.pad + s.in_w, z, size_t(wp - s.pad - s.in_w));
+  }
+
+  std::vector<int64_t> row_off(static_cast<size_t>(nrows));
+  for (int ch = 0; ch < c; ++ch)
+    for (int ky = 0; ky < k; ++ky) row_off[size_t(ch * k + ky)] = ch * plane + int64_t(ky) * wp;
+  StemInt8Dequant dq{corr.data(), scale.data(), e.bias, e.relu, e.mul, e.add, e.bits};
+  std::vector<int32_t> thresholds;  // 1-2 bit codes: compares instead of float operations
+  if (!e.out_f32 && e.bits <= 2 && stem_int8_thresholds(dq, oc, thresholds))
+    dq.thresholds = thresholds.data();
+  const int64_t ldc = int64_t(panels) * kPanel;
+#pragma omp parallel if (int64_t(oh) * ow * oc * k * k * c > (1 << 20))
+  {
+    std::vector<int32_t> acc(size_t(tiles) * 6 * size_t(ldc));
+#pragma omp for schedule(dynamic, 1)
+    for (int oy = 0; oy < oh; ++oy) {
+      const uint8_t* arow = xp + int64_t(oy) * s.stride * wp;
+      for (int t = 0; t < tiles; ++t)
+        for (int p = 0; p < panels;) {
+          const int np = std::min(uk.max_panels, panels - p);
+          uk.by_panels[np - 1](arow + int64_t(t) * 6 * s.stride, s.stride, row_off.data(), nrows,
+                               groups, bp.data() + p * panel_bytes,
+                               acc.data() + int64_t(t) * 6 * ldc + p * kPanel, ldc);
+          p += np;
+        }
+      if (e.out_f32)
+        uk.dequant(acc.data(), ow, oc, ldc, dq, e.out_f32 + int64_t(oy) * ow * oc);
+      else
+        uk.epilogue(acc.data(), ow, oc, ldc, dq, e.out_q + int64_t(oy) * ow * oc);
+    }
+  }
+}
+
+}  // namespace bfcn

@@ -1,0 +1,376 @@
+// The int8 stem (kernels/conv_stem_int8.*): every variant's microkernel and epilogue bit-exact
+// against the reference ones, the whole forward of every variant equal to the reference variant's,
+// the input quantization exact on its grid, and the codes close to the FP32 stem's (the only
+// difference is rounding the image and the weights to 8 bits).
+#include "kernels/conv_stem_int8.h"
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "kernels/bitpack.h"
+#include "kernels/conv_stem.h"
+#include "tests/support/test_support.h"
+#include "tests/support/variants.h"
+
+using namespace bfcn;
+
+namespace {
+
+using test::uniform_floats;
+
+// in_h, in_w, in_c, out_c, kernel, stride, pad (dilation 1).
+ConvStemShape shape(int h, int w, int c, int oc, int k, int s, int p) {
+  return ConvStemShape{h, w, c, oc, k, s, p, 1};
+}
+
+struct UseInt8 {
+  const ConvStemInt8Variant* prev;
+  explicit UseInt8(const ConvStemInt8Variant& v) : prev(conv_stem_int8_use_variant(&v)) {}
+  ~UseInt8() { conv_stem_int8_use_variant(prev); }
+};
+
+// NCHW planar <-> NHWC for the FP32 stem, which reads NHWC.
+std::vector<float> to_nhwc(const std::vector<float>& x, int c, int64_t pixels) {
+  std::vector<float> y(x.size());
+  for (int64_t p = 0; p < pixels; ++p)
+    for (int ch = 0; ch < c; ++ch) y[size_t(p * c + ch)] = x[size_t(ch * pixels + p)];
+  return y;
+}
+
+}  // namespace
+
+TEST_CASE("int8 stem variant table: ref first, by ISA level, dispatch takes the best allowed",
+          "[kernels][stem][int8]") {
+  test::check_variant_table(conv_stem_int8_variants(), conv_stem_int8_active());
+}
+
+TEST_CASE("int8 stem microkernels of every variant equal the integer reference",
+          "[kernels][stem][int8]") {
+  // 6 pixels at lda 2 (stride 2), 21 rows (3 channels x 7 kernel rows) at scattered offsets, 2
+  // groups of 4 bytes per row; the bytes and weights span their whole ranges (0..255, -128..127).
+  constexpr int nrows = 21, groups = 2, ldc = 70;
+  std::mt19937 gen(5);
+  std::vector<uint8_t> a(4096);
+  for (auto& v : a) v = uint8_t(gen());
+  a[0] = 255;
+  std::vector<int64_t> row_off(nrows);
+  for (int r = 0; r < nrows; ++r) row_off[size_t(r)] = 37 + r * 181 % 3900;
+  std::vector<int8_t> bp(size_t(4) * nrows * groups * 64);
+  for (auto& v : bp) v = int8_t(gen());
+  bp[0] = -128;
+  bp[1] = 127;
+  const int64_t ps = int64_t(nrows) * groups * 64;
+  int simd = 0;
+  test::for_each_variant(conv_stem_int8_variants(), [&](const ConvStemInt8Variant& v) {
+    simd += v.isa != Isa::ref;
+    for (int np = 1; np <= v.max_panels; ++np) {
+      INFO(np << " panels");
+      std::vector<int32_t> c(6 * ldc, -7);
+      v.by_panels[np - 1](a.data() + 3, 2, row_off.data(), nrows, groups, bp.data(), c.data(), ldc);
+      for (int i = 0; i < 6; ++i)
+        for (int j = 0; j < ldc; ++j) {
+          if (j >= 16 * np) {
+            CHECK(c[size_t(i * ldc + j)] == -7);
+            continue;
+          }
+          int32_t r = 0;
+          for (int row = 0; row < nrows; ++row)
+            for (int g = 0; g < groups; ++g)
+              for (int b = 0; b < 4; ++b)
+                r += int32_t(a[size_t(3 + i * 2 + row_off[size_t(row)] + 4 * g + b)]) *
+                     bp[size_t((j / 16) * ps + ((row * groups + g) * 16 + j % 16) * 4 + b)];
+          CHECK(c[size_t(i * ldc + j)] == r);
+        }
+    }
+  });
+  if (simd == 0)
+    BFCN_SKIP_ISA("no SIMD int8 stem runs on this CPU (has: " + cpu_features_string() + ")");
+}
+
+TEST_CASE("int8 stem epilogue of every variant is bit-exact", "[kernels][stem][int8]") {
+  // 67 channels (a masked tail), ldc 80; sums around the correction, NaN-free (integers), scales
+  // that put values on rounding ties and past the clip edges.
+  const int oc = 67, m = 9, ldc = 80;
+  std::mt19937 gen(9);
+  std::vector<int32_t> acc(size_t(m) * ldc);
+  for (auto& v : acc) v = int32_t(gen() % 200001) - 100000;
+  std::vector<int32_t> corr(oc);
+  for (auto& v : corr) v = int32_t(gen() % 20001) - 10000;
+  auto scale = uniform_floats(oc, 10, 1e-6f, 3e-5f);
+  scale[3] = 0.5f;  // acc - corr integral: v on halves
+  acc[3] = corr[3] + 1;
+  const auto bias = uniform_floats(oc, 12, -0.5f, 0.5f);
+  const auto mul = uniform_floats(oc, 13, -1.5f, 1.5f);
+  const auto add = uniform_floats(oc, 14, -0.5f, 1.0f);
+  int simd = 0;
+  for (int bits : {1, 2, 8})
+    for (int variant = 0; variant < 8; ++variant) {
+      const StemInt8Dequant d{corr.data(),
+                              scale.data(),
+                              bias.data(),
+                              bool(variant & 4),
+                              (variant & 2) ? mul.data() : nullptr,
+                              (variant & 1) ? add.data() : nullptr,
+                              bits};
+      INFO("bits " << bits << " relu " << d.relu << " mul " << bool(d.mul) << " add "
+                   << bool(d.add));
+      std::vector<uint8_t> expect(size_t(m) * oc, 0xee);
+      conv_stem_int8_epilogue__ref(acc.data(), m, oc, ldc, d, expect.data());
+      // The reference itself, one value by hand: v = (acc - corr) * scale + bias ...
+      {
+        float v = float(acc[1] - corr[1]) * scale[1];
+        v = v + bias[1];
+        if (d.relu) v = v > 0.0f ? v : 0.0f;
+        if (d.mul) v = v * mul[1];
+        if (d.add) v = v + add[1];
+        CHECK(expect[1] == quantize_level(v, float((1 << bits) - 1)));
+      }
+      test::for_each_variant(conv_stem_int8_variants(), [&](const ConvStemInt8Variant& v) {
+        simd += v.isa != Isa::ref;
+        std::vector<uint8_t> q(expect.size(), 0xee);
+        v.epilogue(acc.data(), m, oc, ldc, d, q.data());
+        CHECK(q == expect);
+      });
+    }
+  if (simd == 0)
+    BFCN_SKIP_ISA("no SIMD int8 stem runs on this CPU (has: " + cpu_features_string() + ")");
+}
+
+TEST_CASE("int8 stem threshold epilogue gives the float epilogue's codes",
+          "[kernels][stem][int8]") {
+  // Sums at every threshold and one either side, plus random ones; 1 and 2 bits, relu on/off,
+  // mul >= 0 (one channel with mul 0) or absent, add present or absent. A negative mul makes
+  // the code non-monotone: no thresholds then.
+  const int oc = 35;
+  std::mt19937 gen(17);
+  std::vector<int32_t> corr(oc);
+  for (auto& v : corr) v = int32_t(gen() % 20001) - 10000;
+  const auto scale = uniform_floats(oc, 18, 1e-5f, 1e-4f);
+  const auto bias = uniform_floats(oc, 19, -0.5f, 0.5f);
+  auto mul = uniform_floats(oc, 20, 0.0f, 2.0f);
+  mul[2] = 0.0f;
+  const auto add = uniform_floats(oc, 21, -0.3f, 0.3f);
+  int simd = 0;
+  for (int bits : {1, 2})
+    for (int variant = 0; variant < 8; ++variant) {
+      StemInt8Dequant d{corr.data(),
+                        scale.data(),
+                        bias.data(),
+                        bool(variant & 4),
+                        (variant & 2) ? mul.data() : nullptr,
+                        (variant & 1) ? add.data() : nullptr,
+                        bits};
+      INFO("bits " << bits << " relu " << d.relu << " mul " << bool(d.mul) << " add "
+                   << bool(d.add));
+      std::vector<int32_t> t;
+      REQUIRE(stem_int8_thresholds(d, oc, t));
+      const int levels = (1 << bits) - 1;
+      REQUIRE(t.size() == size_t(levels) * oc);
+      // Rows of oc sums: row r holds, per channel, threshold (r / 3) shifted by r % 3 - 1.
+      std::vector<int32_t> acc;
+      for (int r = 0; r < 3 * levels; ++r)
+        for (int o = 0; o < oc; ++o) {
+          const int32_t th = t[size_t((r / 3) * oc + o)];
+          const int64_t a = int64_t(th) + r % 3 - 1;  // within the thresholds' exact range
+          acc.push_back(int32_t(std::clamp<int64_t>(a, -(1 << 30), 1 << 30)));
+        }
+      for (int r = 0; r < 4; ++r)
+        for (int o = 0; o < oc; ++o) acc.push_back(int32_t(gen() % 400001) - 200000);
+      const int64_t m = int64_t(acc.size()) / oc;
+      std::vector<uint8_t> expect(acc.size());
+      for (int64_t i = 0; i < m; ++i)
+        for (int o = 0; o < oc; ++o)
+          expect[size_t(i * oc + o)] = stem_int8_code(acc[size_t(i * oc + o)], o, d);
+      CHECK(std::count(expect.begin(), expect.end(), uint8_t(levels)) > 0);
+      d.thresholds = t.data();
+      test::for_each_variant(conv_stem_int8_variants(), [&](const ConvStemInt8Variant& v) {
+        simd += v.isa != Isa::ref;
+        std::vector<uint8_t> q(expect.size(), 0xee);
+        v.epilogue(acc.data(), m, oc, oc, d, q.data());
+        CHECK(q == expect);
+      });
+    }
+  std::vector<float> neg(oc, 1.0f);
+  neg[7] = -0.5f;
+  const StemInt8Dequant d{corr.data(), scale.data(), bias.data(), true, neg.data(), nullptr, 2};
+  std::vector<int32_t> t;
+  CHECK_FALSE(stem_int8_thresholds(d, oc, t));
+  if (simd == 0)
+    BFCN_SKIP_ISA("no SIMD int8 stem runs on this CPU (has: " + cpu_features_string() + ")");
+}
+
+TEST_CASE("int8 stem input quantization: the range with 0, exact on its grid",
+          "[kernels][stem][int8]") {
+  // Channel 0 spans [-1, 3] after normalization; channel 1 is all positive (0 joins the range);
+  // channel 2 is constant zero (step 1, zero point 0).
+  const int64_t n = 5;
+  const std::vector<float> x = {0.0f, 0.25f, 0.5f, 1.0f, 0.75f,  // (x - 0.25) * 4: -1..3
+                                2.0f, 3.0f,  2.5f, 4.0f, 2.0f,   //
+                                0.0f, 0.0f,  0.0f, 0.0f, 0.0f};
+  const float mean[3] = {0.25f, 0.0f, 0.0f}, inv[3] = {4.0f, 1.0f, 1.0f};
+  const StemInputQuant q = stem_input_quant(x.data(), 3, n, mean, inv);
+  CHECK(q.step[0] == Approx(4.0f / 255.0f));
+  CHECK(q.zero[0] == 64);  // -(-1) / (4/255) = 63.75 -> 64
+  CHECK(q.step[1] == Approx(4.0f / 255.0f));
+  CHECK(q.zero[1] == 0);
+  CHECK(q.step[2] == 1.0f);
+  CHECK(q.zero[2] == 0);
+  // The ends of the range land on 0 and 255; 0 on the zero point; NaN on 0 (no UB).
+  CHECK(stem_quantize_input(-1.0f, q.step[0], q.zero[0]) == 0);
+  CHECK(stem_quantize_input(3.0f, q.step[0], q.zero[0]) == 255);
+  CHECK(stem_quantize_input(0.0f, q.step[0], q.zero[0]) == 64);
+  CHECK(stem_quantize_input(4.0f, q.step[1], q.zero[1]) == 255);
+  CHECK(stem_quantize_input(1e9f, q.step[1], q.zero[1]) == 255);
+  CHECK(stem_quantize_input(std::numeric_limits<float>::quiet_NaN(), 1.0f, 7) == 0);
+  CHECK(stem_quantize_input(2.5f, 1.0f, 0) == 2);  // ties to even
+  CHECK(stem_quantize_input(3.5f, 1.0f, 0) == 4);
+}
+
+TEST_CASE("int8 stem: every variant's forward equals the reference variant's codes",
+          "[kernels][stem][int8]") {
+  // The ResNet stem on odd sizes, an image smaller than the kernel, 1 and 4 channels, 17 and 70
+  // output channels (panel tails), stride 1 with a 3x3 kernel.
+  const std::vector<ConvStemShape> shapes = {
+      shape(37, 29, 3, 64, 7, 2, 3), shape(4, 5, 3, 17, 7, 2, 3), shape(13, 9, 1, 70, 3, 1, 1),
+      shape(10, 12, 4, 33, 5, 3, 0)};
+  uint32_t seed = 40;
+  int simd = 0;
+  for (const ConvStemShape& s : shapes) {
+    INFO("in " << s.in_h << "x" << s.in_w << "x" << s.in_c << " oc " << s.out_c << " k" << s.kernel
+               << " s" << s.stride << " p" << s.pad);
+    const int64_t pix = int64_t(s.in_h) * s.in_w;
+    const auto x = uniform_floats(size_t(pix) * s.in_c, seed++, 0.0f, 1.0f);
+    const auto w =
+        uniform_floats(size_t(s.out_c) * s.kernel * s.kernel * s.in_c, seed++, -0.3f, 0.3f);
+    const auto b = uniform_floats(size_t(s.out_c), seed++, -0.5f, 0.5f);
+    const auto mul = uniform_floats(size_t(s.out_c), seed++, 0.5f, 2.0f);
+    const float mean[4] = {0.4f, 0.5f, 0.45f, 0.3f}, inv[4] = {4.0f, 4.5f, 4.4f, 3.0f};
+    const int64_t outs = int64_t(s.out_h()) * s.out_w() * s.out_c;
+    std::vector<uint8_t> ref(size_t(outs), 0xee);
+    ConvStemEpilogue e;
+    e.bias = b.data();
+    e.relu = true;
+    e.mul = mul.data();
+    e.bits = 2;
+    e.out_q = ref.data();
+    {
+      UseInt8 use(conv_stem_int8_variants()[0]);
+      conv_stem_int8_forward(s, x.data(), mean, inv, w.data(), e);
+    }
+    CHECK(std::count(ref.begin(), ref.end(), uint8_t(0xee)) == 0);
+    CHECK(std::count(ref.begin(), ref.end(), uint8_t(1)) > 0);  // not all one code
+    // The float output (bias + ReLU), every variant equal to the reference one.
+    std::vector<float> yref(size_t(outs), -1.0f);
+    ConvStemEpilogue ef;
+    ef.bias = b.data();
+    ef.relu = true;
+    ef.out_f32 = yref.data();
+    {
+      UseInt8 use(conv_stem_int8_variants()[0]);
+      conv_stem_int8_forward(s, x.data(), mean, inv, w.data(), ef);
+    }
+    CHECK(std::count(yref.begin(), yref.end(), 0.0f) > 0);
+    CHECK(std::count(yref.begin(), yref.end(), -1.0f) == 0);
+    test::for_each_variant(conv_stem_int8_variants(), [&](const ConvStemInt8Variant& v) {
+      simd += v.isa != Isa::ref;
+      UseInt8 use(v);
+      std::vector<uint8_t> q(size_t(outs), 0xee);
+      e.out_q = q.data();
+      conv_stem_int8_forward(s, x.data(), mean, inv, w.data(), e);
+      CHECK(q == ref);
+      std::vector<float> y(size_t(outs), -1.0f);
+      ef.out_f32 = y.data();
+      conv_stem_int8_forward(s, x.data(), mean, inv, w.data(), ef);
+      CHECK(y == yref);
+    });
+  }
+  if (simd == 0)
+    BFCN_SKIP_ISA("no SIMD int8 stem runs on this CPU (has: " + cpu_features_string() + ")");
+}
+
+TEST_CASE("int8 stem is within its rounding of the FP32 stem", "[kernels][stem][int8]") {
+  // 8-bit codes over a range that keeps every value inside the clip: each code is then a linear
+  // function of the conv output, so the int8 and FP32 stems' codes differ by about the error the
+  // 8-bit image and weights allow. 2-bit codes (the BFCN stem) then agree almost everywhere.
+  const ConvStemShape s = shape(48, 40, 3, 64, 7, 2, 3);
+  const int64_t pix = int64_t(s.in_h) * s.in_w;
+  const auto x = uniform_floats(size_t(pix) * 3, 61, 0.0f, 1.0f);
+  const auto w = uniform_floats(size_t(64) * 147, 62, -0.1f, 0.1f);
+  const auto b = uniform_floats(64, 63, -0.2f, 0.2f);
+  const float mean[3] = {0.485f, 0.456f, 0.406f}, inv[3] = {1 / 0.229f, 1 / 0.224f, 1 / 0.225f};
+  std::vector<float> xn(x.size());
+  for (int ch = 0; ch < 3; ++ch)
+    for (int64_t p = 0; p < pix; ++p)
+      xn[size_t(ch * pix + p)] = (x[size_t(ch * pix + p)] - mean[ch]) * inv[ch];
+  const auto xn_nhwc = to_nhwc(xn, 3, pix);
+  const int64_t outs = int64_t(s.out_h()) * s.out_w() * 64;
+  {
+    // Float outputs: within the bound the 8-bit steps allow. |sum w x_n - t sum wq (q - z)| <=
+    // sum |w| step/2 (input rounding) + sum (t/2) 255 (weight rounding, |q - z| <= 255), per
+    // output channel, t its weight step.
+    std::vector<float> y8(static_cast<size_t>(outs)), y32(static_cast<size_t>(outs));
+    ConvStemEpilogue e;
+    e.bias = b.data();
+    e.out_f32 = y8.data();
+    conv_stem_int8_forward(s, x.data(), mean, inv, w.data(), e);
+    e.out_f32 = y32.data();
+    conv_stem_forward(s, xn_nhwc.data(), w.data(), e);
+    const StemInputQuant iq = stem_input_quant(x.data(), 3, pix, mean, inv);
+    double mean_err = 0, worst_ratio = 0;
+    for (int o = 0; o < 64; ++o) {
+      double sum_w = 0, wmax = 0;
+      for (int t = 0; t < 147; ++t) {
+        const double wv = std::abs(double(w[size_t(o * 147 + t)]));
+        sum_w += wv * iq.step[t % 3] / 2;
+        wmax = std::max(wmax, wv * iq.step[t % 3]);
+      }
+      const double bound = sum_w + 147 * (wmax / 127 / 2) * 255 + 1e-4;
+      for (int64_t p = 0; p < outs / 64; ++p) {
+        const double err = std::abs(double(y8[size_t(p * 64 + o)]) - y32[size_t(p * 64 + o)]);
+        mean_err += err / double(outs);
+        worst_ratio = std::max(worst_ratio, err / bound);
+      }
+    }
+    CHECK(worst_ratio <= 1.0);
+    CHECK(mean_err < 0.01);  // the errors cancel: far below the worst case
+    INFO("mean error " << mean_err << ", worst / bound " << worst_ratio);
+    CHECK(mean_err > 0);  // two different computations
+  }
+  for (int bits : {8, 2}) {
+    INFO("bits " << bits);
+    // 8 bits: the conv output (|v| < ~6) mapped into [0, 1]; 2 bits: a ReLU stem quantizer.
+    const std::vector<float> mul(64, bits == 8 ? 1.0f / 16.0f : 1.0f);
+    const std::vector<float> add(64, bits == 8 ? 0.5f : 0.0f);
+    ConvStemEpilogue e;
+    e.bias = b.data();
+    e.relu = bits == 2;
+    e.mul = mul.data();
+    e.add = add.data();
+    e.bits = bits;
+    std::vector<uint8_t> q8(static_cast<size_t>(outs)), q32(static_cast<size_t>(outs));
+    e.out_q = q8.data();
+    conv_stem_int8_forward(s, x.data(), mean, inv, w.data(), e);
+    e.out_q = q32.data();
+    conv_stem_forward(s, xn_nhwc.data(), w.data(), e);
+    int64_t same = 0, worst = 0, edge = 0;
+    for (int64_t i = 0; i < outs; ++i) {
+      const int64_t d = std::abs(int64_t(q8[size_t(i)]) - q32[size_t(i)]);
+      same += d == 0;
+      worst = std::max(worst, d);
+      edge += q32[size_t(i)] == 0 || q32[size_t(i)] == (1 << bits) - 1;
+    }
+    CHECK(edge < outs * 3 / 4);  // the codes are not saturated (ReLU zeroes about half)
+    if (bits == 8) {
+      // One output step is 16/255 = 0.063; the 8-bit rounding moves v by ~0.01 here.
+      CHECK(worst <= 1);
+      CHECK(double(same) / double(outs) > 0.7);
+    } else {
+      CHECK(worst <= 1);
+      CHECK(double(same) / double(outs) > 0.99);
+    }
+  }
+}
