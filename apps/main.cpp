@@ -18,8 +18,9 @@ void print_version() {
   std::printf("build: %s, compiler: %s, C++%ld\n", BFCN_BUILD_TYPE, BFCN_COMPILER,
               __cplusplus / 100 % 100 + 0L);
   std::printf("cpu features: %s\n", bfcn::cpu_features_string().c_str());
-  std::printf("kernels: %s (best supported: %s; set BFCN_ISA=ref|avx2|avx512|avx512vnni to force)\n",
-              bfcn::isa_name(bfcn::active_isa()), bfcn::isa_name(bfcn::best_supported_isa()));
+  std::printf(
+      "kernels: %s (best supported: %s; set BFCN_ISA=ref|avx2|avx512|avx512vnni to force)\n",
+      bfcn::isa_name(bfcn::active_isa()), bfcn::isa_name(bfcn::best_supported_isa()));
   std::printf("bit-conv kernel: %s\n", bfcn::bgemm_active().name);
   std::printf("threads: %d (OpenMP; set OMP_NUM_THREADS or --threads)\n", omp_get_max_threads());
 }
