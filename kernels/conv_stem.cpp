@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <new>
 #include <vector>
 
@@ -41,14 +42,18 @@ void patch_row(const ConvStemShape& s, const float* x, int oy, int ox, float* d)
     }
 }
 
+// y [m][oc] = acc + bias, then the ReLU.
+void bias_relu(const ConvStemEpilogue& e, int oc, const float* acc, int64_t m, float* y) {
+  for (int64_t i = 0; i < m * oc; i += oc)
+    for (int o = 0; o < oc; ++o) y[i + o] = acc[i + o] + e.bias[o];
+  if (e.relu)
+    for (int64_t i = 0; i < m * oc; ++i) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+}
+
 // acc [m][oc] -> the epilogue's output rows starting at pixel p0.
 void epilogue(const ConvStemEpilogue& e, int oc, const float* acc, int64_t m, int64_t p0) {
   if (e.out_f32) {
-    float* y = e.out_f32 + p0 * oc;
-    for (int64_t i = 0; i < m * oc; i += oc)
-      for (int o = 0; o < oc; ++o) y[i + o] = acc[i + o] + e.bias[o];
-    if (e.relu)
-      for (int64_t i = 0; i < m * oc; ++i) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+    bias_relu(e, oc, acc, m, e.out_f32 + p0 * oc);
     return;
   }
   conv_stem_active().quantize(acc, m, oc, e.bias, e.relu, e.mul, e.add, e.bits, e.out_q + p0 * oc);
@@ -105,37 +110,82 @@ void forward_direct(const ConvStemShape& s, const float* x, const float* bp,
     std::fill(r + right, r + rs, 0.0f);
   }
   const ConvStemVariant& uk = conv_stem_active();
-  const int64_t lda = int64_t(s.stride) * c;
-#pragma omp parallel if (int64_t(oh) * ow * oc * kk > (1 << 20))
-  {
-    AlignedFloats acc(size_t(groups) * 6 * size_t(panels) * kGemmNr);
-    const int64_t ldc = int64_t(panels) * kGemmNr;
-    std::vector<float> packed_acc;
-#pragma omp for schedule(dynamic, 1)
-    for (int oy = 0; oy < oh; ++oy) {
-      const float* arow = xp + int64_t(oy) * s.stride * rs;
-      for (int g = 0; g < groups; ++g)
-        for (int q = 0; q < panels;) {
-          const int np = std::min(uk.max_panels, panels - q);
-          uk.by_panels[np - 1](arow + g * 6 * lda, lda, rs, k, k * c,
-                               bp + int64_t(q) * kGemmNr * kk,
-                               acc.p + int64_t(g) * 6 * ldc + q * kGemmNr, ldc);
-          q += np;
-        }
-      const float* rowacc = acc.p;
-      if (ldc != oc) {  // drop the zero-padded channels of the last panel
-        packed_acc.resize(size_t(ow) * oc);
-        for (int ox = 0; ox < ow; ++ox)
-          std::memcpy(packed_acc.data() + int64_t(ox) * oc, acc.p + ox * ldc,
-                      sizeof(float) * size_t(oc));
-        rowacc = packed_acc.data();
+  const int64_t lda = int64_t(s.stride) * c, ldc = int64_t(panels) * kGemmNr;
+  // Conv row oy's sums [ow][oc] (no bias), in this thread's buffers.
+  auto row_sums = [&](int oy) -> const float* {
+    thread_local std::vector<float> acc, packed_acc;
+    acc.resize(size_t(groups) * 6 * size_t(ldc));
+    const float* arow = xp + int64_t(oy) * s.stride * rs;
+    for (int g = 0; g < groups; ++g)
+      for (int q = 0; q < panels;) {
+        const int np = std::min(uk.max_panels, panels - q);
+        uk.by_panels[np - 1](arow + g * 6 * lda, lda, rs, k, k * c, bp + int64_t(q) * kGemmNr * kk,
+                             acc.data() + int64_t(g) * 6 * ldc + q * kGemmNr, ldc);
+        q += np;
       }
-      epilogue(e, oc, rowacc, ow, int64_t(oy) * ow);
-    }
+    if (ldc == oc) return acc.data();
+    packed_acc.resize(size_t(ow) * oc);  // drop the zero-padded channels of the last panel
+    for (int ox = 0; ox < ow; ++ox)
+      std::memcpy(packed_acc.data() + int64_t(ox) * oc, acc.data() + ox * ldc,
+                  sizeof(float) * size_t(oc));
+    return packed_acc.data();
+  };
+  if (e.out_f32 && e.pool.kernel > 0) {
+    stem_pool_rows(oh, ow, oc, e.pool, e.out_f32,
+                   [&](int oy, float* dst) { bias_relu(e, oc, row_sums(oy), ow, dst); });
+    return;
   }
+#pragma omp parallel for schedule(dynamic, 1) if (int64_t(oh) * ow * oc * kk > (1 << 20))
+  for (int oy = 0; oy < oh; ++oy) epilogue(e, oc, row_sums(oy), ow, int64_t(oy) * ow);
 }
 
 }  // namespace
+
+void stem_pool_row__ref(const float* const* rows, int nrows, int ow, int oc, int kernel, int stride,
+                        int pad, int pw, float* out) {
+  std::fill(out, out + int64_t(pw) * oc, -std::numeric_limits<float>::infinity());
+  for (int r = 0; r < nrows; ++r)
+    for (int px = 0; px < pw; ++px) {
+      float* d = out + int64_t(px) * oc;
+      for (int kx = 0; kx < kernel; ++kx) {
+        const int ix = px * stride - pad + kx;
+        if (ix < 0 || ix >= ow) continue;
+        const float* src = rows[r] + int64_t(ix) * oc;
+        for (int ch = 0; ch < oc; ++ch) d[ch] = std::max(d[ch], src[ch]);
+      }
+    }
+}
+
+void stem_pool_rows(int oh, int ow, int oc, const StemMaxPool& pool, float* pooled,
+                    const std::function<void(int oy, float* dst)>& row) {
+  const int k = pool.kernel, st = pool.stride, pad = pool.pad, ph = pool.out_h, pw = pool.out_w;
+  constexpr int kBand = 8;  // pooled rows per task
+  const int bands = (ph + kBand - 1) / kBand;
+  const int64_t row_floats = int64_t(ow) * oc;
+  const StemPoolRowFn pool_row = conv_stem_active().pool_row;
+#pragma omp parallel if (int64_t(oh) * ow * oc > 65536)
+  {
+    std::vector<float> ring(size_t(k * row_floats));  // conv row iy in slot iy % k
+    std::vector<int> held(size_t(k), -1);
+    std::vector<const float*> window(static_cast<size_t>(k));
+#pragma omp for schedule(dynamic, 1)
+    for (int b = 0; b < bands; ++b)
+      for (int py = b * kBand; py < std::min(ph, (b + 1) * kBand); ++py) {
+        int n = 0;
+        for (int ky = 0; ky < k; ++ky) {
+          const int iy = py * st - pad + ky;
+          if (iy < 0 || iy >= oh) continue;
+          float* r = ring.data() + (iy % k) * row_floats;
+          if (held[size_t(iy % k)] != iy) {
+            row(iy, r);
+            held[size_t(iy % k)] = iy;
+          }
+          window[size_t(n++)] = r;
+        }
+        pool_row(window.data(), n, ow, oc, k, st, pad, pw, pooled + int64_t(py) * pw * oc);
+      }
+  }
+}
 
 void conv_stem_ukernel_6x16__ref(const float* a, int64_t lda, int64_t rs, int rows, int run,
                                  const float* bp, float* c, int64_t ldc) {
@@ -164,16 +214,27 @@ void conv_stem_quantize__ref(const float* acc, int64_t m, int oc, const float* b
 
 std::span<const ConvStemVariant> conv_stem_variants() {
   static const ConvStemVariant kVariants[] = {
-    {Isa::ref, "conv_stem__ref", {conv_stem_ukernel_6x16__ref}, 1, conv_stem_quantize__ref},
+    {Isa::ref,
+     "conv_stem__ref",
+     {conv_stem_ukernel_6x16__ref},
+     1,
+     conv_stem_quantize__ref,
+     stem_pool_row__ref},
 #if BFCN_X86
-    {Isa::avx2, "conv_stem__avx2", {conv_stem_ukernel_6x16__avx2}, 1, conv_stem_quantize__avx2},
+    {Isa::avx2,
+     "conv_stem__avx2",
+     {conv_stem_ukernel_6x16__avx2},
+     1,
+     conv_stem_quantize__avx2,
+     stem_pool_row__ref},
     // 4 panels: 24 zmm accumulators, 4 B loads per 6 broadcasts
     {Isa::avx512,
      "conv_stem__avx512",
      {conv_stem_ukernel__avx512<1>, conv_stem_ukernel__avx512<2>, conv_stem_ukernel__avx512<3>,
       conv_stem_ukernel__avx512<4>},
      4,
-     conv_stem_quantize__avx512},
+     conv_stem_quantize__avx512,
+     stem_pool_row__avx512},
 #endif
   };
   return kVariants;

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 
 #include "kernels/cpu_features.h"
@@ -20,19 +21,33 @@ struct ConvStemShape {
   int out_w() const { return (in_w + 2 * pad - dilation * (kernel - 1) - 1) / stride + 1; }
 };
 
+// A max pool fused after the conv (PyTorch semantics: windows of kernel x kernel at stride, the
+// padding never the maximum). out_h/out_w: the pooled size.
+struct StemMaxPool {
+  int kernel = 0, stride = 1, pad = 0, out_h = 0, out_w = 0;
+};
+
 // v = conv + bias[o], relu -> max(v, 0). Exactly one output:
-//   out_f32 [OH*OW][OC] = v, or
+//   out_f32 [OH*OW][OC] = v, or with pool.kernel > 0 the max pool of v, [PH*PW][OC]; or
 //   out_q   [OH*OW][OC] = nearbyint(clip(v*mul[o] + add[o], 0, 1) * (2^bits-1)) (mul/add may be
 //   null for 1/0; bits 1..8).
 struct ConvStemEpilogue {
   const float* bias = nullptr;  // [OC], required
   bool relu = false;
   float* out_f32 = nullptr;
+  StemMaxPool pool;  // with out_f32 only
   uint8_t* out_q = nullptr;
   const float* mul = nullptr;
   const float* add = nullptr;
   int bits = 0;
 };
+
+// The fused pool's driver, shared by the stems: pooled [PH*PW][OC] from conv rows that
+// row(oy, dst) writes on demand ([OW][OC] floats, after bias and ReLU). OpenMP over bands of
+// pooled rows; a band keeps its last `kernel` conv rows, so only the rows two bands share are
+// computed twice. row is called concurrently from the team's threads.
+void stem_pool_rows(int oh, int ow, int oc, const StemMaxPool& pool, float* pooled,
+                    const std::function<void(int oy, float* dst)>& row);
 
 // x [H][W][C] float, w [OC][K][K][C]. Dilation 1 runs the direct kernel below on a zero-padded
 // copy of x; other dilations use im2col + sgemm. Every output is the bias plus one sum from zero
@@ -70,6 +85,16 @@ void conv_stem_quantize__avx2(const float* acc, int64_t m, int oc, const float* 
 void conv_stem_quantize__avx512(const float* acc, int64_t m, int oc, const float* bias, bool relu,
                                 const float* mul, const float* add, int bits, uint8_t* q);
 
+// One pooled row of the fused max pool: out [pw][oc] = the max over the window of rows[0..nrows)
+// (the conv rows of the window inside the map, each [ow][oc] floats) and of columns px*stride -
+// pad + kx (kx < kernel) inside [0, ow). NaN-free input (conv rows after bias and ReLU).
+using StemPoolRowFn = void (*)(const float* const* rows, int nrows, int ow, int oc, int kernel,
+                               int stride, int pad, int pw, float* out);
+void stem_pool_row__ref(const float* const* rows, int nrows, int ow, int oc, int kernel, int stride,
+                        int pad, int pw, float* out);
+void stem_pool_row__avx512(const float* const* rows, int nrows, int ow, int oc, int kernel,
+                           int stride, int pad, int pw, float* out);
+
 // The stem variants, one per ISA level (ref first; kernels/variant.h): conv_stem_forward runs the
 // best one active_isa() allows, tests compare each with the ref one.
 struct ConvStemVariant {
@@ -80,6 +105,7 @@ struct ConvStemVariant {
   ConvStemUkernel by_panels[4];
   int max_panels;
   ConvStemQuantizeFn quantize;
+  StemPoolRowFn pool_row;  // the fused pool (stem_pool_rows; the int8 stem's too)
 };
 std::span<const ConvStemVariant> conv_stem_variants();
 // The variant conv_stem_forward runs: best_variant(conv_stem_variants()), unless a test chose

@@ -4,6 +4,8 @@
 // from zero in (row, p) order with FMA, the same order as the AVX2 kernel.
 #include <immintrin.h>
 
+#include <algorithm>
+#include <limits>
 #include <type_traits>
 
 #include "kernels/conv_stem.h"
@@ -76,6 +78,36 @@ void conv_stem_quantize__avx512(const float* acc, int64_t m, int oc, const float
           all, _mm512_maskz_roundscale_ps(all, v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
       _mm512_mask_cvtusepi32_storeu_epi8(q + o, k, qi);
     }
+}
+
+// Per pooled pixel, 64 channels (4 zmm, masked tail) held in registers over the whole window:
+// each tap is one load and one max per 16 channels, the output stored once.
+void stem_pool_row__avx512(const float* const* rows, int nrows, int ow, int oc, int kernel,
+                           int stride, int pad, int pw, float* out) {
+  const __mmask16 all = 0xffff;
+  for (int px = 0; px < pw; ++px) {
+    const int x0 = std::max(0, px * stride - pad), x1 = std::min(ow, px * stride - pad + kernel);
+    for (int o = 0; o < oc; o += 64) {
+      __m512 m[4];
+      __mmask16 k[4];
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) {
+        const int left = oc - o - 16 * j;
+        k[j] = left >= 16 ? all : left > 0 ? __mmask16((1u << left) - 1) : __mmask16(0);
+        m[j] = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+      }
+      for (int r = 0; r < nrows; ++r)
+        for (int ix = x0; ix < x1; ++ix) {
+          const float* src = rows[r] + int64_t(ix) * oc + o;
+#pragma GCC unroll 4
+          for (int j = 0; j < 4; ++j)
+            m[j] = _mm512_mask_max_ps(m[j], k[j], m[j], _mm512_maskz_loadu_ps(k[j], src + 16 * j));
+        }
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j)
+        _mm512_mask_storeu_ps(out + int64_t(px) * oc + o + 16 * j, k[j], m[j]);
+    }
+  }
 }
 
 }  // namespace bfcn

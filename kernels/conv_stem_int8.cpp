@@ -251,25 +251,32 @@ void conv_stem_int8_forward(const ConvStemShape& s, const float* x, const float*
   if (!e.out_f32 && e.bits <= 2 && stem_int8_thresholds(dq, oc, thresholds))
     dq.thresholds = thresholds.data();
   const int64_t ldc = int64_t(panels) * kPanel;
-#pragma omp parallel if (int64_t(oh) * ow * oc * k * k * c > (1 << 20))
-  {
-    std::vector<int32_t> acc(size_t(tiles) * 6 * size_t(ldc));
-#pragma omp for schedule(dynamic, 1)
-    for (int oy = 0; oy < oh; ++oy) {
-      const uint8_t* arow = xp + int64_t(oy) * s.stride * wp;
-      for (int t = 0; t < tiles; ++t)
-        for (int p = 0; p < panels;) {
-          const int np = std::min(uk.max_panels, panels - p);
-          uk.by_panels[np - 1](arow + int64_t(t) * 6 * s.stride, s.stride, row_off.data(), nrows,
-                               groups, bp.data() + p * panel_bytes,
-                               acc.data() + int64_t(t) * 6 * ldc + p * kPanel, ldc);
-          p += np;
-        }
-      if (e.out_f32)
-        uk.dequant(acc.data(), ow, oc, ldc, dq, e.out_f32 + int64_t(oy) * ow * oc);
-      else
-        uk.epilogue(acc.data(), ow, oc, ldc, dq, e.out_q + int64_t(oy) * ow * oc);
-    }
+  // Conv row oy's int32 sums [ow][ldc], in this thread's buffer.
+  auto row_sums = [&](int oy) -> const int32_t* {
+    thread_local std::vector<int32_t> acc;
+    acc.resize(size_t(tiles) * 6 * size_t(ldc));
+    const uint8_t* arow = xp + int64_t(oy) * s.stride * wp;
+    for (int t = 0; t < tiles; ++t)
+      for (int p = 0; p < panels;) {
+        const int np = std::min(uk.max_panels, panels - p);
+        uk.by_panels[np - 1](arow + int64_t(t) * 6 * s.stride, s.stride, row_off.data(), nrows,
+                             groups, bp.data() + p * panel_bytes,
+                             acc.data() + int64_t(t) * 6 * ldc + p * kPanel, ldc);
+        p += np;
+      }
+    return acc.data();
+  };
+  if (e.out_f32 && e.pool.kernel > 0) {
+    stem_pool_rows(oh, ow, oc, e.pool, e.out_f32,
+                   [&](int oy, float* dst) { uk.dequant(row_sums(oy), ow, oc, ldc, dq, dst); });
+    return;
+  }
+#pragma omp parallel for schedule(dynamic, 1) if (int64_t(oh) * ow * oc * k * k * c > (1 << 20))
+  for (int oy = 0; oy < oh; ++oy) {
+    if (e.out_f32)
+      uk.dequant(row_sums(oy), ow, oc, ldc, dq, e.out_f32 + int64_t(oy) * ow * oc);
+    else
+      uk.epilogue(row_sums(oy), ow, oc, ldc, dq, e.out_q + int64_t(oy) * ow * oc);
   }
 }
 

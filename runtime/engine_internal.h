@@ -103,8 +103,10 @@ class ArenaPool {
 
 // Layer fusion marks (Model::Impl::fusion): kStemHead = conv_f32 -> maxpool -> quant_act run as
 // one fused kernel (conv with the quantizer in its epilogue, then max pool on codes + pack);
-// kAbsorbed = the two layers it replaces.
-constexpr uint8_t kUnfused = 0, kStemHead = 1, kAbsorbed = 2;
+// kStemPool = conv_f32 -> maxpool with a float result (a trained model's stem, whose pooled map
+// also feeds the first residual): the pool reads conv rows while they are in cache, the conv's
+// full-size map is never stored; kAbsorbed = the layers a fusion replaces.
+constexpr uint8_t kUnfused = 0, kStemHead = 1, kAbsorbed = 2, kStemPool = 3;
 
 struct Model::Impl {
   nlohmann::json header;

@@ -30,18 +30,25 @@ void compute_last_use(Model::Impl& I) {
 
 // Pool-after-quantize is exact when the quantizer's affine is non-decreasing (mul >= 0) and the
 // intermediate tensors have no other reader.
+// A stem conv -> max pool whose pooled map is float and the pool is the conv map's only reader
+// fuses as kStemPool (dilation 1: the direct stem kernels).
 void plan_fusions(Model::Impl& I) {
   I.fusion.assign(I.layers.size(), kUnfused);
-  for (size_t li = 0; li + 2 < I.layers.size(); ++li) {
-    const Layer &c = I.layers[li], &p = I.layers[li + 1], &q = I.layers[li + 2];
-    if (c.op != Op::conv_f32 || c.out_bits != 0 || c.in_c >= 16 || p.op != Op::maxpool ||
-        q.op != Op::quant_act || p.in[0] != c.out || q.in[0] != p.out ||
-        I.last_use[size_t(c.out)] != int(li + 1) || I.last_use[size_t(p.out)] != int(li + 2) ||
-        q.out_bits < 1 || q.out_bits > 8)
+  for (size_t li = 0; li + 1 < I.layers.size(); ++li) {
+    const Layer &c = I.layers[li], &p = I.layers[li + 1];
+    if (I.fusion[li] != kUnfused || c.op != Op::conv_f32 || c.out_bits != 0 || c.in_c >= 16 ||
+        p.op != Op::maxpool || p.in[0] != c.out || I.last_use[size_t(c.out)] != int(li + 1))
       continue;
-    if (!std::all_of(q.mul.begin(), q.mul.end(), [](float m) { return m >= 0.0f; })) continue;
-    I.fusion[li] = kStemHead;
-    I.fusion[li + 1] = I.fusion[li + 2] = kAbsorbed;
+    const Layer* q = li + 2 < I.layers.size() ? &I.layers[li + 2] : nullptr;
+    if (q && q->op == Op::quant_act && q->in[0] == p.out &&
+        I.last_use[size_t(p.out)] == int(li + 2) && q->out_bits >= 1 && q->out_bits <= 8 &&
+        std::all_of(q->mul.begin(), q->mul.end(), [](float m) { return m >= 0.0f; })) {
+      I.fusion[li] = kStemHead;
+      I.fusion[li + 1] = I.fusion[li + 2] = kAbsorbed;
+    } else if (c.dilation == 1 && I.tensors[size_t(p.out)].bits == 0) {
+      I.fusion[li] = kStemPool;
+      I.fusion[li + 1] = kAbsorbed;
+    }
   }
 }
 
@@ -90,11 +97,10 @@ class ShapePlanner {
           BFCN_CHECK(r == y, "layer '", L.name, "': residual is ", r[0], "x", r[1], ", output is ",
                      y[0], "x", y[1]);
         }
-        if (I_.fusion[li] == kStemHead) {  // the pool's and the quantizer's outputs too
-          const Layer &Pl = I_.layers[li + 1], &Q = I_.layers[li + 2];
-          of(Pl.out) = pooled(Pl, y);
-          of(Q.out) = of(Pl.out);
-        }
+        if (I_.fusion[li] == kStemHead || I_.fusion[li] == kStemPool)  // the pool's output too
+          of(I_.layers[li + 1].out) = pooled(I_.layers[li + 1], y);
+        if (I_.fusion[li] == kStemHead)  // and the quantizer's
+          of(I_.layers[li + 2].out) = of(I_.layers[li + 1].out);
         break;
       case Op::add: {
         const auto b = of(L.in[1]);
@@ -156,6 +162,11 @@ void plan_sizes(const Model::Impl& I, ArenaPlan& P) {
           P.born[size_t(Q.out)] = int(li);
           const auto z = P.shape[size_t(Q.out)];
           P.tensor[size_t(Q.out)].bytes = packed_map_bytes(z[0], z[1], yt.c, Q.out_bits);
+        } else if (I.fusion[li] == kStemPool) {  // the pooled floats straight into P.out
+          const int pooled_t = I.layers[li + 1].out;
+          out = 0;
+          P.born[size_t(pooled_t)] = int(li);
+          P.tensor[size_t(pooled_t)].bytes = floats(pooled_t);
         } else if (L.out_bits > 0) {  // the float result before it is quantized
           tmp += scratch_part(floats(L.out));
         }

@@ -365,7 +365,8 @@ class Execution {
     Buf& y = bufs_[size_t(L.out)];
     Scratch scratch(data_ + P_.scratch[li].offset, P_.scratch[li].bytes);
     const LayerCost cost = run_op(li, x, y, scratch);
-    if (I_.trace) trace_output(I_.fusion[li] == kStemHead ? li + 2 : li);
+    if (I_.trace)
+      trace_output(I_.fusion[li] == kStemHead ? li + 2 : I_.fusion[li] == kStemPool ? li + 1 : li);
     if (I_.profile)
       I_.profile->push_back({L.name, layer_type(li), now_ms() - t0, cost.macs, cost.kernel});
   }
@@ -424,6 +425,21 @@ class Execution {
     if (I_.fusion[li] == kStemHead) {
       run_stem_head(li, x, y, scratch);
       return {cost.macs, int8_stem(li) ? conv_stem_int8_active().name : conv_stem_active().name};
+    }
+    if (I_.fusion[li] == kStemPool) {  // bias, ReLU and the pool in the stem's epilogue
+      const Layer& P = I_.layers[li + 1];
+      Buf& z = bufs_[size_t(P.out)];
+      ConvStemEpilogue e;
+      e.bias = L.bias.data();
+      e.relu = L.relu;
+      e.out_f32 = z.f;
+      e.pool = {P.kernel, P.stride, P.pad, z.h, z.w};
+      if (int8_stem(li)) {
+        conv_stem_int8_forward(stem_shape(L, x.h, x.w), image_, mu_, inv_, L.weight.data(), e);
+        return {cost.macs, conv_stem_int8_active().name};
+      }
+      conv_stem_forward(stem_shape(L, x.h, x.w), float_view(x, scratch), L.weight.data(), e);
+      return {cost.macs, conv_stem_active().name};
     }
     float* v = float_result(y, scratch);
     if (int8_stem(li)) {  // bias and ReLU in its epilogue

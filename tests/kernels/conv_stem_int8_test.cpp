@@ -374,3 +374,37 @@ TEST_CASE("int8 stem is within its rounding of the FP32 stem", "[kernels][stem][
     }
   }
 }
+
+TEST_CASE("int8 stem with a fused max pool equals its float map pooled", "[kernels][stem][int8]") {
+  const ConvStemShape s = shape(29, 23, 3, 64, 7, 2, 3);
+  const int oh = s.out_h(), ow = s.out_w();
+  const int64_t pix = int64_t(s.in_h) * s.in_w;
+  const auto x = uniform_floats(size_t(pix) * 3, 71, 0.0f, 1.0f);
+  const auto w = uniform_floats(size_t(64) * 147, 72, -0.2f, 0.2f);
+  const auto b = uniform_floats(64, 73, -0.5f, 0.5f);
+  const StemMaxPool pool{3, 2, 1, (oh - 1) / 2 + 1, (ow - 1) / 2 + 1};
+  std::vector<float> full(size_t(oh) * ow * 64);
+  ConvStemEpilogue e;
+  e.bias = b.data();
+  e.relu = true;
+  e.out_f32 = full.data();
+  conv_stem_int8_forward(s, x.data(), nullptr, nullptr, w.data(), e);
+  std::vector<float> expect(size_t(pool.out_h) * pool.out_w * 64,
+                            -std::numeric_limits<float>::infinity());
+  for (int py = 0; py < pool.out_h; ++py)
+    for (int px = 0; px < pool.out_w; ++px)
+      for (int ky = 0; ky < 3; ++ky)
+        for (int kx = 0; kx < 3; ++kx) {
+          const int iy = py * 2 - 1 + ky, ix = px * 2 - 1 + kx;
+          if (iy < 0 || iy >= oh || ix < 0 || ix >= ow) continue;
+          for (int o = 0; o < 64; ++o) {
+            float& d = expect[(size_t(py) * pool.out_w + px) * 64 + o];
+            d = std::max(d, full[(size_t(iy) * ow + ix) * 64 + o]);
+          }
+        }
+  std::vector<float> pooled(expect.size(), -1.0f);
+  e.out_f32 = pooled.data();
+  e.pool = pool;
+  conv_stem_int8_forward(s, x.data(), nullptr, nullptr, w.data(), e);
+  CHECK(pooled == expect);
+}

@@ -215,3 +215,85 @@ TEST_CASE("stem conv with quantized output equals quantizing its float output", 
   }
   for (int l = 0; l < 4; ++l) CHECK(seen[size_t(l)] > 0);  // every level is exercised
 }
+
+namespace {
+
+// Max pool of y [oh][ow][oc] with -inf padding, directly from its definition.
+std::vector<float> maxpool_ref(const std::vector<float>& y, int oh, int ow, int oc,
+                               const StemMaxPool& p) {
+  std::vector<float> out(size_t(p.out_h) * p.out_w * oc, -std::numeric_limits<float>::infinity());
+  for (int py = 0; py < p.out_h; ++py)
+    for (int px = 0; px < p.out_w; ++px)
+      for (int ky = 0; ky < p.kernel; ++ky)
+        for (int kx = 0; kx < p.kernel; ++kx) {
+          const int iy = py * p.stride - p.pad + ky, ix = px * p.stride - p.pad + kx;
+          if (iy < 0 || iy >= oh || ix < 0 || ix >= ow) continue;
+          for (int o = 0; o < oc; ++o) {
+            float& d = out[(size_t(py) * p.out_w + px) * oc + o];
+            d = std::max(d, y[(size_t(iy) * ow + ix) * oc + o]);
+          }
+        }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("stem pool rows of every variant equal the pool's definition", "[kernels][stem]") {
+  // Channel counts below, at and past one 64-channel block; windows cut by the borders.
+  for (int oc : {8, 64, 67, 130})
+    for (int nrows : {1, 2, 3}) {
+      const int ow = 13, pw = 7;  // 3x3/2 pad 1 over 13 columns
+      INFO("oc " << oc << " rows " << nrows);
+      std::vector<std::vector<float>> rows;
+      std::vector<const float*> ptrs;
+      for (int r = 0; r < nrows; ++r)
+        rows.push_back(uniform_floats(size_t(ow) * oc, uint32_t(100 * oc + r), -2.0f, 2.0f));
+      for (const auto& r : rows) ptrs.push_back(r.data());
+      std::vector<float> expect(size_t(pw) * oc, -std::numeric_limits<float>::infinity());
+      for (int px = 0; px < pw; ++px)
+        for (int kx = 0; kx < 3; ++kx) {
+          const int ix = px * 2 - 1 + kx;
+          if (ix < 0 || ix >= ow) continue;
+          for (int r = 0; r < nrows; ++r)
+            for (int o = 0; o < oc; ++o)
+              expect[size_t(px * oc + o)] =
+                  std::max(expect[size_t(px * oc + o)], rows[size_t(r)][size_t(ix * oc + o)]);
+        }
+      test::for_each_variant(conv_stem_variants(), [&](const ConvStemVariant& v) {
+        std::vector<float> out(size_t(pw) * oc + 5, 7.0f);  // + a guard past the row
+        v.pool_row(ptrs.data(), nrows, ow, oc, 3, 2, 1, pw, out.data());
+        CHECK(std::vector<float>(out.begin(), out.begin() + pw * oc) == expect);
+        CHECK(out.back() == 7.0f);
+      });
+    }
+}
+
+TEST_CASE("stem conv with a fused max pool equals the conv then the pool", "[kernels][stem]") {
+  // Odd sizes (the last window cut by the border), 3x3/2 pad 1 and 2x2/2 pad 0; every variant.
+  const ConvStemShape s = ConvStemShape{27, 35, 3, 40, 7, 2, 3, 1};
+  const int oh = s.out_h(), ow = s.out_w();
+  const auto x = uniform_floats(size_t(s.in_h) * s.in_w * 3, 31);
+  const auto w = uniform_floats(size_t(s.out_c) * 147, 32, -0.2f, 0.2f);
+  const auto b = uniform_floats(size_t(s.out_c), 33);
+  for (const StemMaxPool pool : {StemMaxPool{3, 2, 1, (oh - 1) / 2 + 1, (ow - 1) / 2 + 1},
+                                 StemMaxPool{2, 2, 0, oh / 2, ow / 2}}) {
+    INFO("pool " << pool.kernel << " pad " << pool.pad);
+    test::for_each_variant(conv_stem_variants(), [&](const ConvStemVariant& v) {
+      struct Use {
+        const ConvStemVariant* prev;
+        ~Use() { conv_stem_use_variant(prev); }
+      } use{conv_stem_use_variant(&v)};
+      std::vector<float> full(size_t(oh) * ow * s.out_c);
+      ConvStemEpilogue e;
+      e.bias = b.data();
+      e.relu = true;
+      e.out_f32 = full.data();
+      conv_stem_forward(s, x.data(), w.data(), e);
+      std::vector<float> pooled(size_t(pool.out_h) * pool.out_w * s.out_c, -1.0f);
+      e.out_f32 = pooled.data();
+      e.pool = pool;
+      conv_stem_forward(s, x.data(), w.data(), e);
+      CHECK(pooled == maxpool_ref(full, oh, ow, s.out_c, pool));
+    });
+  }
+}

@@ -148,8 +148,9 @@ void check_plan(const Model::Impl& I, int h, int w) {
   // Every output a layer writes has bytes (the fused-away and the emitted ones excepted).
   for (size_t li = 0; li < I.layers.size(); ++li) {
     const int out = I.layers[li].out;
-    const bool fused_away =
-        I.fusion[li] == kAbsorbed ? I.layers[li].op != Op::quant_act : I.fusion[li] == kStemHead;
+    const bool fused_away = I.fusion[li] == kAbsorbed
+                                ? I.layers[li].op != Op::quant_act
+                                : I.fusion[li] == kStemHead || I.fusion[li] == kStemPool;
     if (!fused_away && int(li) != P.emit_layer) CHECK(P.tensor[size_t(out)].bytes > 0);
   }
   for (const Range& r : ranges) {

@@ -16,10 +16,12 @@ namespace {
 
 using bfcn::test::synthetic_graph;
 
-rt::Model synthetic_model(bool block_stem_fusion) {
+rt::Model synthetic_model(bool block_stem_fusion, bool second_pool_reader = false) {
   auto [header, blobs] = synthetic_graph();
   if (block_stem_fusion)  // a second reader of the stem conv's output keeps it a float tensor
     bfcn::test::add_second_stem_reader(header);
+  if (second_pool_reader)  // the pooled map read twice: only the conv and the pool fuse
+    bfcn::test::add_second_pool_reader(header);
   return rt::Model::from_file(rt::parse_model("synthetic", rt::serialize_model(header, blobs)));
 }
 
@@ -86,4 +88,34 @@ TEST_CASE("engine: the int8 stem, fused or not, is close to the FP32 stem", "[ru
   std::vector<uint8_t> again;
   fused.run(img.data(), h, w, nullptr, &again);
   CHECK(again == fp32);
+}
+
+TEST_CASE("engine: the stem conv fused with its float pool equals the unfused graph",
+          "[runtime][engine]") {
+  // kStemPool (a trained model's stem: the pooled map feeds the quantizer and a residual) against
+  // the same graph with nothing fused, FP32 and int8 stems: the pool reads the same floats.
+  rt::Model pooled = synthetic_model(false, true), plain = synthetic_model(true, true);
+  for (bool int8 : {false, true}) {
+    pooled.set_stem_int8(int8);
+    plain.set_stem_int8(int8);
+    for (auto [h, w] : {std::pair{45, 61}, std::pair{64, 64}, std::pair{7, 9}}) {
+      INFO(h << "x" << w << " int8 " << int8);
+      Rng rng(uint64_t(h) * w + 1);
+      const std::vector<float> img =
+          test::random_tensor(Shape{3, h, w}, rng, 0.0f, 1.0f).to_vector();
+      std::vector<float> la, lb;
+      std::vector<uint8_t> ya, yb;
+      std::vector<rt::LayerTiming> prof;
+      pooled.set_profile(&prof);
+      pooled.run(img.data(), h, w, &la, &ya);
+      pooled.set_profile(nullptr);
+      plain.run(img.data(), h, w, &lb, &yb);
+      REQUIRE(la.size() == size_t(5) * h * w);
+      CHECK(la == lb);
+      CHECK(ya == yb);
+      REQUIRE(prof.size() > 1);
+      CHECK(prof[1].name == "maxpool");
+      CHECK(prof[1].ms == 0.0);  // absorbed by the stem
+    }
+  }
 }

@@ -289,8 +289,11 @@ TEST_CASE("plan: the stem does not fuse when that would be inexact or unobservab
     REQUIRE(found);
     const Model::Impl I = planned(g);
     CHECK(I.layers[2].mul[1] == -0.25f);
+    // The conv and its float pool still fuse; the quantizer runs on its own.
+    CHECK(I.fusion[0] == kStemPool);
+    CHECK(I.fusion[1] == kAbsorbed);
     CHECK(std::count(I.fusion.begin(), I.fusion.end(), kUnfused) ==
-          std::ptrdiff_t(I.layers.size()));
+          std::ptrdiff_t(I.layers.size()) - 2);
   }
 }
 
@@ -300,8 +303,12 @@ TEST_CASE("plan: the FP32 rewrite decodes bit weights and leaves no bit op", "[r
   rewrite_fp32(I);
   REQUIRE(I.layers.size() == bits.layers.size());
   for (const TensorInfo& t : I.tensors) CHECK(t.bits == 0);
-  // quant_act became a clip-like add of its input with itself, so the stem head no longer fuses.
-  CHECK(std::count(I.fusion.begin(), I.fusion.end(), kUnfused) == std::ptrdiff_t(I.layers.size()));
+  // quant_act became a clip-like add of its input with itself, so the stem head no longer fuses;
+  // its conv and float pool do.
+  CHECK(I.fusion[0] == kStemPool);
+  CHECK(I.fusion[1] == kAbsorbed);
+  CHECK(std::count(I.fusion.begin(), I.fusion.end(), kUnfused) ==
+        std::ptrdiff_t(I.layers.size()) - 2);
   int rewritten = 0;
   for (size_t li = 0; li < I.layers.size(); ++li) {
     const Layer &B = bits.layers[li], &L = I.layers[li];

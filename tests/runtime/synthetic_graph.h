@@ -2,6 +2,7 @@
 // engine_fusion_test.cpp).
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include "runtime/format.h"
@@ -32,6 +33,19 @@ inline void add_second_stem_reader(nlohmann::json& header) {
                               {"type", "maxpool"},
                               {"inputs", {"conv1"}},
                               {"output", "extra_pool"},
+                              {"kernel", 3},
+                              {"stride", 2},
+                              {"pad", 1}});
+}
+
+// A second reader of the stem's pooled map (like a trained model's first residual), which keeps
+// the quantizer out of the stem fusion: the conv and its pool fuse alone (kStemPool).
+inline void add_second_pool_reader(nlohmann::json& header) {
+  const std::string pooled = header["layers"][1]["output"].get<std::string>();
+  header["layers"].push_back({{"name", "extra_pool2"},
+                              {"type", "maxpool"},
+                              {"inputs", {pooled}},
+                              {"output", "extra_pool2"},
                               {"kernel", 3},
                               {"stride", 2},
                               {"pad", 1}});
