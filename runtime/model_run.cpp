@@ -94,21 +94,25 @@ ConvStemShape stem_shape(const Layer& L, int h, int w) {
   return s;
 }
 
-// 1x1 stride-1 conv (score layers, few output channels): the input rows are the GEMM's A read in
-// place (no A packing), the weights packed once; blocks of 192 pixels per task.
-void conv1x1_f32_nhwc(const Layer& L, const float* x, float* y, int oh, int ow) {
-  const int c = L.in_c, oc = L.out_c;
+// 1x1 conv, pad 0 (score layers; a trained model's FP32 downsample convs at stride 2): the input
+// pixels are the GEMM's A rows read in place (stride s: every s-th pixel of every s-th row, so A's
+// leading dimension is s*C within an output row), the weights packed once; blocks of 192 pixels
+// (stride 1) or output rows per task.
+void conv1x1_f32_nhwc(const Layer& L, const float* x, int w, float* y, int oh, int ow) {
+  const int c = L.in_c, oc = L.out_c, st = L.stride;
   const int64_t m = int64_t(oh) * ow, panels = (oc + kGemmNr - 1) / kGemmNr;
   std::vector<float> bbuf(size_t(panels) * kGemmNr * c + 16);
   float* bp = bbuf.data() + (16 - (reinterpret_cast<uintptr_t>(bbuf.data()) / 4) % 16) % 16;
   sgemm_pack_b(c, oc, L.weight.data(), 1, c, bp);
-  const int64_t blocks = (m + 191) / 192;
+  // Stride 1: the image is one run of pixels; else one output row is one run.
+  const int64_t run = st == 1 ? 192 : ow, blocks = st == 1 ? (m + 191) / 192 : oh;
 #pragma omp parallel for schedule(static) if (m * oc * c > (1 << 20))
   for (int64_t blk = 0; blk < blocks; ++blk) {
-    const int64_t i0 = blk * 192, n = std::min<int64_t>(192, m - i0);
+    const int64_t i0 = blk * run, n = std::min<int64_t>(run, m - i0);
+    const float* a = st == 1 ? x + i0 * c : x + blk * st * int64_t(w) * c;
     for (int64_t i = i0; i < i0 + n; ++i)
       std::memcpy(y + i * oc, L.bias.data(), sizeof(float) * oc);
-    sgemm_arows_packed_b(n, oc, c, x + i0 * c, c, bp, y + i0 * oc, oc, true);
+    sgemm_arows_packed_b(n, oc, c, a, int64_t(st) * c, bp, y + i0 * oc, oc, true);
   }
 }
 
@@ -146,8 +150,8 @@ void conv_f32_nhwc(const Layer& L, const float* x, int h, int w, float* y, int o
     conv_stem_forward(stem_shape(L, h, w), x, L.weight.data(), e);
     return;
   }
-  if (L.kernel == 1 && L.stride == 1 && L.pad == 0) {
-    conv1x1_f32_nhwc(L, x, y, oh, ow);
+  if (L.kernel == 1 && L.pad == 0 && L.dilation == 1) {
+    conv1x1_f32_nhwc(L, x, w, y, oh, ow);
     return;
   }
   const int rows = std::max(1, std::min(oh, (256 + ow - 1) / ow));
