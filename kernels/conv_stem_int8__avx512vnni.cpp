@@ -88,6 +88,31 @@ inline __m512 dequant16(const int32_t* acc, int o, __mmask16 k, const StemInt8De
 void conv_stem_int8_epilogue__avx512vnni(const int32_t* acc, int64_t m, int oc, int64_t ldc,
                                          const StemInt8Dequant& d, uint8_t* q) {
   const int levels = (1 << d.bits) - 1;
+  if (d.thresholds && oc == 64 && levels <= 3) {  // the RGB stem: thresholds held in registers
+    const __m512i one = _mm512_set1_epi32(1);
+    __m512i t[3][4];
+    for (int l = 0; l < 3; ++l)
+      for (int j = 0; j < 4; ++j)  // levels < 3: INT32_MAX is never reached
+        t[l][j] = l < levels ? _mm512_loadu_si512(d.thresholds + l * 64 + 16 * j)
+                             : _mm512_set1_epi32(INT32_MAX);
+    // packus 32 -> 16 -> 8 bits interleaves the four vectors per 128-bit lane; this puts every
+    // 4-channel dword back in channel order.
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    for (int64_t i = 0; i < m; ++i, acc += ldc, q += 64) {
+      __m512i code[4];
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) {
+        const __m512i a = _mm512_loadu_si512(acc + 16 * j);
+        code[j] = _mm512_maskz_mov_epi32(_mm512_cmpge_epi32_mask(a, t[0][j]), one);
+        code[j] = _mm512_mask_add_epi32(code[j], _mm512_cmpge_epi32_mask(a, t[1][j]), code[j], one);
+        code[j] = _mm512_mask_add_epi32(code[j], _mm512_cmpge_epi32_mask(a, t[2][j]), code[j], one);
+      }
+      const __m512i w = _mm512_packus_epi16(_mm512_packus_epi32(code[0], code[1]),
+                                            _mm512_packus_epi32(code[2], code[3]));
+      _mm512_storeu_si512(q, _mm512_maskz_permutexvar_epi32(0xffff, order, w));
+    }
+    return;
+  }
   if (d.thresholds) {
     const __m512i one = _mm512_set1_epi32(1);
     for (int64_t i = 0; i < m; ++i, acc += ldc, q += oc)

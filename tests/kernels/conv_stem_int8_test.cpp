@@ -144,61 +144,63 @@ TEST_CASE("int8 stem threshold epilogue gives the float epilogue's codes",
           "[kernels][stem][int8]") {
   // Sums at every threshold and one either side, plus random ones; 1 and 2 bits, relu on/off,
   // mul >= 0 (one channel with mul 0) or absent, add present or absent. A negative mul makes
-  // the code non-monotone: no thresholds then.
-  const int oc = 35;
-  std::mt19937 gen(17);
-  std::vector<int32_t> corr(oc);
-  for (auto& v : corr) v = int32_t(gen() % 20001) - 10000;
-  const auto scale = uniform_floats(oc, 18, 1e-5f, 1e-4f);
-  const auto bias = uniform_floats(oc, 19, -0.5f, 0.5f);
-  auto mul = uniform_floats(oc, 20, 0.0f, 2.0f);
-  mul[2] = 0.0f;
-  const auto add = uniform_floats(oc, 21, -0.3f, 0.3f);
+  // the code non-monotone: no thresholds then. 64 channels: the RGB stem's register path.
   int simd = 0;
-  for (int bits : {1, 2})
-    for (int variant = 0; variant < 8; ++variant) {
-      StemInt8Dequant d{corr.data(),
-                        scale.data(),
-                        bias.data(),
-                        bool(variant & 4),
-                        (variant & 2) ? mul.data() : nullptr,
-                        (variant & 1) ? add.data() : nullptr,
-                        bits};
-      INFO("bits " << bits << " relu " << d.relu << " mul " << bool(d.mul) << " add "
-                   << bool(d.add));
-      std::vector<int32_t> t;
-      REQUIRE(stem_int8_thresholds(d, oc, t));
-      const int levels = (1 << bits) - 1;
-      REQUIRE(t.size() == size_t(levels) * oc);
-      // Rows of oc sums: row r holds, per channel, threshold (r / 3) shifted by r % 3 - 1.
-      std::vector<int32_t> acc;
-      for (int r = 0; r < 3 * levels; ++r)
-        for (int o = 0; o < oc; ++o) {
-          const int32_t th = t[size_t((r / 3) * oc + o)];
-          const int64_t a = int64_t(th) + r % 3 - 1;  // within the thresholds' exact range
-          acc.push_back(int32_t(std::clamp<int64_t>(a, -(1 << 30), 1 << 30)));
-        }
-      for (int r = 0; r < 4; ++r)
-        for (int o = 0; o < oc; ++o) acc.push_back(int32_t(gen() % 400001) - 200000);
-      const int64_t m = int64_t(acc.size()) / oc;
-      std::vector<uint8_t> expect(acc.size());
-      for (int64_t i = 0; i < m; ++i)
-        for (int o = 0; o < oc; ++o)
-          expect[size_t(i * oc + o)] = stem_int8_code(acc[size_t(i * oc + o)], o, d);
-      CHECK(std::count(expect.begin(), expect.end(), uint8_t(levels)) > 0);
-      d.thresholds = t.data();
-      test::for_each_variant(conv_stem_int8_variants(), [&](const ConvStemInt8Variant& v) {
-        simd += v.isa != Isa::ref;
-        std::vector<uint8_t> q(expect.size(), 0xee);
-        v.epilogue(acc.data(), m, oc, oc, d, q.data());
-        CHECK(q == expect);
-      });
-    }
-  std::vector<float> neg(oc, 1.0f);
-  neg[7] = -0.5f;
-  const StemInt8Dequant d{corr.data(), scale.data(), bias.data(), true, neg.data(), nullptr, 2};
-  std::vector<int32_t> t;
-  CHECK_FALSE(stem_int8_thresholds(d, oc, t));
+  for (const int oc : {35, 64}) {
+    INFO(oc << " channels");
+    std::mt19937 gen(17);
+    std::vector<int32_t> corr(oc);
+    for (auto& v : corr) v = int32_t(gen() % 20001) - 10000;
+    const auto scale = uniform_floats(oc, 18, 1e-5f, 1e-4f);
+    const auto bias = uniform_floats(oc, 19, -0.5f, 0.5f);
+    auto mul = uniform_floats(oc, 20, 0.0f, 2.0f);
+    mul[2] = 0.0f;
+    const auto add = uniform_floats(oc, 21, -0.3f, 0.3f);
+    for (int bits : {1, 2})
+      for (int variant = 0; variant < 8; ++variant) {
+        StemInt8Dequant d{corr.data(),
+                          scale.data(),
+                          bias.data(),
+                          bool(variant & 4),
+                          (variant & 2) ? mul.data() : nullptr,
+                          (variant & 1) ? add.data() : nullptr,
+                          bits};
+        INFO("bits " << bits << " relu " << d.relu << " mul " << bool(d.mul) << " add "
+                     << bool(d.add));
+        std::vector<int32_t> t;
+        REQUIRE(stem_int8_thresholds(d, oc, t));
+        const int levels = (1 << bits) - 1;
+        REQUIRE(t.size() == size_t(levels) * oc);
+        // Rows of oc sums: row r holds, per channel, threshold (r / 3) shifted by r % 3 - 1.
+        std::vector<int32_t> acc;
+        for (int r = 0; r < 3 * levels; ++r)
+          for (int o = 0; o < oc; ++o) {
+            const int32_t th = t[size_t((r / 3) * oc + o)];
+            const int64_t a = int64_t(th) + r % 3 - 1;  // within the thresholds' exact range
+            acc.push_back(int32_t(std::clamp<int64_t>(a, -(1 << 30), 1 << 30)));
+          }
+        for (int r = 0; r < 4; ++r)
+          for (int o = 0; o < oc; ++o) acc.push_back(int32_t(gen() % 400001) - 200000);
+        const int64_t m = int64_t(acc.size()) / oc;
+        std::vector<uint8_t> expect(acc.size());
+        for (int64_t i = 0; i < m; ++i)
+          for (int o = 0; o < oc; ++o)
+            expect[size_t(i * oc + o)] = stem_int8_code(acc[size_t(i * oc + o)], o, d);
+        CHECK(std::count(expect.begin(), expect.end(), uint8_t(levels)) > 0);
+        d.thresholds = t.data();
+        test::for_each_variant(conv_stem_int8_variants(), [&](const ConvStemInt8Variant& v) {
+          simd += v.isa != Isa::ref;
+          std::vector<uint8_t> q(expect.size(), 0xee);
+          v.epilogue(acc.data(), m, oc, oc, d, q.data());
+          CHECK(q == expect);
+        });
+      }
+    std::vector<float> neg(oc, 1.0f);
+    neg[7] = -0.5f;
+    const StemInt8Dequant d{corr.data(), scale.data(), bias.data(), true, neg.data(), nullptr, 2};
+    std::vector<int32_t> t;
+    CHECK_FALSE(stem_int8_thresholds(d, oc, t));
+  }
   if (simd == 0)
     BFCN_SKIP_ISA("no SIMD int8 stem runs on this CPU (has: " + cpu_features_string() + ")");
 }
