@@ -410,3 +410,23 @@ TEST_CASE("int8 stem with a fused max pool equals its float map pooled", "[kerne
   conv_stem_int8_forward(s, x.data(), nullptr, nullptr, w.data(), e);
   CHECK(pooled == expect);
 }
+
+TEST_CASE("int8 stem: what it cannot run is a clear error", "[kernels][stem][int8]") {
+  const std::vector<float> x(size_t(5) * 9 * 9, 0.5f), w(size_t(8) * 9 * 5, 0.1f), b(8, 0.0f);
+  std::vector<float> y(size_t(8) * 81);
+  ConvStemEpilogue e;
+  e.bias = b.data();
+  e.out_f32 = y.data();
+  ConvStemShape dilated = shape(9, 9, 3, 8, 3, 1, 2);
+  dilated.dilation = 2;
+  CHECK_THROWS_WITH(conv_stem_int8_forward(dilated, x.data(), nullptr, nullptr, w.data(), e),
+                    Catch::Contains("dilation 1") && Catch::Contains("got dilation 2"));
+  CHECK_THROWS_WITH(
+      conv_stem_int8_forward(shape(9, 9, 5, 8, 3, 1, 1), x.data(), nullptr, nullptr, w.data(), e),
+      Catch::Contains("5 channels"));
+  ConvStemEpilogue no_output;
+  no_output.bias = b.data();
+  CHECK_THROWS_WITH(conv_stem_int8_forward(shape(9, 9, 3, 8, 3, 1, 1), x.data(), nullptr, nullptr,
+                                           w.data(), no_output),
+                    Catch::Contains("float output or codes"));
+}
