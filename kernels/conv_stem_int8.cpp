@@ -42,14 +42,15 @@ StemInputQuant stem_input_quant(const float* x, int c, int64_t pixels, const flo
     const float step = (hi - lo) / 255.0f;
     if (!(step > 0.0f) || !std::isfinite(step)) continue;  // constant (or no finite) values
     q.step[ch] = step;
-    q.zero[ch] = int(clamp_round(-lo / step, 0.0f, 255.0f));
+    const float z = -lo / step;  // in [0, 255] up to rounding
+    q.zero[ch] = z > 0.0f ? (z < 255.0f ? z : 255.0f) : 0.0f;
   }
   return q;
 }
 
-uint8_t stem_quantize_input(float x_n, float step, int zero) {
+uint8_t stem_quantize_input(float x_n, float step, float zero) {
   const float t = x_n * (1.0f / step);
-  return uint8_t(clamp_round(t + float(zero), 0.0f, 255.0f));
+  return uint8_t(clamp_round(t + zero, 0.0f, 255.0f));
 }
 
 void stem_int8_range__ref(const float* x, int64_t n, float* mn, float* mx) {
@@ -85,7 +86,7 @@ void conv_stem_int8_ukernel_6x16__ref(const uint8_t* a, int64_t lda, const int64
 }
 
 uint8_t stem_int8_code(int32_t acc, int o, const StemInt8Dequant& d) {
-  float v = float(acc - d.corr[o]) * d.scale[o];
+  float v = (float(acc) - d.corr[o]) * d.scale[o];
   v = v + d.bias[o];
   if (d.relu) v = v > 0.0f ? v : 0.0f;
   if (d.mul) v = v * d.mul[o];
@@ -133,7 +134,7 @@ void conv_stem_int8_dequant__ref(const int32_t* acc, int64_t m, int oc, int64_t 
                                  const StemInt8Dequant& d, float* y) {
   for (int64_t i = 0; i < m; ++i, acc += ldc, y += oc)
     for (int o = 0; o < oc; ++o) {
-      float v = float(acc[o] - d.corr[o]) * d.scale[o];
+      float v = (float(acc[o]) - d.corr[o]) * d.scale[o];
       v = v + d.bias[o];
       y[o] = d.relu ? (v > 0.0f ? v : 0.0f) : v;
     }
@@ -199,7 +200,7 @@ void conv_stem_int8_forward(const ConvStemShape& s, const float* x, const float*
   const int groups = (k + 3) / 4, nrows = c * k, panels = (oc + kPanel - 1) / kPanel;
   const int64_t panel_bytes = int64_t(nrows) * groups * 4 * kPanel;
   std::vector<int8_t> bp(size_t(panels * panel_bytes), 0);
-  std::vector<int32_t> corr(size_t(oc), 0);
+  std::vector<float> corr(size_t(oc), 0.0f);
   std::vector<float> scale(size_t(oc), 1.0f);
   for (int o = 0; o < oc; ++o) {
     const float* wo = w + int64_t(o) * k * k * c;
@@ -208,18 +209,20 @@ void conv_stem_int8_forward(const ConvStemShape& s, const float* x, const float*
     if (mx > 0.0f && std::isfinite(mx)) scale[size_t(o)] = mx / 127.0f;
     const float inv = 1.0f / scale[size_t(o)];
     int8_t* po = bp.data() + (o / kPanel) * panel_bytes + (o % kPanel) * 4;
+    double zero_share = 0;  // sum of wq * zero over the taps: what the zero points add to acc
     for (int ch = 0; ch < c; ++ch)
       for (int ky = 0; ky < k; ++ky)
         for (int kx = 0; kx < k; ++kx) {
           const float wv = wo[(ky * k + kx) * c + ch] * iq.step[ch];
           const int8_t wq = int8_t(clamp_round(wv * inv, -127.0f, 127.0f));
           po[((int64_t(ch) * k + ky) * groups + kx / 4) * 4 * kPanel + kx % 4] = wq;
-          corr[size_t(o)] += int32_t(wq) * iq.zero[ch];
+          zero_share += double(wq) * iq.zero[ch];
         }
+    corr[size_t(o)] = float(zero_share);
   }
 
   // The padded planar image: rows/columns the windows reach, the last 6-pixel group of a row
-  // may read past the image (those tile rows are dropped), padding = the zero point.
+  // may read past the image (those tile rows are dropped), padding = the rounded zero point.
   const int tiles = (ow + 5) / 6;
   const int hp = std::max(s.in_h + 2 * s.pad, (oh - 1) * s.stride + k);
   const int wp = std::max(s.in_w + 2 * s.pad, (tiles * 6 - 1) * s.stride + 4 * groups);
@@ -231,7 +234,7 @@ void conv_stem_int8_forward(const ConvStemShape& s, const float* x, const float*
   for (int64_t r = 0; r < int64_t(c) * hp; ++r) {
     const int ch = int(r / hp), py = int(r % hp), iy = py - s.pad;
     uint8_t* row = xp + r * wp;
-    const uint8_t z = uint8_t(iq.zero[ch]);
+    const uint8_t z = uint8_t(clamp_round(iq.zero[ch], 0.0f, 255.0f));  // the padding
     if (iy < 0 || iy >= s.in_h) {
       std::memset(row, z, size_t(wp));
       continue;
@@ -239,7 +242,7 @@ void conv_stem_int8_forward(const ConvStemShape& s, const float* x, const float*
     std::memset(row, z, size_t(s.pad));
     const float* src = x + ch * pixels + int64_t(iy) * s.in_w;
     const float mu = mean ? mean[ch] : 0.0f, inv = inv_std ? inv_std[ch] : 1.0f;
-    uk.quantize_row(src, s.in_w, mu, inv, 1.0f / iq.step[ch], float(iq.zero[ch]), row + s.pad);
+    uk.quantize_row(src, s.in_w, mu, inv, 1.0f / iq.step[ch], iq.zero[ch], row + s.pad);
     std::memset(row + s.pad + s.in_w, z, size_t(wp - s.pad - s.in_w));
   }
 

@@ -1,15 +1,20 @@
 // The stem convolution in 8-bit integers (the runtime's opt-in int8 stem, docs/runtime.md): the
-// image is quantized per channel to unsigned bytes over its own range (asymmetric, so the zero
-// padding is exactly the zero point), the weights per output channel to signed bytes, and
-// VPDPBUSD sums four byte products per 32-bit lane. Each output is then
-//   v = float(acc - corr[o]) * scale[o] + bias[o]
+// image is quantized per channel to unsigned bytes over its own range, the weights per output
+// channel to signed bytes, and VPDPBUSD sums four byte products per 32-bit lane. Each output is
+//   v = (float(acc) - corr[o]) * scale[o] + bias[o]
 // (corr = the zero points' share, scale = the weight step) and goes through the same quantizing
 // epilogue as the FP32 stem. Only the rounding of the input and the weights to 8 bits differs from
 // the FP32 stem: the integer sums are exact, so every variant gives the same codes.
 //
+// The zero point is not rounded to an integer: an image of 8-bit levels spanning [0, 1] then
+// lands on its own levels exactly, where an integer zero point would shift every pixel by up to
+// half a level (a bias on every output). The padding bytes are the zero point rounded, so only
+// windows that overlap the border carry that half level.
+//
 // Layout: the quantized image is planar [C][HP][WP] with the padding filled with each channel's
-// zero point; for an output pixel, kernel row ky of channel c is K consecutive bytes (stride
-// `stride` between pixels), read as ceil(K/4) 32-bit groups whose bytes past K have zero weight.
+// rounded zero point; for an output pixel, kernel row ky of channel c is K consecutive bytes
+// (stride `stride` between pixels), read as ceil(K/4) 32-bit groups whose bytes past K have zero
+// weight.
 #pragma once
 
 #include <cstdint>
@@ -20,10 +25,11 @@
 
 namespace bfcn {
 
-// The image's 8-bit form: x_n = (x - mean[c]) * inv_std[c] ~= (q - zero[c]) * step[c].
+// The image's 8-bit form: x_n = (x - mean[c]) * inv_std[c] ~= (q - zero[c]) * step[c], zero in
+// [0, 255] (not rounded).
 struct StemInputQuant {
   float step[4] = {1, 1, 1, 1};
-  int zero[4] = {0, 0, 0, 0};
+  float zero[4] = {0, 0, 0, 0};
 };
 
 // Per channel: the range of x_n over the image (NaN ignored), widened to contain 0, in 255 steps.
@@ -31,7 +37,7 @@ struct StemInputQuant {
 StemInputQuant stem_input_quant(const float* x, int c, int64_t pixels, const float* mean,
                                 const float* inv_std);
 // q = clamp(nearbyint(x_n / step) + zero, 0, 255), the operation conv_stem_int8_forward applies.
-uint8_t stem_quantize_input(float x_n, float step, int zero);
+uint8_t stem_quantize_input(float x_n, float step, float zero);
 
 // The stem on the planar image x [C][H][W] normalized as x_n = (x - mean[c]) * inv_std[c]
 // (mean/inv_std may be null); w [OC][K][K][C] and the epilogue as in conv_stem_forward (e.bias
@@ -54,13 +60,13 @@ void conv_stem_int8_ukernel__avx512vnni(const uint8_t* a, int64_t lda, const int
                                         int nrows, int groups, const int8_t* bp, int32_t* c,
                                         int64_t ldc);
 
-// Epilogue over acc [m][ldc] -> q [m][oc]: v = float(acc - corr) * scale + bias; relu: max(v, 0);
+// Epilogue over acc [m][ldc] -> q [m][oc]: v = (float(acc) - corr) * scale + bias; relu: max(v, 0);
 // v = v*mul (if mul); v = v + add (if add); q = quantize_level(v, 2^bits - 1). No FMA.
 // That is non-decreasing in acc when every mul >= 0 (scale > 0), so q is then the number of
 // thresholds acc reaches: with `thresholds` set ([2^bits - 1][oc], stem_int8_thresholds) the
 // epilogue counts compares instead of running the float operations; the codes are the same.
 struct StemInt8Dequant {
-  const int32_t* corr;
+  const float* corr;
   const float* scale;
   const float* bias;
   bool relu;
@@ -91,7 +97,7 @@ void conv_stem_int8_dequant__avx512vnni(const int32_t* acc, int64_t m, int oc, i
 
 // The image side. range: *mn / *mx = the least / greatest of x[0..n) (NaN ignored; +inf / -inf
 // when none). quantize_row: q[i] = stem_quantize_input((x[i] - mu) * inv, step, zero) with
-// rstep = 1 / step, zf = float(zero) — the same float operations in the same order.
+// rstep = 1 / step, zf = zero — the same float operations in the same order.
 using StemInt8RangeFn = void (*)(const float* x, int64_t n, float* mn, float* mx);
 using StemInt8QuantizeRowFn = void (*)(const float* x, int64_t n, float mu, float inv, float rstep,
                                        float zf, uint8_t* q);

@@ -67,14 +67,14 @@ inline void store_bytes(uint8_t* q, __mmask16 k, __m512i v) {
     _mm_mask_storeu_epi8(q, k, b);
 }
 
-// Channels o.. (lanes k) of one pixel: float(acc - corr) * scale + bias, then the ReLU, in the
+// Channels o.. (lanes k) of one pixel: (float(acc) - corr) * scale + bias, then the ReLU, in the
 // reference's order (the asm barrier keeps GCC from contracting the mul and add into an FMA;
 // MAXPS returns its second operand, 0, for NaN as the reference's v > 0 ? v : 0 does).
 inline __m512 dequant16(const int32_t* acc, int o, __mmask16 k, const StemInt8Dequant& d) {
-  const __m512i s = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(k, acc + o),
-                                     _mm512_maskz_loadu_epi32(k, d.corr + o));
-  __m512 v =
-      _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(kAll, s), _mm512_maskz_loadu_ps(k, d.scale + o));
+  const __m512 s =
+      _mm512_sub_ps(_mm512_maskz_cvtepi32_ps(kAll, _mm512_maskz_loadu_epi32(k, acc + o)),
+                    _mm512_maskz_loadu_ps(k, d.corr + o));
+  __m512 v = _mm512_mul_ps(s, _mm512_maskz_loadu_ps(k, d.scale + o));
   asm("" : "+v"(v));
   v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, d.bias + o));
   return d.relu ? _mm512_maskz_max_ps(kAll, v, _mm512_setzero_ps()) : v;

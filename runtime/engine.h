@@ -62,7 +62,8 @@ class Model {
   // The RGB stem (a 7x7 conv fused with its pool and 2-bit quantizer) in 8-bit integers
   // (kernels/conv_stem_int8.h): the image and the weights rounded to 8 bits, VNNI dot products
   // where the CPU has them. Off by default: the FP32 stem's codes match the training engine's
-  // (`bfcn export --verify`); int8 codes differ at a small share of quantizer boundaries
+  // (`bfcn export --verify`); int8 codes flip where a value is near a quantizer boundary, and
+  // the flips carry through the network: labels differ at a few percent of the pixels
   // (docs/runtime.md gives the measured accuracy). Not to be changed while run() is running.
   void set_stem_int8(bool on);
   bool stem_int8() const;

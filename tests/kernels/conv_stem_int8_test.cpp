@@ -98,11 +98,11 @@ TEST_CASE("int8 stem epilogue of every variant is bit-exact", "[kernels][stem][i
   std::mt19937 gen(9);
   std::vector<int32_t> acc(size_t(m) * ldc);
   for (auto& v : acc) v = int32_t(gen() % 200001) - 100000;
-  std::vector<int32_t> corr(oc);
-  for (auto& v : corr) v = int32_t(gen() % 20001) - 10000;
+  std::vector<float> corr(oc);  // the zero points' share: not an integer
+  for (auto& v : corr) v = float(int32_t(gen() % 20001) - 10000) + 0.25f;
   auto scale = uniform_floats(oc, 10, 1e-6f, 3e-5f);
-  scale[3] = 0.5f;  // acc - corr integral: v on halves
-  acc[3] = corr[3] + 1;
+  scale[3] = 0.5f;  // (acc - corr) * scale on a quarter: the rounding of the halves' sum
+  acc[3] = int32_t(corr[3] - 0.25f) + 1;
   const auto bias = uniform_floats(oc, 12, -0.5f, 0.5f);
   const auto mul = uniform_floats(oc, 13, -1.5f, 1.5f);
   const auto add = uniform_floats(oc, 14, -0.5f, 1.0f);
@@ -122,7 +122,7 @@ TEST_CASE("int8 stem epilogue of every variant is bit-exact", "[kernels][stem][i
       conv_stem_int8_epilogue__ref(acc.data(), m, oc, ldc, d, expect.data());
       // The reference itself, one value by hand: v = (acc - corr) * scale + bias ...
       {
-        float v = float(acc[1] - corr[1]) * scale[1];
+        float v = (float(acc[1]) - corr[1]) * scale[1];
         v = v + bias[1];
         if (d.relu) v = v > 0.0f ? v : 0.0f;
         if (d.mul) v = v * mul[1];
@@ -149,8 +149,8 @@ TEST_CASE("int8 stem threshold epilogue gives the float epilogue's codes",
   for (const int oc : {35, 64}) {
     INFO(oc << " channels");
     std::mt19937 gen(17);
-    std::vector<int32_t> corr(oc);
-    for (auto& v : corr) v = int32_t(gen() % 20001) - 10000;
+    std::vector<float> corr(oc);
+    for (auto& v : corr) v = float(int32_t(gen() % 20001) - 10000) + 0.75f;
     const auto scale = uniform_floats(oc, 18, 1e-5f, 1e-4f);
     const auto bias = uniform_floats(oc, 19, -0.5f, 0.5f);
     auto mul = uniform_floats(oc, 20, 0.0f, 2.0f);
@@ -216,7 +216,7 @@ TEST_CASE("int8 stem input quantization: the range with 0, exact on its grid",
   const float mean[3] = {0.25f, 0.0f, 0.0f}, inv[3] = {4.0f, 1.0f, 1.0f};
   const StemInputQuant q = stem_input_quant(x.data(), 3, n, mean, inv);
   CHECK(q.step[0] == Approx(4.0f / 255.0f));
-  CHECK(q.zero[0] == 64);  // -(-1) / (4/255) = 63.75 -> 64
+  CHECK(q.zero[0] == Approx(63.75f));  // -(-1) / (4/255), not rounded
   CHECK(q.step[1] == Approx(4.0f / 255.0f));
   CHECK(q.zero[1] == 0);
   CHECK(q.step[2] == 1.0f);
@@ -230,6 +230,17 @@ TEST_CASE("int8 stem input quantization: the range with 0, exact on its grid",
   CHECK(stem_quantize_input(std::numeric_limits<float>::quiet_NaN(), 1.0f, 7) == 0);
   CHECK(stem_quantize_input(2.5f, 1.0f, 0) == 2);  // ties to even
   CHECK(stem_quantize_input(3.5f, 1.0f, 0) == 4);
+  // An image of 8-bit levels spanning [0, 1], normalized: every level lands on its own byte (a
+  // rounded zero point, 124 for 123.675, would move them all by a third of a level).
+  std::vector<float> levels(256);
+  for (int k = 0; k < 256; ++k) levels[size_t(k)] = float(k) / 255.0f;
+  const float m1 = 0.485f, i1 = 1.0f / 0.229f;
+  const StemInputQuant ql = stem_input_quant(levels.data(), 1, 256, &m1, &i1);
+  CHECK(ql.zero[0] == Approx(123.675f));
+  int on_level = 0;
+  for (int k = 0; k < 256; ++k)
+    on_level += stem_quantize_input((levels[size_t(k)] - m1) * i1, ql.step[0], ql.zero[0]) == k;
+  CHECK(on_level == 256);
 }
 
 TEST_CASE("int8 stem: every variant's forward equals the reference variant's codes",

@@ -114,6 +114,8 @@ TEST_CASE("engine: the stem conv fused with its float pool equals the unfused gr
       CHECK(la == lb);
       CHECK(ya == yb);
       REQUIRE(prof.size() > 1);
+      // the stem that ran (a trained model's stem takes the int8 path too)
+      CHECK(prof[0].kernel.find(int8 ? "conv_stem_int8__" : "conv_stem__") == 0);
       CHECK(prof[1].name == "maxpool");
       CHECK(prof[1].ms == 0.0);  // absorbed by the stem
     }

@@ -66,8 +66,8 @@ BFCN_API bfcn_status bfcn_model_input_size(const bfcn_model* model, int* height,
 BFCN_API bfcn_status bfcn_model_set_threads(bfcn_model* model, int threads);
 
 /* The RGB stem in 8-bit integers (on = 1) or FP32 (on = 0, the default). int8 is faster where
- * the CPU has AVX-512 VNNI; its labels may differ from the FP32 stem's at a few pixels (the
- * image and the stem's weights are rounded to 8 bits; docs/runtime.md gives the measured
+ * the CPU has AVX-512 VNNI; the image and the stem's weights are rounded to 8 bits, so its labels
+ * differ from the FP32 stem's at a few percent of the pixels (docs/runtime.md gives the measured
  * accuracy). */
 BFCN_API bfcn_status bfcn_model_set_stem_int8(bfcn_model* model, int on);
 
