@@ -48,11 +48,6 @@ StemInputQuant stem_input_quant(const float* x, int c, int64_t pixels, const flo
   return q;
 }
 
-uint8_t stem_quantize_input(float x_n, float step, float zero) {
-  const float t = x_n * (1.0f / step);
-  return uint8_t(clamp_round(t + zero, 0.0f, 255.0f));
-}
-
 void stem_int8_range__ref(const float* x, int64_t n, float* mn, float* mx) {
   float lo = std::numeric_limits<float>::infinity(), hi = -lo;
   for (int64_t i = 0; i < n; ++i) {
@@ -85,10 +80,19 @@ void conv_stem_int8_ukernel_6x16__ref(const uint8_t* a, int64_t lda, const int64
   for (int i = 0; i < 6; ++i) std::memcpy(c + i * ldc, t[i], sizeof(t[i]));
 }
 
-uint8_t stem_int8_code(int32_t acc, int o, const StemInt8Dequant& d) {
+namespace {
+
+// (float(acc) - corr) * scale + bias, then the ReLU: the float output, and the code's start.
+inline float stem_int8_value(int32_t acc, int o, const StemInt8Dequant& d) {
   float v = (float(acc) - d.corr[o]) * d.scale[o];
   v = v + d.bias[o];
-  if (d.relu) v = v > 0.0f ? v : 0.0f;
+  return d.relu ? (v > 0.0f ? v : 0.0f) : v;
+}
+
+}  // namespace
+
+uint8_t stem_int8_code(int32_t acc, int o, const StemInt8Dequant& d) {
+  float v = stem_int8_value(acc, o, d);
   if (d.mul) v = v * d.mul[o];
   if (d.add) v = v + d.add[o];
   return quantize_level(v, float((1 << d.bits) - 1));
@@ -133,11 +137,7 @@ void conv_stem_int8_epilogue__ref(const int32_t* acc, int64_t m, int oc, int64_t
 void conv_stem_int8_dequant__ref(const int32_t* acc, int64_t m, int oc, int64_t ldc,
                                  const StemInt8Dequant& d, float* y) {
   for (int64_t i = 0; i < m; ++i, acc += ldc, y += oc)
-    for (int o = 0; o < oc; ++o) {
-      float v = (float(acc[o]) - d.corr[o]) * d.scale[o];
-      v = v + d.bias[o];
-      y[o] = d.relu ? (v > 0.0f ? v : 0.0f) : v;
-    }
+    for (int o = 0; o < oc; ++o) y[o] = stem_int8_value(acc[o], o, d);
 }
 
 std::span<const ConvStemInt8Variant> conv_stem_int8_variants() {

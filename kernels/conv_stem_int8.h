@@ -36,8 +36,6 @@ struct StemInputQuant {
 // x [C][H][W] planar (C <= 4); mean/inv_std may be null (0 / 1).
 StemInputQuant stem_input_quant(const float* x, int c, int64_t pixels, const float* mean,
                                 const float* inv_std);
-// q = clamp(nearbyint(x_n / step) + zero, 0, 255), the operation conv_stem_int8_forward applies.
-uint8_t stem_quantize_input(float x_n, float step, float zero);
 
 // The stem on the planar image x [C][H][W] normalized as x_n = (x - mean[c]) * inv_std[c]
 // (mean/inv_std may be null); w [OC][K][K][C] and the epilogue as in conv_stem_forward (e.bias
@@ -96,8 +94,8 @@ void conv_stem_int8_dequant__avx512vnni(const int32_t* acc, int64_t m, int oc, i
                                         const StemInt8Dequant& d, float* y);
 
 // The image side. range: *mn / *mx = the least / greatest of x[0..n) (NaN ignored; +inf / -inf
-// when none). quantize_row: q[i] = stem_quantize_input((x[i] - mu) * inv, step, zero) with
-// rstep = 1 / step, zf = zero — the same float operations in the same order.
+// when none). quantize_row: q[i] = clamp(nearbyint((x[i] - mu) * inv * rstep + zf), 0, 255) with
+// rstep = 1 / step, zf = zero (NaN -> 0), the operation conv_stem_int8_forward applies.
 using StemInt8RangeFn = void (*)(const float* x, int64_t n, float* mn, float* mx);
 using StemInt8QuantizeRowFn = void (*)(const float* x, int64_t n, float mu, float inv, float rstep,
                                        float zf, uint8_t* q);

@@ -215,6 +215,12 @@ TEST_CASE("int8 stem input quantization: the range with 0, exact on its grid",
                                 0.0f, 0.0f,  0.0f, 0.0f, 0.0f};
   const float mean[3] = {0.25f, 0.0f, 0.0f}, inv[3] = {4.0f, 1.0f, 1.0f};
   const StemInputQuant q = stem_input_quant(x.data(), 3, n, mean, inv);
+  // One value through the reference quantize_row: x_n with mu 0, inv 1.
+  auto stem_quantize_input = [](float x_n, float step, float zero) {
+    uint8_t b = 0xee;
+    stem_int8_quantize_row__ref(&x_n, 1, 0.0f, 1.0f, 1.0f / step, zero, &b);
+    return int(b);
+  };
   CHECK(q.step[0] == Approx(4.0f / 255.0f));
   CHECK(q.zero[0] == Approx(63.75f));  // -(-1) / (4/255), not rounded
   CHECK(q.step[1] == Approx(4.0f / 255.0f));
@@ -240,7 +246,12 @@ TEST_CASE("int8 stem input quantization: the range with 0, exact on its grid",
   int on_level = 0;
   for (int k = 0; k < 256; ++k)
     on_level += stem_quantize_input((levels[size_t(k)] - m1) * i1, ql.step[0], ql.zero[0]) == k;
-  CHECK(on_level == 256);
+  // The same levels through quantize_row as the stem runs it (mean and 1/std applied there).
+  std::vector<uint8_t> row(256);
+  stem_int8_quantize_row__ref(levels.data(), 256, m1, i1, 1.0f / ql.step[0], ql.zero[0],
+                              row.data());
+  for (int k = 0; k < 256; ++k) on_level += row[size_t(k)] == k;
+  CHECK(on_level == 512);
 }
 
 TEST_CASE("int8 stem: every variant's forward equals the reference variant's codes",
