@@ -175,7 +175,8 @@ int run_infer(const bfcn::cli::Args& args) {
   if (args.has("threads")) omp_set_num_threads(args.get_int("threads"));
   BFCN_CHECK_IO(fs::exists(input), input.string(), ": no such image, folder or video");
   bfcn::rt::Model model = bfcn::rt::Model::load(model_path.string());
-  model.set_stem_int8(args.get("stem", "fp32") == "int8");
+  const std::string stem = args.get("stem", "fp32");
+  model.set_stem_int8(stem != "fp32", stem == "int8w8" ? 8 : 15);
   bfcn::Palette palette;
   for (const auto& c : model.palette()) palette.push_back(c);
   if (fs::is_regular_file(input) && !is_image(input)) {
@@ -255,9 +256,10 @@ BFCN_REGISTER_COMMAND(
                              "video: output codec (default by --out: .avi MJPG, .mp4 mp4v, "
                              ".mkv FFV1 lossless)"),
              bfcn::cli::integer("threads", "N", "OpenMP threads (default: all)").at_least(1),
-             bfcn::cli::choice("stem", {"fp32", "int8"},
-                               "the RGB stem in FP32 (the training engine's codes) or in 8-bit "
-                               "integers (faster with VNNI; docs/runtime.md)")
+             bfcn::cli::choice("stem", {"fp32", "int8", "int8w8"},
+                               "the RGB stem in FP32 (the training engine's codes), or in "
+                               "integers with VNNI: the image in 8 bits and the weights in 15 "
+                               "(int8) or 8 (int8w8, faster, coarser); docs/runtime.md")
                  .defaults("fp32")})
         .example("bfcn infer --model w1a2.bfcn --input photos/ --out masks/ --color")
         .example("bfcn infer --model w1a2.bfcn --input clip.mp4 --out overlay.mp4")

@@ -357,7 +357,7 @@ int bench_runtime(const cli::Args& args) {
     rt::Model model =
         rt::Model::from_file(rt::parse_model(f.model.empty() ? "synthetic" : f.model, bytes));
     rt::Model fp32 = model.to_fp32();
-    model.set_stem_int8(f.stem == "int8");
+    model.set_stem_int8(f.stem != "fp32", f.stem == "int8w8" ? 8 : 15);
     // FP32 checkpoint size: 4 bytes per conv weight and per BN parameter (4 per channel).
     int64_t fp32_bytes = 0;
     for (const auto& L : model.header()["layers"])
@@ -543,8 +543,9 @@ BFCN_REGISTER_BENCH(
                          "also time PyTorch FP32 inference of the same network "
                          "(bench/torch_infer_ref.py)")
                  .defaults("torch"),
-             cli::choice("stem", {"fp32", "int8"},
-                         "the RGB stem in FP32 or in 8-bit integers (rt::Model::set_stem_int8)")
+             cli::choice("stem", {"fp32", "int8", "int8w8"},
+                         "the RGB stem in FP32 or in integers: 8-bit image, 15-bit (int8) or "
+                         "8-bit (int8w8) weights (rt::Model::set_stem_int8)")
                  .defaults("fp32"),
              cli::text("json", "FILE", "write per-layer results as JSON")})
         .example("bfcn bench runtime --input 512x512 --threads 1 --wbits 1 --abits 2 --reps 3")

@@ -5,10 +5,13 @@
 #include "kernels/conv_stem_int8.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <map>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -20,12 +23,20 @@ namespace bfcn {
 namespace {
 
 constexpr int kPanel = 16;  // output channels per weight panel (one zmm of int32 sums)
+// The largest integer weight of 15 bits: 127 * 128 + 63 splits into hi = 127, lo = 63.
+constexpr int kWeightMax15 = 16319;
+// How far from a multiple of 1/255 an 8-bit level can read after float rounding (k / 255.0f
+// times 255 is within 3e-5 of k).
+constexpr float kOffGrid = 1e-3f;
 
 // Rounds t (NaN -> lo) into [lo, hi], to nearest even; |lo|, |hi| < 2^22.
 inline float clamp_round(float t, float lo, float hi) {
   t = t > lo ? (t < hi ? t : hi) : lo;
   return (t + 12582912.0f) - 12582912.0f;  // 1.5*2^23: round to nearest even
 }
+
+// The padding's byte: the zero point rounded.
+inline uint8_t pad_byte(float zero) { return uint8_t(clamp_round(zero, 0.0f, 255.0f)); }
 
 }  // namespace
 
@@ -34,9 +45,16 @@ StemInputQuant stem_input_quant(const float* x, int c, int64_t pixels, const flo
   BFCN_CHECK(c >= 1 && c <= 4, "int8 stem: 1..4 input channels, got ", c);
   StemInputQuant q;
   for (int ch = 0; ch < c; ++ch) {
-    float mn, mx;
-    conv_stem_int8_active().range(x + ch * pixels, pixels, &mn, &mx);
+    float mn, mx, off_grid;
+    conv_stem_int8_active().range(x + ch * pixels, pixels, &mn, &mx, &off_grid);
     const float mu = mean ? mean[ch] : 0.0f, inv = inv_std ? inv_std[ch] : 1.0f;
+    // 8-bit levels: 255 x is within float rounding (~1e-5) of an integer.
+    if (mn >= 0.0f && mx <= 1.0f && off_grid <= kOffGrid && mu >= 0.0f && mu <= 1.0f &&
+        inv > 0.0f && std::isfinite(inv)) {
+      q.step[ch] = inv / 255.0f;
+      q.zero[ch] = 255.0f * mu;
+      continue;
+    }
     const float a = (mn - mu) * inv, b = (mx - mu) * inv;
     const float lo = std::min({a, b, 0.0f}), hi = std::max({a, b, 0.0f});
     const float step = (hi - lo) / 255.0f;
@@ -48,14 +66,17 @@ StemInputQuant stem_input_quant(const float* x, int c, int64_t pixels, const flo
   return q;
 }
 
-void stem_int8_range__ref(const float* x, int64_t n, float* mn, float* mx) {
-  float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+void stem_int8_range__ref(const float* x, int64_t n, float* mn, float* mx, float* off_grid) {
+  float lo = std::numeric_limits<float>::infinity(), hi = -lo, dev = 0.0f;
   for (int64_t i = 0; i < n; ++i) {
     lo = x[i] < lo ? x[i] : lo;
     hi = x[i] > hi ? x[i] : hi;
+    const float t = x[i] * 255.0f, d = std::fabs(t - std::nearbyint(t));
+    dev = d > dev ? d : dev;
   }
   *mn = lo;
   *mx = hi;
+  *off_grid = dev;
 }
 
 void stem_int8_quantize_row__ref(const float* x, int64_t n, float mu, float inv, float rstep,
@@ -67,24 +88,30 @@ void stem_int8_quantize_row__ref(const float* x, int64_t n, float mu, float inv,
 }
 
 void conv_stem_int8_ukernel_6x16__ref(const uint8_t* a, int64_t lda, const int64_t* row_off,
-                                      int nrows, int groups, const int8_t* bp, int32_t* c,
-                                      int64_t ldc) {
+                                      int nrows, int groups, int passes, const int8_t* bp,
+                                      int32_t* c, int64_t ldc) {
   int32_t t[6][kPanel] = {};
-  for (int r = 0; r < nrows; ++r)
-    for (int g = 0; g < groups; ++g, bp += 4 * kPanel)
-      for (int i = 0; i < 6; ++i) {
-        const uint8_t* ai = a + i * lda + row_off[r] + 4 * g;
-        for (int j = 0; j < kPanel; ++j)
-          for (int b = 0; b < 4; ++b) t[i][j] += int32_t(ai[b]) * int32_t(bp[j * 4 + b]);
-      }
+  for (int pass = 0; pass < passes; ++pass) {
+    int32_t part[6][kPanel] = {};  // this pass's bytes of the weights
+    for (int r = 0; r < nrows; ++r)
+      for (int g = 0; g < groups; ++g, bp += 4 * kPanel)
+        for (int i = 0; i < 6; ++i) {
+          const uint8_t* ai = a + i * lda + row_off[r] + 4 * g;
+          for (int j = 0; j < kPanel; ++j)
+            for (int b = 0; b < 4; ++b) part[i][j] += int32_t(ai[b]) * int32_t(bp[j * 4 + b]);
+        }
+    for (int i = 0; i < 6; ++i)
+      for (int j = 0; j < kPanel; ++j) t[i][j] = t[i][j] * 128 + part[i][j];
+  }
   for (int i = 0; i < 6; ++i) std::memcpy(c + i * ldc, t[i], sizeof(t[i]));
 }
 
 namespace {
 
-// (float(acc) - corr) * scale + bias, then the ReLU: the float output, and the code's start.
+// (float(acc - corr) - corr_frac) * scale + bias, then the ReLU: the float output, and the code's
+// start.
 inline float stem_int8_value(int32_t acc, int o, const StemInt8Dequant& d) {
-  float v = (float(acc) - d.corr[o]) * d.scale[o];
+  float v = (float(acc - d.corr[o]) - d.corr_frac[o]) * d.scale[o];
   v = v + d.bias[o];
   return d.relu ? (v > 0.0f ? v : 0.0f) : v;
 }
@@ -183,7 +210,10 @@ const ConvStemInt8Variant* conv_stem_int8_use_variant(const ConvStemInt8Variant*
 }
 
 void conv_stem_int8_forward(const ConvStemShape& s, const float* x, const float* mean,
-                            const float* inv_std, const float* w, const ConvStemEpilogue& e) {
+                            const float* inv_std, const float* w, const ConvStemEpilogue& e,
+                            int weight_bits) {
+  BFCN_CHECK(weight_bits == 8 || weight_bits == 15, "int8 stem: weights of 8 or 15 bits, got ",
+             weight_bits);
   BFCN_CHECK(s.dilation == 1 && s.in_c >= 1 && s.in_c <= 4,
              "int8 stem: dilation 1 and 1..4 input channels only, got dilation ", s.dilation, ", ",
              s.in_c, " channels");
@@ -196,17 +226,28 @@ void conv_stem_int8_forward(const ConvStemShape& s, const float* x, const float*
   const StemInputQuant iq = stem_input_quant(x, c, pixels, mean, inv_std);
 
   // Weights: w' = w * step[c] (the input step folded in), one step per output channel so the
-  // largest |w'| is 127; packed [panel][c][ky][group][16][4], bytes past K zero.
+  // largest |w'| is the largest integer weight. 8 bits: one byte, one microkernel pass. 15 bits:
+  // two bytes, hi * 128 + lo (hi in [-127, 127], lo in [-64, 63]), one pass each. Packed
+  // [panel][pass][c][ky][group][16][4], bytes past K zero.
+  const int passes = weight_bits == 8 ? 1 : 2;
   const int groups = (k + 3) / 4, nrows = c * k, panels = (oc + kPanel - 1) / kPanel;
-  const int64_t panel_bytes = int64_t(nrows) * groups * 4 * kPanel;
+  const int64_t pass_bytes = int64_t(nrows) * groups * 4 * kPanel;
+  const int64_t panel_bytes = passes * pass_bytes;
   std::vector<int8_t> bp(size_t(panels * panel_bytes), 0);
-  std::vector<float> corr(size_t(oc), 0.0f);
+  std::vector<int32_t> wqs(size_t(oc) * c * k * k);  // the integer weights [o][c][ky][kx]
+  std::vector<int32_t> corr(size_t(oc), 0);
+  std::vector<float> corr_frac(size_t(oc), 0.0f);
   std::vector<float> scale(size_t(oc), 1.0f);
+  // The sums stay within +-2^30 (taps * 255 * the largest weight), where the thresholds are exact
+  // and acc - corr fits in 32 bits: the RGB 7x7 stem keeps all 15 bits.
+  const float wmax =
+      passes == 1 ? 127.0f
+                  : float(std::min<int64_t>(kWeightMax15, (int64_t(1) << 30) / (255 * k * k * c)));
   for (int o = 0; o < oc; ++o) {
     const float* wo = w + int64_t(o) * k * k * c;
     float mx = 0.0f;
     for (int t = 0; t < k * k * c; ++t) mx = std::max(mx, std::fabs(wo[t] * iq.step[t % c]));
-    if (mx > 0.0f && std::isfinite(mx)) scale[size_t(o)] = mx / 127.0f;
+    if (mx > 0.0f && std::isfinite(mx)) scale[size_t(o)] = mx / wmax;
     const float inv = 1.0f / scale[size_t(o)];
     int8_t* po = bp.data() + (o / kPanel) * panel_bytes + (o % kPanel) * 4;
     double zero_share = 0;  // sum of wq * zero over the taps: what the zero points add to acc
@@ -214,11 +255,20 @@ void conv_stem_int8_forward(const ConvStemShape& s, const float* x, const float*
       for (int ky = 0; ky < k; ++ky)
         for (int kx = 0; kx < k; ++kx) {
           const float wv = wo[(ky * k + kx) * c + ch] * iq.step[ch];
-          const int8_t wq = int8_t(clamp_round(wv * inv, -127.0f, 127.0f));
-          po[((int64_t(ch) * k + ky) * groups + kx / 4) * 4 * kPanel + kx % 4] = wq;
+          const int wq = int(clamp_round(wv * inv, -wmax, wmax));
+          const int64_t at = ((int64_t(ch) * k + ky) * groups + kx / 4) * 4 * kPanel + kx % 4;
+          if (passes == 1) {
+            po[at] = int8_t(wq);
+          } else {
+            const int hi = (wq + 64) >> 7;  // floor: lo in [-64, 63]
+            po[at] = int8_t(hi);
+            po[pass_bytes + at] = int8_t(wq - hi * 128);
+          }
           zero_share += double(wq) * iq.zero[ch];
+          wqs[size_t(((int64_t(o) * c + ch) * k + ky) * k + kx)] = wq;
         }
-    corr[size_t(o)] = float(zero_share);
+    corr[size_t(o)] = int32_t(std::nearbyint(zero_share));
+    corr_frac[size_t(o)] = float(zero_share - corr[size_t(o)]);
   }
 
   // The padded planar image: rows/columns the windows reach, the last 6-pixel group of a row
@@ -234,7 +284,7 @@ void conv_stem_int8_forward(const ConvStemShape& s, const float* x, const float*
   for (int64_t r = 0; r < int64_t(c) * hp; ++r) {
     const int ch = int(r / hp), py = int(r % hp), iy = py - s.pad;
     uint8_t* row = xp + r * wp;
-    const uint8_t z = uint8_t(clamp_round(iq.zero[ch], 0.0f, 255.0f));  // the padding
+    const uint8_t z = pad_byte(iq.zero[ch]);
     if (iy < 0 || iy >= s.in_h) {
       std::memset(row, z, size_t(wp));
       continue;
@@ -249,7 +299,66 @@ void conv_stem_int8_forward(const ConvStemShape& s, const float* x, const float*
   std::vector<int64_t> row_off(static_cast<size_t>(nrows));
   for (int ch = 0; ch < c; ++ch)
     for (int ky = 0; ky < k; ++ky) row_off[size_t(ch * k + ky)] = ch * plane + int64_t(ky) * wp;
-  StemInt8Dequant dq{corr.data(), scale.data(), e.bias, e.relu, e.mul, e.add, e.bits};
+  // Padding. A padded tap reads the rounded zero point, not the zero point: a window that overlaps
+  // the border is off by (zero - pad byte) * (its padded taps' weights). Its taps inside the image
+  // are a rectangle [ky0, ky1) x [kx0, kx1), the same for every window of a border row or column,
+  // so the fix is one integer vector per (row range, column range), added to the sums.
+  auto tap_class = [&](int outs, int in_size, std::vector<int>& cls) {
+    std::vector<std::pair<int, int>> ranges = {{0, k}};  // class 0: every tap inside
+    cls.assign(size_t(outs), 0);
+    for (int i = 0; i < outs; ++i) {
+      const int start = i * s.stride - s.pad;
+      const int lo = std::min(k, std::max(0, -start));  // empty when all in the padding
+      const std::pair<int, int> r{lo, std::max(lo, std::min(k, in_size - start))};
+      const auto it = std::find(ranges.begin(), ranges.end(), r);
+      cls[size_t(i)] = int(it - ranges.begin());
+      if (it == ranges.end()) ranges.push_back(r);
+    }
+    return ranges;
+  };
+  std::vector<int> row_class, col_class;
+  const auto row_ranges = tap_class(oh, s.in_h, row_class);
+  const auto col_ranges = tap_class(ow, s.in_w, col_class);
+  std::vector<int> border_cols;  // the columns with windows over the left or right padding
+  for (int ox = 0; ox < ow; ++ox)
+    if (col_class[size_t(ox)] != 0) border_cols.push_back(ox);
+  const int ncols = int(col_ranges.size());
+  std::vector<int32_t> pad_fix(row_ranges.size() * ncols * size_t(oc), 0);
+  {
+    // Per (o, ch): prefix sums of the integer weights over (ky, kx), then each rectangle's sum.
+    std::vector<int64_t> prefix(size_t((k + 1) * (k + 1)));
+    std::vector<double> fix(pad_fix.size() / size_t(oc), 0.0);
+    for (int o = 0; o < oc; ++o) {
+      std::fill(fix.begin(), fix.end(), 0.0);
+      for (int ch = 0; ch < c; ++ch) {
+        const int32_t* wk = wqs.data() + (int64_t(o) * c + ch) * k * k;
+        for (int ky = 0; ky <= k; ++ky)
+          for (int kx = 0; kx <= k; ++kx)
+            prefix[size_t(ky * (k + 1) + kx)] =
+                ky == 0 || kx == 0
+                    ? 0
+                    : wk[(ky - 1) * k + kx - 1] + prefix[size_t((ky - 1) * (k + 1) + kx)] +
+                          prefix[size_t(ky * (k + 1) + kx - 1)] -
+                          prefix[size_t((ky - 1) * (k + 1) + kx - 1)];
+        auto rect = [&](std::pair<int, int> ry, std::pair<int, int> rx) {
+          auto at = [&](int ty, int tx) { return prefix[size_t(ty * (k + 1) + tx)]; };
+          return at(ry.second, rx.second) - at(ry.first, rx.second) - at(ry.second, rx.first) +
+                 at(ry.first, rx.first);
+        };
+        const int64_t total = rect({0, k}, {0, k});
+        const double off = double(iq.zero[ch]) - double(pad_byte(iq.zero[ch]));
+        for (size_t ry = 0; ry < row_ranges.size(); ++ry)
+          for (int rx = 0; rx < ncols; ++rx)
+            fix[ry * size_t(ncols) + size_t(rx)] +=
+                off * double(total - rect(row_ranges[ry], col_ranges[size_t(rx)]));
+      }
+      for (size_t i = 0; i < fix.size(); ++i)
+        pad_fix[i * size_t(oc) + size_t(o)] = int32_t(std::nearbyint(fix[i]));
+    }
+  }
+
+  StemInt8Dequant dq{corr.data(), corr_frac.data(), scale.data(), e.bias, e.relu, e.mul, e.add,
+                     e.bits};
   std::vector<int32_t> thresholds;  // 1-2 bit codes: compares instead of float operations
   if (!e.out_f32 && e.bits <= 2 && stem_int8_thresholds(dq, oc, thresholds))
     dq.thresholds = thresholds.data();
@@ -263,10 +372,20 @@ void conv_stem_int8_forward(const ConvStemShape& s, const float* x, const float*
       for (int p = 0; p < panels;) {
         const int np = std::min(uk.max_panels, panels - p);
         uk.by_panels[np - 1](arow + int64_t(t) * 6 * s.stride, s.stride, row_off.data(), nrows,
-                             groups, bp.data() + p * panel_bytes,
+                             groups, passes, bp.data() + p * panel_bytes,
                              acc.data() + int64_t(t) * 6 * ldc + p * kPanel, ldc);
         p += np;
       }
+    auto add_fix = [&](int ox) {
+      const int32_t* fix =
+          pad_fix.data() + (int64_t(row_class[size_t(oy)]) * ncols + col_class[size_t(ox)]) * oc;
+      int32_t* a = acc.data() + int64_t(ox) * ldc;
+      for (int o = 0; o < oc; ++o) a[o] += fix[o];
+    };
+    if (row_class[size_t(oy)] != 0)
+      for (int ox = 0; ox < ow; ++ox) add_fix(ox);
+    else
+      for (int ox : border_cols) add_fix(ox);
     return acc.data();
   };
   if (e.out_f32 && e.pool.kernel > 0) {

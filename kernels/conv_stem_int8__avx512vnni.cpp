@@ -1,9 +1,11 @@
 // AVX-512 VNNI microkernel of the int8 stem: 6 pixels x 64 channels (four 16-channel panels, one
 // zmm of int32 sums each: 24 accumulators). Per 4-byte group of a kernel row: four weight loads,
-// 6 broadcasts of the pixels' 4 input bytes, 24 VPDPBUSD (4 u8 x s8 products per lane). Integer
-// sums: the result equals the reference bit for bit, whatever the order.
+// 6 broadcasts of the pixels' 4 input bytes, 24 VPDPBUSD (4 u8 x s8 products per lane); between
+// weight passes the sums shift left by 7 (times 128). Integer sums: the result equals the
+// reference bit for bit, whatever the order.
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <type_traits>
@@ -14,27 +16,35 @@ namespace bfcn {
 
 template <int NP>
 void conv_stem_int8_ukernel__avx512vnni(const uint8_t* a, int64_t lda, const int64_t* row_off,
-                                        int nrows, int groups, const int8_t* bp, int32_t* c,
-                                        int64_t ldc) {
-  const int64_t ps = int64_t(nrows) * groups * 64;  // bytes between consecutive panels
+                                        int nrows, int groups, int passes, const int8_t* bp,
+                                        int32_t* c, int64_t ldc) {
+  const int64_t ps = int64_t(passes) * nrows * groups * 64;  // bytes between consecutive panels
   __m512i acc[6][NP];
 #pragma GCC unroll 8
   for (int i = 0; i < 6; ++i)
 #pragma GCC unroll 4
     for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_setzero_si512();
-  for (int r = 0; r < nrows; ++r) {
-    const uint8_t* ar = a + row_off[r];
-    for (int g = 0; g < groups; ++g, bp += 64) {
-      __m512i b[NP];
-#pragma GCC unroll 4
-      for (int j = 0; j < NP; ++j) b[j] = _mm512_loadu_si512(bp + j * ps);
+  for (int pass = 0; pass < passes; ++pass) {
+    if (pass > 0) {  // the sums so far are of the high bytes: times 128
 #pragma GCC unroll 8
-      for (int i = 0; i < 6; ++i) {
-        int32_t four;
-        std::memcpy(&four, ar + i * lda + 4 * g, 4);
-        const __m512i av = _mm512_set1_epi32(four);
+      for (int i = 0; i < 6; ++i)
 #pragma GCC unroll 4
-        for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], av, b[j]);
+        for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_maskz_slli_epi32(0xffff, acc[i][j], 7);
+    }
+    for (int r = 0; r < nrows; ++r) {
+      const uint8_t* ar = a + row_off[r];
+      for (int g = 0; g < groups; ++g, bp += 64) {
+        __m512i b[NP];
+#pragma GCC unroll 4
+        for (int j = 0; j < NP; ++j) b[j] = _mm512_loadu_si512(bp + j * ps);
+#pragma GCC unroll 8
+        for (int i = 0; i < 6; ++i) {
+          int32_t four;
+          std::memcpy(&four, ar + i * lda + 4 * g, 4);
+          const __m512i av = _mm512_set1_epi32(four);
+#pragma GCC unroll 4
+          for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], av, b[j]);
+        }
       }
     }
   }
@@ -67,13 +77,14 @@ inline void store_bytes(uint8_t* q, __mmask16 k, __m512i v) {
     _mm_mask_storeu_epi8(q, k, b);
 }
 
-// Channels o.. (lanes k) of one pixel: (float(acc) - corr) * scale + bias, then the ReLU, in the
-// reference's order (the asm barrier keeps GCC from contracting the mul and add into an FMA;
-// MAXPS returns its second operand, 0, for NaN as the reference's v > 0 ? v : 0 does).
+// Channels o.. (lanes k) of one pixel: (float(acc - corr) - corr_frac) * scale + bias, then the
+// ReLU, in the reference's order (the asm barrier keeps GCC from contracting the mul and add into
+// an FMA; MAXPS returns its second operand, 0, for NaN as the reference's v > 0 ? v : 0 does).
 inline __m512 dequant16(const int32_t* acc, int o, __mmask16 k, const StemInt8Dequant& d) {
-  const __m512 s =
-      _mm512_sub_ps(_mm512_maskz_cvtepi32_ps(kAll, _mm512_maskz_loadu_epi32(k, acc + o)),
-                    _mm512_maskz_loadu_ps(k, d.corr + o));
+  const __m512i centred = _mm512_maskz_sub_epi32(kAll, _mm512_maskz_loadu_epi32(k, acc + o),
+                                                 _mm512_maskz_loadu_epi32(k, d.corr + o));
+  const __m512 s = _mm512_sub_ps(_mm512_maskz_cvtepi32_ps(kAll, centred),
+                                 _mm512_maskz_loadu_ps(k, d.corr_frac + o));
   __m512 v = _mm512_mul_ps(s, _mm512_maskz_loadu_ps(k, d.scale + o));
   asm("" : "+v"(v));
   v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, d.bias + o));
@@ -161,30 +172,42 @@ void conv_stem_int8_dequant__avx512vnni(const int32_t* acc, int64_t m, int oc, i
 }
 
 // Lane-wise min/max with the scalar loop's NaN rule (a NaN x keeps the running value: the second
-// operand of MINPS/MAXPS is returned when either is NaN), then across lanes.
-void stem_int8_range__avx512vnni(const float* x, int64_t n, float* mn, float* mx) {
+// operand of MINPS/MAXPS is returned when either is NaN), then across lanes; the distance of 255 x
+// from its nearest integer the same way (an infinite x gives NaN there: ignored, as the
+// reference's d > dev is false).
+void stem_int8_range__avx512vnni(const float* x, int64_t n, float* mn, float* mx, float* off_grid) {
   __m512 lo = _mm512_set1_ps(std::numeric_limits<float>::infinity()),
-         hi = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+         hi = _mm512_set1_ps(-std::numeric_limits<float>::infinity()), dev = _mm512_setzero_ps();
+  const __m512 k255 = _mm512_set1_ps(255.0f);
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
     const __m512 v = _mm512_loadu_ps(x + i);
     lo = _mm512_maskz_min_ps(0xffff, v, lo);
     hi = _mm512_maskz_max_ps(0xffff, v, hi);
+    const __m512 t = _mm512_mul_ps(v, k255);
+    const __m512 d = _mm512_abs_ps(_mm512_sub_ps(
+        t, _mm512_maskz_roundscale_ps(0xffff, t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+    dev = _mm512_maskz_max_ps(0xffff, d, dev);
   }
-  alignas(64) float l[16], h[16];
+  alignas(64) float l[16], h[16], g[16];
   _mm512_store_ps(l, lo);
   _mm512_store_ps(h, hi);
-  float a = l[0], b = h[0];
+  _mm512_store_ps(g, dev);
+  float a = l[0], b = h[0], e = g[0];
   for (int j = 1; j < 16; ++j) {
     a = l[j] < a ? l[j] : a;
     b = h[j] > b ? h[j] : b;
+    e = g[j] > e ? g[j] : e;
   }
   for (; i < n; ++i) {
     a = x[i] < a ? x[i] : a;
     b = x[i] > b ? x[i] : b;
+    const float t = x[i] * 255.0f, d = std::fabs(t - std::nearbyint(t));
+    e = d > e ? d : e;
   }
   *mn = a;
   *mx = b;
+  *off_grid = e;
 }
 
 // 16 pixels per step, masked tail: the reference's float operations in its order (asm barriers

@@ -3,6 +3,7 @@
 // execute (model_run.cpp); to_fp32 = the plan stage's FP32 rewrite of a copy.
 #include "runtime/engine.h"
 
+#include "core/error.h"
 #include "runtime/engine_internal.h"
 
 namespace bfcn::rt {
@@ -16,8 +17,14 @@ int Model::num_classes() const { return impl_->num_classes; }
 const std::vector<std::string>& Model::class_names() const { return impl_->class_names; }
 const std::vector<std::array<uint8_t, 3>>& Model::palette() const { return impl_->palette; }
 const nlohmann::json& Model::header() const { return impl_->header; }
-void Model::set_stem_int8(bool on) { impl_->stem_int8 = on; }
+void Model::set_stem_int8(bool on, int weight_bits) {
+  BFCN_CHECK(weight_bits == 8 || weight_bits == 15,
+             "Model::set_stem_int8: weight_bits must be 8 or 15, got ", weight_bits);
+  impl_->stem_int8 = on;
+  impl_->stem_int8_weight_bits = weight_bits;
+}
 bool Model::stem_int8() const { return impl_->stem_int8; }
+int Model::stem_int8_weight_bits() const { return impl_->stem_int8_weight_bits; }
 void Model::set_profile(std::vector<LayerTiming>* sink) const { impl_->profile = sink; }
 void Model::set_trace(std::function<void(const TracedTensor&)> sink) const {
   impl_->trace = std::move(sink);

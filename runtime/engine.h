@@ -59,14 +59,17 @@ class Model {
   const std::vector<std::string>& class_names() const;
   const std::vector<std::array<uint8_t, 3>>& palette() const;
   const nlohmann::json& header() const;
-  // The RGB stem (a 7x7 conv fused with its pool and 2-bit quantizer) in 8-bit integers
-  // (kernels/conv_stem_int8.h): the image and the weights rounded to 8 bits, VNNI dot products
-  // where the CPU has them. Off by default: the FP32 stem's codes match the training engine's
-  // (`bfcn export --verify`); int8 codes flip where a value is near a quantizer boundary, and
-  // the flips carry through the network: labels differ at a few percent of the pixels
-  // (docs/runtime.md gives the measured accuracy). Not to be changed while run() is running.
-  void set_stem_int8(bool on);
+  // The RGB stem (a 7x7 conv, fused with its pool and 2-bit quantizer or its float pool) in
+  // integers (kernels/conv_stem_int8.h): the image as bytes (exact for an image of 8-bit levels),
+  // the weights rounded to weight_bits (15: two VNNI passes, outputs within ~1e-4 of the FP32
+  // stem's; 8: one pass, faster, ~1e-2), VNNI dot products where the CPU has them. Off by
+  // default: the FP32 stem's codes match the training engine's (`bfcn export --verify`); the
+  // int8 stem's codes flip where a value is within its rounding of a quantizer boundary, and the
+  // flips carry through the network: labels differ at ~1 % (15) or ~2.5 % (8) of the pixels, with
+  // no measurable mIoU change (docs/runtime.md). Not to be changed while run() is running.
+  void set_stem_int8(bool on, int weight_bits = 15);
   bool stem_int8() const;
+  int stem_int8_weight_bits() const;
   // When set, run() appends one timing per layer (bench).
   void set_profile(std::vector<LayerTiming>* sink) const;
   // When set, run() hands every layer's output to the sink, in execution order (a debugging aid

@@ -119,6 +119,7 @@ struct Model::Impl {
   std::vector<std::array<uint8_t, 3>> palette;
   std::array<float, 3> mean{0, 0, 0}, std{1, 1, 1};
   bool stem_int8 = false;  // Model::set_stem_int8
+  int stem_int8_weight_bits = 15;
   mutable std::vector<LayerTiming>* profile = nullptr;
   mutable std::function<void(const TracedTensor&)> trace;
   std::vector<uint8_t> fusion;  // per layer, set by plan_fusions()

@@ -439,7 +439,8 @@ class Execution {
       e.out_f32 = z.f;
       e.pool = {P.kernel, P.stride, P.pad, z.h, z.w};
       if (int8_stem(li)) {
-        conv_stem_int8_forward(stem_shape(L, x.h, x.w), image_, mu_, inv_, L.weight.data(), e);
+        conv_stem_int8_forward(stem_shape(L, x.h, x.w), image_, mu_, inv_, L.weight.data(), e,
+                               I_.stem_int8_weight_bits);
         return {cost.macs, conv_stem_int8_active().name};
       }
       conv_stem_forward(stem_shape(L, x.h, x.w), float_view(x, scratch), L.weight.data(), e);
@@ -451,7 +452,8 @@ class Execution {
       e.bias = L.bias.data();
       e.relu = L.relu;
       e.out_f32 = v;
-      conv_stem_int8_forward(stem_shape(L, x.h, x.w), image_, mu_, inv_, L.weight.data(), e);
+      conv_stem_int8_forward(stem_shape(L, x.h, x.w), image_, mu_, inv_, L.weight.data(), e,
+                             I_.stem_int8_weight_bits);
       finish(y, v, false);
       return {cost.macs, conv_stem_int8_active().name};
     }
@@ -473,7 +475,8 @@ class Execution {
     e.add = Q.add.empty() ? nullptr : Q.add.data();
     e.bits = Q.out_bits;
     if (int8_stem(li))
-      conv_stem_int8_forward(stem_shape(L, x.h, x.w), image_, mu_, inv_, L.weight.data(), e);
+      conv_stem_int8_forward(stem_shape(L, x.h, x.w), image_, mu_, inv_, L.weight.data(), e,
+                             I_.stem_int8_weight_bits);
     else
       conv_stem_forward(stem_shape(L, x.h, x.w), float_view(x, scratch), L.weight.data(), e);
     Buf& z = bufs_[size_t(Q.out)];

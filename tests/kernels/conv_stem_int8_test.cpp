@@ -1,7 +1,8 @@
 // The int8 stem (kernels/conv_stem_int8.*): every variant's microkernel and epilogue bit-exact
 // against the reference ones, the whole forward of every variant equal to the reference variant's,
-// the input quantization exact on its grid, and the codes close to the FP32 stem's (the only
-// difference is rounding the image and the weights to 8 bits).
+// the input quantization exact on its grid (and on an 8-bit image's own levels), the border
+// windows' padding fix, and the outputs close to the FP32 stem's (the only difference is rounding
+// the image to 8 bits, unless it has 8-bit levels, and the weights to 15).
 #include "kernels/conv_stem_int8.h"
 
 #include <algorithm>
@@ -52,6 +53,7 @@ TEST_CASE("int8 stem microkernels of every variant equal the integer reference",
           "[kernels][stem][int8]") {
   // 6 pixels at lda 2 (stride 2), 21 rows (3 channels x 7 kernel rows) at scattered offsets, 2
   // groups of 4 bytes per row; the bytes and weights span their whole ranges (0..255, -128..127).
+  // One pass (8-bit weights) and two (high bytes times 128 plus low bytes).
   constexpr int nrows = 21, groups = 2, ldc = 70;
   std::mt19937 gen(5);
   std::vector<uint8_t> a(4096);
@@ -59,34 +61,42 @@ TEST_CASE("int8 stem microkernels of every variant equal the integer reference",
   a[0] = 255;
   std::vector<int64_t> row_off(nrows);
   for (int r = 0; r < nrows; ++r) row_off[size_t(r)] = 37 + r * 181 % 3900;
-  std::vector<int8_t> bp(size_t(4) * nrows * groups * 64);
+  std::vector<int8_t> bp(size_t(4) * 2 * nrows * groups * 64);
   for (auto& v : bp) v = int8_t(gen());
   bp[0] = -128;
   bp[1] = 127;
-  const int64_t ps = int64_t(nrows) * groups * 64;
   int simd = 0;
-  test::for_each_variant(conv_stem_int8_variants(), [&](const ConvStemInt8Variant& v) {
-    simd += v.isa != Isa::ref;
-    for (int np = 1; np <= v.max_panels; ++np) {
-      INFO(np << " panels");
-      std::vector<int32_t> c(6 * ldc, -7);
-      v.by_panels[np - 1](a.data() + 3, 2, row_off.data(), nrows, groups, bp.data(), c.data(), ldc);
-      for (int i = 0; i < 6; ++i)
-        for (int j = 0; j < ldc; ++j) {
-          if (j >= 16 * np) {
-            CHECK(c[size_t(i * ldc + j)] == -7);
-            continue;
+  for (int passes : {1, 2}) {
+    const int64_t pass_bytes = int64_t(nrows) * groups * 64, ps = passes * pass_bytes;
+    test::for_each_variant(conv_stem_int8_variants(), [&](const ConvStemInt8Variant& v) {
+      simd += v.isa != Isa::ref;
+      for (int np = 1; np <= v.max_panels; ++np) {
+        INFO(passes << " passes, " << np << " panels");
+        std::vector<int32_t> c(6 * ldc, -7);
+        v.by_panels[np - 1](a.data() + 3, 2, row_off.data(), nrows, groups, passes, bp.data(),
+                            c.data(), ldc);
+        for (int i = 0; i < 6; ++i)
+          for (int j = 0; j < ldc; ++j) {
+            if (j >= 16 * np) {
+              CHECK(c[size_t(i * ldc + j)] == -7);
+              continue;
+            }
+            int64_t r = 0;
+            for (int pass = 0; pass < passes; ++pass) {
+              int64_t part = 0;
+              for (int row = 0; row < nrows; ++row)
+                for (int g = 0; g < groups; ++g)
+                  for (int b = 0; b < 4; ++b)
+                    part += int64_t(a[size_t(3 + i * 2 + row_off[size_t(row)] + 4 * g + b)]) *
+                            bp[size_t((j / 16) * ps + pass * pass_bytes +
+                                      ((row * groups + g) * 16 + j % 16) * 4 + b)];
+              r = r * 128 + part;
+            }
+            CHECK(c[size_t(i * ldc + j)] == r);
           }
-          int32_t r = 0;
-          for (int row = 0; row < nrows; ++row)
-            for (int g = 0; g < groups; ++g)
-              for (int b = 0; b < 4; ++b)
-                r += int32_t(a[size_t(3 + i * 2 + row_off[size_t(row)] + 4 * g + b)]) *
-                     bp[size_t((j / 16) * ps + ((row * groups + g) * 16 + j % 16) * 4 + b)];
-          CHECK(c[size_t(i * ldc + j)] == r);
-        }
-    }
-  });
+      }
+    });
+  }
   if (simd == 0)
     BFCN_SKIP_ISA("no SIMD int8 stem runs on this CPU (has: " + cpu_features_string() + ")");
 }
@@ -98,11 +108,17 @@ TEST_CASE("int8 stem epilogue of every variant is bit-exact", "[kernels][stem][i
   std::mt19937 gen(9);
   std::vector<int32_t> acc(size_t(m) * ldc);
   for (auto& v : acc) v = int32_t(gen() % 200001) - 100000;
-  std::vector<float> corr(oc);  // the zero points' share: not an integer
-  for (auto& v : corr) v = float(int32_t(gen() % 20001) - 10000) + 0.25f;
+  // The zero points' share, corr + 0.25: not an integer. Odd channels have 15-bit-weight sizes
+  // (~2^29, where a float's units are 64 apart), their sums near it.
+  std::vector<int32_t> corr(oc);
+  for (int o = 0; o < oc; ++o) {
+    corr[size_t(o)] = int32_t(gen() % 20001) - 10000 + (o % 2 ? 500000000 : 0);
+    for (int i = 0; i < m; ++i) acc[size_t(i * ldc + o)] += o % 2 ? 500000000 : 0;
+  }
+  const std::vector<float> corr_frac(oc, 0.25f);
   auto scale = uniform_floats(oc, 10, 1e-6f, 3e-5f);
-  scale[3] = 0.5f;  // (acc - corr) * scale on a quarter: the rounding of the halves' sum
-  acc[3] = int32_t(corr[3] - 0.25f) + 1;
+  scale[2] = 0.5f;  // (acc - corr) * scale on a quarter: the rounding of the halves' sum
+  acc[2] = corr[2] + 1;
   const auto bias = uniform_floats(oc, 12, -0.5f, 0.5f);
   const auto mul = uniform_floats(oc, 13, -1.5f, 1.5f);
   const auto add = uniform_floats(oc, 14, -0.5f, 1.0f);
@@ -110,6 +126,7 @@ TEST_CASE("int8 stem epilogue of every variant is bit-exact", "[kernels][stem][i
   for (int bits : {1, 2, 8})
     for (int variant = 0; variant < 8; ++variant) {
       const StemInt8Dequant d{corr.data(),
+                              corr_frac.data(),
                               scale.data(),
                               bias.data(),
                               bool(variant & 4),
@@ -120,14 +137,14 @@ TEST_CASE("int8 stem epilogue of every variant is bit-exact", "[kernels][stem][i
                    << bool(d.add));
       std::vector<uint8_t> expect(size_t(m) * oc, 0xee);
       conv_stem_int8_epilogue__ref(acc.data(), m, oc, ldc, d, expect.data());
-      // The reference itself, one value by hand: v = (acc - corr) * scale + bias ...
-      {
-        float v = (float(acc[1]) - corr[1]) * scale[1];
-        v = v + bias[1];
+      // The reference itself, by hand: v = (float(acc - corr) - corr_frac) * scale + bias ...
+      for (int o : {1, 2}) {
+        float v = (float(acc[size_t(o)] - corr[size_t(o)]) - 0.25f) * scale[size_t(o)];
+        v = v + bias[size_t(o)];
         if (d.relu) v = v > 0.0f ? v : 0.0f;
-        if (d.mul) v = v * mul[1];
-        if (d.add) v = v + add[1];
-        CHECK(expect[1] == quantize_level(v, float((1 << bits) - 1)));
+        if (d.mul) v = v * mul[size_t(o)];
+        if (d.add) v = v + add[size_t(o)];
+        CHECK(expect[size_t(o)] == quantize_level(v, float((1 << bits) - 1)));
       }
       test::for_each_variant(conv_stem_int8_variants(), [&](const ConvStemInt8Variant& v) {
         simd += v.isa != Isa::ref;
@@ -149,8 +166,9 @@ TEST_CASE("int8 stem threshold epilogue gives the float epilogue's codes",
   for (const int oc : {35, 64}) {
     INFO(oc << " channels");
     std::mt19937 gen(17);
-    std::vector<float> corr(oc);
-    for (auto& v : corr) v = float(int32_t(gen() % 20001) - 10000) + 0.75f;
+    std::vector<int32_t> corr(oc);
+    for (auto& v : corr) v = int32_t(gen() % 20001) - 10000;
+    const std::vector<float> corr_frac(oc, 0.75f);
     const auto scale = uniform_floats(oc, 18, 1e-5f, 1e-4f);
     const auto bias = uniform_floats(oc, 19, -0.5f, 0.5f);
     auto mul = uniform_floats(oc, 20, 0.0f, 2.0f);
@@ -159,6 +177,7 @@ TEST_CASE("int8 stem threshold epilogue gives the float epilogue's codes",
     for (int bits : {1, 2})
       for (int variant = 0; variant < 8; ++variant) {
         StemInt8Dequant d{corr.data(),
+                          corr_frac.data(),
                           scale.data(),
                           bias.data(),
                           bool(variant & 4),
@@ -197,7 +216,8 @@ TEST_CASE("int8 stem threshold epilogue gives the float epilogue's codes",
       }
     std::vector<float> neg(oc, 1.0f);
     neg[7] = -0.5f;
-    const StemInt8Dequant d{corr.data(), scale.data(), bias.data(), true, neg.data(), nullptr, 2};
+    const StemInt8Dequant d{corr.data(), corr_frac.data(), scale.data(), bias.data(),
+                            true,        neg.data(),       nullptr,      2};
     std::vector<int32_t> t;
     CHECK_FALSE(stem_int8_thresholds(d, oc, t));
   }
@@ -208,7 +228,8 @@ TEST_CASE("int8 stem threshold epilogue gives the float epilogue's codes",
 TEST_CASE("int8 stem input quantization: the range with 0, exact on its grid",
           "[kernels][stem][int8]") {
   // Channel 0 spans [-1, 3] after normalization; channel 1 is all positive (0 joins the range);
-  // channel 2 is constant zero (step 1, zero point 0).
+  // channel 2 is constant zero, an image of 8-bit levels (step 1/255, zero point 0). The first
+  // two are not 8-bit levels (63.75 / 255; > 1): their range.
   const int64_t n = 5;
   const std::vector<float> x = {0.0f, 0.25f, 0.5f, 1.0f, 0.75f,  // (x - 0.25) * 4: -1..3
                                 2.0f, 3.0f,  2.5f, 4.0f, 2.0f,   //
@@ -225,7 +246,7 @@ TEST_CASE("int8 stem input quantization: the range with 0, exact on its grid",
   CHECK(q.zero[0] == Approx(63.75f));  // -(-1) / (4/255), not rounded
   CHECK(q.step[1] == Approx(4.0f / 255.0f));
   CHECK(q.zero[1] == 0);
-  CHECK(q.step[2] == 1.0f);
+  CHECK(q.step[2] == 1.0f / 255.0f);
   CHECK(q.zero[2] == 0);
   // The ends of the range land on 0 and 255; 0 on the zero point; NaN on 0 (no UB).
   CHECK(stem_quantize_input(-1.0f, q.step[0], q.zero[0]) == 0);
@@ -254,6 +275,137 @@ TEST_CASE("int8 stem input quantization: the range with 0, exact on its grid",
   CHECK(on_level == 512);
 }
 
+TEST_CASE("int8 stem input quantization: an image of 8-bit levels is taken on its own levels",
+          "[kernels][stem][int8]") {
+  // Levels 40..200 only: the range would give a step of 160/255 levels and round most of them.
+  std::vector<float> x;
+  for (int k = 40; k <= 200; ++k) x.push_back(float(k) / 255.0f);
+  const int64_t n = int64_t(x.size());
+  const float mean = 0.485f, inv = 1.0f / 0.229f;
+  const StemInputQuant q = stem_input_quant(x.data(), 1, n, &mean, &inv);
+  CHECK(q.step[0] == inv / 255.0f);
+  CHECK(q.zero[0] == 255.0f * mean);
+  std::vector<uint8_t> b(static_cast<size_t>(n));
+  stem_int8_quantize_row__ref(x.data(), n, mean, inv, 1.0f / q.step[0], q.zero[0], b.data());
+  int on_level = 0;
+  for (int64_t i = 0; i < n; ++i) on_level += b[size_t(i)] == 40 + i;
+  CHECK(on_level == n);
+  // Not 8-bit levels: one value a hundredth of a level off, a value past 1, a mean past 1, or a
+  // negative 1/std. Each falls back to the range.
+  auto off = x;
+  off[7] += 0.01f / 255.0f;
+  CHECK(stem_input_quant(off.data(), 1, n, &mean, &inv).step[0] != q.step[0]);
+  auto past = x;
+  past[3] = 1.5f;
+  CHECK(stem_input_quant(past.data(), 1, n, &mean, &inv).step[0] != q.step[0]);
+  const float big_mean = 1.5f, neg_inv = -inv;
+  CHECK(stem_input_quant(x.data(), 1, n, &big_mean, &inv).zero[0] != 255.0f * big_mean);
+  CHECK(stem_input_quant(x.data(), 1, n, &mean, &neg_inv).step[0] > 0.0f);
+  // The range here: [(40/255 - mean) * inv, (200/255 - mean) * inv] (it holds 0) in 255 steps.
+  const StemInputQuant r = stem_input_quant(off.data(), 1, n, &mean, &inv);
+  CHECK(r.step[0] == Approx((float(200) / 255.0f - 40.0f / 255.0f) * inv / 255.0f).epsilon(0.02));
+}
+
+TEST_CASE("int8 stem range of every variant equals the reference, NaN and inf included",
+          "[kernels][stem][int8]") {
+  // Lengths around the 16-lane step; 8-bit levels, off-level values, NaN, +-inf, huge values.
+  int simd = 0;
+  for (int64_t n : {1, 15, 16, 17, 100}) {
+    for (int kind = 0; kind < 4; ++kind) {
+      INFO("n " << n << " kind " << kind);
+      std::mt19937 gen(uint32_t(n * 10 + kind));
+      std::vector<float> x(static_cast<size_t>(n));
+      for (auto& v : x) v = float(gen() % 256) / 255.0f;
+      if (kind >= 1) x[size_t(n / 2)] += 0.3f / 255.0f;
+      if (kind >= 2) x[size_t(n - 1)] = std::numeric_limits<float>::quiet_NaN();
+      if (kind == 3) {
+        x[0] = std::numeric_limits<float>::infinity();
+        x[size_t(n / 3)] = -3e9f;
+      }
+      float mn, mx, grid;
+      stem_int8_range__ref(x.data(), n, &mn, &mx, &grid);
+      if (kind == 1 && n > 1) CHECK(grid == Approx(0.3f).margin(1e-3));
+      test::for_each_variant(conv_stem_int8_variants(), [&](const ConvStemInt8Variant& v) {
+        simd += v.isa != Isa::ref;
+        float a = 7, b = 7, g = 7;
+        v.range(x.data(), n, &a, &b, &g);
+        CHECK(a == mn);
+        CHECK(b == mx);
+        CHECK(g == grid);
+      });
+    }
+  }
+  if (simd == 0)
+    BFCN_SKIP_ISA("no SIMD int8 stem runs on this CPU (has: " + cpu_features_string() + ")");
+}
+
+TEST_CASE("int8 stem: on 8-bit levels with weights on its grid it is the FP32 stem, borders too",
+          "[kernels][stem][int8]") {
+  // Every weight j / top (|j| <= top = 16319 for 15-bit weights, 127 for 8-bit, each channel
+  // reaching it) and one 1/std for all channels: the integer weights are then exact, and so is
+  // the image (8-bit levels, 30..220). The int8 stem's float output is the FP32 stem's up to
+  // float rounding everywhere: the windows over the padding (zero points 255 mean, not integers)
+  // included. The 7x7 stem cuts the right/bottom windows; the 3x3 with pad 3 has windows wholly
+  // in the padding.
+  std::mt19937 gen(81);
+  int simd = 0;
+  for (const ConvStemShape& s : {shape(37, 29, 3, 32, 7, 2, 3), shape(6, 5, 3, 16, 3, 1, 3)}) {
+    INFO("in " << s.in_h << "x" << s.in_w << " k" << s.kernel << " s" << s.stride << " p" << s.pad);
+    const int64_t pix = int64_t(s.in_h) * s.in_w;
+    const int taps = s.kernel * s.kernel * 3;
+    std::vector<float> x(size_t(pix) * 3);
+    for (auto& v : x) v = float(30 + gen() % 191) / 255.0f;
+    const auto b = uniform_floats(size_t(s.out_c), 82, -0.5f, 0.5f);
+    const float mean[3] = {0.485f, 0.456f, 0.406f}, inv[3] = {4.0f, 4.0f, 4.0f};
+    std::vector<float> xn(x.size());
+    for (int ch = 0; ch < 3; ++ch)
+      for (int64_t p = 0; p < pix; ++p)
+        xn[size_t(ch * pix + p)] = (x[size_t(ch * pix + p)] - mean[ch]) * inv[ch];
+    const auto xn_nhwc = to_nhwc(xn, 3, pix);
+    const int64_t outs = int64_t(s.out_h()) * s.out_w() * s.out_c;
+    auto over = [&](int out, int in) {  // the window reaches the padding
+      return out * s.stride - s.pad < 0 || out * s.stride - s.pad + s.kernel > in;
+    };
+    for (const int bits : {15, 8}) {
+      INFO(bits << "-bit weights");
+      const int top = bits == 15 ? 16319 : 127;
+      std::vector<float> w(size_t(s.out_c) * taps);
+      for (size_t i = 0; i < w.size(); ++i) {
+        const int j = i % size_t(taps) == 5 ? top : int(gen() % uint32_t(2 * top + 1)) - top;
+        w[i] = float(j) / float(top);
+      }
+      std::vector<float> y8(static_cast<size_t>(outs)), y32(static_cast<size_t>(outs));
+      ConvStemEpilogue e;
+      e.bias = b.data();
+      e.out_f32 = y32.data();
+      conv_stem_forward(s, xn_nhwc.data(), w.data(), e);
+      test::for_each_variant(conv_stem_int8_variants(), [&](const ConvStemInt8Variant& v) {
+        simd += v.isa != Isa::ref;
+        UseInt8 use(v);
+        e.out_f32 = y8.data();
+        conv_stem_int8_forward(s, x.data(), mean, inv, w.data(), e, bits);
+        double worst = 0, worst_border = 0, big = 0;
+        for (int oy = 0; oy < s.out_h(); ++oy)
+          for (int ox = 0; ox < s.out_w(); ++ox)
+            for (int o = 0; o < s.out_c; ++o) {
+              const size_t i = (size_t(oy) * s.out_w() + ox) * s.out_c + o;
+              const double err = std::abs(double(y8[i]) - y32[i]);
+              const bool border = over(oy, s.in_h) || over(ox, s.in_w);
+              (border ? worst_border : worst) = std::max(border ? worst_border : worst, err);
+              big = std::max(big, std::abs(double(y32[i])));
+            }
+        INFO("worst error inside " << worst << ", at the border " << worst_border << ", |y| up to "
+                                   << big);
+        CHECK(big > 2.0);
+        CHECK(worst < 1e-4);         // an off-level image would be ~1e-2 off
+        CHECK(worst_border < 1e-4);  // so would the border windows without the pad fix
+      });
+    }
+  }
+  if (simd == 0)
+    BFCN_SKIP_ISA("no SIMD int8 stem runs on this CPU (has: " + cpu_features_string() + ")");
+}
+
 TEST_CASE("int8 stem: every variant's forward equals the reference variant's codes",
           "[kernels][stem][int8]") {
   // The ResNet stem on odd sizes, an image smaller than the kernel, 1 and 4 channels, 17 and 70
@@ -274,43 +426,46 @@ TEST_CASE("int8 stem: every variant's forward equals the reference variant's cod
     const auto mul = uniform_floats(size_t(s.out_c), seed++, 0.5f, 2.0f);
     const float mean[4] = {0.4f, 0.5f, 0.45f, 0.3f}, inv[4] = {4.0f, 4.5f, 4.4f, 3.0f};
     const int64_t outs = int64_t(s.out_h()) * s.out_w() * s.out_c;
-    std::vector<uint8_t> ref(size_t(outs), 0xee);
-    ConvStemEpilogue e;
-    e.bias = b.data();
-    e.relu = true;
-    e.mul = mul.data();
-    e.bits = 2;
-    e.out_q = ref.data();
-    {
-      UseInt8 use(conv_stem_int8_variants()[0]);
-      conv_stem_int8_forward(s, x.data(), mean, inv, w.data(), e);
+    for (const int bits : {15, 8}) {
+      INFO(bits << "-bit weights");
+      std::vector<uint8_t> ref(size_t(outs), 0xee);
+      ConvStemEpilogue e;
+      e.bias = b.data();
+      e.relu = true;
+      e.mul = mul.data();
+      e.bits = 2;
+      e.out_q = ref.data();
+      {
+        UseInt8 use(conv_stem_int8_variants()[0]);
+        conv_stem_int8_forward(s, x.data(), mean, inv, w.data(), e, bits);
+      }
+      CHECK(std::count(ref.begin(), ref.end(), uint8_t(0xee)) == 0);
+      CHECK(std::count(ref.begin(), ref.end(), uint8_t(1)) > 0);  // not all one code
+      // The float output (bias + ReLU), every variant equal to the reference one.
+      std::vector<float> yref(size_t(outs), -1.0f);
+      ConvStemEpilogue ef;
+      ef.bias = b.data();
+      ef.relu = true;
+      ef.out_f32 = yref.data();
+      {
+        UseInt8 use(conv_stem_int8_variants()[0]);
+        conv_stem_int8_forward(s, x.data(), mean, inv, w.data(), ef, bits);
+      }
+      CHECK(std::count(yref.begin(), yref.end(), 0.0f) > 0);
+      CHECK(std::count(yref.begin(), yref.end(), -1.0f) == 0);
+      test::for_each_variant(conv_stem_int8_variants(), [&](const ConvStemInt8Variant& v) {
+        simd += v.isa != Isa::ref;
+        UseInt8 use(v);
+        std::vector<uint8_t> q(size_t(outs), 0xee);
+        e.out_q = q.data();
+        conv_stem_int8_forward(s, x.data(), mean, inv, w.data(), e, bits);
+        CHECK(q == ref);
+        std::vector<float> y(size_t(outs), -1.0f);
+        ef.out_f32 = y.data();
+        conv_stem_int8_forward(s, x.data(), mean, inv, w.data(), ef, bits);
+        CHECK(y == yref);
+      });
     }
-    CHECK(std::count(ref.begin(), ref.end(), uint8_t(0xee)) == 0);
-    CHECK(std::count(ref.begin(), ref.end(), uint8_t(1)) > 0);  // not all one code
-    // The float output (bias + ReLU), every variant equal to the reference one.
-    std::vector<float> yref(size_t(outs), -1.0f);
-    ConvStemEpilogue ef;
-    ef.bias = b.data();
-    ef.relu = true;
-    ef.out_f32 = yref.data();
-    {
-      UseInt8 use(conv_stem_int8_variants()[0]);
-      conv_stem_int8_forward(s, x.data(), mean, inv, w.data(), ef);
-    }
-    CHECK(std::count(yref.begin(), yref.end(), 0.0f) > 0);
-    CHECK(std::count(yref.begin(), yref.end(), -1.0f) == 0);
-    test::for_each_variant(conv_stem_int8_variants(), [&](const ConvStemInt8Variant& v) {
-      simd += v.isa != Isa::ref;
-      UseInt8 use(v);
-      std::vector<uint8_t> q(size_t(outs), 0xee);
-      e.out_q = q.data();
-      conv_stem_int8_forward(s, x.data(), mean, inv, w.data(), e);
-      CHECK(q == ref);
-      std::vector<float> y(size_t(outs), -1.0f);
-      ef.out_f32 = y.data();
-      conv_stem_int8_forward(s, x.data(), mean, inv, w.data(), ef);
-      CHECK(y == yref);
-    });
   }
   if (simd == 0)
     BFCN_SKIP_ISA("no SIMD int8 stem runs on this CPU (has: " + cpu_features_string() + ")");
@@ -332,15 +487,17 @@ TEST_CASE("int8 stem is within its rounding of the FP32 stem", "[kernels][stem][
       xn[size_t(ch * pix + p)] = (x[size_t(ch * pix + p)] - mean[ch]) * inv[ch];
   const auto xn_nhwc = to_nhwc(xn, 3, pix);
   const int64_t outs = int64_t(s.out_h()) * s.out_w() * 64;
-  {
-    // Float outputs: within the bound the 8-bit steps allow. |sum w x_n - t sum wq (q - z)| <=
-    // sum |w| step/2 (input rounding) + sum (t/2) 255 (weight rounding, |q - z| <= 255), per
-    // output channel, t its weight step.
+  for (const int weight_bits : {15, 8}) {
+    INFO(weight_bits << "-bit weights");
+    const double top = weight_bits == 15 ? 16319 : 127;
+    // Float outputs: within the bound the 8-bit image and the weights' rounding allow. |sum w x_n
+    // - t sum wq (q - z)| <= sum |w| step/2 (input rounding) + sum (t/2) 255 (weight rounding,
+    // |q - z| <= 255), per output channel, t its weight step (the largest |w step| / top).
     std::vector<float> y8(static_cast<size_t>(outs)), y32(static_cast<size_t>(outs));
     ConvStemEpilogue e;
     e.bias = b.data();
     e.out_f32 = y8.data();
-    conv_stem_int8_forward(s, x.data(), mean, inv, w.data(), e);
+    conv_stem_int8_forward(s, x.data(), mean, inv, w.data(), e, weight_bits);
     e.out_f32 = y32.data();
     conv_stem_forward(s, xn_nhwc.data(), w.data(), e);
     const StemInputQuant iq = stem_input_quant(x.data(), 3, pix, mean, inv);
@@ -352,7 +509,7 @@ TEST_CASE("int8 stem is within its rounding of the FP32 stem", "[kernels][stem][
         sum_w += wv * iq.step[t % 3] / 2;
         wmax = std::max(wmax, wv * iq.step[t % 3]);
       }
-      const double bound = sum_w + 147 * (wmax / 127 / 2) * 255 + 1e-4;
+      const double bound = sum_w + 147 * (wmax / top / 2) * 255 + 1e-4;
       for (int64_t p = 0; p < outs / 64; ++p) {
         const double err = std::abs(double(y8[size_t(p * 64 + o)]) - y32[size_t(p * 64 + o)]);
         mean_err += err / double(outs);
@@ -446,6 +603,9 @@ TEST_CASE("int8 stem: what it cannot run is a clear error", "[kernels][stem][int
   CHECK_THROWS_WITH(
       conv_stem_int8_forward(shape(9, 9, 5, 8, 3, 1, 1), x.data(), nullptr, nullptr, w.data(), e),
       Catch::Contains("5 channels"));
+  CHECK_THROWS_WITH(conv_stem_int8_forward(shape(9, 9, 3, 8, 3, 1, 1), x.data(), nullptr, nullptr,
+                                           w.data(), e, 12),
+                    Catch::Contains("8 or 15 bits, got 12"));
   ConvStemEpilogue no_output;
   no_output.bias = b.data();
   CHECK_THROWS_WITH(conv_stem_int8_forward(shape(9, 9, 3, 8, 3, 1, 1), x.data(), nullptr, nullptr,

@@ -1,7 +1,10 @@
 // The engine's fused stem (conv -> max pool -> quantizer in one kernel) and fused final upsample
 // (straight into logits/labels) give the same results as the unfused graph (runtime/model_plan.cpp
 // plans the fusions, model_run.cpp runs them).
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <cmath>
+#include <random>
 #include <vector>
 
 #include "core/rng.h"
@@ -83,6 +86,16 @@ TEST_CASE("engine: the int8 stem, fused or not, is close to the FP32 stem", "[ru
   CHECK(double(same) / double(fp32.size()) > 0.9);
   REQUIRE(!prof.empty());
   CHECK(prof.front().kernel.find("conv_stem_int8") == 0);
+  // 8-bit weights: another rounding, still close; a width the stem has not is a clear error.
+  CHECK(fused.stem_int8_weight_bits() == 15);
+  fused.set_stem_int8(true, 8);
+  CHECK(fused.stem_int8_weight_bits() == 8);
+  std::vector<uint8_t> int8_w8;
+  fused.run(img.data(), h, w, nullptr, &int8_w8);
+  same = 0;
+  for (size_t i = 0; i < fp32.size(); ++i) same += fp32[i] == int8_w8[i];
+  CHECK(double(same) / double(fp32.size()) > 0.9);
+  CHECK_THROWS_WITH(fused.set_stem_int8(true, 16), Catch::Contains("8 or 15, got 16"));
   // Off again: the FP32 stem's labels exactly.
   fused.set_stem_int8(false);
   std::vector<uint8_t> again;
@@ -120,4 +133,42 @@ TEST_CASE("engine: the stem conv fused with its float pool equals the unfused gr
       CHECK(prof[1].ms == 0.0);  // absorbed by the stem
     }
   }
+}
+
+TEST_CASE("engine: the int8 stem's float map is within its weights' rounding of the FP32 stem's",
+          "[runtime][engine]") {
+  // A trained model's stem (kStemPool: a float map out) on an image of 8-bit levels, which the
+  // int8 stem reads exactly: what is left is the weights' rounding, ~2^7 times finer at 15 bits
+  // than at 8.
+  rt::Model model = synthetic_model(false, true);
+  const int h = 40, w = 56;
+  std::mt19937 gen(3);
+  std::vector<float> img(size_t(3) * h * w);
+  for (auto& v : img) v = float(gen() % 256) / 255.0f;
+  auto stem_map = [&](bool int8, int bits) {
+    model.set_stem_int8(int8, bits);
+    std::vector<float> map;
+    model.set_trace([&](const rt::TracedTensor& t) {
+      if (map.empty()) map = t.values;  // the first: the pooled stem map
+    });
+    std::vector<uint8_t> labels;
+    model.run(img.data(), h, w, nullptr, &labels);
+    model.set_trace({});
+    return map;
+  };
+  const auto f32 = stem_map(false, 15), i15 = stem_map(true, 15), i8 = stem_map(true, 8);
+  REQUIRE(!f32.empty());
+  REQUIRE(i15.size() == f32.size());
+  REQUIRE(i8.size() == f32.size());
+  double big = 0, err15 = 0, err8 = 0;
+  for (size_t i = 0; i < f32.size(); ++i) {
+    big = std::max(big, std::abs(double(f32[i])));
+    err15 = std::max(err15, std::abs(double(i15[i]) - f32[i]));
+    err8 = std::max(err8, std::abs(double(i8[i]) - f32[i]));
+  }
+  INFO("|map| up to " << big << ", error 15-bit " << err15 << ", 8-bit " << err8);
+  CHECK(big > 0.1);
+  CHECK(err15 < 1e-3 * big);
+  CHECK(err8 > 10 * err15);
+  CHECK(err8 < 0.05 * big);
 }
