@@ -348,6 +348,79 @@ Row load_row(const std::string& spec, const fs::path& dir, const std::vector<int
   return r;
 }
 
+// The share of equal labels between two folders of label PNGs (the same names; NaN when none).
+double label_agreement(const fs::path& a, const fs::path& b) {
+  int64_t same = 0, total = 0;
+  for (const auto& e : fs::directory_iterator(a)) {
+    if (e.path().extension() != ".png") continue;
+    const cv::Mat x = cv::imread(e.path().string(), cv::IMREAD_UNCHANGED);
+    const cv::Mat y = cv::imread((b / e.path().filename()).string(), cv::IMREAD_UNCHANGED);
+    BFCN_CHECK_IO(!x.empty() && !y.empty() && x.size == y.size && x.type() == y.type(),
+                  "report: ", e.path().string(), " and its match in ", b.string(),
+                  " are not two label maps of one size");
+    total += int64_t(x.total());
+    same += int64_t(x.total()) - cv::countNonZero(x.reshape(1) != y.reshape(1));
+  }
+  return total > 0 ? double(same) / double(total) : kNaN;
+}
+
+// The stem conv's time in a `bfcn bench runtime --json` file: its first layer.
+double stem_ms(const fs::path& file) {
+  const json j = read_json(file, "bfcn bench runtime --json");
+  if (!j.contains("runs") || j["runs"].empty() || j["runs"][0].value("layers", json()).empty())
+    return kNaN;
+  return num(j["runs"][0]["layers"][0], "ms");
+}
+
+// The demo's "stem" stage (DIR/stem/): every val image through the runtime with the FP32 and the
+// int8 stem (pred_<key>_<stem>/, eval_<key>_<stem>.json) and the network timed with either stem
+// (bench_<key>_<S>_<stem>.json). Empty when the stage did not run.
+std::string int8_stem_section(const fs::path& dir, const std::vector<Row>& rows, int size,
+                              json& jstem) {
+  const fs::path stem = dir / "stem";
+  std::ostringstream md;
+  for (const Row& r : rows) {
+    const fs::path e32 = stem / ("eval_" + r.key + "_fp32.json"),
+                   e8 = stem / ("eval_" + r.key + "_int8.json");
+    if (r.w_bits >= 32 || !fs::exists(e32) || !fs::exists(e8)) continue;
+    const double m32 = num(read_json(e32, "bfcn eval --json"), "miou"),
+                 m8 = num(read_json(e8, "bfcn eval --json"), "miou");
+    const double same =
+        label_agreement(stem / ("pred_" + r.key + "_fp32"), stem / ("pred_" + r.key + "_int8"));
+    const std::string b = "bench_" + r.key + "_" + std::to_string(size);
+    const fs::path bench8 = stem / (b + "_int8.json"), bench32 = stem / (b + "_fp32.json");
+    const double whole32 = fs::exists(bench32) ? timing_from_bench(bench32).bit_ms : kNaN;
+    const double whole8 = fs::exists(bench8) ? timing_from_bench(bench8).bit_ms : kNaN;
+    const double stem32 = fs::exists(bench32) ? stem_ms(bench32) : kNaN;
+    const double stem8 = fs::exists(bench8) ? stem_ms(bench8) : kNaN;
+    md << "| " << r.label << " | " << fmt("%.2f", 100 * m32) << " | " << fmt("%.2f", 100 * m8)
+       << " | " << fmt("%.2f %%", 100 * same) << " | " << fmt("%.2f", stem32) << " | "
+       << fmt("%.2f", stem8) << " | " << fmt("%.2f", whole32) << " | " << fmt("%.2f", whole8)
+       << " |\n";
+    jstem.push_back({{"label", r.label},
+                     {"miou_fp32_stem", m32},
+                     {"miou_int8_stem", m8},
+                     {"label_agreement", same},
+                     {"size", size},
+                     {"stem_ms_fp32", stem32},
+                     {"stem_ms_int8", stem8},
+                     {"network_ms_fp32_stem", whole32},
+                     {"network_ms_int8_stem", whole8}});
+  }
+  if (md.str().empty()) return "";
+  const std::string s = std::to_string(size);
+  return "## The int8 stem (opt-in)\n\nThe RGB stem in integers with AVX-512 VNNI (`bfcn infer "
+         "--stem int8`; docs/runtime.md): the image in 8 bits (exact for 8-bit images), the "
+         "weights in 15. Both stems here run in the bit-conv runtime on every val image "
+         "(`bfcn infer --stem fp32|int8`, then `bfcn eval --pred-dir`), so the mIoU differs from "
+         "the table above (the training engine). Times: `bfcn bench runtime --stem fp32|int8` at " +
+         s +
+         "², one after the other.\n\n| model | runtime mIoU %, FP32 stem | int8 "
+         "stem | labels equal | stem ms " +
+         s + "², FP32 | int8 | network ms " + s +
+         "², FP32 stem | int8 stem |\n|---|---|---|---|---|---|---|---|\n" + md.str() + "\n";
+}
+
 int run_report(const bfcn::cli::Args& args) {
   const fs::path dir = args.require("dir");
   const fs::path out = args.get("out", dir.string());
@@ -531,6 +604,9 @@ int run_report(const bfcn::cli::Args& args) {
           "and the checkpoint in the training engine on the same images; equal labels): "
        << agree << ".\n\n";
 
+  json jstem = json::array();
+  md << int8_stem_section(dir, rows, sizes.back(), jstem);
+
   md << "## Per-class IoU (%)\n\n| class";
   for (const Row& r : rows) md << " | " << r.label;
   md << " |\n|---";
@@ -604,6 +680,7 @@ int run_report(const bfcn::cli::Args& args) {
   }
   const json j = {{"quick", args.has("quick")},
                   {"rows", jrows},
+                  {"int8_stem", jstem},
                   {"per_class_iou", jclass},
                   {"sizes", sizes},
                   {"files",

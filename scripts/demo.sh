@@ -3,7 +3,8 @@
 #   install deps → build `bfcn` → generate fashion-seg (Fashion-MNIST items in 128 px scenes, VOC
 #   layout) → train FCN-8s/ResNet-18 FP32, fine-tune W2A2 and W1A2 from it (the BFCN recipe, the
 #   shipped configs with shorter schedules) → evaluate → export .bfcn → time the bit-conv runtime
-#   (bfcn bench runtime) → segment val images with it (bfcn infer) → runs/demo/report.md + PNGs.
+#   (bfcn bench runtime) → segment val images with it (bfcn infer), also with the int8 stem →
+#   runs/demo/report.md + PNGs.
 # About 25 min on 2 cores from a fresh machine; prints its estimate first and one line per stage.
 #
 # usage: scripts/demo.sh [--quick | --long] [--fresh]
@@ -31,7 +32,7 @@ for a in "$@"; do
     --long) LONG=1 ;;
     --fresh) FRESH=1 ;;
     -h | --help)
-      sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *)
@@ -118,10 +119,11 @@ est() { # est <stage>: seconds
     export) echo 10 ;;
     bench) [ "$MODE" = full ] || [ "$MODE" = long ] && echo 90 || echo 40 ;;
     infer) echo 5 ;;
+    stem) [ "$MODE" = full ] || [ "$MODE" = long ] && echo 60 || echo 20 ;;
     report) echo 10 ;;
   esac
 }
-STAGES="data train_fp32 train_w2a2 train_w1a2 eval export bench infer report"
+STAGES="data train_fp32 train_w2a2 train_w1a2 eval export bench infer stem report"
 [ -z "${BFCN:-}" ] && STAGES="install build $STAGES"
 total=0
 for s in $STAGES; do [ -f "$OUT/.done/$s" ] || total=$((total + $(est "$s"))); done
@@ -303,6 +305,39 @@ infer_all() {
   done
 }
 stage infer infer_all
+
+# The opt-in int8 stem (docs/runtime.md "int8 stem"): every val image through the runtime with
+# the FP32 stem and with the int8 stem, both scored; and the network timed with either stem at
+# the largest size. Only where the CPU has AVX-512 VNNI (elsewhere the int8 stem is the scalar
+# reference: correct, but slow).
+STEM_SIZE=${SIZES##* }
+stem_all() {
+  rm -rf "$OUT/stem"
+  if ! "$BFCN" --version | grep -q '^cpu features:.*avx512vnni'; then
+    echo "this CPU has no AVX-512 VNNI: the int8 stem is not measured"
+    return 0
+  fi
+  mkdir -p "$OUT/stem/val"
+  while read -r id; do cp "$DATA/JPEGImages/$id.jpg" "$OUT/stem/val/"; done \
+    <"$DATA/ImageSets/Segmentation/val.txt"
+  for v in $QVARIANTS; do
+    for st in fp32 int8; do
+      "$BFCN" infer --model "$RUNS/fashion_seg_$v/model.bfcn" --input "$OUT/stem/val" \
+        --out "$OUT/stem/pred_${v}_$st" --stem "$st" --threads "$THREADS"
+      "$BFCN" eval --pred-dir "$OUT/stem/pred_${v}_$st" --gt-dir "$DATA" --dataset voc \
+        --json "$OUT/stem/eval_${v}_$st.json"
+    done
+    if "$BFCN" bench --help >/dev/null 2>&1; then  # both stems, one after the other
+      for st in fp32 int8; do
+        "$BFCN" bench runtime --model "$RUNS/fashion_seg_$v/model.bfcn" --peer none \
+          --input "${STEM_SIZE}x${STEM_SIZE}" --threads "$THREADS" --reps "$BENCH_REPS" \
+          --stem "$st" --json "$OUT/stem/bench_${v}_${STEM_SIZE}_$st.json"
+      done
+    fi
+  done
+  rm -rf "$OUT/stem/val"
+}
+stage stem stem_all
 
 # Wall time of every stage so far (the report's table), then the report itself.
 : >"$OUT/stages.tsv"

@@ -133,6 +133,21 @@ def main():
                 fail("report.json row %s has no export --verify result: %s" % (r["label"], v))
         if "Runtime vs training engine" not in text:
             fail("report does not give the runtime-vs-training label agreement")
+        # The int8 stem: both stems through the runtime on the val split, where the CPU has VNNI.
+        version = subprocess.run([bfcn, "--version"], stdout=subprocess.PIPE, text=True).stdout
+        has_vnni = re.search(r"^cpu features:.*avx512vnni", version, re.M) is not None
+        if has_vnni:
+            sheader, srows = table_after(lines, "## The int8 stem")
+            if [row[0] for row in srows] != ["W2A2", "W1A2"]:
+                fail("int8 stem table rows %s, expected W2A2, W1A2" % [row[0] for row in srows])
+            for row in srows:
+                if len(row) != len(sheader) or not all(is_number(c.rstrip(" %")) for c in row[1:]):
+                    fail("int8 stem row %s is not all numbers under %s" % (row, sheader))
+            for r in rj["int8_stem"]:
+                if not 0.0 <= r["label_agreement"] <= 1.0 or not r["network_ms_int8_stem"] > 0:
+                    fail("report.json int8_stem entry %s" % r)
+        elif "## The int8 stem" in text or rj["int8_stem"]:
+            fail("the int8 stem is reported on a CPU without VNNI")
         if "## Wall time per stage" not in text or "train_w1a2" not in text:
             fail("report has no wall time of the stages")
 
@@ -155,7 +170,7 @@ def main():
         if r2.returncode != 0:
             fail("second demo.sh --quick exited %d" % r2.returncode)
         for s in ("data", "train_fp32", "train_w2a2", "train_w1a2", "eval", "export", "bench",
-                  "infer"):
+                  "infer", "stem"):
             if not re.search(r"\] %s\s+done in an earlier run" % s, r2.stdout):
                 fail("second run did not skip stage " + s)
         print("PASS: demo --quick report with 3 rows, per-class IoU, curves and panel")
