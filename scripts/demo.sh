@@ -119,7 +119,7 @@ est() { # est <stage>: seconds
     export) echo 10 ;;
     bench) [ "$MODE" = full ] || [ "$MODE" = long ] && echo 90 || echo 40 ;;
     infer) echo 5 ;;
-    stem) [ "$MODE" = full ] || [ "$MODE" = long ] && echo 60 || echo 20 ;;
+    stem) [ "$MODE" = full ] || [ "$MODE" = long ] && echo 15 || echo 10 ;;
     report) echo 10 ;;
   esac
 }
