@@ -47,6 +47,7 @@ struct Timing {
   std::string source;       // "bfcn bench runtime" or "bfcn report timer"
   int threads = 0;
   std::map<std::string, int> kernels;  // bit layers per kernel variant (bench files only)
+  double stem_ms = kNaN;               // the first layer, the stem conv (bench files only)
 };
 
 struct Row {
@@ -107,6 +108,7 @@ Timing timing_from_bench(const fs::path& file) {
                                                 : L.value("ms", 0.0);
   }
   t.onednn_ms = onednn;
+  if (!r.at("layers").empty()) t.stem_ms = num(r["layers"][0], "ms");
   if (has_bitconv) {
     t.bit_ms = num(r, "total_ms");
     t.fp32_ms = num(r, "fp32_path_ms");
@@ -364,14 +366,6 @@ double label_agreement(const fs::path& a, const fs::path& b) {
   return total > 0 ? double(same) / double(total) : kNaN;
 }
 
-// The stem conv's time in a `bfcn bench runtime --json` file: its first layer.
-double stem_ms(const fs::path& file) {
-  const json j = read_json(file, "bfcn bench runtime --json");
-  if (!j.contains("runs") || j["runs"].empty() || j["runs"][0].value("layers", json()).empty())
-    return kNaN;
-  return num(j["runs"][0]["layers"][0], "ms");
-}
-
 // The demo's "stem" stage (DIR/stem/): every val image through the runtime with the FP32 and the
 // int8 stem (pred_<key>_<stem>/, eval_<key>_<stem>.json) and the network timed with either stem
 // (bench_<key>_<S>_<stem>.json). Empty when the stage did not run.
@@ -389,10 +383,9 @@ std::string int8_stem_section(const fs::path& dir, const std::vector<Row>& rows,
         label_agreement(stem / ("pred_" + r.key + "_fp32"), stem / ("pred_" + r.key + "_int8"));
     const std::string b = "bench_" + r.key + "_" + std::to_string(size);
     const fs::path bench8 = stem / (b + "_int8.json"), bench32 = stem / (b + "_fp32.json");
-    const double whole32 = fs::exists(bench32) ? timing_from_bench(bench32).bit_ms : kNaN;
-    const double whole8 = fs::exists(bench8) ? timing_from_bench(bench8).bit_ms : kNaN;
-    const double stem32 = fs::exists(bench32) ? stem_ms(bench32) : kNaN;
-    const double stem8 = fs::exists(bench8) ? stem_ms(bench8) : kNaN;
+    const Timing t32 = fs::exists(bench32) ? timing_from_bench(bench32) : Timing{},
+                 t8 = fs::exists(bench8) ? timing_from_bench(bench8) : Timing{};
+    const double whole32 = t32.bit_ms, whole8 = t8.bit_ms, stem32 = t32.stem_ms, stem8 = t8.stem_ms;
     md << "| " << r.label << " | " << fmt("%.2f", 100 * m32) << " | " << fmt("%.2f", 100 * m8)
        << " | " << fmt("%.2f %%", 100 * same) << " | " << fmt("%.2f", stem32) << " | "
        << fmt("%.2f", stem8) << " | " << fmt("%.2f", whole32) << " | " << fmt("%.2f", whole8)

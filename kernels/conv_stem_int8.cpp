@@ -5,12 +5,10 @@
 #include "kernels/conv_stem_int8.h"
 
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
-#include <map>
 #include <utility>
 #include <vector>
 

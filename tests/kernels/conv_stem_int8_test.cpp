@@ -34,11 +34,13 @@ struct UseInt8 {
   ~UseInt8() { conv_stem_int8_use_variant(prev); }
 };
 
-// NCHW planar <-> NHWC for the FP32 stem, which reads NHWC.
-std::vector<float> to_nhwc(const std::vector<float>& x, int c, int64_t pixels) {
+// The planar image normalized, (x - mean[c]) * inv[c], as NHWC: the FP32 stem's input.
+std::vector<float> normalized_nhwc(const std::vector<float>& x, const float* mean, const float* inv,
+                                   int c, int64_t pixels) {
   std::vector<float> y(x.size());
   for (int64_t p = 0; p < pixels; ++p)
-    for (int ch = 0; ch < c; ++ch) y[size_t(p * c + ch)] = x[size_t(ch * pixels + p)];
+    for (int ch = 0; ch < c; ++ch)
+      y[size_t(p * c + ch)] = (x[size_t(ch * pixels + p)] - mean[ch]) * inv[ch];
   return y;
 }
 
@@ -357,11 +359,7 @@ TEST_CASE("int8 stem: on 8-bit levels with weights on its grid it is the FP32 st
     for (auto& v : x) v = float(30 + gen() % 191) / 255.0f;
     const auto b = uniform_floats(size_t(s.out_c), 82, -0.5f, 0.5f);
     const float mean[3] = {0.485f, 0.456f, 0.406f}, inv[3] = {4.0f, 4.0f, 4.0f};
-    std::vector<float> xn(x.size());
-    for (int ch = 0; ch < 3; ++ch)
-      for (int64_t p = 0; p < pix; ++p)
-        xn[size_t(ch * pix + p)] = (x[size_t(ch * pix + p)] - mean[ch]) * inv[ch];
-    const auto xn_nhwc = to_nhwc(xn, 3, pix);
+    const auto xn_nhwc = normalized_nhwc(x, mean, inv, 3, pix);
     const int64_t outs = int64_t(s.out_h()) * s.out_w() * s.out_c;
     auto over = [&](int out, int in) {  // the window reaches the padding
       return out * s.stride - s.pad < 0 || out * s.stride - s.pad + s.kernel > in;
@@ -481,11 +479,7 @@ TEST_CASE("int8 stem is within its rounding of the FP32 stem", "[kernels][stem][
   const auto w = uniform_floats(size_t(64) * 147, 62, -0.1f, 0.1f);
   const auto b = uniform_floats(64, 63, -0.2f, 0.2f);
   const float mean[3] = {0.485f, 0.456f, 0.406f}, inv[3] = {1 / 0.229f, 1 / 0.224f, 1 / 0.225f};
-  std::vector<float> xn(x.size());
-  for (int ch = 0; ch < 3; ++ch)
-    for (int64_t p = 0; p < pix; ++p)
-      xn[size_t(ch * pix + p)] = (x[size_t(ch * pix + p)] - mean[ch]) * inv[ch];
-  const auto xn_nhwc = to_nhwc(xn, 3, pix);
+  const auto xn_nhwc = normalized_nhwc(x, mean, inv, 3, pix);
   const int64_t outs = int64_t(s.out_h()) * s.out_w() * 64;
   for (const int weight_bits : {15, 8}) {
     INFO(weight_bits << "-bit weights");
