@@ -21,31 +21,30 @@ constexpr int kLanes = 16;  // int32 output channels per zmm
 constexpr int kVecs = 2;    // zmm per weight block
 constexpr int kBlock = kLanes * kVecs;
 
-// The fused threshold epilogue of one tile and channel block (ThresholdEpilogue, bits 1 or 2):
-// corr of the tile's first pixel, thr/neg at the block's first channel, out at the tile's first
-// pixel's first 16-channel half-word of this block in plane 0 (strides in half-words).
+// The fused threshold epilogue of one row and channel block (ThresholdEpilogue with B = bits and
+// RB = res_bits compile-time): pointers at the block's first channel and the row's first pixel;
+// a tile adds its first pixel p0. Strides follow from cw, the 64-channel words of the output (and
+// of the residual, which has the same channels).
 struct Fused {
-  const int32_t* corr;
-  const int32_t* thr;
-  const int32_t* neg;
-  int ldt, bits;
-  uint16_t* out;
-  int64_t pix_halves, plane_halves;
-  // a packed residual (ThresholdEpilogue::res) at the tile's first pixel, or null
-  const uint64_t* res;
-  int res_bits, res_cw, channel;  // channel: the block's first
+  const int32_t* corr;  // [npix]
+  const int32_t* thr;   // [code][level][ldt]
+  const int32_t* neg;   // [ldt], -1 where the level's X is -I
+  int64_t ldt;
+  int cw;
+  uint16_t* out;        // 16-channel half-words [npix][B][4 cw]
+  const uint16_t* res;  // [npix][RB][4 cw], or null when RB = 0
 };
 
 // P pixels x V of the block's kVecs vectors of 16 channels (from vector v0) of one block of kBlock
 // channels. S = 0: at is the tile's patch words [lp][n][K] as dwords (ls dwords between
 // consecutive words l). S > 0 (implicit im2col, stride S): word l of pixel p, plane k is at +
-// 2*loff[l] + 2*(p*S*K + k) (dwords). wb: the block's dwords [lp][2][M][kVecs][16]. E, the
-// epilogue (compile-time, so a tile carries no branch for the others): kStore, the int32 store;
-// kThreshold, the fused threshold epilogue (fu); kThresholdRes, the same with a packed residual.
-enum Epilogue { kStore, kThreshold, kThresholdRes };
-template <int M, int K, int P, int S, int V = kVecs, int E = kStore>
+// 2*loff[l] + 2*(p*S*K + k) (dwords). wb: the block's dwords [lp][2][M][kVecs][16]. B, the
+// epilogue (compile-time, so a tile carries no branch for the others): 0, the int32 store; 1 or
+// 2, the fused threshold epilogue into B output planes (fu, at pixel p0 of the row), with a packed
+// residual of RB = B bits per code or none (RB = 0).
+template <int M, int K, int P, int S, int V = kVecs, int B = 0, int RB = 0>
 void tile(const uint32_t* at, int ls, const int64_t* loff, const uint32_t* wb, int lp, int32_t* out,
-          int ldo, int valid, const Fused* fu, int v0 = 0) {
+          int ldo, int valid, const Fused* fu, int p0, int v0 = 0) {
   constexpr int R = M + K - 1;              // plane shifts 0..R-1
   constexpr int PS = (S == 0 ? 1 : S) * K;  // words between consecutive pixels
   __m512i acc[P][V][R];
@@ -58,8 +57,10 @@ void tile(const uint32_t* at, int ls, const int64_t* loff, const uint32_t* wb, i
   const uint32_t* wl = wb + v0 * kLanes;
   for (int l = 0; l < lp; ++l, wl += 2 * M * kBlock) {
     const uint32_t* al = S == 0 ? at + int64_t(l) * ls : at + 2 * loff[l];
-    // h (the two dwords of a word) is not unrolled: unrolled, GCC hoists all 2*P*K broadcasts
-    // ahead of the popcounts and spills accumulators (W2A2 ran at 2.3x W1A2's time).
+    // h, the word's two dwords. Asked not to unroll it (when unrolled, GCC hoists all 2*P*K
+    // broadcasts ahead of the popcounts and spills; W2A2 once ran at 2.3x W1A2's time). GCC 12
+    // still unrolls it for W1A2, spilling 4 accumulators, yet that measured ~4 % faster at lp 9
+    // and 72 than one flattened loop over the 2*lp dwords (session 15).
 #pragma GCC unroll 1
     for (int h = 0; h < 2; ++h) {
       __m512i wv[M][V];
@@ -82,70 +83,80 @@ void tile(const uint32_t* at, int ls, const int64_t* loff, const uint32_t* wb, i
         }
     }
   }
+  // P = sum_s 2^s acc[s] (Horner)
+  __m512i sum[P][V];
 #pragma GCC unroll 8
   for (int p = 0; p < P; ++p)
 #pragma GCC unroll 8
     for (int v = 0; v < V; ++v) {
-      const int vg = v0 + v;  // vector within the block
-      const __mmask16 tail = __mmask16((1u << std::clamp(valid - 16 * vg, 0, 16)) - 1);
       __m512i r = acc[p][v][R - 1];
 #pragma GCC unroll 8
       for (int i = R - 2; i >= 0; --i) r = _mm512_add_epi32(_mm512_add_epi32(r, r), acc[p][v][i]);
-      if constexpr (E == kStore) {
-        _mm512_mask_storeu_epi32(out + int64_t(p) * ldo + vg * kLanes, tail, r);
-        continue;
-      } else {
-        // The fused threshold epilogue: X = I (or -I where neg), I = 2P - corr; the level's planes.
-        const __m512i sg = _mm512_loadu_si512(fu->neg + vg * kLanes);
-        const __m512i x = _mm512_sub_epi32(
-            _mm512_xor_si512(
-                _mm512_sub_epi32(_mm512_add_epi32(r, r), _mm512_set1_epi32(fu->corr[p])), sg),
-            sg);
-        const int32_t* t = fu->thr + vg * kLanes;
-        uint16_t* o = fu->out + p * fu->pix_halves + vg;
-        // The thresholds of level j: with a packed residual, each channel's from the set of its
-        // residual code (a blend by the code's bit masks).
+      sum[p][v] = r;
+    }
+#pragma GCC unroll 8
+  for (int v = 0; v < V; ++v) {
+    const int vg = v0 + v;  // vector within the block
+    const __mmask16 tail = __mmask16((1u << std::clamp(valid - 16 * vg, 0, 16)) - 1);
+    if constexpr (B == 0) {
+#pragma GCC unroll 8
+      for (int p = 0; p < P; ++p)
+        _mm512_mask_storeu_epi32(out + int64_t(p) * ldo + vg * kLanes, tail, sum[p][v]);
+    } else {
+      // X = I (or -I where neg), I = 2P - corr; the level = #{j : X >= thr_j}. The thresholds
+      // of this vector (of every residual code) are loaded once for the tile's pixels.
+      constexpr int L = (1 << B) - 1, C = 1 << RB;
+      const __mmask16 kneg = _mm512_movepi32_mask(_mm512_loadu_si512(fu->neg + vg * kLanes));
+      __m512i t[C][L];
+#pragma GCC unroll 8
+      for (int c = 0; c < C; ++c)
+#pragma GCC unroll 8
+        for (int j = 0; j < L; ++j)
+          t[c][j] = _mm512_loadu_si512(fu->thr + (c * L + j) * fu->ldt + vg * kLanes);
+      const int64_t halves = 4 * int64_t(fu->cw);  // per plane
+#pragma GCC unroll 8
+      for (int p = 0; p < P; ++p) {
+        const __m512i i2 = _mm512_sub_epi32(_mm512_add_epi32(sum[p][v], sum[p][v]),
+                                            _mm512_set1_epi32(fu->corr[p0 + p]));
+        const __m512i x = _mm512_mask_sub_epi32(i2, kneg, _mm512_setzero_si512(), i2);
+        // Each channel's thresholds are those of its residual code: a blend by the code's bits
+        // (16 channels of a plane word are one half-word).
         __mmask16 r0 = 0, r1 = 0;
-        if constexpr (E == kThresholdRes) {
-          // the 16 channels' code bits: one 16-bit piece of each plane word (little-endian)
-          const auto* rp =
-              reinterpret_cast<const uint16_t*>(fu->res + int64_t(p) * fu->res_bits * fu->res_cw) +
-              (fu->channel >> 4) + vg;
+        if constexpr (RB > 0) {
+          const uint16_t* rp = fu->res + (p0 + p) * RB * halves + vg;
           r0 = __mmask16(rp[0]);
-          if (fu->res_bits == 2) r1 = __mmask16(rp[4 * fu->res_cw]);
+          if constexpr (RB == 2) r1 = __mmask16(rp[halves]);
         }
-        const int64_t set = int64_t(fu->bits == 1 ? 1 : 3) * fu->ldt;  // between residual codes
         const auto thr = [&](int j) {
-          const int32_t* tj = t + int64_t(j) * fu->ldt;
-          if constexpr (E != kThresholdRes) return _mm512_loadu_si512(tj);
-          const __m512i lo =
-              _mm512_mask_blend_epi32(r0, _mm512_loadu_si512(tj), _mm512_loadu_si512(tj + set));
-          if (fu->res_bits == 1) return lo;
-          const __m512i hi = _mm512_mask_blend_epi32(r0, _mm512_loadu_si512(tj + 2 * set),
-                                                     _mm512_loadu_si512(tj + 3 * set));
-          return _mm512_mask_blend_epi32(r1, lo, hi);
+          if constexpr (RB == 0) return t[0][j];
+          const __m512i lo = _mm512_mask_blend_epi32(r0, t[0][j], t[1][j]);
+          if constexpr (RB == 1) return lo;
+          return _mm512_mask_blend_epi32(r1, lo, _mm512_mask_blend_epi32(r0, t[2][j], t[3][j]));
         };
+        uint16_t* o = fu->out + (p0 + p) * B * halves + vg;
         const __mmask16 m1 = _mm512_mask_cmpge_epi32_mask(tail, x, thr(0));
-        if (fu->bits == 1) {
+        if constexpr (B == 1) {
           o[0] = uint16_t(m1);
-          continue;
+        } else {
+          const __mmask16 m2 = _mm512_mask_cmpge_epi32_mask(tail, x, thr(1));
+          const __mmask16 m3 = _mm512_mask_cmpge_epi32_mask(tail, x, thr(2));
+          o[0] = uint16_t(_kxor_mask16(_kxor_mask16(m1, m2), m3));  // parity of the level
+          o[halves] = uint16_t(m2);                                 // level >= 2
         }
-        const __mmask16 m2 = _mm512_mask_cmpge_epi32_mask(tail, x, thr(1));
-        const __mmask16 m3 = _mm512_mask_cmpge_epi32_mask(tail, x, thr(2));
-        o[0] = uint16_t(m1 ^ m2 ^ m3);       // parity of the level
-        o[fu->plane_halves] = uint16_t(m2);  // level >= 2
       }
     }
+  }
 }
 
 // The last pixels of a tile: one tile of Q = rest pixels.
-template <int M, int K, int Q, int S, int V = kVecs, int E = kStore>
+template <int M, int K, int Q, int S, int V = kVecs, int B = 0, int RB = 0>
 void rest_tile(int rest, const uint32_t* at, int ls, const int64_t* loff, const uint32_t* wb,
-               int lp, int32_t* out, int ldo, int valid, const Fused* fu, int v0 = 0) {
+               int lp, int32_t* out, int ldo, int valid, const Fused* fu, int p0, int v0 = 0) {
   if constexpr (Q >= 1) {
     if (rest != Q)
-      return rest_tile<M, K, Q - 1, S, V, E>(rest, at, ls, loff, wb, lp, out, ldo, valid, fu, v0);
-    tile<M, K, Q, S, V, E>(at, ls, loff, wb, lp, out, ldo, valid, fu, v0);
+      return rest_tile<M, K, Q - 1, S, V, B, RB>(rest, at, ls, loff, wb, lp, out, ldo, valid, fu,
+                                                 p0, v0);
+    tile<M, K, Q, S, V, B, RB>(at, ls, loff, wb, lp, out, ldo, valid, fu, p0, v0);
   }
 }
 
@@ -172,16 +183,17 @@ void run(const uint64_t* a, int npix, const uint64_t* w, int noc, int lp, int32_
       int p = 0;
       for (; p + kP <= n; p += kP)
         tile<M, K, kP, 0>(at + 2 * p * K, ls, nullptr, wb, lp, out + int64_t(t0 + p) * ldo + o, ldo,
-                          valid, nullptr);
+                          valid, nullptr, 0);
       rest_tile<M, K, kP - 1, 0>(n - p, at + 2 * p * K, ls, nullptr, wb, lp,
-                                 out + int64_t(t0 + p) * ldo + o, ldo, valid, nullptr);
+                                 out + int64_t(t0 + p) * ldo + o, ldo, valid, nullptr, 0);
     }
   }
 }
 
-// The implicit-im2col row (BgemmDirectFn), stride S; te: the fused threshold epilogue (bits 1, 2).
+// The implicit-im2col row (BgemmDirectFn), stride S; B > 0: the fused threshold epilogue (te)
+// into B planes, with a packed residual of RB bits (0: none).
 // W2A2 runs one 16-channel vector per tile (12 accumulators): with both, its 24 spilled.
-template <int M, int K, int S, int E>
+template <int M, int K, int S, int B, int RB>
 void run_direct(const uint64_t* a, const int64_t* loff, int npix, const uint64_t* w, int noc,
                 int lp, int32_t* out, int ldo, const ThresholdEpilogue* te) {
   constexpr int kV = (M == 2 && K >= 2) ? 1 : kVecs;
@@ -189,54 +201,64 @@ void run_direct(const uint64_t* a, const int64_t* loff, int npix, const uint64_t
   const auto* a32 = reinterpret_cast<const uint32_t*>(a);
   const auto* w32 = reinterpret_cast<const uint32_t*>(w);
   const int64_t ws = int64_t(2) * lp * M * kBlock;  // in dwords
-  const int nblk = (noc + kBlock - 1) / kBlock;
-  const int64_t plane_halves = 4 * int64_t((noc + 63) / 64);
-  const int64_t pix_halves = te ? te->bits * plane_halves : 0;
-  auto* out16 = te ? reinterpret_cast<uint16_t*>(te->out) : nullptr;
+  const int nblk = (noc + kBlock - 1) / kBlock, cw = (noc + 63) / 64;
   for (int o = 0, blk = 0; o < noc; o += kBlock, ++blk) {
     const uint32_t* wb = w32 + blk * ws;
     const int valid = std::min(kBlock, noc - o);
-    const int cw = (noc + 63) / 64;
-    const auto fused = [&](int p) {
-      return Fused{
-          te->corr + p, te->thr + o,  te->neg + o,
-          te->ldt,      te->bits,     out16 + p * pix_halves + 2 * blk,
-          pix_halves,   plane_halves, te->res ? te->res + int64_t(p) * te->res_bits * cw : nullptr,
-          te->res_bits, cw,           o};
-    };
+    Fused f{};
+    if constexpr (B > 0)
+      f = Fused{te->corr,
+                te->thr + o,
+                te->neg + o,
+                te->ldt,
+                cw,
+                reinterpret_cast<uint16_t*>(te->out) + 2 * blk,
+                RB > 0 ? reinterpret_cast<const uint16_t*>(te->res) + 2 * blk : nullptr};
     for (int v0 = 0; v0 < kVecs; v0 += kV) {
-      if (16 * v0 >= valid && te == nullptr) break;  // (fused: zero halves are written)
+      if (16 * v0 >= valid && B == 0) break;  // (fused: zero halves are written)
       int p = 0;
-      for (; p + kP <= npix; p += kP) {
-        const Fused f = te ? fused(p) : Fused{};
-        tile<M, K, kP, S, kV, E>(a32 + 2 * p * S * K, 0, loff, wb, lp, out + int64_t(p) * ldo + o,
-                                 ldo, valid, te ? &f : nullptr, v0);
-      }
-      const Fused f = te && p < npix ? fused(p) : Fused{};
-      rest_tile<M, K, kP - 1, S, kV, E>(npix - p, a32 + 2 * p * S * K, 0, loff, wb, lp,
-                                        out + int64_t(p) * ldo + o, ldo, valid, te ? &f : nullptr,
-                                        v0);
+      for (; p + kP <= npix; p += kP)
+        tile<M, K, kP, S, kV, B, RB>(a32 + 2 * p * S * K, 0, loff, wb, lp,
+                                     out + int64_t(p) * ldo + o, ldo, valid, &f, p, v0);
+      rest_tile<M, K, kP - 1, S, kV, B, RB>(npix - p, a32 + 2 * p * S * K, 0, loff, wb, lp,
+                                            out + int64_t(p) * ldo + o, ldo, valid, &f, p, v0);
     }
   }
-  if (te && nblk % 2 == 1)  // the unused upper half of the last plane word
-    for (int p = 0; p < npix; ++p)
-      for (int b = 0; b < te->bits; ++b) {
-        out16[p * pix_halves + b * plane_halves + 2 * nblk] = 0;
-        out16[p * pix_halves + b * plane_halves + 2 * nblk + 1] = 0;
-      }
+  if constexpr (B > 0)
+    if (nblk % 2 == 1) {  // the unused upper half of the last plane word
+      auto* out16 = reinterpret_cast<uint16_t*>(te->out);
+      const int64_t plane_halves = 4 * int64_t(cw);
+      for (int p = 0; p < npix; ++p)
+        for (int b = 0; b < B; ++b) {
+          out16[(p * B + b) * plane_halves + 2 * nblk] = 0;
+          out16[(p * B + b) * plane_halves + 2 * nblk + 1] = 0;
+        }
+    }
 }
 
+// te: null, or an epilogue fusable() accepts.
 template <int M, int K>
 void run_direct_strided(const uint64_t* a, const int64_t* loff, int npix, int stride,
                         const uint64_t* w, int noc, int lp, int32_t* out, int ldo,
                         const ThresholdEpilogue* te) {
-  const auto with_stride = [&]<int E>() {
-    if (stride == 1) return run_direct<M, K, 1, E>(a, loff, npix, w, noc, lp, out, ldo, te);
-    return run_direct<M, K, 2, E>(a, loff, npix, w, noc, lp, out, ldo, te);
+  const auto with_stride = [&]<int B, int RB>() {
+    if (stride == 1) return run_direct<M, K, 1, B, RB>(a, loff, npix, w, noc, lp, out, ldo, te);
+    run_direct<M, K, 2, B, RB>(a, loff, npix, w, noc, lp, out, ldo, te);
   };
-  if (!te) return with_stride.template operator()<kStore>();
-  if (te->res) return with_stride.template operator()<kThresholdRes>();
-  return with_stride.template operator()<kThreshold>();
+  if (!te) return with_stride.template operator()<0, 0>();
+  const bool res = te->res != nullptr;
+  if (te->bits == 1) {
+    if (res) return with_stride.template operator()<1, 1>();
+    return with_stride.template operator()<1, 0>();
+  }
+  if (res) return with_stride.template operator()<2, 2>();
+  with_stride.template operator()<2, 0>();
+}
+
+// The threshold epilogues the kernel fuses: 1 or 2 output bits, with a packed residual of as many
+// bits (the block input of a residual block) or none. Others are left to the driver.
+bool fusable(const ThresholdEpilogue& te) {
+  return (te.bits == 1 || te.bits == 2) && (te.res == nullptr || te.res_bits == te.bits);
 }
 
 }  // namespace
@@ -372,8 +394,7 @@ void bgemm__avx512_ocv(const uint64_t* a, int npix, const uint64_t* w, int noc, 
 bool bgemm_direct__avx512_ocv(const uint64_t* a, const int64_t* loff, int npix, int stride,
                               const uint64_t* w, int noc, int k_bits, int m_bits, int lp,
                               int32_t* out, int ldo, const ThresholdEpilogue* te) {
-  if (te && (te->bits < 1 || te->bits > 2 || te->res_bits > 2 || (te->res && te->res_bits < 1)))
-    te = nullptr;
+  if (te && !fusable(*te)) te = nullptr;
   if ((stride == 1 || stride == 2) && with_plane_counts(m_bits, k_bits, [&]<int M, int K>() {
         run_direct_strided<M, K>(a, loff, npix, stride, w, noc, lp, out, ldo, te);
         return true;
