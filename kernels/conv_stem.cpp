@@ -135,6 +135,25 @@ void forward_direct(const ConvStemShape& s, const float* x, const float* bp,
                    [&](int oy, float* dst) { bias_relu(e, oc, row_sums(oy), ow, dst); });
     return;
   }
+  if (e.out_q && uk.by_panels_q[0]) {  // codes straight from the microkernel's registers
+#pragma omp parallel for schedule(dynamic, 1) if (int64_t(oh) * ow * oc * kk > (1 << 20))
+    for (int oy = 0; oy < oh; ++oy) {
+      const float* arow = xp + int64_t(oy) * s.stride * rs;
+      uint8_t* qrow = e.out_q + int64_t(oy) * ow * oc;
+      for (int g = 0; g < groups; ++g)
+        for (int q = 0; q < panels;) {
+          const int np = std::min(uk.max_panels, panels - q), o = q * kGemmNr;
+          const StemQuantTile t{
+              e.bias + o, e.mul ? e.mul + o : nullptr, e.add ? e.add + o : nullptr,   e.relu,
+              e.bits,     std::min(6, ow - g * 6),     std::min(np * kGemmNr, oc - o)};
+          uk.by_panels_q[np - 1](arow + g * 6 * lda, lda, rs, k, k * c,
+                                 bp + int64_t(q) * kGemmNr * kk, t, qrow + int64_t(g) * 6 * oc + o,
+                                 oc);
+          q += np;
+        }
+    }
+    return;
+  }
 #pragma omp parallel for schedule(dynamic, 1) if (int64_t(oh) * ow * oc * kk > (1 << 20))
   for (int oy = 0; oy < oh; ++oy) epilogue(e, oc, row_sums(oy), ow, int64_t(oy) * ow);
 }
@@ -234,7 +253,9 @@ std::span<const ConvStemVariant> conv_stem_variants() {
       conv_stem_ukernel__avx512<4>},
      4,
      conv_stem_quantize__avx512,
-     stem_pool_row__avx512},
+     stem_pool_row__avx512,
+     {conv_stem_ukernel_q__avx512<1>, conv_stem_ukernel_q__avx512<2>,
+      conv_stem_ukernel_q__avx512<3>, conv_stem_ukernel_q__avx512<4>}},
 #endif
   };
   return kVariants;

@@ -72,6 +72,23 @@ template <int NP>
 void conv_stem_ukernel__avx512(const float* a, int64_t lda, int64_t rs, int rows, int run,
                                const float* bp, float* c, int64_t ldc);
 
+// The direct-conv microkernel with the quantizing epilogue (ConvStemQuantizeFn) fused: the 6 x
+// 16*NP sums go from registers to codes q[i*ldq + j] for i < npix, j < valid, never stored as
+// floats. bias, mul, add (mul, add may be null) at the tile's first channel.
+struct StemQuantTile {
+  const float* bias;
+  const float* mul;
+  const float* add;
+  bool relu;
+  int bits, npix, valid;
+};
+using ConvStemQuantUkernel = void (*)(const float* a, int64_t lda, int64_t rs, int rows, int run,
+                                      const float* bp, const StemQuantTile& t, uint8_t* q,
+                                      int64_t ldq);
+template <int NP>
+void conv_stem_ukernel_q__avx512(const float* a, int64_t lda, int64_t rs, int rows, int run,
+                                 const float* bp, const StemQuantTile& t, uint8_t* q, int64_t ldq);
+
 // The quantizing epilogue over acc [m][oc] (row stride oc) -> q [m][oc]:
 // v = acc + bias; relu: v = max(v, 0); v = v*mul (if mul); v = v + add (if add);
 // q = quantize_level(v, 2^bits - 1) — the float operations of quantize_pack_act, no FMA.
@@ -106,6 +123,8 @@ struct ConvStemVariant {
   int max_panels;
   ConvStemQuantizeFn quantize;
   StemPoolRowFn pool_row;  // the fused pool (stem_pool_rows; the int8 stem's too)
+  // Optional: by_panels with quantize fused (codes out without a float row), same widths.
+  ConvStemQuantUkernel by_panels_q[4] = {};
 };
 std::span<const ConvStemVariant> conv_stem_variants();
 // The variant conv_stem_forward runs: best_variant(conv_stem_variants()), unless a test chose

@@ -1,7 +1,9 @@
 // AVX-512 FMA direct-convolution microkernel for the stem: 6 pixels x 64 channels (four 16-column
 // panels, one zmm each: 24 accumulators, per k four B loads and 6 broadcasts for 24 FMAs), A rows
 // read straight from the zero-padded NHWC image as in the AVX2 6x16 kernel. Each output is summed
-// from zero in (row, p) order with FMA, the same order as the AVX2 kernel.
+// from zero in (row, p) order with FMA, the same order as the AVX2 kernel. A second form quantizes
+// the sums in registers (conv_stem_ukernel_q__avx512): the stem head's codes without a float row
+// stored and read back (that pass took ~7 % of the stem's time).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -12,11 +14,13 @@
 
 namespace bfcn {
 
+namespace {
+
+// acc = the 6 x 16*NP sums (see conv_stem_ukernel__avx512).
 template <int NP>
-void conv_stem_ukernel__avx512(const float* a, int64_t lda, int64_t rs, int rows, int run,
-                               const float* bp, float* c, int64_t ldc) {
+[[gnu::always_inline]] inline void stem_sums(const float* a, int64_t lda, int64_t rs, int rows,
+                                             int run, const float* bp, __m512 (&acc)[6][NP]) {
   const int64_t ps = int64_t(rows) * run * 16;  // floats between consecutive panels
-  __m512 acc[6][NP];
 #pragma GCC unroll 8
   for (int i = 0; i < 6; ++i)
 #pragma GCC unroll 4
@@ -35,10 +39,63 @@ void conv_stem_ukernel__avx512(const float* a, int64_t lda, int64_t rs, int rows
       }
     }
   }
+}
+
+// conv_stem_quantize's operations on 16 sums of channels [o, o+16) (lanes outside k: zero
+// parameters, their codes never stored): the same float operations in the same order as
+// conv_stem_quantize__avx2 (asm barriers keep GCC from contracting mul+add into an FMA);
+// round-to-nearest-even. Zero-masked forms throughout: GCC 12 warns (maybe-uninitialized) on the
+// undefined pass-through of the plain max/min/round/convert.
+inline __m512i stem_level(__m512 v, __mmask16 k, const float* bias, bool relu, const float* mul,
+                          const float* add, __m512 levels) {
+  const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
+  const __mmask16 all = 0xffff;
+  v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, bias));
+  if (relu) v = _mm512_maskz_max_ps(all, v, zero);  // (v > 0 ? v : 0): NaN -> 0
+  if (mul) {
+    v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(k, mul));
+    asm("" : "+v"(v));
+  }
+  if (add) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, add));
+  v = _mm512_mul_ps(_mm512_maskz_min_ps(all, _mm512_maskz_max_ps(all, v, zero), one),
+                    levels);  // NaN -> 0
+  asm("" : "+v"(v));
+  return _mm512_maskz_cvtps_epi32(
+      all, _mm512_maskz_roundscale_ps(all, v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+}  // namespace
+
+template <int NP>
+void conv_stem_ukernel__avx512(const float* a, int64_t lda, int64_t rs, int rows, int run,
+                               const float* bp, float* c, int64_t ldc) {
+  __m512 acc[6][NP];
+  stem_sums<NP>(a, lda, rs, rows, run, bp, acc);
 #pragma GCC unroll 8
   for (int i = 0; i < 6; ++i)
 #pragma GCC unroll 4
     for (int j = 0; j < NP; ++j) _mm512_storeu_ps(c + i * ldc + j * 16, acc[i][j]);
+}
+
+template <int NP>
+void conv_stem_ukernel_q__avx512(const float* a, int64_t lda, int64_t rs, int rows, int run,
+                                 const float* bp, const StemQuantTile& t, uint8_t* q, int64_t ldq) {
+  __m512 acc[6][NP];
+  stem_sums<NP>(a, lda, rs, rows, run, bp, acc);
+  const __m512 levels = _mm512_set1_ps(float((1 << t.bits) - 1));
+#pragma GCC unroll 4
+  for (int j = 0; j < NP; ++j) {
+    const int left = t.valid - 16 * j;
+    const __mmask16 k = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << std::max(left, 0)) - 1);
+    const int o = 16 * j;
+#pragma GCC unroll 8
+    for (int i = 0; i < 6; ++i) {
+      if (i >= t.npix) break;
+      const __m512i qi = stem_level(acc[i][j], k, t.bias + o, t.relu, t.mul ? t.mul + o : nullptr,
+                                    t.add ? t.add + o : nullptr, levels);
+      _mm512_mask_cvtusepi32_storeu_epi8(q + i * ldq + o, k, qi);
+    }
+  }
 }
 
 // The widths the variant table names (kernels/conv_stem.cpp).
@@ -46,36 +103,24 @@ template std::remove_pointer_t<ConvStemUkernel> conv_stem_ukernel__avx512<1>;
 template std::remove_pointer_t<ConvStemUkernel> conv_stem_ukernel__avx512<2>;
 template std::remove_pointer_t<ConvStemUkernel> conv_stem_ukernel__avx512<3>;
 template std::remove_pointer_t<ConvStemUkernel> conv_stem_ukernel__avx512<4>;
+template std::remove_pointer_t<ConvStemQuantUkernel> conv_stem_ukernel_q__avx512<1>;
+template std::remove_pointer_t<ConvStemQuantUkernel> conv_stem_ukernel_q__avx512<2>;
+template std::remove_pointer_t<ConvStemQuantUkernel> conv_stem_ukernel_q__avx512<3>;
+template std::remove_pointer_t<ConvStemQuantUkernel> conv_stem_ukernel_q__avx512<4>;
 
 }  // namespace bfcn
 
 namespace bfcn {
 
-// 16 channels per step, masked tail; the same float operations in the same order as
-// conv_stem_quantize__avx2 (asm barriers keep GCC from contracting mul+add into an FMA);
-// round-to-nearest-even, then a saturating narrow to bytes. Zero-masked forms throughout: GCC 12
-// warns (maybe-uninitialized) on the undefined pass-through of the plain max/min/round/convert.
+// 16 channels per step, masked tail (stem_level), then a saturating narrow to bytes.
 void conv_stem_quantize__avx512(const float* acc, int64_t m, int oc, const float* bias, bool relu,
                                 const float* mul, const float* add, int bits, uint8_t* q) {
-  const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
   const __m512 levels = _mm512_set1_ps(float((1 << bits) - 1));
-  const __mmask16 all = 0xffff;
   for (int64_t i = 0; i < m; ++i, acc += oc, q += oc)
     for (int o = 0; o < oc; o += 16) {
-      const __mmask16 k = oc - o >= 16 ? all : __mmask16((1u << (oc - o)) - 1);
-      __m512 v =
-          _mm512_add_ps(_mm512_maskz_loadu_ps(k, acc + o), _mm512_maskz_loadu_ps(k, bias + o));
-      if (relu) v = _mm512_maskz_max_ps(all, v, zero);  // (v > 0 ? v : 0): NaN -> 0
-      if (mul) {
-        v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(k, mul + o));
-        asm("" : "+v"(v));
-      }
-      if (add) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, add + o));
-      v = _mm512_mul_ps(_mm512_maskz_min_ps(all, _mm512_maskz_max_ps(all, v, zero), one),
-                        levels);  // NaN -> 0
-      asm("" : "+v"(v));
-      const __m512i qi = _mm512_maskz_cvtps_epi32(
-          all, _mm512_maskz_roundscale_ps(all, v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+      const __mmask16 k = oc - o >= 16 ? __mmask16(0xffff) : __mmask16((1u << (oc - o)) - 1);
+      const __m512i qi = stem_level(_mm512_maskz_loadu_ps(k, acc + o), k, bias + o, relu,
+                                    mul ? mul + o : nullptr, add ? add + o : nullptr, levels);
       _mm512_mask_cvtusepi32_storeu_epi8(q + o, k, qi);
     }
 }

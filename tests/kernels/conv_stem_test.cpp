@@ -187,33 +187,55 @@ TEST_CASE("stem quantizing epilogue of every variant is bit-exact (quantize_leve
 }
 
 TEST_CASE("stem conv with quantized output equals quantizing its float output", "[kernels][stem]") {
-  const ConvStemShape s = shape(21, 19, 3, 40, 7, 2, 3, 1);
-  const int kk = 147;
-  const auto x = uniform_floats(size_t(s.in_h) * s.in_w * 3, 21);
-  const auto w = uniform_floats(size_t(s.out_c) * kk, 22, -0.2f, 0.2f);
-  const auto b = uniform_floats(size_t(s.out_c), 23);
-  const auto mul = uniform_floats(size_t(s.out_c), 24, 0.1f, 0.6f);
-  const auto add = uniform_floats(size_t(s.out_c), 25, 0.2f, 0.8f);
-  const size_t n = size_t(s.out_h()) * s.out_w() * s.out_c;
-  std::vector<float> y(n);
-  std::vector<uint8_t> q(n);
-  ConvStemEpilogue e;
-  e.bias = b.data();
-  e.out_f32 = y.data();
-  conv_stem_forward(s, x.data(), w.data(), e);
-  e.out_f32 = nullptr;
-  e.out_q = q.data();
-  e.mul = mul.data();
-  e.add = add.data();
-  e.bits = 2;
-  conv_stem_forward(s, x.data(), w.data(), e);
-  std::vector<int> seen(4, 0);
-  for (size_t i = 0; i < n; ++i) {
-    const size_t o = i % size_t(s.out_c);
-    REQUIRE(int(q[i]) == int(quantize_level(y[i] * mul[o] + add[o], 3.0f)));
-    ++seen[q[i]];
+  // Every variant (the AVX-512 one quantizes in the microkernel's registers), with and without
+  // ReLU, multipliers of both signs, an add or none; shapes with a channel tail (40 = 2.5 panels,
+  // 17), a last 6-pixel group of 4, 5 or 1 pixels, and more than 4 panels (80 channels).
+  const ConvStemShape shapes[] = {shape(21, 19, 3, 40, 7, 2, 3, 1), shape(9, 13, 3, 17, 3, 1, 1, 1),
+                                  shape(13, 11, 3, 80, 7, 2, 3, 1)};
+  uint32_t seed = 21;
+  for (const ConvStemShape& s : shapes) {
+    const int kk = s.kernel * s.kernel * s.in_c;
+    const auto x = uniform_floats(size_t(s.in_h) * s.in_w * s.in_c, seed++);
+    const auto w = uniform_floats(size_t(s.out_c) * kk, seed++, -0.2f, 0.2f);
+    const auto b = uniform_floats(size_t(s.out_c), seed++);
+    auto mul = uniform_floats(size_t(s.out_c), seed++, 0.1f, 0.6f);
+    for (size_t o = 0; o < mul.size(); o += 3) mul[o] = -mul[o];
+    const auto add = uniform_floats(size_t(s.out_c), seed++, 0.2f, 0.8f);
+    const size_t n = size_t(s.out_h()) * s.out_w() * s.out_c;
+    for (bool relu : {false, true})
+      for (bool with_add : {false, true}) {
+        INFO("oc " << s.out_c << " k" << s.kernel << " relu " << relu << " add " << with_add);
+        test::for_each_variant(conv_stem_variants(), [&](const ConvStemVariant& v) {
+          struct Use {
+            const ConvStemVariant* prev;
+            ~Use() { conv_stem_use_variant(prev); }
+          } use{conv_stem_use_variant(&v)};
+          std::vector<float> y(n);
+          std::vector<uint8_t> q(n, 0xee);
+          ConvStemEpilogue e;
+          e.bias = b.data();
+          e.relu = relu;
+          e.out_f32 = y.data();
+          conv_stem_forward(s, x.data(), w.data(), e);
+          e.out_f32 = nullptr;
+          e.out_q = q.data();
+          e.mul = mul.data();
+          e.add = with_add ? add.data() : nullptr;
+          e.bits = 2;
+          conv_stem_forward(s, x.data(), w.data(), e);
+          std::vector<int> seen(4, 0);
+          for (size_t i = 0; i < n; ++i) {
+            const size_t o = i % size_t(s.out_c);
+            float vq = y[i] * mul[o];
+            if (with_add) vq = vq + add[o];
+            REQUIRE(int(q[i]) == int(quantize_level(vq, 3.0f)));
+            ++seen[q[i]];
+          }
+          if (with_add)
+            for (int l = 0; l < 4; ++l) CHECK(seen[size_t(l)] > 0);  // every level is exercised
+        });
+      }
   }
-  for (int l = 0; l < 4; ++l) CHECK(seen[size_t(l)] > 0);  // every level is exercised
 }
 
 namespace {
