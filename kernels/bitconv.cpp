@@ -736,6 +736,10 @@ void bitconv_forward(const BitConvShape& s, const uint64_t* in, const PreparedBi
           else
             dequant(a, oc, corr[ox], e.mul, e.add, res, e.relu, e.out_f32 + (row + ox) * oc);
         }
+        if (!packed && e.row_relu) {
+          float* y = e.out_f32 + row * oc;
+          for (int64_t i = 0; i < int64_t(ow) * oc; ++i) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+        }
       });
 }
 

@@ -193,6 +193,10 @@ struct BitConvEpilogue {
   bool relu = false;
   uint64_t* out_packed = nullptr;
   int out_bits = 0;
+  // Float output only: the training engine's ReLU (v > 0 ? v : 0, so NaN and -0 become +0;
+  // `relu` above is DequantFn's), applied to each output row right after its epilogue, in the
+  // conv's parallel rows while the row is in cache.
+  bool row_relu = false;
   // Optional: the epilogue's integer thresholds computed once (make_requant_thresholds with the
   // same mul/add/bits/residual kind); without them a packed layer computes them per call.
   const struct RequantThresholds* thresholds = nullptr;

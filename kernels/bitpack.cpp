@@ -68,6 +68,7 @@ std::span<const BitpackVariant> bitpack_variants() {
     {Isa::ref, "quantize_pack_act__ref", quantize_pack_act__ref},
 #if BFCN_X86
     {Isa::avx2, "quantize_pack_act__avx2", quantize_pack_act__avx2},
+    {Isa::avx512, "quantize_pack_act__avx512", quantize_pack_act__avx512},
 #endif
   };
   return kVariants;

@@ -37,12 +37,14 @@ void unpack_act_q(const uint64_t* packed, int64_t pixels, int c, int bits, uint8
 // 1/0), q = nearbyint(clip(v, 0, 1) * (2^bits - 1)), written packed like pack_act_q.
 void quantize_pack_act(const float* x, int64_t pixels, int c, int bits, const float* mul,
                        const float* add, uint64_t* out);
-// The scalar and AVX2 bodies quantize_pack_act dispatches to (bitpack_variants()); bit-identical
-// (the same float operations, no FMA).
+// The scalar, AVX2 and AVX-512 bodies quantize_pack_act dispatches to (bitpack_variants());
+// bit-identical (the same float operations, no FMA).
 void quantize_pack_act__ref(const float* x, int64_t pixels, int c, int bits, const float* mul,
                             const float* add, uint64_t* out);
 void quantize_pack_act__avx2(const float* x, int64_t pixels, int c, int bits, const float* mul,
                              const float* add, uint64_t* out);
+void quantize_pack_act__avx512(const float* x, int64_t pixels, int c, int bits, const float* mul,
+                               const float* add, uint64_t* out);
 
 // The variants of quantize_pack_act, one per ISA level (ref first; kernels/variant.h): dispatch
 // runs the best one active_isa() allows, tests compare each with the ref one bit for bit.

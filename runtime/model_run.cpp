@@ -506,6 +506,10 @@ class Execution {
       e.out_bits = L.out_bits;
       e.thresholds = layer_thresholds(L, s, e);
       bitconv_forward(s, x.p, prepared_weights(L, s, variant), e);
+    } else if (y.bits == 0) {  // the ReLU row by row, in the conv's parallel rows
+      e.out_f32 = y.f;
+      e.row_relu = L.relu;
+      bitconv_forward(s, x.p, prepared_weights(L, s, variant), e);
     } else {
       e.out_f32 = y.f;
       bitconv_forward(s, x.p, prepared_weights(L, s, variant), e);

@@ -4,10 +4,14 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <cstring>
+#include <map>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/rng.h"
+#include "kernels/bitpack.h"
 #include "runtime/engine.h"
 #include "runtime/synthetic.h"
 #include "tests/runtime/synthetic_graph.h"
@@ -171,4 +175,54 @@ TEST_CASE("engine: the int8 stem's float map is within its weights' rounding of 
   CHECK(err15 < 1e-3 * big);
   CHECK(err8 > 10 * err15);
   CHECK(err8 < 0.05 * big);
+}
+
+TEST_CASE("engine: a block's float output with ReLU and the quantizer after it",
+          "[runtime][engine]") {
+  // The trained models' block outputs (float map with ReLU, then the next block's quant_act; one
+  // conv with a packed residual, one with a float one): the conv applies the training engine's
+  // ReLU row by row in its epilogue, so the traced map has no negative, -0 or NaN value, and the
+  // quant_act's codes are the scalar quantize_pack_act of that map.
+  test::SyntheticGraph g = test::synthetic_graph();
+  test::float_block_outputs(g);
+  const rt::Model model =
+      rt::Model::from_file(rt::parse_model("synthetic", rt::serialize_model(g.header, g.blobs)));
+  auto blob = [&](const std::string& name) {
+    for (const rt::BlobData& b : g.blobs)
+      if (b.name == name) {
+        std::vector<float> v(b.bytes.size() / sizeof(float));
+        std::memcpy(v.data(), b.bytes.data(), b.bytes.size());
+        return v;
+      }
+    FAIL("no blob " << name);
+    return std::vector<float>{};
+  };
+  for (auto [h, w] : {std::pair{45, 61}, std::pair{64, 64}}) {
+    INFO(h << "x" << w);
+    Rng rng(uint64_t(h) * w + 7);
+    const std::vector<float> img = test::random_tensor(Shape{3, h, w}, rng, 0.0f, 1.0f).to_vector();
+    std::map<std::string, rt::TracedTensor> traced;
+    model.set_trace([&](const rt::TracedTensor& t) { traced[t.layer] = t; });
+    std::vector<uint8_t> labels;
+    model.run(img.data(), h, w, nullptr, &labels);
+    for (const std::string block : {"layer1.0", "layer2.0"}) {
+      INFO(block);
+      const rt::TracedTensor &y = traced[block + ".conv2"], &q = traced[block + ".act"];
+      REQUIRE(y.bits == 0);
+      REQUIRE(y.values.size() == size_t(y.h) * y.w * y.c);
+      CHECK(std::all_of(y.values.begin(), y.values.end(),
+                        [](float v) { return v >= 0.0f && !std::signbit(v); }));
+      CHECK(std::count(y.values.begin(), y.values.end(), 0.0f) > 0);  // the ReLU clipped some
+      const int64_t pix = int64_t(y.h) * y.w;
+      std::vector<uint64_t> packed(size_t(pix) * 2 * bit_words(y.c));
+      const std::vector<float> mul = blob(block + ".act.mul"), add = blob(block + ".act.add");
+      quantize_pack_act__ref(y.values.data(), pix, y.c, 2, mul.data(), add.data(), packed.data());
+      std::vector<uint8_t> want(size_t(pix) * y.c);
+      unpack_act_q(packed.data(), pix, y.c, 2, want.data());
+      CHECK(q.codes == want);
+      std::vector<int> seen(4, 0);
+      for (uint8_t c : q.codes) ++seen[c];
+      for (int l = 0; l < 4; ++l) CHECK(seen[size_t(l)] > 0);  // every level occurs
+    }
+  }
 }

@@ -2,6 +2,7 @@
 // engine_fusion_test.cpp).
 #pragma once
 
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,48 @@ inline void add_second_pool_reader(nlohmann::json& header) {
                               {"kernel", 3},
                               {"stride", 2},
                               {"pad", 1}});
+}
+
+// The trained models' block outputs (bfcn export of a float residual stream): layer1.0.conv2 and
+// layer2.0.conv2 write a float map with ReLU (their offsets moved to -0.4), which an affine
+// quant_act "<block>.act" quantizes for the next block's convs (layer1.0's conv2 has a packed
+// residual, layer2.0's the float downsample output).
+inline void float_block_outputs(SyntheticGraph& g) {
+  for (const std::string block : {"layer1.0", "layer2.0"}) {
+    nlohmann::json& layers = g.header["layers"];
+    size_t at = 0;
+    int channels = 0;
+    for (size_t i = 0; i < layers.size(); ++i)
+      if (layers[i]["name"] == block + ".conv2") {
+        layers[i]["out_bits"] = 0;
+        layers[i]["relu"] = true;
+        channels = layers[i]["out_c"].get<int>();
+        at = i + 1;
+      }
+    for (nlohmann::json& L : layers)  // the next block's convs read the codes
+      for (nlohmann::json& in : L["inputs"])
+        if (in == block && L["name"] != block + ".act") in = block + ".act";
+    std::vector<float> mul(static_cast<size_t>(channels)), add(static_cast<size_t>(channels));
+    for (int c = 0; c < channels; ++c) {
+      mul[size_t(c)] = 0.6f + 0.1f * float(c % 5);
+      add[size_t(c)] = 0.05f * float(c % 3);
+    }
+    for (rt::BlobData& b : g.blobs)  // an offset that sends many sums below 0: the ReLU clips
+      if (b.name == block + ".conv2.add")
+        for (size_t i = 0; i + sizeof(float) <= b.bytes.size(); i += sizeof(float)) {
+          const float shift = -0.4f;
+          std::memcpy(b.bytes.data() + i, &shift, sizeof(float));
+        }
+    g.blobs.push_back(rt::make_blob(block + ".act.mul", mul));
+    g.blobs.push_back(rt::make_blob(block + ".act.add", add));
+    layers.insert(layers.begin() + std::ptrdiff_t(at),
+                  nlohmann::json::object({{"name", block + ".act"},
+                                          {"type", "quant_act"},
+                                          {"inputs", {block}},
+                                          {"output", block + ".act"},
+                                          {"bits", 2},
+                                          {"affine", true}}));
+  }
 }
 
 }  // namespace bfcn::test
