@@ -13,6 +13,7 @@
 
 #include "kernels/bitconv.h"
 #include "kernels/bitconv_internal.h"
+#include "kernels/quantize__avx512.h"
 
 namespace bfcn {
 namespace {
@@ -294,14 +295,12 @@ static inline __m512 epilogue_value(const int32_t* p, __m512i vcorr, const float
 }
 
 // The packed epilogue (RequantFn) 16 channels per step: the float operations of
-// requant_pack__ref in its order (an asm barrier keeps the multiply and add from contracting into
-// an FMA), each bit plane's 16 bits taken as a test mask. Zero-masked forms throughout (GCC 12
-// warns on the undefined pass-through of the plain ones).
+// requant_pack__ref in its order (epilogue_value, then avx512::level16), each bit plane's 16 bits
+// taken as a test mask.
 void requant_pack__avx512(const int32_t* p, int n, int32_t corr, const float* mul, const float* add,
                           const float* res, int bits, uint64_t* out) {
   const int cw = (n + 63) / 64;
   const __m512i vcorr = _mm512_set1_epi32(corr);
-  const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
   const __m512 levels = _mm512_set1_ps(float((1 << bits) - 1));
   const __mmask16 all = 0xffff;
   for (int wi = 0; wi < cw; ++wi) {
@@ -310,14 +309,8 @@ void requant_pack__avx512(const int32_t* p, int n, int32_t corr, const float* mu
     for (int j = 0; j < m; j += 16) {
       const int o = wi * 64 + j;
       const __mmask16 k = m - j >= 16 ? all : __mmask16((1u << (m - j)) - 1);
-      __m512 v = epilogue_value(p + o, vcorr, mul + o, add + o, res ? res + o : nullptr, k);
-      v = _mm512_mul_ps(_mm512_maskz_min_ps(all, _mm512_maskz_max_ps(all, v, zero), one),
-                        levels);  // NaN -> 0
-      asm("" : "+v"(v));
-      const __m512i qi = _mm512_maskz_cvtps_epi32(
-          all, _mm512_maskz_roundscale_ps(all, v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-      for (int b = 0; b < bits; ++b)
-        planes[b] |= uint64_t(_mm512_mask_test_epi32_mask(k, qi, _mm512_set1_epi32(1 << b))) << j;
+      const __m512 v = epilogue_value(p + o, vcorr, mul + o, add + o, res ? res + o : nullptr, k);
+      avx512::or_planes(avx512::level16(v, levels), k, bits, j, planes);
     }
     for (int b = 0; b < bits; ++b) out[b * cw + wi] = planes[b];
   }

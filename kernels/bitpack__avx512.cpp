@@ -9,17 +9,16 @@
 #include <algorithm>
 
 #include "kernels/bitpack.h"
+#include "kernels/quantize__avx512.h"
 
 namespace bfcn {
 
 namespace {
 
-// Pixels [p0, p1). Zero-masked forms throughout (GCC 12 warns on the undefined pass-through of the
-// plain max/min/round/convert).
+// Pixels [p0, p1).
 void quantize_pack_pixels(const float* x, int64_t p0, int64_t p1, int c, int bits, const float* mul,
                           const float* add, uint64_t* out) {
   const int cw = bit_words(c);
-  const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
   const __m512 levels = _mm512_set1_ps(float((1 << bits) - 1));
   const __mmask16 all = 0xffff;
   for (int64_t p = p0; p < p1; ++p) {
@@ -31,19 +30,9 @@ void quantize_pack_pixels(const float* x, int64_t p0, int64_t p1, int c, int bit
       for (int j = 0; j < m; j += 16) {
         const int ch = wi * 64 + j;
         const __mmask16 k = m - j >= 16 ? all : __mmask16((1u << (m - j)) - 1);
-        __m512 v = _mm512_maskz_loadu_ps(k, src + ch);
-        if (mul) {
-          v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(k, mul + ch));
-          asm("" : "+v"(v));  // no FMA with the add
-        }
-        if (add) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, add + ch));
-        v = _mm512_mul_ps(_mm512_maskz_min_ps(all, _mm512_maskz_max_ps(all, v, zero), one),
-                          levels);  // NaN -> 0
-        asm("" : "+v"(v));
-        const __m512i q = _mm512_maskz_cvtps_epi32(
-            all, _mm512_maskz_roundscale_ps(all, v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-        for (int b = 0; b < bits; ++b)
-          planes[b] |= uint64_t(_mm512_mask_test_epi32_mask(k, q, _mm512_set1_epi32(1 << b))) << j;
+        const __m512 v = avx512::affine16(_mm512_maskz_loadu_ps(k, src + ch),
+                                          mul ? mul + ch : nullptr, add ? add + ch : nullptr, k);
+        avx512::or_planes(avx512::level16(v, levels), k, bits, j, planes);
       }
       for (int b = 0; b < bits; ++b) dst[b * cw + wi] = planes[b];
     }

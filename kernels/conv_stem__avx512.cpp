@@ -11,6 +11,7 @@
 #include <type_traits>
 
 #include "kernels/conv_stem.h"
+#include "kernels/quantize__avx512.h"
 
 namespace bfcn {
 
@@ -42,26 +43,14 @@ template <int NP>
 }
 
 // conv_stem_quantize's operations on 16 sums of channels [o, o+16) (lanes outside k: zero
-// parameters, their codes never stored): the same float operations in the same order as
-// conv_stem_quantize__avx2 (asm barriers keep GCC from contracting mul+add into an FMA);
-// round-to-nearest-even. Zero-masked forms throughout: GCC 12 warns (maybe-uninitialized) on the
-// undefined pass-through of the plain max/min/round/convert.
+// parameters, their codes never stored): bias, ReLU, then the activation quantizer's steps
+// (kernels/quantize__avx512.h), the same float operations in the same order as
+// conv_stem_quantize__avx2.
 inline __m512i stem_level(__m512 v, __mmask16 k, const float* bias, bool relu, const float* mul,
                           const float* add, __m512 levels) {
-  const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
-  const __mmask16 all = 0xffff;
   v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, bias));
-  if (relu) v = _mm512_maskz_max_ps(all, v, zero);  // (v > 0 ? v : 0): NaN -> 0
-  if (mul) {
-    v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(k, mul));
-    asm("" : "+v"(v));
-  }
-  if (add) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, add));
-  v = _mm512_mul_ps(_mm512_maskz_min_ps(all, _mm512_maskz_max_ps(all, v, zero), one),
-                    levels);  // NaN -> 0
-  asm("" : "+v"(v));
-  return _mm512_maskz_cvtps_epi32(
-      all, _mm512_maskz_roundscale_ps(all, v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  if (relu) v = _mm512_maskz_max_ps(0xffff, v, _mm512_setzero_ps());  // (v > 0 ? v : 0): NaN -> 0
+  return avx512::level16(avx512::affine16(v, mul, add, k), levels);
 }
 
 }  // namespace

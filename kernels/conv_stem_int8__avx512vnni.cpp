@@ -11,6 +11,7 @@
 #include <type_traits>
 
 #include "kernels/conv_stem_int8.h"
+#include "kernels/quantize__avx512.h"
 
 namespace bfcn {
 
@@ -140,24 +141,13 @@ void conv_stem_int8_epilogue__avx512vnni(const int32_t* acc, int64_t m, int oc, 
       }
     return;
   }
-  const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
   const __m512 top = _mm512_set1_ps(float(levels));
   for (int64_t i = 0; i < m; ++i, acc += ldc, q += oc)
     for (int o = 0; o < oc; o += 16) {
       const __mmask16 k = lanes(oc - o);
-      __m512 v = dequant16(acc, o, k, d);
-      if (d.mul) {
-        v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(k, d.mul + o));
-        asm("" : "+v"(v));
-      }
-      if (d.add) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, d.add + o));
-      v = _mm512_mul_ps(_mm512_maskz_min_ps(kAll, _mm512_maskz_max_ps(kAll, v, zero), one),
-                        top);  // NaN -> 0
-      asm("" : "+v"(v));
-      store_bytes(q + o, k,
-                  _mm512_maskz_cvtps_epi32(
-                      kAll, _mm512_maskz_roundscale_ps(
-                                kAll, v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+      const __m512 v = avx512::affine16(dequant16(acc, o, k, d), d.mul ? d.mul + o : nullptr,
+                                        d.add ? d.add + o : nullptr, k);
+      store_bytes(q + o, k, avx512::level16(v, top));
     }
 }
 
