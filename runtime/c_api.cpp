@@ -158,10 +158,12 @@ bfcn_status bfcn_model_set_threads(bfcn_model* model, int threads) {
 
 bfcn_status bfcn_model_set_stem_int8(bfcn_model* model, int on) {
   if (!model) return fail(BFCN_ERROR_ARGUMENT, "bfcn_model_set_stem_int8: model is NULL");
-  if (on != 0 && on != 1)
+  if (on != 0 && on != 1 && on != 8 && on != 15)
     return fail(BFCN_ERROR_ARGUMENT,
-                "bfcn_model_set_stem_int8: on must be 0 or 1, got " + std::to_string(on));
-  model->model.set_stem_int8(on == 1);
+                "bfcn_model_set_stem_int8: on must be 0 (FP32), 1 or 15 (15-bit weights) or 8 "
+                "(8-bit weights), got " +
+                    std::to_string(on));
+  model->model.set_stem_int8(on != 0, on == 8 ? 8 : 15);
   return BFCN_OK;
 }
 

@@ -227,6 +227,24 @@ TEST_CASE("capi: errors are a status and a message, never an exception", "[deplo
   CHECK(bfcn_model_set_threads(m.p, -1) == BFCN_ERROR_ARGUMENT);
   CHECK(bfcn_model_set_stem_int8(m.p, 2) == BFCN_ERROR_ARGUMENT);
   CHECK_THAT(bfcn_last_error(), Catch::Contains("got 2"));
+  CHECK(bfcn_model_set_stem_int8(m.p, 16) == BFCN_ERROR_ARGUMENT);
+  CHECK_THAT(bfcn_last_error(), Catch::Contains("or 8 (8-bit weights), got 16"));
+  {  // the int8 stem's two weight widths: 1 is 15, and 8 gives other logits (on a varied image:
+     // a flat one's stem codes agree)
+    std::vector<unsigned char> varied(3 * 64 * 64);
+    for (size_t i = 0; i < varied.size(); ++i)
+      varied[i] = static_cast<unsigned char>((i * 37) % 251);
+    std::vector<float> l15(size_t(kClasses) * 64 * 64), l1(l15.size()), l8(l15.size());
+    REQUIRE(bfcn_model_set_stem_int8(m.p, 15) == BFCN_OK);
+    REQUIRE(bfcn_model_run(m.p, varied.data(), 64, 64, 0, labels.data(), l15.data()) == BFCN_OK);
+    REQUIRE(bfcn_model_set_stem_int8(m.p, 1) == BFCN_OK);
+    REQUIRE(bfcn_model_run(m.p, varied.data(), 64, 64, 0, labels.data(), l1.data()) == BFCN_OK);
+    REQUIRE(bfcn_model_set_stem_int8(m.p, 8) == BFCN_OK);
+    REQUIRE(bfcn_model_run(m.p, varied.data(), 64, 64, 0, labels.data(), l8.data()) == BFCN_OK);
+    CHECK(l1 == l15);
+    CHECK(l8 != l15);
+    REQUIRE(bfcn_model_set_stem_int8(m.p, 0) == BFCN_OK);
+  }
   CHECK(bfcn_model_set_stem_int8(nullptr, 1) == BFCN_ERROR_ARGUMENT);
   CHECK(bfcn_model_set_input_size(m.p, -1, 5) == BFCN_ERROR_ARGUMENT);
   CHECK(bfcn_model_set_input_size(m.p, 0, 5) == BFCN_ERROR_ARGUMENT);

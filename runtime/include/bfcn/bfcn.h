@@ -65,11 +65,12 @@ BFCN_API bfcn_status bfcn_model_input_size(const bfcn_model* model, int* height,
  * (OMP_NUM_THREADS or all cores). */
 BFCN_API bfcn_status bfcn_model_set_threads(bfcn_model* model, int threads);
 
-/* The RGB stem in integers (on = 1) or FP32 (on = 0, the default). int8 is faster where the CPU
- * has AVX-512 VNNI; the image becomes bytes (exactly, for 8-bit images) and the stem's weights
- * 15-bit integers, so its outputs are within ~1e-4 of the FP32 stem's and its labels differ at
- * ~1 % of the pixels, with no measurable mIoU change (docs/runtime.md gives the measured
- * accuracy). */
+/* The RGB stem in integers (on = 1, or 15) or FP32 (on = 0, the default). int8 is faster where
+ * the CPU has AVX-512 VNNI; the image becomes bytes (exactly, for 8-bit images) and the stem's
+ * weights 15-bit integers, so its outputs are within ~1e-4 of the FP32 stem's and its labels
+ * differ at ~1 % of the pixels, with no measurable mIoU change (docs/runtime.md gives the
+ * measured accuracy). on = 8: 8-bit weights, one VNNI pass instead of two (faster; labels differ
+ * at ~2.5 %). */
 BFCN_API bfcn_status bfcn_model_set_stem_int8(bfcn_model* model, int on);
 
 /* Segments one image. rgb: height x width pixels of 3 bytes (R, G, B), rows row_stride bytes apart

@@ -54,7 +54,10 @@ class Model {
     return rgb;
   }
   void set_threads(int threads) { check(bfcn_model_set_threads(m_, threads)); }
-  void set_stem_int8(bool on) { check(bfcn_model_set_stem_int8(m_, on ? 1 : 0)); }
+  // weight_bits: 15 or 8 (bfcn_model_set_stem_int8)
+  void set_stem_int8(bool on, int weight_bits = 15) {
+    check(bfcn_model_set_stem_int8(m_, on ? weight_bits : 0));
+  }
   void set_input_size(int height, int width) {
     check(bfcn_model_set_input_size(m_, height, width));
   }
