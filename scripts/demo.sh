@@ -116,8 +116,8 @@ est() { # est <stage>: seconds
       evals=$([ "$EVAL_EVERY" -gt 0 ] && echo $((it / EVAL_EVERY + 1)) || echo 1)
       echo $(((it * BATCH * img * img / (128 * 128) / rate + evals * n_val / 30) / speed + 5)) ;;
     eval) echo $((3 * n_val / 30 + 15)) ;;
-    export) echo 10 ;;
-    bench) [ "$MODE" = full ] || [ "$MODE" = long ] && echo 90 || echo 40 ;;
+    export) echo 30 ;; # measured 27 s (session 14 demo, Zen 5)
+    bench) [ "$MODE" = full ] || [ "$MODE" = long ] && echo 25 || echo 15 ;; # measured 11 s
     infer) echo 5 ;;
     stem) [ "$MODE" = full ] || [ "$MODE" = long ] && echo 15 || echo 10 ;;
     report) echo 10 ;;
