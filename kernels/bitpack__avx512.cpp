@@ -43,8 +43,8 @@ void quantize_pack_pixels(const float* x, int64_t p0, int64_t p1, int c, int bit
 
 void quantize_pack_act__avx512(const float* x, int64_t pixels, int c, int bits, const float* mul,
                                const float* add, uint64_t* out) {
-  // Small calls (a conv's output row, quantized inside the conv's own parallel rows) stay out of
-  // OpenMP: even an if(false) region costs a team setup per call.
+  // Small maps stay out of OpenMP (the same bound as the other variants; an if(false) region
+  // still sets up a team of one per call).
   if (pixels * c <= 65536) return quantize_pack_pixels(x, 0, pixels, c, bits, mul, add, out);
   constexpr int64_t kChunk = 256;
 #pragma omp parallel for schedule(static)

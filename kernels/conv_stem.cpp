@@ -143,9 +143,14 @@ void forward_direct(const ConvStemShape& s, const float* x, const float* bp,
       for (int g = 0; g < groups; ++g)
         for (int q = 0; q < panels;) {
           const int np = std::min(uk.max_panels, panels - q), o = q * kGemmNr;
-          const StemQuantTile t{
-              e.bias + o, e.mul ? e.mul + o : nullptr, e.add ? e.add + o : nullptr,   e.relu,
-              e.bits,     std::min(6, ow - g * 6),     std::min(np * kGemmNr, oc - o)};
+          StemQuantTile t;
+          t.bias = e.bias + o;
+          t.mul = e.mul ? e.mul + o : nullptr;
+          t.add = e.add ? e.add + o : nullptr;
+          t.relu = e.relu;
+          t.bits = e.bits;
+          t.npix = std::min(6, ow - g * 6);  // the row's last group may be short
+          t.valid = std::min(np * kGemmNr, oc - o);
           uk.by_panels_q[np - 1](arow + g * 6 * lda, lda, rs, k, k * c,
                                  bp + int64_t(q) * kGemmNr * kk, t, qrow + int64_t(g) * 6 * oc + o,
                                  oc);

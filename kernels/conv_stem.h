@@ -76,11 +76,11 @@ void conv_stem_ukernel__avx512(const float* a, int64_t lda, int64_t rs, int rows
 // 16*NP sums go from registers to codes q[i*ldq + j] for i < npix, j < valid, never stored as
 // floats. bias, mul, add (mul, add may be null) at the tile's first channel.
 struct StemQuantTile {
-  const float* bias;
-  const float* mul;
-  const float* add;
-  bool relu;
-  int bits, npix, valid;
+  const float* bias = nullptr;
+  const float* mul = nullptr;
+  const float* add = nullptr;
+  bool relu = false;
+  int bits = 0, npix = 0, valid = 0;
 };
 using ConvStemQuantUkernel = void (*)(const float* a, int64_t lda, int64_t rs, int rows, int run,
                                       const float* bp, const StemQuantTile& t, uint8_t* q,
