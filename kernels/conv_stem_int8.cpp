@@ -207,6 +207,88 @@ const ConvStemInt8Variant* conv_stem_int8_use_variant(const ConvStemInt8Variant*
   return old;
 }
 
+namespace {
+
+// The weights in integers for one set of input steps and zero points: the packed microkernel
+// bytes and what the epilogue needs. They depend on the weights and the image's steps and zero
+// points only, and every 8-bit image has the same ones, so each thread keeps the last set and
+// reuses it while the weights (compared in full) and the steps match.
+struct StemInt8Weights {
+  // the key
+  std::vector<float> w;
+  int oc = 0, c = 0, k = 0, weight_bits = 0;
+  StemInputQuant iq;
+  // w' = w * step[c] (the input step folded in), one scale per output channel so the largest |w'|
+  // is the largest integer weight. 8 bits: one byte, one microkernel pass. 15 bits: two bytes,
+  // hi * 128 + lo (hi in [-127, 127], lo in [-64, 63]), one pass each. Packed
+  // [panel][pass][c][ky][group][16][4], bytes past K zero.
+  std::vector<int8_t> bp;
+  std::vector<int32_t> wqs;   // the integer weights [o][c][ky][kx]
+  std::vector<int32_t> corr;  // per output channel: the zero points' share of acc, in integers
+  std::vector<float> corr_frac, scale;
+};
+
+const StemInt8Weights& stem_int8_weights(const float* w, int oc, int c, int k, int weight_bits,
+                                         const StemInputQuant& iq) {
+  thread_local StemInt8Weights sw;
+  const size_t n = size_t(oc) * k * k * c;
+  if (sw.oc == oc && sw.c == c && sw.k == k && sw.weight_bits == weight_bits &&
+      std::memcmp(sw.iq.step, iq.step, sizeof(iq.step)) == 0 &&
+      std::memcmp(sw.iq.zero, iq.zero, sizeof(iq.zero)) == 0 && sw.w.size() == n &&
+      std::memcmp(sw.w.data(), w, n * sizeof(float)) == 0)
+    return sw;
+  sw.w.assign(w, w + n);
+  sw.oc = oc;
+  sw.c = c;
+  sw.k = k;
+  sw.weight_bits = weight_bits;
+  sw.iq = iq;
+  const int passes = weight_bits == 8 ? 1 : 2;
+  const int groups = (k + 3) / 4, nrows = c * k, panels = (oc + kPanel - 1) / kPanel;
+  const int64_t pass_bytes = int64_t(nrows) * groups * 4 * kPanel;
+  const int64_t panel_bytes = passes * pass_bytes;
+  sw.bp.assign(size_t(panels * panel_bytes), 0);
+  sw.wqs.assign(n, 0);
+  sw.corr.assign(size_t(oc), 0);
+  sw.corr_frac.assign(size_t(oc), 0.0f);
+  sw.scale.assign(size_t(oc), 1.0f);
+  // The sums stay within +-2^30 (taps * 255 * the largest weight), where the thresholds are exact
+  // and acc - corr fits in 32 bits: the RGB 7x7 stem keeps all 15 bits.
+  const float wmax =
+      passes == 1 ? 127.0f
+                  : float(std::min<int64_t>(kWeightMax15, (int64_t(1) << 30) / (255 * k * k * c)));
+  for (int o = 0; o < oc; ++o) {
+    const float* wo = w + int64_t(o) * k * k * c;
+    float mx = 0.0f;
+    for (int t = 0; t < k * k * c; ++t) mx = std::max(mx, std::fabs(wo[t] * iq.step[t % c]));
+    if (mx > 0.0f && std::isfinite(mx)) sw.scale[size_t(o)] = mx / wmax;
+    const float inv = 1.0f / sw.scale[size_t(o)];
+    int8_t* po = sw.bp.data() + (o / kPanel) * panel_bytes + (o % kPanel) * 4;
+    double zero_share = 0;  // sum of wq * zero over the taps: what the zero points add to acc
+    for (int ch = 0; ch < c; ++ch)
+      for (int ky = 0; ky < k; ++ky)
+        for (int kx = 0; kx < k; ++kx) {
+          const float wv = wo[(ky * k + kx) * c + ch] * iq.step[ch];
+          const int wq = int(clamp_round(wv * inv, -wmax, wmax));
+          const int64_t at = ((int64_t(ch) * k + ky) * groups + kx / 4) * 4 * kPanel + kx % 4;
+          if (passes == 1) {
+            po[at] = int8_t(wq);
+          } else {
+            const int hi = (wq + 64) >> 7;  // floor: lo in [-64, 63]
+            po[at] = int8_t(hi);
+            po[pass_bytes + at] = int8_t(wq - hi * 128);
+          }
+          zero_share += double(wq) * iq.zero[ch];
+          sw.wqs[size_t(((int64_t(o) * c + ch) * k + ky) * k + kx)] = wq;
+        }
+    sw.corr[size_t(o)] = int32_t(std::nearbyint(zero_share));
+    sw.corr_frac[size_t(o)] = float(zero_share - sw.corr[size_t(o)]);
+  }
+  return sw;
+}
+
+}  // namespace
+
 void conv_stem_int8_forward(const ConvStemShape& s, const float* x, const float* mean,
                             const float* inv_std, const float* w, const ConvStemEpilogue& e,
                             int weight_bits) {
@@ -223,51 +305,13 @@ void conv_stem_int8_forward(const ConvStemShape& s, const float* x, const float*
   const ConvStemInt8Variant& uk = conv_stem_int8_active();
   const StemInputQuant iq = stem_input_quant(x, c, pixels, mean, inv_std);
 
-  // Weights: w' = w * step[c] (the input step folded in), one step per output channel so the
-  // largest |w'| is the largest integer weight. 8 bits: one byte, one microkernel pass. 15 bits:
-  // two bytes, hi * 128 + lo (hi in [-127, 127], lo in [-64, 63]), one pass each. Packed
-  // [panel][pass][c][ky][group][16][4], bytes past K zero.
   const int passes = weight_bits == 8 ? 1 : 2;
   const int groups = (k + 3) / 4, nrows = c * k, panels = (oc + kPanel - 1) / kPanel;
   const int64_t pass_bytes = int64_t(nrows) * groups * 4 * kPanel;
   const int64_t panel_bytes = passes * pass_bytes;
-  std::vector<int8_t> bp(size_t(panels * panel_bytes), 0);
-  std::vector<int32_t> wqs(size_t(oc) * c * k * k);  // the integer weights [o][c][ky][kx]
-  std::vector<int32_t> corr(size_t(oc), 0);
-  std::vector<float> corr_frac(size_t(oc), 0.0f);
-  std::vector<float> scale(size_t(oc), 1.0f);
-  // The sums stay within +-2^30 (taps * 255 * the largest weight), where the thresholds are exact
-  // and acc - corr fits in 32 bits: the RGB 7x7 stem keeps all 15 bits.
-  const float wmax =
-      passes == 1 ? 127.0f
-                  : float(std::min<int64_t>(kWeightMax15, (int64_t(1) << 30) / (255 * k * k * c)));
-  for (int o = 0; o < oc; ++o) {
-    const float* wo = w + int64_t(o) * k * k * c;
-    float mx = 0.0f;
-    for (int t = 0; t < k * k * c; ++t) mx = std::max(mx, std::fabs(wo[t] * iq.step[t % c]));
-    if (mx > 0.0f && std::isfinite(mx)) scale[size_t(o)] = mx / wmax;
-    const float inv = 1.0f / scale[size_t(o)];
-    int8_t* po = bp.data() + (o / kPanel) * panel_bytes + (o % kPanel) * 4;
-    double zero_share = 0;  // sum of wq * zero over the taps: what the zero points add to acc
-    for (int ch = 0; ch < c; ++ch)
-      for (int ky = 0; ky < k; ++ky)
-        for (int kx = 0; kx < k; ++kx) {
-          const float wv = wo[(ky * k + kx) * c + ch] * iq.step[ch];
-          const int wq = int(clamp_round(wv * inv, -wmax, wmax));
-          const int64_t at = ((int64_t(ch) * k + ky) * groups + kx / 4) * 4 * kPanel + kx % 4;
-          if (passes == 1) {
-            po[at] = int8_t(wq);
-          } else {
-            const int hi = (wq + 64) >> 7;  // floor: lo in [-64, 63]
-            po[at] = int8_t(hi);
-            po[pass_bytes + at] = int8_t(wq - hi * 128);
-          }
-          zero_share += double(wq) * iq.zero[ch];
-          wqs[size_t(((int64_t(o) * c + ch) * k + ky) * k + kx)] = wq;
-        }
-    corr[size_t(o)] = int32_t(std::nearbyint(zero_share));
-    corr_frac[size_t(o)] = float(zero_share - corr[size_t(o)]);
-  }
+  const StemInt8Weights& sw = stem_int8_weights(w, oc, c, k, weight_bits, iq);
+  const std::vector<int8_t>& bp = sw.bp;
+  const std::vector<int32_t>& wqs = sw.wqs;
 
   // The padded planar image: rows/columns the windows reach, the last 6-pixel group of a row
   // may read past the image (those tile rows are dropped), padding = the rounded zero point.
@@ -355,8 +399,8 @@ void conv_stem_int8_forward(const ConvStemShape& s, const float* x, const float*
     }
   }
 
-  StemInt8Dequant dq{corr.data(), corr_frac.data(), scale.data(), e.bias, e.relu, e.mul, e.add,
-                     e.bits};
+  StemInt8Dequant dq{
+      sw.corr.data(), sw.corr_frac.data(), sw.scale.data(), e.bias, e.relu, e.mul, e.add, e.bits};
   std::vector<int32_t> thresholds;  // 1-2 bit codes: compares instead of float operations
   if (!e.out_f32 && e.bits <= 2 && stem_int8_thresholds(dq, oc, thresholds))
     dq.thresholds = thresholds.data();

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "kernels/bitpack.h"
@@ -605,4 +606,52 @@ TEST_CASE("int8 stem: what it cannot run is a clear error", "[kernels][stem][int
   CHECK_THROWS_WITH(conv_stem_int8_forward(shape(9, 9, 3, 8, 3, 1, 1), x.data(), nullptr, nullptr,
                                            w.data(), no_output),
                     Catch::Contains("float output or codes"));
+}
+
+TEST_CASE("int8 stem: the per-thread weight cache never serves other weights, steps or widths",
+          "[kernels][stem][int8]") {
+  // One thread runs a sequence that changes one thing at a time: a single weight, the image's
+  // statistics (an 8-bit image, then one off the 8-bit levels: other steps and zero points), the
+  // weight width, the shape. Each output must equal the same call on a fresh thread, whose cache
+  // is empty.
+  const ConvStemShape s = shape(23, 19, 3, 20, 7, 2, 3);
+  const int64_t pixels = int64_t(s.in_h) * s.in_w;
+  const int kk = 7 * 7 * 3;
+  std::vector<float> img8(size_t(3 * pixels)), img_off(img8.size());
+  std::mt19937 gen(29);
+  for (size_t i = 0; i < img8.size(); ++i) {
+    img8[i] = float(gen() % 256) / 255.0f;
+    img_off[i] = img8[i] * 0.9f + 0.013f;  // off the 8-bit levels
+  }
+  const float mean[3] = {0.485f, 0.456f, 0.406f}, inv[3] = {1 / 0.229f, 1 / 0.224f, 1 / 0.225f};
+  std::vector<float> w = uniform_floats(size_t(s.out_c) * kk, 30, -0.2f, 0.2f);
+  std::vector<float> w2 = w;
+  w2[5] += 0.05f;  // one weight of channel 0
+  const std::vector<float> b = uniform_floats(size_t(s.out_c), 31);
+  struct Call {
+    ConvStemShape s;
+    const std::vector<float>* x;
+    const std::vector<float>* w;
+    int bits;
+  };
+  const ConvStemShape small = shape(11, 13, 3, 20, 7, 2, 3);
+  const Call calls[] = {{s, &img8, &w, 15},    {s, &img8, &w2, 15},    {s, &img8, &w, 15},
+                        {s, &img_off, &w, 15}, {s, &img8, &w, 8},      {small, &img8, &w, 8},
+                        {s, &img8, &w2, 8},    {s, &img_off, &w2, 15}, {s, &img8, &w, 15}};
+  auto run = [&](const Call& c) {
+    std::vector<float> y(size_t(c.s.out_h()) * c.s.out_w() * c.s.out_c);
+    ConvStemEpilogue e;
+    e.bias = b.data();
+    e.out_f32 = y.data();
+    conv_stem_int8_forward(c.s, c.x->data(), mean, inv, c.w->data(), e, c.bits);
+    return y;
+  };
+  int i = 0;
+  for (const Call& c : calls) {
+    INFO("call " << i++);
+    const std::vector<float> got = run(c);
+    std::vector<float> fresh;
+    std::thread([&] { fresh = run(c); }).join();
+    CHECK(got == fresh);
+  }
 }
