@@ -14,44 +14,54 @@ namespace bfcn {
 
 std::span<const ActPackVariant> act_pack_variants() {
   static const ActPackVariant kVariants[] = {
-    {Isa::ref, "act_pack__ref", maxpool_pack_q__ref, 8, unpack_dequant_act, argmax_planar__ref},
+    {Isa::ref, "act_pack__ref", maxpool_pack_row_q__ref, 8, unpack_dequant_act, argmax_planar__ref},
 #if BFCN_X86
-    {Isa::avx2, "act_pack__avx2", maxpool_pack_q__ref, 8, unpack_dequant_act, argmax_planar__avx2},
-    {Isa::avx512, "act_pack__avx512", maxpool_pack_q__avx512, 8, unpack_dequant_act__avx512,
+    {Isa::avx2, "act_pack__avx2", maxpool_pack_row_q__ref, 8, unpack_dequant_act,
+     argmax_planar__avx2},
+    {Isa::avx512, "act_pack__avx512", maxpool_pack_row_q__avx512, 8, unpack_dequant_act__avx512,
      argmax_planar__avx2},
 #endif
   };
   return kVariants;
 }
 
-void maxpool_pack_q(const uint8_t* q, int h, int w, int c, int k, int s, int p, int bits,
-                    uint64_t* out, int oh, int ow) {
-  const ActPackVariant& v = best_variant(
-      act_pack_variants(), [bits](const ActPackVariant& x) { return bits <= x.maxpool_max_bits; });
-  v.maxpool_pack_q(q, h, w, c, k, s, p, bits, out, oh, ow);
+MaxpoolPackRowFn maxpool_pack_row_active(int bits) {
+  return best_variant(act_pack_variants(),
+                      [bits](const ActPackVariant& x) { return bits <= x.maxpool_max_bits; })
+      .maxpool_pack_row;
 }
 
-void maxpool_pack_q__ref(const uint8_t* q, int h, int w, int c, int k, int s, int p, int bits,
-                         uint64_t* out, int oh, int ow) {
-  const int cw = bit_words(c);
+void maxpool_pack_q(const uint8_t* q, int h, int w, int c, int k, int s, int p, int bits,
+                    uint64_t* out, int oh, int ow, MaxpoolPackRowFn row_fn) {
+  if (row_fn == nullptr) row_fn = maxpool_pack_row_active(bits);
+  const int64_t row_words = int64_t(ow) * bits * bit_words(c);
 #pragma omp parallel if (int64_t(oh) * ow * c > 65536)
   {
-    std::vector<uint8_t> m(static_cast<size_t>(c));
+    std::vector<const uint8_t*> rows(static_cast<size_t>(std::max(k, 1)));
 #pragma omp for schedule(static)
     for (int oy = 0; oy < oh; ++oy) {
-      const int ya = std::max(0, oy * s - p), yb = std::min(h, oy * s - p + k);
-      for (int ox = 0; ox < ow; ++ox) {
-        const int xa = std::max(0, ox * s - p), xb = std::min(w, ox * s - p + k);
-        uint8_t* d = m.data();
-        std::fill_n(d, c, uint8_t{0});  // codes are >= 0 and every window has a tap
-        for (int iy = ya; iy < yb; ++iy)
-          for (int ix = xa; ix < xb; ++ix) {
-            const uint8_t* src = q + (int64_t(iy) * w + ix) * c;
-            for (int ch = 0; ch < c; ++ch) d[ch] = std::max(d[ch], src[ch]);
-          }
-        pack_pixel_q(d, c, bits, out + (int64_t(oy) * ow + ox) * bits * cw);
-      }
+      int n = 0;
+      for (int iy = std::max(0, oy * s - p); iy < std::min(h, oy * s - p + k); ++iy)
+        rows[size_t(n++)] = q + int64_t(iy) * w * c;
+      row_fn(rows.data(), n, w, c, k, s, p, bits, out + oy * row_words, ow);
     }
+  }
+}
+
+void maxpool_pack_row_q__ref(const uint8_t* const* rows, int nrows, int w, int c, int k, int s,
+                             int p, int bits, uint64_t* out, int ow) {
+  const int cw = bit_words(c);
+  std::vector<uint8_t> m(static_cast<size_t>(c));
+  for (int ox = 0; ox < ow; ++ox) {
+    const int xa = std::max(0, ox * s - p), xb = std::min(w, ox * s - p + k);
+    uint8_t* d = m.data();
+    std::fill_n(d, c, uint8_t{0});  // codes are >= 0 and every window has a tap
+    for (int r = 0; r < nrows; ++r)
+      for (int ix = xa; ix < xb; ++ix) {
+        const uint8_t* src = rows[r] + int64_t(ix) * c;
+        for (int ch = 0; ch < c; ++ch) d[ch] = std::max(d[ch], src[ch]);
+      }
+    pack_pixel_q(d, c, bits, out + int64_t(ox) * bits * cw);
   }
 }
 

@@ -12,15 +12,23 @@
 
 namespace bfcn {
 
+// One pooled row: rows[0..nrows) are the window's code rows inside the map ([w][c] each, codes
+// < 2^bits); out [ow][bits][cw(c)] = the packed max over those rows and columns ox*s - p + kx
+// (kx < k) inside [0, w). Single-threaded; the bodies (act_pack_variants()) are bit-identical.
+using MaxpoolPackRowFn = void (*)(const uint8_t* const* rows, int nrows, int w, int c, int k, int s,
+                                  int p, int bits, uint64_t* out, int ow);
+void maxpool_pack_row_q__ref(const uint8_t* const* rows, int nrows, int w, int c, int k, int s,
+                             int p, int bits, uint64_t* out, int ow);
+void maxpool_pack_row_q__avx512(const uint8_t* const* rows, int nrows, int w, int c, int k, int s,
+                                int p, int bits, uint64_t* out, int ow);
+// The row body maxpool_pack_q runs for these bits (the best variant allowed).
+MaxpoolPackRowFn maxpool_pack_row_active(int bits);
+
 // q [h][w][c] codes < 2^bits -> max pool (kernel k, stride s, pad p; padded taps are ignored,
-// 2p <= k so every window has a tap) -> out packed [oh][ow][bits][cw(c)].
+// 2p <= k so every window has a tap) -> out packed [oh][ow][bits][cw(c)]. OpenMP over output rows,
+// each by row_fn (default maxpool_pack_row_active(bits); tests pass each variant's).
 void maxpool_pack_q(const uint8_t* q, int h, int w, int c, int k, int s, int p, int bits,
-                    uint64_t* out, int oh, int ow);
-// The bodies maxpool_pack_q dispatches to (act_pack_variants()); bit-identical.
-void maxpool_pack_q__ref(const uint8_t* q, int h, int w, int c, int k, int s, int p, int bits,
-                         uint64_t* out, int oh, int ow);
-void maxpool_pack_q__avx512(const uint8_t* q, int h, int w, int c, int k, int s, int p, int bits,
-                            uint64_t* out, int oh, int ow);
+                    uint64_t* out, int oh, int ow, MaxpoolPackRowFn row_fn = nullptr);
 
 // packed [pixels][bits][cw(c)] -> out [pixels][c] = q / (2^bits - 1) (the training quantizer's
 // level values).
@@ -37,16 +45,14 @@ void argmax_planar__avx2(const float* x, int c, int n, int64_t stride, uint8_t* 
 
 // The variants of this family, one per ISA level (ref first; kernels/variant.h): the functions
 // above dispatch to the best one active_isa() allows, tests compare each with the ref one exactly.
-using MaxpoolPackFn = void (*)(const uint8_t* q, int h, int w, int c, int k, int s, int p, int bits,
-                               uint64_t* out, int oh, int ow);
 using UnpackDequantFn = void (*)(const uint64_t* packed, int64_t pixels, int c, int bits,
                                  float* out);
 using ArgmaxPlanarFn = void (*)(const float* x, int c, int n, int64_t stride, uint8_t* out);
 struct ActPackVariant {
   Isa isa;
   const char* name;  // "act_pack__avx512"
-  MaxpoolPackFn maxpool_pack_q;
-  int maxpool_max_bits;  // constraint: maxpool_pack_q takes bits <= this (else a lower variant's)
+  MaxpoolPackRowFn maxpool_pack_row;
+  int maxpool_max_bits;  // constraint: maxpool_pack_row takes bits <= this (else a lower variant's)
   // Unpack + dequantize of one conv output row (the bit conv's packed residual): single-threaded.
   UnpackDequantFn unpack_dequant_row;
   ArgmaxPlanarFn argmax_planar;

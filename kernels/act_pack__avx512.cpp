@@ -45,26 +45,21 @@ namespace bfcn {
 
 // Max pool on codes + pack, 64 channels per zmm: VPMAXUB over the window's taps, then each bit
 // plane's 64 bits straight from one VPTESTMB mask (no byte-to-bit gathering).
-void maxpool_pack_q__avx512(const uint8_t* q, int h, int w, int c, int k, int s, int p, int bits,
-                            uint64_t* out, int oh, int ow) {
+void maxpool_pack_row_q__avx512(const uint8_t* const* rows, int nrows, int w, int c, int k, int s,
+                                int p, int bits, uint64_t* out, int ow) {
   const int cw = bit_words(c);
-#pragma omp parallel for schedule(static) if (int64_t(oh) * ow * c > 65536)
-  for (int oy = 0; oy < oh; ++oy) {
-    const int ya = std::max(0, oy * s - p), yb = std::min(h, oy * s - p + k);
-    for (int ox = 0; ox < ow; ++ox) {
-      const int xa = std::max(0, ox * s - p), xb = std::min(w, ox * s - p + k);
-      uint64_t* d = out + (int64_t(oy) * ow + ox) * bits * cw;
-      for (int wi = 0; wi < cw; ++wi) {
-        const int n = std::min(64, c - wi * 64);
-        const __mmask64 m = n == 64 ? ~__mmask64(0) : (__mmask64(1) << n) - 1;
-        __m512i mx = _mm512_setzero_si512();  // codes are >= 0 and every window has a tap
-        for (int iy = ya; iy < yb; ++iy)
-          for (int ix = xa; ix < xb; ++ix)
-            mx = _mm512_max_epu8(
-                mx, _mm512_maskz_loadu_epi8(m, q + (int64_t(iy) * w + ix) * c + wi * 64));
-        for (int b = 0; b < bits; ++b)
-          d[b * cw + wi] = _mm512_test_epi8_mask(mx, _mm512_set1_epi8(char(1 << b)));
-      }
+  for (int ox = 0; ox < ow; ++ox) {
+    const int xa = std::max(0, ox * s - p), xb = std::min(w, ox * s - p + k);
+    uint64_t* d = out + int64_t(ox) * bits * cw;
+    for (int wi = 0; wi < cw; ++wi) {
+      const int n = std::min(64, c - wi * 64);
+      const __mmask64 m = n == 64 ? ~__mmask64(0) : (__mmask64(1) << n) - 1;
+      __m512i mx = _mm512_setzero_si512();  // codes are >= 0 and every window has a tap
+      for (int r = 0; r < nrows; ++r)
+        for (int ix = xa; ix < xb; ++ix)
+          mx = _mm512_max_epu8(mx, _mm512_maskz_loadu_epi8(m, rows[r] + int64_t(ix) * c + wi * 64));
+      for (int b = 0; b < bits; ++b)
+        d[b * cw + wi] = _mm512_test_epi8_mask(mx, _mm512_set1_epi8(char(1 << b)));
     }
   }
 }

@@ -4,12 +4,16 @@
 // dilations: im2col of >= ~256 output pixels + sgemm_arows_packed_b.
 #include "kernels/conv_stem.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cstring>
 #include <limits>
 #include <new>
 #include <vector>
 
+#include "core/error.h"
+#include "kernels/act_pack.h"
 #include "kernels/bitpack.h"
 #include "kernels/cpu_features.h"
 #include "kernels/gemm.h"
@@ -50,7 +54,7 @@ void bias_relu(const ConvStemEpilogue& e, int oc, const float* acc, int64_t m, f
     for (int64_t i = 0; i < m * oc; ++i) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
 }
 
-// acc [m][oc] -> the epilogue's output rows starting at pixel p0.
+// acc [m][oc] -> the epilogue's output rows starting at pixel p0 (out_f32 unpooled, or out_q).
 void epilogue(const ConvStemEpilogue& e, int oc, const float* acc, int64_t m, int64_t p0) {
   if (e.out_f32) {
     bias_relu(e, oc, acc, m, e.out_f32 + p0 * oc);
@@ -135,32 +139,41 @@ void forward_direct(const ConvStemShape& s, const float* x, const float* bp,
                    [&](int oy, float* dst) { bias_relu(e, oc, row_sums(oy), ow, dst); });
     return;
   }
-  if (e.out_q && uk.by_panels_q[0]) {  // codes straight from the microkernel's registers
+  if (e.out_f32) {
 #pragma omp parallel for schedule(dynamic, 1) if (int64_t(oh) * ow * oc * kk > (1 << 20))
-    for (int oy = 0; oy < oh; ++oy) {
-      const float* arow = xp + int64_t(oy) * s.stride * rs;
-      uint8_t* qrow = e.out_q + int64_t(oy) * ow * oc;
-      for (int g = 0; g < groups; ++g)
-        for (int q = 0; q < panels;) {
-          const int np = std::min(uk.max_panels, panels - q), o = q * kGemmNr;
-          StemQuantTile t;
-          t.bias = e.bias + o;
-          t.mul = e.mul ? e.mul + o : nullptr;
-          t.add = e.add ? e.add + o : nullptr;
-          t.relu = e.relu;
-          t.bits = e.bits;
-          t.npix = std::min(6, ow - g * 6);  // the row's last group may be short
-          t.valid = std::min(np * kGemmNr, oc - o);
-          uk.by_panels_q[np - 1](arow + g * 6 * lda, lda, rs, k, k * c,
-                                 bp + int64_t(q) * kGemmNr * kk, t, qrow + int64_t(g) * 6 * oc + o,
-                                 oc);
-          q += np;
-        }
+    for (int oy = 0; oy < oh; ++oy) bias_relu(e, oc, row_sums(oy), ow, e.out_f32 + oy * ow * oc);
+    return;
+  }
+  // Conv row oy's codes [ow][oc], straight from the microkernel's registers where it quantizes.
+  auto code_row = [&](int oy, uint8_t* qrow) {
+    if (!uk.by_panels_q[0]) {
+      uk.quantize(row_sums(oy), ow, oc, e.bias, e.relu, e.mul, e.add, e.bits, qrow);
+      return;
     }
+    const float* arow = xp + int64_t(oy) * s.stride * rs;
+    for (int g = 0; g < groups; ++g)
+      for (int q = 0; q < panels;) {
+        const int np = std::min(uk.max_panels, panels - q), o = q * kGemmNr;
+        StemQuantTile t;
+        t.bias = e.bias + o;
+        t.mul = e.mul ? e.mul + o : nullptr;
+        t.add = e.add ? e.add + o : nullptr;
+        t.relu = e.relu;
+        t.bits = e.bits;
+        t.npix = std::min(6, ow - g * 6);  // the row's last group may be short
+        t.valid = std::min(np * kGemmNr, oc - o);
+        uk.by_panels_q[np - 1](arow + g * 6 * lda, lda, rs, k, k * c,
+                               bp + int64_t(q) * kGemmNr * kk, t, qrow + int64_t(g) * 6 * oc + o,
+                               oc);
+        q += np;
+      }
+  };
+  if (e.out_packed) {
+    stem_pool_pack_rows(oh, ow, oc, e.pool, e.bits, e.out_packed, code_row);
     return;
   }
 #pragma omp parallel for schedule(dynamic, 1) if (int64_t(oh) * ow * oc * kk > (1 << 20))
-  for (int oy = 0; oy < oh; ++oy) epilogue(e, oc, row_sums(oy), ow, int64_t(oy) * ow);
+  for (int oy = 0; oy < oh; ++oy) code_row(oy, e.out_q + int64_t(oy) * ow * oc);
 }
 
 }  // namespace
@@ -180,35 +193,66 @@ void stem_pool_row__ref(const float* const* rows, int nrows, int ow, int oc, int
     }
 }
 
-void stem_pool_rows(int oh, int ow, int oc, const StemMaxPool& pool, float* pooled,
-                    const std::function<void(int oy, float* dst)>& row) {
-  const int k = pool.kernel, st = pool.stride, pad = pool.pad, ph = pool.out_h, pw = pool.out_w;
-  constexpr int kBand = 8;  // pooled rows per task
-  const int bands = (ph + kBand - 1) / kBand;
+namespace {
+
+// The band driver of the fused pools: pooled rows [0, PH) in bands, each band keeping its last
+// `kernel` conv rows (T = float or code) in a ring, so only the conv rows two bands share are
+// computed twice. pool_row(window, n, pooled_row py) pools one row from the n conv rows in window.
+template <class T, class RowFn, class PoolFn>
+void pool_bands(int oh, int ow, int oc, const StemMaxPool& pool, const RowFn& row,
+                const PoolFn& pool_row) {
+  const int k = pool.kernel, st = pool.stride, pad = pool.pad, ph = pool.out_h;
   const int64_t row_floats = int64_t(ow) * oc;
-  const StemPoolRowFn pool_row = conv_stem_active().pool_row;
-#pragma omp parallel if (int64_t(oh) * ow * oc > 65536)
+  const bool parallel = int64_t(oh) * ow * oc > 65536;
+  // One band per thread alone; with a team, two per thread for balance. Each band boundary costs
+  // one shared conv row computed twice (8-row bands cost 1/16 of the stem).
+  const int threads = parallel ? omp_get_max_threads() : 1;
+  const int tasks = threads == 1 ? 1 : 2 * threads;
+  const int band = std::max(8, (ph + tasks - 1) / tasks);
+  const int bands = (ph + band - 1) / band;
+#pragma omp parallel if (parallel)
   {
-    std::vector<float> ring(size_t(k * row_floats));  // conv row iy in slot iy % k
+    std::vector<T> ring(size_t(k * row_floats));  // conv row iy in slot iy % k
     std::vector<int> held(size_t(k), -1);
-    std::vector<const float*> window(static_cast<size_t>(k));
+    std::vector<const T*> window(static_cast<size_t>(k));
 #pragma omp for schedule(dynamic, 1)
     for (int b = 0; b < bands; ++b)
-      for (int py = b * kBand; py < std::min(ph, (b + 1) * kBand); ++py) {
+      for (int py = b * band; py < std::min(ph, (b + 1) * band); ++py) {
         int n = 0;
         for (int ky = 0; ky < k; ++ky) {
           const int iy = py * st - pad + ky;
           if (iy < 0 || iy >= oh) continue;
-          float* r = ring.data() + (iy % k) * row_floats;
+          T* r = ring.data() + (iy % k) * row_floats;
           if (held[size_t(iy % k)] != iy) {
             row(iy, r);
             held[size_t(iy % k)] = iy;
           }
           window[size_t(n++)] = r;
         }
-        pool_row(window.data(), n, ow, oc, k, st, pad, pw, pooled + int64_t(py) * pw * oc);
+        pool_row(window.data(), n, py);
       }
   }
+}
+
+}  // namespace
+
+void stem_pool_rows(int oh, int ow, int oc, const StemMaxPool& pool, float* pooled,
+                    const std::function<void(int oy, float* dst)>& row) {
+  const StemPoolRowFn pool_row = conv_stem_active().pool_row;
+  pool_bands<float>(oh, ow, oc, pool, row, [&](const float* const* window, int n, int py) {
+    pool_row(window, n, ow, oc, pool.kernel, pool.stride, pool.pad, pool.out_w,
+             pooled + int64_t(py) * pool.out_w * oc);
+  });
+}
+
+void stem_pool_pack_rows(int oh, int ow, int oc, const StemMaxPool& pool, int bits,
+                         uint64_t* packed, const std::function<void(int oy, uint8_t* dst)>& row) {
+  const MaxpoolPackRowFn pool_row = maxpool_pack_row_active(bits);
+  const int64_t pixel_words = int64_t(bits) * bit_words(oc);
+  pool_bands<uint8_t>(oh, ow, oc, pool, row, [&](const uint8_t* const* window, int n, int py) {
+    pool_row(window, n, ow, oc, pool.kernel, pool.stride, pool.pad, bits,
+             packed + int64_t(py) * pool.out_w * pixel_words, pool.out_w);
+  });
 }
 
 void conv_stem_ukernel_6x16__ref(const float* a, int64_t lda, int64_t rs, int rows, int run,
@@ -286,6 +330,8 @@ void conv_stem_forward(const ConvStemShape& s, const float* x, const float* w,
                        const ConvStemEpilogue& e) {
   const int oh = s.out_h(), ow = s.out_w(), oc = s.out_c;
   const int kk = s.kernel * s.kernel * s.in_c;
+  BFCN_CHECK(s.dilation == 1 || (e.pool.kernel == 0 && e.out_packed == nullptr),
+             "conv stem: the fused max pool needs dilation 1, got ", s.dilation);
   if (oh <= 0 || ow <= 0) return;
   // B [kk][oc] with element (p, o) = w[o*kk + p], packed into 16-column panels once.
   AlignedFloats bp(size_t((oc + kGemmNr - 1) / kGemmNr) * kGemmNr * size_t(kk));

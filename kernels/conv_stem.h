@@ -30,13 +30,17 @@ struct StemMaxPool {
 // v = conv + bias[o], relu -> max(v, 0). Exactly one output:
 //   out_f32 [OH*OW][OC] = v, or with pool.kernel > 0 the max pool of v, [PH*PW][OC]; or
 //   out_q   [OH*OW][OC] = nearbyint(clip(v*mul[o] + add[o], 0, 1) * (2^bits-1)) (mul/add may be
-//   null for 1/0; bits 1..8).
+//   null for 1/0; bits 1..8); or
+//   out_packed [PH*PW][bits][cw(OC)] = those codes max-pooled (pool.kernel > 0) and bit-packed
+//   (kernels/bitpack.h layout; bits <= 8), from a few code rows at a time: the full-size code
+//   map is never stored.
 struct ConvStemEpilogue {
   const float* bias = nullptr;  // [OC], required
   bool relu = false;
   float* out_f32 = nullptr;
-  StemMaxPool pool;  // with out_f32 only
+  StemMaxPool pool;  // with out_f32 or out_packed
   uint8_t* out_q = nullptr;
+  uint64_t* out_packed = nullptr;
   const float* mul = nullptr;
   const float* add = nullptr;
   int bits = 0;
@@ -48,6 +52,10 @@ struct ConvStemEpilogue {
 // computed twice. row is called concurrently from the team's threads.
 void stem_pool_rows(int oh, int ow, int oc, const StemMaxPool& pool, float* pooled,
                     const std::function<void(int oy, float* dst)>& row);
+// The same on codes: packed [PH*PW][bits][cw(OC)] (maxpool_pack_q's output) from code rows
+// row(oy, dst) writes ([OW][OC] bytes < 2^bits).
+void stem_pool_pack_rows(int oh, int ow, int oc, const StemMaxPool& pool, int bits,
+                         uint64_t* packed, const std::function<void(int oy, uint8_t* dst)>& row);
 
 // x [H][W][C] float, w [OC][K][K][C]. Dilation 1 runs the direct kernel below on a zero-padded
 // copy of x; other dilations use im2col + sgemm. Every output is the bias plus one sum from zero

@@ -435,6 +435,12 @@ void conv_stem_int8_forward(const ConvStemShape& s, const float* x, const float*
                    [&](int oy, float* dst) { uk.dequant(row_sums(oy), ow, oc, ldc, dq, dst); });
     return;
   }
+  if (e.out_packed) {
+    stem_pool_pack_rows(oh, ow, oc, e.pool, e.bits, e.out_packed, [&](int oy, uint8_t* dst) {
+      uk.epilogue(row_sums(oy), ow, oc, ldc, dq, dst);
+    });
+    return;
+  }
 #pragma omp parallel for schedule(dynamic, 1) if (int64_t(oh) * ow * oc * k * k * c > (1 << 20))
   for (int oy = 0; oy < oh; ++oy) {
     if (e.out_f32)

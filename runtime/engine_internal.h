@@ -102,7 +102,8 @@ class ArenaPool {
 };
 
 // Layer fusion marks (Model::Impl::fusion): kStemHead = conv_f32 -> maxpool -> quant_act run as
-// one fused kernel (conv with the quantizer in its epilogue, then max pool on codes + pack);
+// one fused kernel (conv with the quantizer in its epilogue; the max pool on codes + pack reads a
+// few code rows at a time, so the full-size code map is never stored);
 // kStemPool = conv_f32 -> maxpool with a float result (a trained model's stem, whose pooled map
 // also feeds the first residual): the pool reads conv rows while they are in cache, the conv's
 // full-size map is never stored; kAbsorbed = the layers a fusion replaces.

@@ -157,7 +157,7 @@ void plan_sizes(const Model::Impl& I, ArenaPlan& P) {
         tmp = view(L.in[0]);
         if (I.fusion[li] == kStemHead) {  // codes [y][c] as bytes, pooled + packed into Q.out
           const Layer& Q = I.layers[li + 2];
-          tmp += scratch_part(size_t(y[0]) * y[1] * yt.c);
+          if (L.dilation != 1) tmp += scratch_part(size_t(y[0]) * y[1] * yt.c);  // else by rows
           out = 0;
           P.born[size_t(Q.out)] = int(li);
           const auto z = P.shape[size_t(Q.out)];

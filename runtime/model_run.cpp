@@ -466,21 +466,26 @@ class Execution {
   // output of layer li + 2 (the quant_act). Every code is written by the conv: no zero-fill.
   void run_stem_head(size_t li, const Buf& x, const Buf& y, Scratch& scratch) {
     const Layer &L = I_.layers[li], &P = I_.layers[li + 1], &Q = I_.layers[li + 2];
-    uint8_t* codes = scratch.take<uint8_t>(size_t(y.h) * y.w * y.c);
+    Buf& z = bufs_[size_t(Q.out)];
     ConvStemEpilogue e;
     e.bias = L.bias.data();
     e.relu = L.relu;
-    e.out_q = codes;
     e.mul = Q.mul.empty() ? nullptr : Q.mul.data();
     e.add = Q.add.empty() ? nullptr : Q.add.data();
     e.bits = Q.out_bits;
+    if (L.dilation == 1) {  // pooled and packed from a few code rows at a time
+      e.pool = {P.kernel, P.stride, P.pad, z.h, z.w};
+      e.out_packed = z.p;
+    } else {
+      e.out_q = scratch.take<uint8_t>(size_t(y.h) * y.w * y.c);
+    }
     if (int8_stem(li))
       conv_stem_int8_forward(stem_shape(L, x.h, x.w), image_, mu_, inv_, L.weight.data(), e,
                              I_.stem_int8_weight_bits);
     else
       conv_stem_forward(stem_shape(L, x.h, x.w), float_view(x, scratch), L.weight.data(), e);
-    Buf& z = bufs_[size_t(Q.out)];
-    maxpool_pack_q(codes, y.h, y.w, y.c, P.kernel, P.stride, P.pad, z.bits, z.p, z.h, z.w);
+    if (L.dilation != 1)
+      maxpool_pack_q(e.out_q, y.h, y.w, y.c, P.kernel, P.stride, P.pad, z.bits, z.p, z.h, z.w);
   }
 
   // Layer li is an RGB conv (a stem head or not) that runs in int8 on the image itself

@@ -56,7 +56,8 @@ TEST_CASE("max pool on codes + pack equals float pool then quantize", "[kernels]
       test::for_each_variant(act_pack_variants(), [&](const ActPackVariant& v) {
         REQUIRE(bits <= v.maxpool_max_bits);
         std::vector<uint64_t> var(words, ~0ull);
-        v.maxpool_pack_q(q.data(), cs.h, cs.w, cs.c, cs.k, cs.s, cs.p, bits, var.data(), oh, ow);
+        maxpool_pack_q(q.data(), cs.h, cs.w, cs.c, cs.k, cs.s, cs.p, bits, var.data(), oh, ow,
+                       v.maxpool_pack_row);
         CHECK(var == expect);
       });
     }

@@ -5,6 +5,8 @@
 // the image to 8 bits, unless it has 8-bit levels, and the weights to 15).
 #include "kernels/conv_stem_int8.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -13,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "kernels/act_pack.h"
 #include "kernels/bitpack.h"
 #include "kernels/conv_stem.h"
 #include "tests/support/test_support.h"
@@ -583,6 +586,46 @@ TEST_CASE("int8 stem with a fused max pool equals its float map pooled", "[kerne
   e.pool = pool;
   conv_stem_int8_forward(s, x.data(), nullptr, nullptr, w.data(), e);
   CHECK(pooled == expect);
+}
+
+TEST_CASE("int8 stem with pooled packed codes equals its codes pooled and packed",
+          "[kernels][stem][int8]") {
+  // out_packed pools a few code rows at a time (over two threads: bands of pooled rows, whose
+  // shared conv rows are computed twice); every variant, 1- and 2-bit codes (the threshold
+  // epilogue) and 3-bit ones (the float epilogue).
+  const int prev_threads = omp_get_max_threads();
+  omp_set_num_threads(2);
+  const ConvStemShape s = shape(150, 61, 3, 40, 7, 2, 3);
+  const int oh = s.out_h(), ow = s.out_w();
+  const auto x = uniform_floats(size_t(s.in_h) * s.in_w * 3, 81, 0.0f, 1.0f);
+  const auto w = uniform_floats(size_t(40) * 147, 82, -0.2f, 0.2f);
+  const auto b = uniform_floats(40, 83, -0.5f, 0.5f);
+  const auto mul = uniform_floats(40, 84, 0.5f, 2.0f);
+  const StemMaxPool pool{3, 2, 1, (oh - 1) / 2 + 1, (ow - 1) / 2 + 1};
+  for (int bits : {1, 2, 3})
+    test::for_each_variant(conv_stem_int8_variants(), [&](const ConvStemInt8Variant& v) {
+      INFO(bits << "-bit codes");
+      UseInt8 use(v);
+      std::vector<uint8_t> codes(size_t(oh) * ow * 40);
+      ConvStemEpilogue e;
+      e.bias = b.data();
+      e.relu = true;
+      e.mul = mul.data();
+      e.bits = bits;
+      e.out_q = codes.data();
+      conv_stem_int8_forward(s, x.data(), nullptr, nullptr, w.data(), e);
+      const size_t words = size_t(pool.out_h) * pool.out_w * bits;
+      std::vector<uint64_t> expect(words), got(words, ~0ull);
+      maxpool_pack_q(codes.data(), oh, ow, 40, 3, 2, 1, bits, expect.data(), pool.out_h,
+                     pool.out_w);
+      e.out_q = nullptr;
+      e.out_packed = got.data();
+      e.pool = pool;
+      conv_stem_int8_forward(s, x.data(), nullptr, nullptr, w.data(), e);
+      CHECK(got == expect);
+      CHECK(std::count(codes.begin(), codes.end(), uint8_t((1 << bits) - 1)) > 0);
+    });
+  omp_set_num_threads(prev_threads);
 }
 
 TEST_CASE("int8 stem: what it cannot run is a clear error", "[kernels][stem][int8]") {

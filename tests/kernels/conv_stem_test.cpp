@@ -3,6 +3,8 @@
 // and its fused quantizing epilogue (bit-exact for every variant, NaN/±0/rounding ties).
 #include "kernels/conv_stem.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -290,32 +292,116 @@ TEST_CASE("stem pool rows of every variant equal the pool's definition", "[kerne
     }
 }
 
+namespace {
+
+// Two OpenMP threads while alive: the fused pools then split the pooled rows into bands, whose
+// shared conv rows each band computes for itself.
+struct TwoThreads {
+  int prev = omp_get_max_threads();
+  TwoThreads() { omp_set_num_threads(2); }
+  ~TwoThreads() { omp_set_num_threads(prev); }
+};
+
+// The pools of the fused tests: 3x3/2 pad 1 and 2x2/2 pad 0 over an oh x ow map.
+std::vector<StemMaxPool> test_pools(int oh, int ow) {
+  return {StemMaxPool{3, 2, 1, (oh - 1) / 2 + 1, (ow - 1) / 2 + 1},
+          StemMaxPool{2, 2, 0, oh / 2, ow / 2}};
+}
+
+}  // namespace
+
 TEST_CASE("stem conv with a fused max pool equals the conv then the pool", "[kernels][stem]") {
-  // Odd sizes (the last window cut by the border), 3x3/2 pad 1 and 2x2/2 pad 0; every variant.
-  const ConvStemShape s = ConvStemShape{27, 35, 3, 40, 7, 2, 3, 1};
-  const int oh = s.out_h(), ow = s.out_w();
-  const auto x = uniform_floats(size_t(s.in_h) * s.in_w * 3, 31);
-  const auto w = uniform_floats(size_t(s.out_c) * 147, 32, -0.2f, 0.2f);
-  const auto b = uniform_floats(size_t(s.out_c), 33);
-  for (const StemMaxPool pool : {StemMaxPool{3, 2, 1, (oh - 1) / 2 + 1, (ow - 1) / 2 + 1},
-                                 StemMaxPool{2, 2, 0, oh / 2, ow / 2}}) {
-    INFO("pool " << pool.kernel << " pad " << pool.pad);
-    test::for_each_variant(conv_stem_variants(), [&](const ConvStemVariant& v) {
-      struct Use {
-        const ConvStemVariant* prev;
-        ~Use() { conv_stem_use_variant(prev); }
-      } use{conv_stem_use_variant(&v)};
-      std::vector<float> full(size_t(oh) * ow * s.out_c);
-      ConvStemEpilogue e;
-      e.bias = b.data();
-      e.relu = true;
-      e.out_f32 = full.data();
-      conv_stem_forward(s, x.data(), w.data(), e);
-      std::vector<float> pooled(size_t(pool.out_h) * pool.out_w * s.out_c, -1.0f);
-      e.out_f32 = pooled.data();
-      e.pool = pool;
-      conv_stem_forward(s, x.data(), w.data(), e);
-      CHECK(pooled == maxpool_ref(full, oh, ow, s.out_c, pool));
-    });
+  // Odd sizes (the last window cut by the border); a map small enough for one band of pooled
+  // rows and one split into bands over two threads; every variant.
+  const TwoThreads two;
+  for (const ConvStemShape s :
+       {ConvStemShape{27, 35, 3, 40, 7, 2, 3, 1}, ConvStemShape{150, 61, 3, 40, 7, 2, 3, 1}}) {
+    const int oh = s.out_h(), ow = s.out_w();
+    const auto x = uniform_floats(size_t(s.in_h) * s.in_w * 3, 31);
+    const auto w = uniform_floats(size_t(s.out_c) * 147, 32, -0.2f, 0.2f);
+    const auto b = uniform_floats(size_t(s.out_c), 33);
+    for (const StemMaxPool& pool : test_pools(oh, ow)) {
+      INFO(s.in_h << "x" << s.in_w << " pool " << pool.kernel << " pad " << pool.pad);
+      test::for_each_variant(conv_stem_variants(), [&](const ConvStemVariant& v) {
+        struct Use {
+          const ConvStemVariant* prev;
+          ~Use() { conv_stem_use_variant(prev); }
+        } use{conv_stem_use_variant(&v)};
+        std::vector<float> full(size_t(oh) * ow * s.out_c);
+        ConvStemEpilogue e;
+        e.bias = b.data();
+        e.relu = true;
+        e.out_f32 = full.data();
+        conv_stem_forward(s, x.data(), w.data(), e);
+        std::vector<float> pooled(size_t(pool.out_h) * pool.out_w * s.out_c, -1.0f);
+        e.out_f32 = pooled.data();
+        e.pool = pool;
+        conv_stem_forward(s, x.data(), w.data(), e);
+        CHECK(pooled == maxpool_ref(full, oh, ow, s.out_c, pool));
+      });
+    }
   }
+}
+
+TEST_CASE("stem conv with pooled packed codes equals its codes pooled and packed",
+          "[kernels][stem]") {
+  // The stem head's codes (out_q) then maxpool_pack_q, against out_packed, which pools a few code
+  // rows at a time: one band and several, channel tails (40, 70 = 64 + 6), 1, 2 and 4 bits.
+  const TwoThreads two;
+  uint32_t seed = 41;
+  for (const ConvStemShape s :
+       {ConvStemShape{27, 35, 3, 70, 7, 2, 3, 1}, ConvStemShape{150, 61, 3, 40, 7, 2, 3, 1}}) {
+    const int oh = s.out_h(), ow = s.out_w(), oc = s.out_c;
+    const auto x = uniform_floats(size_t(s.in_h) * s.in_w * 3, seed++);
+    const auto w = uniform_floats(size_t(oc) * 147, seed++, -0.2f, 0.2f);
+    const auto b = uniform_floats(size_t(oc), seed++);
+    const auto mul = uniform_floats(size_t(oc), seed++, 0.1f, 0.6f);
+    const auto add = uniform_floats(size_t(oc), seed++, 0.2f, 0.8f);
+    for (const StemMaxPool& pool : test_pools(oh, ow))
+      for (int bits : {1, 2, 4}) {
+        INFO(s.in_h << "x" << s.in_w << " oc " << oc << " pool " << pool.kernel << " bits "
+                    << bits);
+        test::for_each_variant(conv_stem_variants(), [&](const ConvStemVariant& v) {
+          struct Use {
+            const ConvStemVariant* prev;
+            ~Use() { conv_stem_use_variant(prev); }
+          } use{conv_stem_use_variant(&v)};
+          std::vector<uint8_t> codes(size_t(oh) * ow * oc);
+          ConvStemEpilogue e;
+          e.bias = b.data();
+          e.relu = true;
+          e.mul = mul.data();
+          e.add = add.data();
+          e.bits = bits;
+          e.out_q = codes.data();
+          conv_stem_forward(s, x.data(), w.data(), e);
+          const size_t words = size_t(pool.out_h) * pool.out_w * bits * bit_words(oc);
+          std::vector<uint64_t> expect(words), got(words + 1, ~0ull);  // + a guard word
+          maxpool_pack_q(codes.data(), oh, ow, oc, pool.kernel, pool.stride, pool.pad, bits,
+                         expect.data(), pool.out_h, pool.out_w);
+          e.out_q = nullptr;
+          e.out_packed = got.data();
+          e.pool = pool;
+          conv_stem_forward(s, x.data(), w.data(), e);
+          CHECK(std::vector<uint64_t>(got.begin(), got.end() - 1) == expect);
+          CHECK(got.back() == ~0ull);
+          CHECK(std::count(codes.begin(), codes.end(), uint8_t((1 << bits) - 1)) > 0);
+        });
+      }
+  }
+}
+
+TEST_CASE("stem conv: the fused pool with a dilation is a clear error", "[kernels][stem]") {
+  const ConvStemShape s{20, 20, 3, 16, 3, 2, 2, 2};
+  const auto x = uniform_floats(size_t(20) * 20 * 3, 51);
+  const auto w = uniform_floats(size_t(16) * 27, 52);
+  const std::vector<float> b(16, 0.0f);
+  std::vector<uint64_t> packed(size_t(5) * 5 * 2);
+  ConvStemEpilogue e;
+  e.bias = b.data();
+  e.bits = 2;
+  e.pool = {3, 2, 1, 5, 5};
+  e.out_packed = packed.data();
+  CHECK_THROWS_WITH(conv_stem_forward(s, x.data(), w.data(), e),
+                    Catch::Contains("fused max pool needs dilation 1, got 2"));
 }
