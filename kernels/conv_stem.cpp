@@ -134,9 +134,30 @@ void forward_direct(const ConvStemShape& s, const float* x, const float* bp,
                   sizeof(float) * size_t(oc));
     return packed_acc.data();
   };
-  if (e.out_f32 && e.pool.kernel > 0) {
-    stem_pool_rows(oh, ow, oc, e.pool, e.out_f32,
-                   [&](int oy, float* dst) { bias_relu(e, oc, row_sums(oy), ow, dst); });
+  if (e.out_f32 && e.pool.kernel > 0) {  // the bias and the ReLU after the pool (exact)
+    if (ldc == oc) {  // the sums straight into the pool's ring, whole 6-pixel groups
+      stem_pool_rows(
+          oh, ow, oc, e.pool, e.out_f32,
+          [&](int oy, float* dst) {
+            const float* arow = xp + int64_t(oy) * s.stride * rs;
+            for (int g = 0; g < groups; ++g)
+              for (int q = 0; q < panels;) {
+                const int np = std::min(uk.max_panels, panels - q);
+                uk.by_panels[np - 1](arow + g * 6 * lda, lda, rs, k, k * c,
+                                     bp + int64_t(q) * kGemmNr * kk,
+                                     dst + int64_t(g) * 6 * oc + q * kGemmNr, oc);
+                q += np;
+              }
+          },
+          groups * 6, e.bias, e.relu);
+    } else {
+      stem_pool_rows(
+          oh, ow, oc, e.pool, e.out_f32,
+          [&](int oy, float* dst) {
+            std::memcpy(dst, row_sums(oy), sizeof(float) * size_t(ow) * size_t(oc));
+          },
+          ow, e.bias, e.relu);
+    }
     return;
   }
   if (e.out_f32) {
@@ -179,7 +200,7 @@ void forward_direct(const ConvStemShape& s, const float* x, const float* bp,
 }  // namespace
 
 void stem_pool_row__ref(const float* const* rows, int nrows, int ow, int oc, int kernel, int stride,
-                        int pad, int pw, float* out) {
+                        int pad, int pw, const float* bias, bool relu, float* out) {
   std::fill(out, out + int64_t(pw) * oc, -std::numeric_limits<float>::infinity());
   for (int r = 0; r < nrows; ++r)
     for (int px = 0; px < pw; ++px) {
@@ -188,8 +209,15 @@ void stem_pool_row__ref(const float* const* rows, int nrows, int ow, int oc, int
         const int ix = px * stride - pad + kx;
         if (ix < 0 || ix >= ow) continue;
         const float* src = rows[r] + int64_t(ix) * oc;
-        for (int ch = 0; ch < oc; ++ch) d[ch] = std::max(d[ch], src[ch]);
+        for (int ch = 0; ch < oc; ++ch) d[ch] = std::max(d[ch], src[ch]);  // a NaN tap: skipped
       }
+    }
+  if (bias == nullptr) return;
+  for (int px = 0; px < pw; ++px)
+    for (int ch = 0; ch < oc; ++ch) {
+      float& d = out[int64_t(px) * oc + ch];
+      d = d + bias[ch];
+      if (relu) d = d > 0.0f ? d : 0.0f;
     }
 }
 
@@ -198,14 +226,16 @@ namespace {
 // The band driver of the fused pools: pooled rows [0, PH) in bands, each band keeping its last
 // `kernel` conv rows (T = float or code) in a ring, so only the conv rows two bands share are
 // computed twice. pool_row(window, n, pooled_row py) pools one row from the n conv rows in window.
+// A ring slot holds row_pixels >= ow pixels (what row may write).
 template <class T, class RowFn, class PoolFn>
-void pool_bands(int oh, int ow, int oc, const StemMaxPool& pool, const RowFn& row,
+void pool_bands(int oh, int ow, int oc, const StemMaxPool& pool, int row_pixels, const RowFn& row,
                 const PoolFn& pool_row) {
   const int k = pool.kernel, st = pool.stride, pad = pool.pad, ph = pool.out_h;
-  const int64_t row_floats = int64_t(ow) * oc;
+  const int64_t row_floats = int64_t(std::max(row_pixels, ow)) * oc;
   const bool parallel = int64_t(oh) * ow * oc > 65536;
-  // One band per thread alone; with a team, two per thread for balance. Each band boundary costs
-  // one shared conv row computed twice (8-row bands cost 1/16 of the stem).
+  // One band per thread alone; with a team, two per thread for balance. A thread's ring carries
+  // over between its bands, but each band another thread ran before costs a shared conv row
+  // computed twice.
   const int threads = parallel ? omp_get_max_threads() : 1;
   const int tasks = threads == 1 ? 1 : 2 * threads;
   const int band = std::max(8, (ph + tasks - 1) / tasks);
@@ -237,19 +267,21 @@ void pool_bands(int oh, int ow, int oc, const StemMaxPool& pool, const RowFn& ro
 }  // namespace
 
 void stem_pool_rows(int oh, int ow, int oc, const StemMaxPool& pool, float* pooled,
-                    const std::function<void(int oy, float* dst)>& row) {
+                    const std::function<void(int oy, float* dst)>& row, int row_pixels,
+                    const float* bias, bool relu) {
   const StemPoolRowFn pool_row = conv_stem_active().pool_row;
-  pool_bands<float>(oh, ow, oc, pool, row, [&](const float* const* window, int n, int py) {
-    pool_row(window, n, ow, oc, pool.kernel, pool.stride, pool.pad, pool.out_w,
-             pooled + int64_t(py) * pool.out_w * oc);
-  });
+  pool_bands<float>(oh, ow, oc, pool, row_pixels, row,
+                    [&](const float* const* window, int n, int py) {
+                      pool_row(window, n, ow, oc, pool.kernel, pool.stride, pool.pad, pool.out_w,
+                               bias, relu, pooled + int64_t(py) * pool.out_w * oc);
+                    });
 }
 
 void stem_pool_pack_rows(int oh, int ow, int oc, const StemMaxPool& pool, int bits,
                          uint64_t* packed, const std::function<void(int oy, uint8_t* dst)>& row) {
   const MaxpoolPackRowFn pool_row = maxpool_pack_row_active(bits);
   const int64_t pixel_words = int64_t(bits) * bit_words(oc);
-  pool_bands<uint8_t>(oh, ow, oc, pool, row, [&](const uint8_t* const* window, int n, int py) {
+  pool_bands<uint8_t>(oh, ow, oc, pool, ow, row, [&](const uint8_t* const* window, int n, int py) {
     pool_row(window, n, ow, oc, pool.kernel, pool.stride, pool.pad, bits,
              packed + int64_t(py) * pool.out_w * pixel_words, pool.out_w);
   });

@@ -47,11 +47,14 @@ struct ConvStemEpilogue {
 };
 
 // The fused pool's driver, shared by the stems: pooled [PH*PW][OC] from conv rows that
-// row(oy, dst) writes on demand ([OW][OC] floats, after bias and ReLU). OpenMP over bands of
-// pooled rows; a band keeps its last `kernel` conv rows, so only the rows two bands share are
-// computed twice. row is called concurrently from the team's threads.
+// row(oy, dst) writes on demand ([OW][OC] floats; it may write up to row_pixels >= OW pixels).
+// With a bias, pooled = relu(max + bias) per channel: the conv's bias and ReLU after the pool,
+// exact because rounding v + b and the ReLU are non-decreasing (a NaN tap is skipped). OpenMP
+// over bands of pooled rows; a band keeps its last `kernel` conv rows, so only the rows two
+// bands share are computed twice. row is called concurrently from the team's threads.
 void stem_pool_rows(int oh, int ow, int oc, const StemMaxPool& pool, float* pooled,
-                    const std::function<void(int oy, float* dst)>& row);
+                    const std::function<void(int oy, float* dst)>& row, int row_pixels,
+                    const float* bias = nullptr, bool relu = false);
 // The same on codes: packed [PH*PW][bits][cw(OC)] (maxpool_pack_q's output) from code rows
 // row(oy, dst) writes ([OW][OC] bytes < 2^bits).
 void stem_pool_pack_rows(int oh, int ow, int oc, const StemMaxPool& pool, int bits,
@@ -112,13 +115,15 @@ void conv_stem_quantize__avx512(const float* acc, int64_t m, int oc, const float
 
 // One pooled row of the fused max pool: out [pw][oc] = the max over the window of rows[0..nrows)
 // (the conv rows of the window inside the map, each [ow][oc] floats) and of columns px*stride -
-// pad + kx (kx < kernel) inside [0, ow). NaN-free input (conv rows after bias and ReLU).
+// pad + kx (kx < kernel) inside [0, ow), NaN taps skipped; then, with a bias, out = out +
+// bias[o] and with relu (out > 0 ? out : 0).
 using StemPoolRowFn = void (*)(const float* const* rows, int nrows, int ow, int oc, int kernel,
-                               int stride, int pad, int pw, float* out);
+                               int stride, int pad, int pw, const float* bias, bool relu,
+                               float* out);
 void stem_pool_row__ref(const float* const* rows, int nrows, int ow, int oc, int kernel, int stride,
-                        int pad, int pw, float* out);
+                        int pad, int pw, const float* bias, bool relu, float* out);
 void stem_pool_row__avx512(const float* const* rows, int nrows, int ow, int oc, int kernel,
-                           int stride, int pad, int pw, float* out);
+                           int stride, int pad, int pw, const float* bias, bool relu, float* out);
 
 // The stem variants, one per ISA level (ref first; kernels/variant.h): conv_stem_forward runs the
 // best one active_isa() allows, tests compare each with the ref one.

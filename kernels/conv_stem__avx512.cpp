@@ -115,9 +115,11 @@ void conv_stem_quantize__avx512(const float* acc, int64_t m, int oc, const float
 }
 
 // Per pooled pixel, 64 channels (4 zmm, masked tail) held in registers over the whole window:
-// each tap is one load and one max per 16 channels, the output stored once.
+// each tap is one load and one max per 16 channels (the tap first: VMAXPS returns its second
+// operand for a NaN, so a NaN tap is skipped as in the reference), then the bias and ReLU, the
+// output stored once.
 void stem_pool_row__avx512(const float* const* rows, int nrows, int ow, int oc, int kernel,
-                           int stride, int pad, int pw, float* out) {
+                           int stride, int pad, int pw, const float* bias, bool relu, float* out) {
   const __mmask16 all = 0xffff;
   for (int px = 0; px < pw; ++px) {
     const int x0 = std::max(0, px * stride - pad), x1 = std::min(ow, px * stride - pad + kernel);
@@ -135,11 +137,16 @@ void stem_pool_row__avx512(const float* const* rows, int nrows, int ow, int oc, 
           const float* src = rows[r] + int64_t(ix) * oc + o;
 #pragma GCC unroll 4
           for (int j = 0; j < 4; ++j)
-            m[j] = _mm512_mask_max_ps(m[j], k[j], m[j], _mm512_maskz_loadu_ps(k[j], src + 16 * j));
+            m[j] = _mm512_mask_max_ps(m[j], k[j], _mm512_maskz_loadu_ps(k[j], src + 16 * j), m[j]);
         }
 #pragma GCC unroll 4
-      for (int j = 0; j < 4; ++j)
+      for (int j = 0; j < 4; ++j) {
+        if (bias != nullptr) {
+          m[j] = _mm512_add_ps(m[j], _mm512_maskz_loadu_ps(k[j], bias + o + 16 * j));
+          if (relu) m[j] = _mm512_maskz_max_ps(0xffff, m[j], _mm512_setzero_ps());  // v > 0 ? v : 0
+        }
         _mm512_mask_storeu_ps(out + int64_t(px) * oc + o + 16 * j, k[j], m[j]);
+      }
     }
   }
 }

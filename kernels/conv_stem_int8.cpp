@@ -431,8 +431,9 @@ void conv_stem_int8_forward(const ConvStemShape& s, const float* x, const float*
     return acc.data();
   };
   if (e.out_f32 && e.pool.kernel > 0) {
-    stem_pool_rows(oh, ow, oc, e.pool, e.out_f32,
-                   [&](int oy, float* dst) { uk.dequant(row_sums(oy), ow, oc, ldc, dq, dst); });
+    stem_pool_rows(
+        oh, ow, oc, e.pool, e.out_f32,
+        [&](int oy, float* dst) { uk.dequant(row_sums(oy), ow, oc, ldc, dq, dst); }, ow);
     return;
   }
   if (e.out_packed) {

@@ -263,33 +263,47 @@ std::vector<float> maxpool_ref(const std::vector<float>& y, int oh, int ow, int 
 }  // namespace
 
 TEST_CASE("stem pool rows of every variant equal the pool's definition", "[kernels][stem]") {
-  // Channel counts below, at and past one 64-channel block; windows cut by the borders.
+  // Channel counts below, at and past one 64-channel block; windows cut by the borders; no bias,
+  // a bias, a bias and the ReLU after the max; NaN taps (skipped) in one column.
+  const float nan = std::numeric_limits<float>::quiet_NaN();
   for (int oc : {8, 64, 67, 130})
-    for (int nrows : {1, 2, 3}) {
-      const int ow = 13, pw = 7;  // 3x3/2 pad 1 over 13 columns
-      INFO("oc " << oc << " rows " << nrows);
-      std::vector<std::vector<float>> rows;
-      std::vector<const float*> ptrs;
-      for (int r = 0; r < nrows; ++r)
-        rows.push_back(uniform_floats(size_t(ow) * oc, uint32_t(100 * oc + r), -2.0f, 2.0f));
-      for (const auto& r : rows) ptrs.push_back(r.data());
-      std::vector<float> expect(size_t(pw) * oc, -std::numeric_limits<float>::infinity());
-      for (int px = 0; px < pw; ++px)
-        for (int kx = 0; kx < 3; ++kx) {
-          const int ix = px * 2 - 1 + kx;
-          if (ix < 0 || ix >= ow) continue;
-          for (int r = 0; r < nrows; ++r)
-            for (int o = 0; o < oc; ++o)
-              expect[size_t(px * oc + o)] =
-                  std::max(expect[size_t(px * oc + o)], rows[size_t(r)][size_t(ix * oc + o)]);
-        }
-      test::for_each_variant(conv_stem_variants(), [&](const ConvStemVariant& v) {
-        std::vector<float> out(size_t(pw) * oc + 5, 7.0f);  // + a guard past the row
-        v.pool_row(ptrs.data(), nrows, ow, oc, 3, 2, 1, pw, out.data());
-        CHECK(std::vector<float>(out.begin(), out.begin() + pw * oc) == expect);
-        CHECK(out.back() == 7.0f);
-      });
-    }
+    for (int nrows : {1, 2, 3})
+      for (int after : {0, 1, 2}) {
+        const int ow = 13, pw = 7;  // 3x3/2 pad 1 over 13 columns
+        INFO("oc " << oc << " rows " << nrows << " bias " << (after > 0) << " relu "
+                   << (after == 2));
+        std::vector<std::vector<float>> rows;
+        std::vector<const float*> ptrs;
+        for (int r = 0; r < nrows; ++r)
+          rows.push_back(uniform_floats(size_t(ow) * oc, uint32_t(100 * oc + r), -2.0f, 2.0f));
+        for (int o = 0; o < oc; o += 3) rows[0][size_t(4 * oc + o)] = nan;  // column 4
+        for (const auto& r : rows) ptrs.push_back(r.data());
+        const auto bias = uniform_floats(size_t(oc), uint32_t(7 * oc), -1.0f, 1.0f);
+        std::vector<float> expect(size_t(pw) * oc, -std::numeric_limits<float>::infinity());
+        for (int px = 0; px < pw; ++px)
+          for (int kx = 0; kx < 3; ++kx) {
+            const int ix = px * 2 - 1 + kx;
+            if (ix < 0 || ix >= ow) continue;
+            for (int r = 0; r < nrows; ++r)
+              for (int o = 0; o < oc; ++o) {
+                const float t = rows[size_t(r)][size_t(ix * oc + o)];
+                float& d = expect[size_t(px * oc + o)];
+                if (!std::isnan(t)) d = std::max(d, t);
+              }
+          }
+        if (after > 0)
+          for (size_t i = 0; i < expect.size(); ++i) {
+            expect[i] += bias[i % size_t(oc)];
+            if (after == 2) expect[i] = std::max(expect[i], 0.0f);
+          }
+        test::for_each_variant(conv_stem_variants(), [&](const ConvStemVariant& v) {
+          std::vector<float> out(size_t(pw) * oc + 5, 7.0f);  // + a guard past the row
+          v.pool_row(ptrs.data(), nrows, ow, oc, 3, 2, 1, pw, after > 0 ? bias.data() : nullptr,
+                     after == 2, out.data());
+          CHECK(std::vector<float>(out.begin(), out.begin() + pw * oc) == expect);
+          CHECK(out.back() == 7.0f);
+        });
+      }
 }
 
 namespace {
