@@ -14,9 +14,10 @@ namespace bfcn {
 
 std::span<const ActPackVariant> act_pack_variants() {
   static const ActPackVariant kVariants[] = {
-    {Isa::ref, "act_pack__ref", maxpool_pack_row_q__ref, 8, unpack_dequant_act, argmax_planar__ref},
+    {Isa::ref, "act_pack__ref", maxpool_pack_row_q__ref, 8, unpack_dequant_act__ref,
+     argmax_planar__ref},
 #if BFCN_X86
-    {Isa::avx2, "act_pack__avx2", maxpool_pack_row_q__ref, 8, unpack_dequant_act,
+    {Isa::avx2, "act_pack__avx2", maxpool_pack_row_q__ref, 8, unpack_dequant_act__ref,
      argmax_planar__avx2},
     {Isa::avx512, "act_pack__avx512", maxpool_pack_row_q__avx512, 8, unpack_dequant_act__avx512,
      argmax_planar__avx2},
@@ -80,31 +81,39 @@ struct Spread {
 
 }  // namespace
 
-void unpack_dequant_act(const uint64_t* packed, int64_t pixels, int c, int bits, float* out) {
+void unpack_dequant_act__ref(const uint64_t* packed, int64_t pixels, int c, int bits, float* out) {
   static const Spread spread;
   const int cw = bit_words(c), c8 = (c + 7) / 8;
   // q/n: the training quantizer's level round(x*n)/n (a division, not a multiply by 1/n).
   const float n = float((1 << bits) - 1);
-#pragma omp parallel if (pixels * c > 65536)
-  {
-    std::vector<uint64_t> q(static_cast<size_t>(c8));  // 8 codes per word, one per byte
-#pragma omp for schedule(static)
-    for (int64_t px = 0; px < pixels; ++px) {
-      const uint64_t* src = packed + px * bits * cw;
-      for (int g = 0; g < c8; ++g) {
-        uint64_t v = 0;
-        for (int b = 0; b < bits; ++b)
-          v |= spread.v[(src[b * cw + (g >> 3)] >> (8 * (g & 7))) & 0xff] << b;
-        q[size_t(g)] = v;
-      }
-      uint8_t bytes[256 * 8];
-      float* d = out + px * c;
-      for (int c0 = 0; c0 < c; c0 += 256 * 8) {  // bytes in chunks (c may exceed 2048)
-        const int cn = std::min(c - c0, 256 * 8);
-        std::memcpy(bytes, q.data() + c0 / 8, size_t(cn));  // little-endian: byte j = code j
-        for (int ch = 0; ch < cn; ++ch) d[c0 + ch] = float(bytes[ch]) / n;
-      }
+  std::vector<uint64_t> q(static_cast<size_t>(c8));  // 8 codes per word, one per byte
+  for (int64_t px = 0; px < pixels; ++px) {
+    const uint64_t* src = packed + px * bits * cw;
+    for (int g = 0; g < c8; ++g) {
+      uint64_t v = 0;
+      for (int b = 0; b < bits; ++b)
+        v |= spread.v[(src[b * cw + (g >> 3)] >> (8 * (g & 7))) & 0xff] << b;
+      q[size_t(g)] = v;
     }
+    uint8_t bytes[256 * 8];
+    float* d = out + px * c;
+    for (int c0 = 0; c0 < c; c0 += 256 * 8) {  // bytes in chunks (c may exceed 2048)
+      const int cn = std::min(c - c0, 256 * 8);
+      std::memcpy(bytes, q.data() + c0 / 8, size_t(cn));  // little-endian: byte j = code j
+      for (int ch = 0; ch < cn; ++ch) d[c0 + ch] = float(bytes[ch]) / n;
+    }
+  }
+}
+
+void unpack_dequant_act(const uint64_t* packed, int64_t pixels, int c, int bits, float* out) {
+  const UnpackDequantFn body = best_variant(act_pack_variants()).unpack_dequant_row;
+  const int64_t chunk = 256;  // pixels per task
+  const int64_t chunks = (pixels + chunk - 1) / chunk;
+  const int64_t pixel_words = int64_t(bits) * bit_words(c);
+#pragma omp parallel for schedule(static) if (pixels * c > 65536)
+  for (int64_t i = 0; i < chunks; ++i) {
+    const int64_t p0 = i * chunk, n = std::min(chunk, pixels - p0);
+    body(packed + p0 * pixel_words, n, c, bits, out + p0 * c);
   }
 }
 

@@ -31,9 +31,10 @@ void maxpool_pack_q(const uint8_t* q, int h, int w, int c, int k, int s, int p, 
                     uint64_t* out, int oh, int ow, MaxpoolPackRowFn row_fn = nullptr);
 
 // packed [pixels][bits][cw(c)] -> out [pixels][c] = q / (2^bits - 1) (the training quantizer's
-// level values).
+// level values). OpenMP over chunks of pixels, each by the best variant's unpack_dequant_row.
 void unpack_dequant_act(const uint64_t* packed, int64_t pixels, int c, int bits, float* out);
-// The same, single-threaded (one output row inside a conv), AVX-512; bit-identical.
+// The bodies, single-threaded (also one output row inside a conv); bit-identical.
+void unpack_dequant_act__ref(const uint64_t* packed, int64_t pixels, int c, int bits, float* out);
 void unpack_dequant_act__avx512(const uint64_t* packed, int64_t pixels, int c, int bits,
                                 float* out);
 

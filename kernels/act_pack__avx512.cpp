@@ -1,7 +1,7 @@
 // AVX-512 unpack + dequantize of packed activation codes (bits <= 4): per 16 channels, each bit
 // plane's 16 bits are a mask that adds 2^b into the code lanes, and one VPERMPS looks the level up
 // in a 16-entry table of q / (2^bits - 1) computed by the same float division as the scalar
-// unpack_dequant_act, so the floats are bit-identical.
+// unpack_dequant_act__ref, so the floats are bit-identical.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -14,7 +14,7 @@ namespace bfcn {
 
 void unpack_dequant_act__avx512(const uint64_t* packed, int64_t pixels, int c, int bits,
                                 float* out) {
-  if (bits > 4) return unpack_dequant_act(packed, pixels, c, bits, out);
+  if (bits > 4) return unpack_dequant_act__ref(packed, pixels, c, bits, out);
   const int cw = bit_words(c);
   const float n = float((1 << bits) - 1);
   alignas(64) float table[16] = {};
