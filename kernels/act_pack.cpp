@@ -17,7 +17,7 @@ std::span<const ActPackVariant> act_pack_variants() {
     {Isa::ref, "act_pack__ref", maxpool_pack_row_q__ref, 8, unpack_dequant_act__ref,
      argmax_planar__ref},
 #if BFCN_X86
-    {Isa::avx2, "act_pack__avx2", maxpool_pack_row_q__ref, 8, unpack_dequant_act__ref,
+    {Isa::avx2, "act_pack__avx2", maxpool_pack_row_q__ref, 8, unpack_dequant_act__avx2,
      argmax_planar__avx2},
     {Isa::avx512, "act_pack__avx512", maxpool_pack_row_q__avx512, 8, unpack_dequant_act__avx512,
      argmax_planar__avx2},

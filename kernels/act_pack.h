@@ -35,6 +35,7 @@ void maxpool_pack_q(const uint8_t* q, int h, int w, int c, int k, int s, int p, 
 void unpack_dequant_act(const uint64_t* packed, int64_t pixels, int c, int bits, float* out);
 // The bodies, single-threaded (also one output row inside a conv); bit-identical.
 void unpack_dequant_act__ref(const uint64_t* packed, int64_t pixels, int c, int bits, float* out);
+void unpack_dequant_act__avx2(const uint64_t* packed, int64_t pixels, int c, int bits, float* out);
 void unpack_dequant_act__avx512(const uint64_t* packed, int64_t pixels, int c, int bits,
                                 float* out);
 

@@ -93,7 +93,7 @@ TEST_CASE("unpack + dequantize matches unpack_act_q and the level values", "[ker
         CHECK(var[q.size()] == -1.0f);
       });
     }
-  for (int bits : {5, 8}) {  // wider codes fall back to the scalar unpack
+  for (int bits : {5, 8}) {  // wider codes (the AVX-512 body falls back to the scalar one)
     const int c = 70;
     std::vector<uint8_t> q(size_t(5) * c);
     for (uint8_t& v : q) v = uint8_t(gen() % (1u << bits));
