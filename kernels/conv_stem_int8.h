@@ -47,8 +47,8 @@ StemInputQuant stem_input_quant(const float* x, int c, int64_t pixels, const flo
 
 // The stem on the planar image x [C][H][W] normalized as x_n = (x - mean[c]) * inv_std[c]
 // (mean/inv_std may be null); w [OC][K][K][C] and the epilogue as in conv_stem_forward (e.bias
-// required; e.out_f32 or e.out_q). weight_bits: 15 (two passes) or 8 (one pass, twice as fast,
-// ~1e-2 off). Dilation 1 and C <= 4 only (checked).
+// required; e.out_f32, e.out_q or e.out_packed). weight_bits: 15 (two passes) or 8 (one pass, twice
+// as fast, ~1e-2 off). Dilation 1 and C <= 4 only (checked).
 void conv_stem_int8_forward(const ConvStemShape& s, const float* x_planar, const float* mean,
                             const float* inv_std, const float* w, const ConvStemEpilogue& e,
                             int weight_bits = 15);
