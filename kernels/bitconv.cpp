@@ -16,6 +16,7 @@
 #include <tuple>
 #include <vector>
 
+#include "core/error.h"
 #include "kernels/act_pack.h"
 #include "kernels/bitpack.h"
 #include "kernels/variant.h"
@@ -34,15 +35,19 @@ std::span<const BgemmVariant> bgemm_variants() {
   static const BgemmVariant kVariants[] = {
     {Isa::ref, "bgemm__ref", bgemm__ref, requant_pack__ref},
 #if BFCN_X86
-    {Isa::avx2, "bgemm__avx2_popcnt", bgemm__avx2_popcnt, requant_pack__avx2},
-    {Isa::avx2, "bgemm__avx2", bgemm__avx2, requant_pack__avx2},
-    {Isa::avx2, "bgemm__avx2_nib", bgemm__avx2_nib, requant_pack__avx2, true},
+    {Isa::avx2, "bgemm__avx2_popcnt", bgemm__avx2_popcnt, requant_pack__avx2, false, nullptr, 0,
+     nullptr, nullptr, dequant_f32__avx2},
+    {Isa::avx2, "bgemm__avx2", bgemm__avx2, requant_pack__avx2, false, nullptr, 0, nullptr, nullptr,
+     dequant_f32__avx2},
+    {Isa::avx2, "bgemm__avx2_nib", bgemm__avx2_nib, requant_pack__avx2, true, nullptr, 0, nullptr,
+     nullptr, dequant_f32__avx2},
     {Isa::avx2, "bgemm__avx2_ocv", bgemm__avx2_ocv, requant_pack__avx2, true,
-     prep_weights__avx2_ocv, kOcvPixelTile},
-    {Isa::avx512, "bgemm__avx512", bgemm__avx512, requant_pack__avx2},
+     prep_weights__avx2_ocv, kOcvPixelTile, nullptr, nullptr, dequant_f32__avx2},
+    {Isa::avx512, "bgemm__avx512", bgemm__avx512, requant_pack__avx2, false, nullptr, 0, nullptr,
+     nullptr, dequant_f32__avx512},
     {Isa::avx512, "bgemm__avx512_ocv", bgemm__avx512_ocv, requant_pack__avx512, false,
      prep_weights__avx512_ocv, kOcv512PixelTile, bgemm_direct__avx512_ocv, threshold_pack__avx512,
-     dequant_f32__avx512},
+     dequant_f32__avx512, requant_res_conv__avx512},
 #endif
   };
   return kVariants;
@@ -467,105 +472,6 @@ void finish_row(int oy, int32_t wmax, int oc, bool raw_p, RowScratch& r, RowFn&&
   row_fn(oy, r.acc.data(), r.count.data());
 }
 
-// The implicit-im2col driver (BgemmVariant::direct): the input copied once into a zero-bordered
-// re-layout [cw][Hp*Wp][K] (its activation counts likewise [Hp*Wp]), then per output row one
-// kernel call that reads the patches in place through per-word offsets: no im2col copy.
-// fuse: the threshold epilogue (thr, neg, ldt, bits and out at the output's start) the kernel
-// may fuse; rows it finishes itself skip row_fn.
-template <class RowFn>
-void for_each_row_direct(const BitConvShape& s, const uint64_t* in, const uint64_t* w,
-                         const std::vector<int32_t>& act_count, const BgemmVariant& v, bool raw_p,
-                         const ThresholdEpilogue* fuse, RowFn&& row_fn) {
-  const int cw = bit_words(s.in_c), kb = s.a_bits, oh = s.out_h(), ow = s.out_w(), oc = s.out_c;
-  const int hp = s.in_h + 2 * s.pad, wp = s.in_w + 2 * s.pad;
-  const int64_t plane = int64_t(hp) * wp;  // padded pixels
-  const int32_t wmax = (1 << s.w_bits) - 1;
-  // Without padding and with one word per plane the input is its own re-layout: no copy.
-  const bool as_is = s.pad == 0 && cw == 1;
-  // (not zero-initialised: the copy below writes every word, borders included)
-  const std::unique_ptr<uint64_t[]> padded(as_is ? nullptr : new uint64_t[size_t(cw) * plane * kb]);
-  const std::unique_ptr<int32_t[]> padded_counts(as_is ? nullptr : new int32_t[size_t(plane)]);
-  if (!as_is) {
-#pragma omp parallel for schedule(static) if (plane * kb * cw > 8192)
-    for (int y = 0; y < hp; ++y) {
-      const int iy = y - s.pad;
-      const int64_t q0 = int64_t(y) * wp;
-      if (iy < 0 || iy >= s.in_h) {  // a border row
-        for (int i = 0; i < cw; ++i)
-          std::memset(padded.get() + (i * plane + q0) * kb, 0, sizeof(uint64_t) * wp * kb);
-        std::memset(padded_counts.get() + q0, 0, sizeof(int32_t) * wp);
-        continue;
-      }
-      const int64_t pix0 = int64_t(iy) * s.in_w;
-      for (int x = 0; x < wp; ++x) {
-        const int ix = x - s.pad;
-        padded_counts[size_t(q0 + x)] = ix >= 0 && ix < s.in_w ? act_count[size_t(pix0 + ix)] : 0;
-      }
-      for (int i = 0; i < cw; ++i) {
-        uint64_t* d = padded.get() + (i * plane + q0) * kb;
-        std::memset(d, 0, sizeof(uint64_t) * s.pad * kb);
-        std::memset(d + int64_t(s.pad + s.in_w) * kb, 0, sizeof(uint64_t) * s.pad * kb);
-        d += int64_t(s.pad) * kb;
-        if (cw == 1) {  // [pix][K] rows are contiguous already
-          std::memcpy(d, in + pix0 * kb, sizeof(uint64_t) * s.in_w * kb);
-          continue;
-        }
-        for (int ix = 0; ix < s.in_w; ++ix)
-          for (int k = 0; k < kb; ++k) d[ix * kb + k] = in[((pix0 + ix) * kb + k) * cw + i];
-      }
-    }
-  }
-  const uint64_t* base = as_is ? in : padded.get();
-  const int32_t* counts = as_is ? act_count.data() : padded_counts.get();
-  const int taps = s.taps(), lp = taps * cw;
-  std::vector<int64_t> loff(
-      static_cast<size_t>(lp));  // word offsets from a row's top-left, l = t*cw + i
-  std::vector<int64_t> tap_off(static_cast<size_t>(taps));  // pixel offsets, for the counts
-  for (int ky = 0; ky < s.kh; ++ky)
-    for (int kx = 0; kx < s.kw; ++kx) {
-      const int t = ky * s.kw + kx;
-      tap_off[size_t(t)] = int64_t(ky) * s.dilation * wp + int64_t(kx) * s.dilation;
-      for (int i = 0; i < cw; ++i) loff[size_t(t * cw + i)] = (i * plane + tap_off[size_t(t)]) * kb;
-    }
-#pragma omp parallel
-  {
-    RowScratch r;
-    r.count.resize(size_t(ow));
-    r.corr.resize(size_t(ow));
-    r.acc.resize(size_t(ow) * oc);
-#pragma omp for schedule(static)
-    for (int oy = 0; oy < oh; ++oy) {
-      const int64_t row0 = int64_t(oy) * s.stride * wp;  // padded pixel of the row's top-left
-      // patch counts tap by tap: a contiguous (vectorised) add per tap at stride 1 (a scalar sum
-      // per pixel took a tenth of a 64-channel W1A1 layer's time)
-      int32_t* count = r.count.data();
-      std::fill(count, count + ow, 0);
-      for (int t = 0; t < taps; ++t) {
-        const int32_t* c = counts + row0 + tap_off[size_t(t)];
-        if (s.stride == 1)
-          for (int ox = 0; ox < ow; ++ox) count[ox] += c[ox];
-        else
-          for (int ox = 0; ox < ow; ++ox) count[ox] += c[int64_t(ox) * s.stride];
-      }
-      if (fuse) {
-        std::vector<int32_t>& corr = r.corr;
-        for (int ox = 0; ox < ow; ++ox) corr[size_t(ox)] = wmax * r.count[size_t(ox)];
-        ThresholdEpilogue te = *fuse;
-        te.corr = corr.data();
-        te.out = fuse->out + int64_t(oy) * ow * fuse->bits * bit_words(oc);
-        if (fuse->res) te.res = fuse->res + int64_t(oy) * ow * fuse->res_bits * bit_words(oc);
-        if (v.direct(base + row0 * kb, loff.data(), ow, s.stride, w, oc, kb, s.w_bits, lp,
-                     r.acc.data(), oc, &te))
-          continue;
-      } else {
-        v.direct(base + row0 * kb, loff.data(), ow, s.stride, w, oc, kb, s.w_bits, lp, r.acc.data(),
-                 oc, nullptr);
-      }
-      finish_row(oy, wmax, oc, raw_p, r, row_fn);
-    }
-  }
-}
-
 // The weights as variant v reads them (w: packed [OC][M][row_words]): nibble-split or unpadded
 // rows (variant_row_words), then v's own re-layout.
 std::vector<uint64_t> prepare_weights(const BitConvShape& s, const uint64_t* w,
@@ -589,40 +495,175 @@ std::vector<uint64_t> prepare_weights(const BitConvShape& s, const uint64_t* w,
   return out;
 }
 
-// row_fn(oy, acc, count): acc holds I = 2P - (2^M-1)S, or raw P when raw_p (count then holds the
-// per-pixel correction (2^M-1)S for the caller to apply). w: prepared (prepare_weights).
+// One bit conv's output rows, each computed on its own: the per-layer work (activation counts,
+// the input re-laid-out as the variant reads it) in the constructor, then row() for any row from
+// any thread with its own RowScratch. So a consumer's epilogue can compute this conv's row right
+// where it needs it (ResidualConv). w: prepared (prepare_weights).
+// Direct variants (BgemmVariant::direct, implicit im2col): the input copied once into a
+// zero-bordered re-layout [cw][Hp*Wp][K] (its activation counts likewise [Hp*Wp]), then per
+// output row one kernel call that reads the patches in place through per-word offsets.
+class RowRunner {
+ public:
+  RowRunner(const BitConvShape& s, const uint64_t* in, const uint64_t* w, const BgemmVariant& v)
+      : s_(s), in_(in), w_(w), v_(v), act_count_(activation_counts(s, in)) {
+    lpe_ = variant_row_words(s, v);
+    halves_ = v.split_nibbles ? 2 : 1;
+    if (v.direct) {
+      prepare_direct();
+      return;
+    }
+    // Unsplit with one word per plane, [cw][pix][K] is the input's own layout: no copy.
+    if (v.pixel_tile > 0 && (halves_ == 2 || bit_words(s.in_c) > 1))
+      in_split_ = split_input(s, in, halves_);
+  }
+
+  const BitConvShape& shape() const { return s_; }
+  int32_t wmax() const { return (1 << s_.w_bits) - 1; }
+
+  void init(RowScratch& r) const {
+    const int ow = s_.out_w();
+    if (!v_.direct) {
+      r.patch.resize(size_t(ow) * s_.a_bits * lpe_);
+      r.unsplit.resize(size_t(s_.a_bits) * s_.row_words());
+    }
+    r.count.resize(size_t(ow));
+    r.corr.resize(size_t(ow));
+    r.acc.resize(size_t(ow) * s_.out_c);
+  }
+
+  // Output row oy (r from init): raw P into r.acc [OW][OC] and the patch counts S into r.count;
+  // false. With fuse (direct variants only) the kernel may finish the row itself: then true.
+  bool row(int oy, RowScratch& r, const ThresholdEpilogue* fuse) const {
+    const int ow = s_.out_w(), oc = s_.out_c, kb = s_.a_bits;
+    if (!v_.direct) {
+      if (v_.pixel_tile > 0)
+        im2col_row_tiled_any(s_, in_split_.empty() ? in_ : in_split_.data(), act_count_.data(), oy,
+                             v_.pixel_tile, halves_, r);
+      else
+        im2col_row(s_, in_, act_count_.data(), oy, v_.split_nibbles, lpe_, r);
+      v_.fn(r.patch.data(), ow, w_, oc, kb, s_.w_bits, lpe_, r.acc.data(), oc);
+      return false;
+    }
+    const int64_t row0 = int64_t(oy) * s_.stride * wp_;  // padded pixel of the row's top-left
+    // patch counts tap by tap: a contiguous (vectorised) add per tap at stride 1 (a scalar sum
+    // per pixel took a tenth of a 64-channel W1A1 layer's time)
+    int32_t* count = r.count.data();
+    std::fill(count, count + ow, 0);
+    for (int t = 0; t < s_.taps(); ++t) {
+      const int32_t* c = counts_ + row0 + tap_off_[size_t(t)];
+      if (s_.stride == 1)
+        for (int ox = 0; ox < ow; ++ox) count[ox] += c[ox];
+      else
+        for (int ox = 0; ox < ow; ++ox) count[ox] += c[int64_t(ox) * s_.stride];
+    }
+    const int lp = int(loff_.size());
+    if (!fuse) {
+      v_.direct(base_ + row0 * kb, loff_.data(), ow, s_.stride, w_, oc, kb, s_.w_bits, lp,
+                r.acc.data(), oc, nullptr);
+      return false;
+    }
+    for (int ox = 0; ox < ow; ++ox) r.corr[size_t(ox)] = wmax() * count[ox];
+    ThresholdEpilogue te = *fuse;
+    te.corr = r.corr.data();
+    te.out = fuse->out + int64_t(oy) * ow * fuse->bits * bit_words(oc);
+    if (fuse->res) te.res = fuse->res + int64_t(oy) * ow * fuse->res_bits * bit_words(oc);
+    return v_.direct(base_ + row0 * kb, loff_.data(), ow, s_.stride, w_, oc, kb, s_.w_bits, lp,
+                     r.acc.data(), oc, &te);
+  }
+
+ private:
+  void prepare_direct() {
+    const BitConvShape& s = s_;
+    const int cw = bit_words(s.in_c), kb = s.a_bits;
+    const int hp = s.in_h + 2 * s.pad;
+    wp_ = s.in_w + 2 * s.pad;
+    const int64_t plane = int64_t(hp) * wp_;  // padded pixels
+    const int wp = wp_;
+    // Without padding and with one word per plane the input is its own re-layout: no copy.
+    const bool as_is = s.pad == 0 && cw == 1;
+    if (!as_is) {
+      // (not zero-initialised: the copy below writes every word, borders included)
+      padded_.reset(new uint64_t[size_t(cw) * plane * kb]);
+      padded_counts_.reset(new int32_t[size_t(plane)]);
+      uint64_t* padded = padded_.get();
+      int32_t* padded_counts = padded_counts_.get();
+      const uint64_t* in = in_;
+      const int32_t* act_count = act_count_.data();
+#pragma omp parallel for schedule(static) if (plane * kb * cw > 8192)
+      for (int y = 0; y < hp; ++y) {
+        const int iy = y - s.pad;
+        const int64_t q0 = int64_t(y) * wp;
+        if (iy < 0 || iy >= s.in_h) {  // a border row
+          for (int i = 0; i < cw; ++i)
+            std::memset(padded + (i * plane + q0) * kb, 0, sizeof(uint64_t) * wp * kb);
+          std::memset(padded_counts + q0, 0, sizeof(int32_t) * wp);
+          continue;
+        }
+        const int64_t pix0 = int64_t(iy) * s.in_w;
+        for (int x = 0; x < wp; ++x) {
+          const int ix = x - s.pad;
+          padded_counts[size_t(q0 + x)] = ix >= 0 && ix < s.in_w ? act_count[size_t(pix0 + ix)] : 0;
+        }
+        for (int i = 0; i < cw; ++i) {
+          uint64_t* d = padded + (i * plane + q0) * kb;
+          std::memset(d, 0, sizeof(uint64_t) * s.pad * kb);
+          std::memset(d + int64_t(s.pad + s.in_w) * kb, 0, sizeof(uint64_t) * s.pad * kb);
+          d += int64_t(s.pad) * kb;
+          if (cw == 1) {  // [pix][K] rows are contiguous already
+            std::memcpy(d, in + pix0 * kb, sizeof(uint64_t) * s.in_w * kb);
+            continue;
+          }
+          for (int ix = 0; ix < s.in_w; ++ix)
+            for (int k = 0; k < kb; ++k) d[ix * kb + k] = in[((pix0 + ix) * kb + k) * cw + i];
+        }
+      }
+    }
+    base_ = as_is ? in_ : padded_.get();
+    counts_ = as_is ? act_count_.data() : padded_counts_.get();
+    const int taps = s.taps();
+    loff_.resize(size_t(taps) * cw);  // word offsets from a row's top-left, l = t*cw + i
+    tap_off_.resize(size_t(taps));    // pixel offsets, for the counts
+    for (int ky = 0; ky < s.kh; ++ky)
+      for (int kx = 0; kx < s.kw; ++kx) {
+        const int t = ky * s.kw + kx;
+        tap_off_[size_t(t)] = int64_t(ky) * s.dilation * wp + int64_t(kx) * s.dilation;
+        for (int i = 0; i < cw; ++i)
+          loff_[size_t(t * cw + i)] = (i * plane + tap_off_[size_t(t)]) * kb;
+      }
+  }
+
+  BitConvShape s_;
+  const uint64_t* in_;
+  const uint64_t* w_;
+  const BgemmVariant& v_;
+  std::vector<int32_t> act_count_;
+  int lpe_ = 0, halves_ = 1;
+  std::vector<uint64_t> in_split_;  // pixel-tiled variants: the re-laid-out input
+  // direct variants
+  int wp_ = 0;
+  std::unique_ptr<uint64_t[]> padded_;
+  std::unique_ptr<int32_t[]> padded_counts_;
+  const uint64_t* base_ = nullptr;
+  const int32_t* counts_ = nullptr;
+  std::vector<int64_t> loff_, tap_off_;
+};
+
+// row_fn(oy, acc, count) for every output row, in parallel: acc holds I = 2P - (2^M-1)S, or raw
+// P when raw_p (count then holds the per-pixel correction (2^M-1)S for the caller to apply).
+// fuse: the threshold epilogue (thr, neg, ldt, bits and out at the output's start) a direct
+// kernel may fuse; rows it finishes itself skip row_fn.
 template <class RowFn>
-void for_each_row(const BitConvShape& s, const uint64_t* in, const uint64_t* w,
-                  const BgemmVariant& v, bool raw_p, const ThresholdEpilogue* fuse,
+void for_each_row(const RowRunner& runner, bool raw_p, const ThresholdEpilogue* fuse,
                   RowFn&& row_fn) {
-  const std::vector<int32_t> act_count = activation_counts(s, in);
-  const int oh = s.out_h(), ow = s.out_w(), lp = s.row_words(), oc = s.out_c;
-  const int32_t wmax = (1 << s.w_bits) - 1;
-  const bool split = v.split_nibbles;
-  const int halves = split ? 2 : 1;
-  const int lpe = variant_row_words(s, v);
-  if (v.direct) return for_each_row_direct(s, in, w, act_count, v, raw_p, fuse, row_fn);
-  const bool tiled = v.pixel_tile > 0;
-  // Unsplit with one word per plane, [cw][pix][K] is the input's own layout: no copy.
-  std::vector<uint64_t> in_split;
-  const bool relayout = tiled && (halves == 2 || bit_words(s.in_c) > 1);
-  if (relayout) in_split = split_input(s, in, halves);
-  const uint64_t* in_tiles = relayout ? in_split.data() : in;
+  const BitConvShape& s = runner.shape();
 #pragma omp parallel
   {
     RowScratch r;
-    r.patch.resize(size_t(ow) * s.a_bits * lpe);
-    r.unsplit.resize(size_t(s.a_bits) * lp);
-    r.count.resize(size_t(ow));
-    r.acc.resize(size_t(ow) * oc);
+    runner.init(r);
 #pragma omp for schedule(static)
-    for (int oy = 0; oy < oh; ++oy) {
-      if (tiled)
-        im2col_row_tiled_any(s, in_tiles, act_count.data(), oy, v.pixel_tile, halves, r);
-      else
-        im2col_row(s, in, act_count.data(), oy, split, lpe, r);
-      v.fn(r.patch.data(), ow, w, oc, s.a_bits, s.w_bits, lpe, r.acc.data(), oc);
-      finish_row(oy, wmax, oc, raw_p, r, row_fn);
+    for (int oy = 0; oy < s.out_h(); ++oy) {
+      if (runner.row(oy, r, fuse)) continue;
+      finish_row(oy, runner.wmax(), s.out_c, raw_p, r, row_fn);
     }
   }
 }
@@ -651,8 +692,7 @@ void bitconv_int32(const BitConvShape& s, const uint64_t* in, const uint64_t* w,
 void bitconv_int32(const BitConvShape& s, const uint64_t* in, const PreparedBitWeights& pw,
                    int32_t* out) {
   const int ow = s.out_w(), oc = s.out_c;
-  const BgemmVariant& v = *pw.variant;
-  for_each_row(s, in, pw.w.data(), v, false, nullptr,
+  for_each_row(RowRunner(s, in, pw.w.data(), *pw.variant), false, nullptr,
                [&](int oy, const int32_t* acc, const int32_t*) {
                  std::memcpy(out + int64_t(oy) * ow * oc, acc, sizeof(int32_t) * size_t(ow) * oc);
                });
@@ -666,7 +706,7 @@ void bitconv_forward(const BitConvShape& s, const uint64_t* in, const uint64_t* 
 RequantThresholds make_requant_thresholds(const BitConvShape& s, const BitConvEpilogue& e) {
   RequantThresholds t;
   const int res_bits = e.residual_packed ? e.residual_bits : 0;
-  if (e.out_f32 || !e.out_packed || e.residual || res_bits > 2) return t;
+  if (e.out_f32 || !e.out_packed || e.residual || e.residual_conv || res_bits > 2) return t;
   const int64_t bound = int64_t((1 << s.w_bits) - 1) * ((1 << s.a_bits) - 1) * s.taps() * s.in_c;
   t.bits = e.out_bits;
   t.res_bits = res_bits;
@@ -691,7 +731,8 @@ void bitconv_forward(const BitConvShape& s, const uint64_t* in, const PreparedBi
   RequantThresholds own;
   if (v.threshold_pack && !given) own = make_requant_thresholds(s, e);
   const RequantThresholds& rt = given ? *e.thresholds : own;
-  const bool by_threshold = packed && v.threshold_pack && rt.valid;
+  const bool by_threshold =
+      packed && v.threshold_pack && rt.valid && !e.residual && !e.residual_conv;
   const std::vector<int32_t>& thr = rt.thr;
   const std::vector<int32_t>& neg = rt.neg;
   const int ldt = rt.ldt;
@@ -705,9 +746,22 @@ void bitconv_forward(const BitConvShape& s, const uint64_t* in, const PreparedBi
     fuse.res = e.residual_packed;
     fuse.res_bits = rt.res_bits;
   }
+  // The residual conv's rows, computed here row by row (ResidualConv).
+  std::unique_ptr<RowRunner> res_conv;
+  const DequantFn res_dequant = e.residual_conv && e.residual_conv->weights->variant->dequant
+                                    ? e.residual_conv->weights->variant->dequant
+                                    : dequant_f32__ref;
+  if (const ResidualConv* rc = e.residual_conv) {
+    const BitConvShape& d = rc->shape;
+    BFCN_CHECK(d.kh == 1 && d.kw == 1 && d.pad == 0 && d.out_h() == s.out_h() && d.out_w() == ow &&
+                   d.out_c == oc && rc->weights->fits(d),
+               "bit conv: the residual conv must be 1x1, pad 0, of the output's size and channels");
+    BFCN_CHECK(!e.residual && !e.residual_packed, "bit conv: two residuals");
+    res_conv = std::make_unique<RowRunner>(d, rc->in, rc->weights->w.data(), *rc->weights->variant);
+  }
   // raw P: both epilogues apply the correction themselves (no pass over acc)
   for_each_row(
-      s, in, w, v, true, by_threshold ? &fuse : nullptr,
+      RowRunner(s, in, w, v), true, by_threshold ? &fuse : nullptr,
       [&](int oy, const int32_t* acc, const int32_t* corr) {
         const int64_t row = int64_t(oy) * ow;
         if (by_threshold && !e.residual_packed) {
@@ -724,6 +778,26 @@ void bitconv_forward(const BitConvShape& s, const uint64_t* in, const PreparedBi
               best_variant(act_pack_variants()).unpack_dequant_row;
           unpack(e.residual_packed + row * e.residual_bits * cwo, ow, oc, e.residual_bits,
                  res_row.data());
+          residual = res_row.data();
+        }
+        if (res_conv) {  // the residual conv's row oy, as its own float epilogue gives it
+          thread_local RowScratch rs;
+          res_conv->init(rs);
+          res_conv->row(oy, rs, nullptr);
+          const ResidualConv& rc = *e.residual_conv;
+          if (packed && v.requant_res_conv) {  // its dot straight into the packed epilogue
+            for (int ox = 0; ox < ow; ++ox)
+              v.requant_res_conv(acc + int64_t(ox) * oc, oc, corr[ox], e.mul, e.add,
+                                 rs.acc.data() + int64_t(ox) * oc,
+                                 res_conv->wmax() * rs.count[size_t(ox)], rc.mul, rc.add,
+                                 e.out_bits, e.out_packed + (row + ox) * e.out_bits * cwo);
+            return;
+          }
+          res_row.resize(size_t(ow) * oc);
+          for (int ox = 0; ox < ow; ++ox)
+            res_dequant(rs.acc.data() + int64_t(ox) * oc, oc,
+                        res_conv->wmax() * rs.count[size_t(ox)], rc.mul, rc.add, nullptr, false,
+                        res_row.data() + int64_t(ox) * oc);
           residual = res_row.data();
         }
         const DequantFn dequant = v.dequant ? v.dequant : dequant_f32__ref;

@@ -42,6 +42,13 @@ using RequantFn = void (*)(const int32_t* p, int n, int32_t corr, const float* m
 using DequantFn = void (*)(const int32_t* p, int n, int32_t corr, const float* mul,
                            const float* add, const float* res, bool relu, float* out);
 
+// The packed epilogue of one output pixel whose residual is another conv's dot Ir (ResidualConv):
+// value = (I*mul[o] + add[o]) + (Ir*rmul[o] + radd[o]) with Ir = 2*rp[o] - rcorr, every product
+// and sum rounded as requant_pack__ref with res = dequant_f32__ref's value of Ir (no ReLU).
+using RequantResConvFn = void (*)(const int32_t* p, int n, int32_t corr, const float* mul,
+                                  const float* add, const int32_t* rp, int32_t rcorr,
+                                  const float* rmul, const float* radd, int bits, uint64_t* out);
+
 // The popcount GEMM of one output row read straight from the zero-padded input (implicit im2col, no
 // patch copy): pixel p's word l of plane k is a[loff[l] + p*stride*K + k], a the row's top-left in
 // the padded re-layout [cw][Hp*Wp][K] and loff[l] (l = tap*cw + i) that tap's and word's offset.
@@ -98,6 +105,9 @@ struct BgemmVariant {
   ThresholdPackFn threshold_pack = nullptr;
   // Optional vector float epilogue (dequant_f32__ref when not set).
   DequantFn dequant = nullptr;
+  // Optional packed epilogue with a residual conv's dot (without it the driver dequantizes the
+  // residual conv's row to floats first, then runs requant).
+  RequantResConvFn requant_res_conv = nullptr;
 };
 
 // Scalar ThresholdPackFn (the definition of the threshold epilogue).
@@ -125,8 +135,13 @@ void dequant_f32__avx512(const int32_t*, int, int32_t, const float*, const float
                          bool, float*);
 void requant_pack__avx2(const int32_t*, int, int32_t, const float*, const float*, const float*, int,
                         uint64_t*);
+void dequant_f32__avx2(const int32_t*, int, int32_t, const float*, const float*, const float*, bool,
+                       float*);
 void requant_pack__avx512(const int32_t*, int, int32_t, const float*, const float*, const float*,
                           int, uint64_t*);
+void requant_res_conv__avx512(const int32_t* p, int n, int32_t corr, const float* mul,
+                              const float* add, const int32_t* rp, int32_t rcorr, const float* rmul,
+                              const float* radd, int bits, uint64_t* out);
 
 void bgemm__ref(const uint64_t*, int, const uint64_t*, int, int, int, int, int32_t*, int);
 void bgemm__avx2_popcnt(const uint64_t*, int, const uint64_t*, int, int, int, int, int32_t*, int);
@@ -176,6 +191,21 @@ void count_pixels__popcnt(const uint64_t* in, int64_t p0, int64_t p1, int kb, in
 void count_pixels__avx512(const uint64_t* in, int64_t p0, int64_t p1, int kb, int cw,
                           int32_t* counts);
 
+struct PreparedBitWeights;
+
+// A 1x1 pad-0 bit conv (a ResNet block's downsample) whose float output is another bit conv's
+// residual and is read by nothing else: the consumer computes this conv's output row inside its
+// own epilogue, so the map is never written to memory and read back. The values are those of
+// bitconv_forward with out_f32 (I*mul[o] + add[o], no ReLU), bit for bit. Its output size and
+// channel count are the consumer's.
+struct ResidualConv {
+  BitConvShape shape;
+  const uint64_t* in = nullptr;  // packed [H*W][a_bits][cw(in_c)]
+  const PreparedBitWeights* weights = nullptr;
+  const float* mul = nullptr;  // [out_c]
+  const float* add = nullptr;  // [out_c]
+};
+
 // Output of bitconv_forward: float NHWC [OH*OW][OC] (out_f32) or packed [OH*OW][out_bits][cw(OC)].
 // value = I * mul[o] + add[o] (+ residual[p*OC+o] when residual is set);
 // relu clamps at 0 (float mode only); packed mode quantizes
@@ -190,6 +220,8 @@ struct BitConvEpilogue {
   // row at a time inside the conv, so no float copy of the tensor is written and re-read.
   const uint64_t* residual_packed = nullptr;
   int residual_bits = 0;
+  // Or the residual computed row by row from another conv's input (see ResidualConv).
+  const ResidualConv* residual_conv = nullptr;
   bool relu = false;
   uint64_t* out_packed = nullptr;
   int out_bits = 0;

@@ -186,6 +186,28 @@ void requant_pack__avx2(const int32_t* p, int n, int32_t corr, const float* mul,
   }
 }
 
+// The float epilogue (DequantFn) 8 channels per step in dequant_f32__ref's order and roundings
+// (the asm barrier keeps GCC from contracting I*mul + add into an FMA); relu by a compare mask,
+// so NaN and -0 stay as they are. The channel tail goes to the scalar body.
+void dequant_f32__avx2(const int32_t* p, int n, int32_t corr, const float* mul, const float* add,
+                       const float* res, bool relu, float* out) {
+  const __m256i vcorr = _mm256_set1_epi32(corr);
+  const __m256 zero = _mm256_setzero_ps();
+  int o = 0;
+  for (; o + 8 <= n; o += 8) {
+    const __m256i pv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + o));
+    const __m256i iv = _mm256_sub_epi32(_mm256_add_epi32(pv, pv), vcorr);
+    __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(iv), _mm256_loadu_ps(mul + o));
+    asm("" : "+x"(v));
+    v = _mm256_add_ps(v, _mm256_loadu_ps(add + o));
+    if (res) v = _mm256_add_ps(v, _mm256_loadu_ps(res + o));
+    if (relu) v = _mm256_blendv_ps(v, zero, _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+    _mm256_storeu_ps(out + o, v);
+  }
+  if (o < n)
+    dequant_f32__ref(p + o, n - o, corr, mul + o, add + o, res ? res + o : nullptr, relu, out + o);
+}
+
 void bgemm__avx2_popcnt(const uint64_t* a, int npix, const uint64_t* w, int noc, int k_bits,
                         int m_bits, int lp, int32_t* out, int ldo) {
   for (int o = 0; o < noc; ++o)

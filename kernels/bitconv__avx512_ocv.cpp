@@ -316,6 +316,28 @@ void requant_pack__avx512(const int32_t* p, int n, int32_t corr, const float* mu
   }
 }
 
+// RequantResConvFn: both values by epilogue_value (the residual's is dequant_f32__ref's), their
+// sum, then the levels as requant_pack__avx512.
+void requant_res_conv__avx512(const int32_t* p, int n, int32_t corr, const float* mul,
+                              const float* add, const int32_t* rp, int32_t rcorr, const float* rmul,
+                              const float* radd, int bits, uint64_t* out) {
+  const int cw = (n + 63) / 64;
+  const __m512i vcorr = _mm512_set1_epi32(corr), vrcorr = _mm512_set1_epi32(rcorr);
+  const __m512 levels = _mm512_set1_ps(float((1 << bits) - 1));
+  for (int wi = 0; wi < cw; ++wi) {
+    uint64_t planes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const int m = std::min(64, n - wi * 64);
+    for (int j = 0; j < m; j += 16) {
+      const int o = wi * 64 + j;
+      const __mmask16 k = m - j >= 16 ? __mmask16(0xffff) : __mmask16((1u << (m - j)) - 1);
+      const __m512 r = epilogue_value(rp + o, vrcorr, rmul + o, radd + o, nullptr, k);
+      const __m512 v = _mm512_add_ps(epilogue_value(p + o, vcorr, mul + o, add + o, nullptr, k), r);
+      avx512::or_planes(avx512::level16(v, levels), k, bits, j, planes);
+    }
+    for (int b = 0; b < bits; ++b) out[b * cw + wi] = planes[b];
+  }
+}
+
 // The float epilogue (DequantFn) 16 channels per step, in dequant_f32__ref's order and roundings
 // (epilogue_value); relu by a compare mask, so NaN stays NaN.
 void dequant_f32__avx512(const int32_t* p, int n, int32_t corr, const float* mul, const float* add,

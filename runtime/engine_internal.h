@@ -106,8 +106,11 @@ class ArenaPool {
 // few code rows at a time, so the full-size code map is never stored);
 // kStemPool = conv_f32 -> maxpool with a float result (a trained model's stem, whose pooled map
 // also feeds the first residual): the pool reads conv rows while they are in cache, the conv's
-// full-size map is never stored; kAbsorbed = the layers a fusion replaces.
-constexpr uint8_t kUnfused = 0, kStemHead = 1, kAbsorbed = 2, kStemPool = 3;
+// full-size map is never stored; kAbsorbed = the layers a fusion replaces;
+// kResidualConv = a 1x1 bit conv with a float output whose only reader is a bit conv's residual
+// (a ResNet block's downsample): that conv computes its rows inside its epilogue (ResidualConv,
+// kernels/bitconv.h), so the map is never stored (Model::Impl::residual_conv names the reader's).
+constexpr uint8_t kUnfused = 0, kStemHead = 1, kAbsorbed = 2, kStemPool = 3, kResidualConv = 4;
 
 struct Model::Impl {
   nlohmann::json header;
@@ -123,8 +126,9 @@ struct Model::Impl {
   int stem_int8_weight_bits = 15;
   mutable std::vector<LayerTiming>* profile = nullptr;
   mutable std::function<void(const TracedTensor&)> trace;
-  std::vector<uint8_t> fusion;  // per layer, set by plan_fusions()
-  mutable ArenaPool arenas;     // activation buffers kept between runs (plan_arena)
+  std::vector<uint8_t> fusion;     // per layer, set by plan_fusions()
+  std::vector<int> residual_conv;  // per layer: its kResidualConv layer, or -1 (plan_fusions)
+  mutable ArenaPool arenas;        // activation buffers kept between runs (plan_arena)
 };
 
 // --- load (model_load.cpp) ---
@@ -138,8 +142,11 @@ void read_graph(const ModelFile& file, Model::Impl& I);
 void plan_graph(Model::Impl& I);
 // Per tensor, the index of the last layer reading it (the output: layers.size()).
 void compute_last_use(Model::Impl& I);
-// Marks conv_f32 -> maxpool -> quant_act chains that may run as one kernel (needs last_use).
+// Marks conv_f32 -> maxpool -> quant_act chains that may run as one kernel, and the residual
+// convs (needs last_use; extends the residual conv's input's to its reader).
 void plan_fusions(Model::Impl& I);
+// The kResidualConv part of plan_fusions (after the stem fusions).
+void plan_residual_convs(Model::Impl& I);
 // L's packed-epilogue thresholds (the epilogue e of every run of L has the same kind), built once.
 const RequantThresholds* layer_thresholds(const Layer& L, const BitConvShape& s,
                                           const BitConvEpilogue& e);

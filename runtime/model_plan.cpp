@@ -50,6 +50,35 @@ void plan_fusions(Model::Impl& I) {
       I.fusion[li + 1] = kAbsorbed;
     }
   }
+  plan_residual_convs(I);
+}
+
+// kResidualConv: a 1x1 pad-0 bit conv d with a float output and no ReLU, read once, as the
+// residual of bit conv r (which computes d's rows in its epilogue: d's input then lives until r).
+void plan_residual_convs(Model::Impl& I) {
+  I.residual_conv.assign(I.layers.size(), -1);
+  std::vector<int> readers(I.tensors.size(), 0);
+  for (const Layer& L : I.layers) {
+    for (int t : L.in) ++readers[size_t(t)];
+    if (L.size_of >= 0) ++readers[size_t(L.size_of)];
+  }
+  std::vector<int> producer(I.tensors.size(), -1);
+  for (size_t li = 0; li < I.layers.size(); ++li) producer[size_t(I.layers[li].out)] = int(li);
+  for (size_t ri = 0; ri < I.layers.size(); ++ri) {
+    const Layer& r = I.layers[ri];
+    if (r.op != Op::bitconv || r.in.size() != 2 || r.in[0] == r.in[1]) continue;
+    const int res = r.in[1], di = producer[size_t(res)];
+    if (di < 0 || I.fusion[size_t(di)] != kUnfused || readers[size_t(res)] != 1 || res == I.output)
+      continue;
+    const Layer& d = I.layers[size_t(di)];
+    if (d.op != Op::bitconv || d.in.size() != 1 || d.kernel != 1 || d.pad != 0 || d.dilation != 1 ||
+        d.out_bits != 0 || d.relu || I.tensors[size_t(res)].bits != 0 || d.out_c != r.out_c)
+      continue;
+    I.fusion[size_t(di)] = kResidualConv;
+    I.residual_conv[ri] = di;
+    int& last = I.last_use[size_t(d.in[0])];
+    last = std::max(last, int(ri));
+  }
 }
 
 size_t packed_map_bytes(int h, int w, int c, int bits) {
@@ -145,7 +174,7 @@ void plan_sizes(const Model::Impl& I, ArenaPlan& P) {
   auto view = [&](int t) { return I.tensors[size_t(t)].bits > 0 ? scratch_part(floats(t)) : 0; };
   for (size_t li = 0; li < nl; ++li) {
     const Layer& L = I.layers[li];
-    if (I.fusion[li] == kAbsorbed) continue;
+    if (I.fusion[li] == kAbsorbed || I.fusion[li] == kResidualConv) continue;  // not stored
     const TensorInfo& yt = I.tensors[size_t(L.out)];
     const auto y = P.shape[size_t(L.out)];
     P.born[size_t(L.out)] = int(li);

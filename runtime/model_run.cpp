@@ -361,7 +361,7 @@ class Execution {
   void run_layer(size_t li) {
     const Layer& L = I_.layers[li];
     const double t0 = I_.profile ? now_ms() : 0;
-    if (I_.fusion[li] == kAbsorbed) {  // done by the fused stem head
+    if (I_.fusion[li] == kAbsorbed || I_.fusion[li] == kResidualConv) {  // done by another layer
       if (I_.profile) I_.profile->push_back({L.name, layer_type(li), 0.0, 0, ""});
       return;
     }
@@ -405,7 +405,7 @@ class Execution {
       case Op::conv_f32:
         return run_conv_f32(li, x, y, scratch);
       case Op::bitconv:
-        return run_bitconv(L, x, y);
+        return run_bitconv(li, x, y);
       case Op::quant_act:
         run_quant_act(L, x, y, scratch);
         break;
@@ -497,13 +497,28 @@ class Execution {
            I_.last_use[0] == int(li) && L.dilation == 1 && L.in_c <= 4;
   }
 
-  LayerCost run_bitconv(const Layer& L, const Buf& x, Buf& y) {
+  LayerCost run_bitconv(size_t li, const Buf& x, Buf& y) {
+    const Layer& L = I_.layers[li];
     const BitConvShape s = bitconv_shape(L, x.h, x.w);
     const BgemmVariant& variant = bgemm_for_shape(s);  // timed once per shape, cached
     BitConvEpilogue e;
     e.mul = L.mul.data();
     e.add = L.add.data();
-    if (L.in.size() == 2) attach_residual(L, e);
+    ResidualConv rc;
+    int64_t macs = s.macs();
+    if (const int di = I_.residual_conv[li]; di >= 0) {  // its rows computed in e (kResidualConv)
+      const Layer& D = I_.layers[size_t(di)];
+      const Buf& dx = bufs_[size_t(D.in[0])];
+      rc.shape = bitconv_shape(D, dx.h, dx.w);
+      rc.in = dx.p;
+      rc.weights = &prepared_weights(D, rc.shape, bgemm_for_shape(rc.shape));
+      rc.mul = D.mul.data();
+      rc.add = D.add.data();
+      e.residual_conv = &rc;
+      macs += rc.shape.macs();
+    } else if (L.in.size() == 2) {
+      attach_residual(L, e);
+    }
     // Fused re-quantization: no float output tensor. A ReLU before the quantizer changes nothing
     // (the quantizer clips at 0, NaN -> 0 both ways), so ReLU layers fuse too.
     if (L.out_bits > 0) {
@@ -520,7 +535,7 @@ class Execution {
       bitconv_forward(s, x.p, prepared_weights(L, s, variant), e);
       finish(y, y.f, L.relu);
     }
-    return {s.macs(), variant.name};
+    return {macs, variant.name};
   }
 
   // The residual (second input) of bit conv L into its epilogue (its shape checked by the plan).

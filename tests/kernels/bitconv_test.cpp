@@ -416,6 +416,96 @@ TEST_CASE("a packed residual equals its dequantized float residual exactly", "[k
   }
 }
 
+TEST_CASE("a residual conv computed in the epilogue equals its float output as the residual",
+          "[kernels][bitconv]") {
+  // A ResNet block's conv2 (3x3, stride 1) whose residual is the downsample (1x1, stride 2) of the
+  // block input: the downsample run whole to floats, then read as the residual, against the
+  // downsample's rows computed inside conv2's epilogue. Odd sizes (partial pixel tiles and
+  // channel words), 1-4 words per channel plane, each consumer variant with the downsample
+  // prepared for itself and for the reference kernel.
+  struct Case {
+    int h, w, in_c, mid_c, wb, ab;
+  };
+  const Case cases[] = {{13, 11, 70, 70, 1, 2},
+                        {16, 16, 64, 128, 1, 2},
+                        {9, 7, 130, 65, 2, 2},
+                        {12, 10, 256, 64, 1, 1},
+                        {5, 9, 3, 17, 1, 2}};
+  Rng rng(31);
+  for (const Case& k : cases) {
+    BitConvShape d;  // the downsample
+    d.in_h = k.h;
+    d.in_w = k.w;
+    d.in_c = k.in_c;
+    d.out_c = k.mid_c;
+    d.kh = d.kw = 1;
+    d.pad = 0;
+    d.stride = 2;
+    d.w_bits = k.wb;
+    d.a_bits = k.ab;
+    BitConvShape s;  // conv2: its input is conv1's output, of the downsample's size
+    s.in_h = d.out_h();
+    s.in_w = d.out_w();
+    s.in_c = s.out_c = k.mid_c;
+    s.kh = s.kw = 3;
+    s.pad = 1;
+    s.w_bits = k.wb;
+    s.a_bits = k.ab;
+    const Packed cd = make_case(d, rng), c = make_case(s, rng);
+    const int64_t pix = int64_t(s.out_h()) * s.out_w();
+    std::vector<float> mul(size_t(s.out_c)), add(size_t(s.out_c)), dmul(mul.size()),
+        dadd(mul.size());
+    for (int o = 0; o < s.out_c; ++o) {
+      mul[size_t(o)] = rng.uniform(-0.3f, 0.3f) / float(s.in_c);
+      add[size_t(o)] = rng.uniform(-0.2f, 0.8f);
+      dmul[size_t(o)] = rng.uniform(-0.3f, 0.3f) / float(d.in_c);
+      dadd[size_t(o)] = rng.uniform(-0.5f, 0.5f);
+    }
+    test::for_each_variant(bgemm_variants(), [&](const BgemmVariant& v) {
+      for (const BgemmVariant* dv : {&v, &bgemm_variants()[0]}) {
+        INFO("case " << describe(d) << " -> " << describe(s) << " consumer " << v.name
+                     << " downsample " << dv->name);
+        const PreparedBitWeights dw = prepare_bitconv_weights(d, cd.w.data(), *dv);
+        std::vector<float> rf(size_t(pix) * s.out_c, -7.0f);
+        BitConvEpilogue de;
+        de.mul = dmul.data();
+        de.add = dadd.data();
+        de.out_f32 = rf.data();
+        bitconv_forward(d, cd.in.data(), dw, de);
+        ResidualConv rc;
+        rc.shape = d;
+        rc.in = cd.in.data();
+        rc.weights = &dw;
+        rc.mul = dmul.data();
+        rc.add = dadd.data();
+        for (int out_bits : {0, 1, 2}) {
+          std::vector<float> yf(size_t(pix) * s.out_c, -1), yc(yf.size(), -2);
+          std::vector<uint64_t> qf(size_t(pix) * std::max(1, out_bits) * bit_words(s.out_c), 1),
+              qc(qf.size(), 2);
+          BitConvEpilogue e;
+          e.mul = mul.data();
+          e.add = add.data();
+          e.out_bits = out_bits;
+          e.relu = out_bits == 0;
+          e.residual = rf.data();
+          e.out_f32 = out_bits ? nullptr : yf.data();
+          e.out_packed = out_bits ? qf.data() : nullptr;
+          bitconv_forward(s, c.in.data(), c.w.data(), e, v);
+          e.residual = nullptr;
+          e.residual_conv = &rc;
+          e.out_f32 = out_bits ? nullptr : yc.data();
+          e.out_packed = out_bits ? qc.data() : nullptr;
+          bitconv_forward(s, c.in.data(), c.w.data(), e, v);
+          if (out_bits)  // the buffers start different, so both runs must have written them
+            CHECK(qc == qf);
+          else
+            CHECK(std::memcmp(yc.data(), yf.data(), yf.size() * sizeof(float)) == 0);
+        }
+      }
+    });
+  }
+}
+
 TEST_CASE("packed epilogue re-quantizes like quantize_pack_act", "[kernels][bitconv]") {
   Rng rng(9);
   BitConvShape s;
@@ -580,6 +670,47 @@ TEST_CASE("float epilogues keep NaN, -0 and the two roundings of the reference",
       });
   if (simd == 0)
     BFCN_SKIP_ISA("no vector float epilogue runs on this CPU (has: " + cpu_features_string() + ")");
+}
+
+TEST_CASE("packed epilogues with a residual conv's dot equal the float residual's exactly",
+          "[kernels][bitconv]") {
+  // RequantResConvFn against requant_pack__ref with res = dequant_f32__ref of the residual's dot:
+  // channel tails, values where an FMA would round differently, sums at the level boundaries.
+  Rng rng(29);
+  int simd = 0;
+  test::for_each_variant(
+      bgemm_variants(), [](const BgemmVariant& v) { return v.requant_res_conv != nullptr; },
+      [&](const BgemmVariant& v) {
+        ++simd;
+        for (int n : {1, 15, 16, 17, 64, 70, 130})
+          for (int bits : {1, 2}) {
+            std::vector<int32_t> p(static_cast<size_t>(n)), rp(p.size());
+            std::vector<float> mul(p.size()), add(p.size()), rmul(p.size()), radd(p.size()),
+                res(p.size());
+            for (int o = 0; o < n; ++o) {
+              p[size_t(o)] = int32_t(rng.next_u64() % 400) - 100;
+              rp[size_t(o)] = int32_t(rng.next_u64() % 400) - 100;
+              mul[size_t(o)] = (1.0f + rng.uniform(0.0f, 1.0f) * 1e-3f) / 300.0f;
+              rmul[size_t(o)] = (1.0f + rng.uniform(0.0f, 1.0f) * 1e-3f) / 300.0f;
+              add[size_t(o)] = rng.uniform(-0.3f, 0.7f);
+              radd[size_t(o)] = rng.uniform(-0.3f, 0.3f);
+            }
+            const int32_t corr = 5, rcorr = 9;
+            dequant_f32__ref(rp.data(), n, rcorr, rmul.data(), radd.data(), nullptr, false,
+                             res.data());
+            const int cw = bit_words(n);
+            std::vector<uint64_t> want(size_t(bits) * cw, 1), got(want.size(), 2);
+            requant_pack__ref(p.data(), n, corr, mul.data(), add.data(), res.data(), bits,
+                              want.data());
+            v.requant_res_conv(p.data(), n, corr, mul.data(), add.data(), rp.data(), rcorr,
+                               rmul.data(), radd.data(), bits, got.data());
+            INFO("n " << n << " bits " << bits);
+            REQUIRE(got == want);
+          }
+      });
+  if (simd == 0)
+    BFCN_SKIP_ISA("no residual-conv epilogue runs on this CPU (has: " + cpu_features_string() +
+                  ")");
 }
 
 TEST_CASE("every variant equals the reference on the ResNet-18/34 FCN-8s layer shapes",

@@ -150,7 +150,8 @@ void check_plan(const Model::Impl& I, int h, int w) {
     const int out = I.layers[li].out;
     const bool fused_away = I.fusion[li] == kAbsorbed
                                 ? I.layers[li].op != Op::quant_act
-                                : I.fusion[li] == kStemHead || I.fusion[li] == kStemPool;
+                                : I.fusion[li] == kStemHead || I.fusion[li] == kStemPool ||
+                                      I.fusion[li] == kResidualConv;
     if (!fused_away && int(li) != P.emit_layer) CHECK(P.tensor[size_t(out)].bytes > 0);
   }
   for (const Range& r : ranges) {

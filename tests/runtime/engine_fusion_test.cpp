@@ -1,12 +1,15 @@
 // The engine's fused stem (conv -> max pool -> quantizer in one kernel) and fused final upsample
 // (straight into logits/labels) give the same results as the unfused graph (runtime/model_plan.cpp
 // plans the fusions, model_run.cpp runs them).
+#include <omp.h>
+
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
 #include <map>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -235,5 +238,41 @@ TEST_CASE("engine: a block's float output with ReLU and the quantizer after it",
       for (uint8_t c : q.codes) ++seen[c];
       for (int l = 0; l < 4; ++l) CHECK(seen[size_t(l)] > 0);  // every level occurs
     }
+  }
+}
+
+TEST_CASE("engine: downsample convs computed in their block's conv2 equal the stored ones",
+          "[runtime][engine]") {
+  // kResidualConv: the fused graph against the same graph with a second reader of every
+  // downsample output (which keeps each a stored float map read as conv2's residual), bit for
+  // bit; packed block outputs (the paper's graph) and float ones with ReLU (a trained model's),
+  // odd sizes, 1 and 2 threads.
+  for (bool float_blocks : {false, true}) {
+    test::SyntheticGraph g = test::synthetic_graph();
+    if (float_blocks) test::float_block_outputs(g);
+    const rt::Model fused =
+        rt::Model::from_file(rt::parse_model("fused", rt::serialize_model(g.header, g.blobs)));
+    for (const std::string block : {"layer2.0", "layer3.0", "layer4.0"})
+      test::add_downsample_reader(g.header, block);
+    const rt::Model plain =
+        rt::Model::from_file(rt::parse_model("plain", rt::serialize_model(g.header, g.blobs)));
+    for (auto [h, w] : {std::pair{45, 61}, std::pair{64, 64}, std::pair{70, 33}})
+      for (int threads : {1, 2}) {
+        INFO(h << "x" << w << " threads " << threads << " float blocks " << float_blocks);
+        Rng rng(uint64_t(h) * w + 11);
+        const std::vector<float> img =
+            test::random_tensor(Shape{3, h, w}, rng, 0.0f, 1.0f).to_vector();
+        const int saved = omp_get_max_threads();
+        omp_set_num_threads(threads);
+        std::vector<float> la, lb;
+        std::vector<uint8_t> ya, yb;
+        fused.run(img.data(), h, w, &la, &ya);
+        plain.run(img.data(), h, w, &lb, &yb);
+        omp_set_num_threads(saved);
+        REQUIRE(la.size() == size_t(5) * h * w);
+        CHECK(std::memcmp(la.data(), lb.data(), la.size() * sizeof(float)) == 0);
+        CHECK(ya == yb);
+        CHECK(std::set<float>(la.begin(), la.end()).size() > 100);  // not a constant map
+      }
   }
 }

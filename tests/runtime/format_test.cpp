@@ -240,12 +240,27 @@ TEST_CASE("plan: buffer lifetimes and the stem fusion of a small graph", "[runti
   const size_t n = I.layers.size();
   REQUIRE(I.fusion.size() == n);
   REQUIRE(I.last_use.size() == I.tensors.size());
-  // conv1 -> maxpool -> act1 is the fused stem head; nothing else fuses.
+  // conv1 -> maxpool -> act1 is the fused stem head; each downsample conv runs in its block's
+  // conv2 (kResidualConv); nothing else fuses.
   REQUIRE(I.layers[0].name == "conv1");
   CHECK(I.fusion[0] == kStemHead);
   CHECK(I.fusion[1] == kAbsorbed);
   CHECK(I.fusion[2] == kAbsorbed);
-  CHECK(std::count(I.fusion.begin(), I.fusion.end(), kUnfused) == std::ptrdiff_t(n - 3));
+  REQUIRE(I.residual_conv.size() == n);
+  for (const std::string block : {"layer2.0", "layer3.0", "layer4.0"}) {
+    INFO(block);
+    const int ds = layer_index(I, block + ".downsample.0"),
+              conv2 = layer_index(I, block + ".conv2");
+    CHECK(I.fusion[size_t(ds)] == kResidualConv);
+    CHECK(I.residual_conv[size_t(conv2)] == ds);
+    // the downsample's input (the block input) now lives until conv2 computes it
+    CHECK(I.last_use[size_t(I.layers[size_t(ds)].in[0])] >= conv2);
+  }
+  // (layer1.0's output is read by nothing after layer2.0; the later block inputs by score convs)
+  CHECK(I.last_use[size_t(I.layers[size_t(layer_index(I, "layer2.0.downsample.0"))].in[0])] ==
+        layer_index(I, "layer2.0.conv2"));
+  CHECK(std::count(I.residual_conv.begin(), I.residual_conv.end(), -1) == std::ptrdiff_t(n - 3));
+  CHECK(std::count(I.fusion.begin(), I.fusion.end(), kUnfused) == std::ptrdiff_t(n - 6));
   // Lifetimes: the image dies at conv1 (an upsample to the image size reads run()'s h, w, not
   // the buffer); a tensor whose size an upsample takes lives until then; a block input lives
   // until its residual sum (conv2); the output outlives every layer.
@@ -275,7 +290,7 @@ TEST_CASE("plan: the stem does not fuse when that would be inexact or unobservab
     const Model::Impl I = planned(g);
     CHECK(I.last_use[size_t(I.layers[0].out)] == layer_index(I, "extra_pool"));
     CHECK(std::count(I.fusion.begin(), I.fusion.end(), kUnfused) ==
-          std::ptrdiff_t(I.layers.size()));
+          std::ptrdiff_t(I.layers.size()) - 3);  // the three residual convs only
   }
   SECTION("a decreasing quantizer affine (pooling no longer commutes with it)") {
     SyntheticGraph g = synthetic_graph();
@@ -293,7 +308,48 @@ TEST_CASE("plan: the stem does not fuse when that would be inexact or unobservab
     CHECK(I.fusion[0] == kStemPool);
     CHECK(I.fusion[1] == kAbsorbed);
     CHECK(std::count(I.fusion.begin(), I.fusion.end(), kUnfused) ==
-          std::ptrdiff_t(I.layers.size()) - 2);
+          std::ptrdiff_t(I.layers.size()) - 2 - 3);
+  }
+}
+
+TEST_CASE("plan: a downsample conv is a residual conv only when nothing else observes it",
+          "[runtime][engine]") {
+  const auto fused = [](const Model::Impl& I, const std::string& name) {
+    return I.fusion[size_t(layer_index(I, name))] == kResidualConv;
+  };
+  SECTION("a second reader of its output") {
+    SyntheticGraph g = synthetic_graph();
+    bfcn::test::add_downsample_reader(g.header, "layer3.0");
+    const Model::Impl I = planned(g);
+    CHECK(fused(I, "layer2.0.downsample.0"));
+    CHECK_FALSE(fused(I, "layer3.0.downsample.0"));
+    CHECK(I.residual_conv[size_t(layer_index(I, "layer3.0.conv2"))] == -1);
+    CHECK(fused(I, "layer4.0.downsample.0"));
+  }
+  SECTION("a ReLU, a packed output or a 3x3 kernel") {
+    for (int what = 0; what < 3; ++what) {
+      INFO("case " << what);
+      SyntheticGraph g = synthetic_graph();
+      int in_c = 0;
+      for (auto& L : g.header["layers"])
+        if (L["name"] == "layer2.0.downsample.0") {
+          in_c = L["in_c"].get<int>();
+          if (what == 0) L["relu"] = true;
+          if (what == 1) L["out_bits"] = 2;
+          if (what == 2) {
+            L["kernel"] = 3;
+            L["pad"] = 1;
+          }
+        }
+      if (what == 2)  // 3x3 weights: the blob's rows grow to 9 taps (zero weights, levels -1)
+        for (BlobData& b : g.blobs)
+          if (b.name == "layer2.0.downsample.0.weight")
+            b.bytes.resize(b.bytes.size() / size_t(bitconv_row_words(1, in_c)) *
+                           size_t(bitconv_row_words(9, in_c)));
+      const Model::Impl I = planned(g);
+      CHECK_FALSE(fused(I, "layer2.0.downsample.0"));
+      CHECK(fused(I, "layer3.0.downsample.0"));
+    }
   }
 }
 

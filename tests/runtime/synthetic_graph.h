@@ -52,6 +52,18 @@ inline void add_second_pool_reader(nlohmann::json& header) {
                               {"pad", 1}});
 }
 
+// A second reader of block's downsample output (a max pool), which keeps the downsample a
+// stored tensor instead of a residual conv computed in the block's conv2 (kResidualConv).
+inline void add_downsample_reader(nlohmann::json& header, const std::string& block) {
+  header["layers"].push_back({{"name", block + ".extra_pool"},
+                              {"type", "maxpool"},
+                              {"inputs", {block + ".downsample"}},
+                              {"output", block + ".extra_pool"},
+                              {"kernel", 2},
+                              {"stride", 2},
+                              {"pad", 0}});
+}
+
 // The trained models' block outputs (bfcn export of a float residual stream): layer1.0.conv2 and
 // layer2.0.conv2 write a float map with ReLU (their offsets moved to -0.4), which an affine
 // quant_act "<block>.act" quantizes for the next block's convs (layer1.0's conv2 has a packed
