@@ -276,17 +276,44 @@ std::span<const ActCountVariant> act_count_variants() {
 
 namespace {
 
-// act_count [H*W]: sum_k 2^k popcnt(in[pixel][k][:])
-std::vector<int32_t> activation_counts(const BitConvShape& s, const uint64_t* in) {
+// A layer run's working buffer (the activation counts, the re-laid-out input), taken from and
+// given back to a per-thread free list: a fresh block of a few 100 KB per layer run is mmap'd by
+// malloc and page-faulted in again, which cost about as much as filling it (~0.025 ms per
+// 64-channel 128x128 conv, 3 % of the W1A2 network's bit layers). Contents are not kept.
+template <class T>
+class ReusedBuffer {
+ public:
+  explicit ReusedBuffer(size_t n) {
+    std::vector<std::vector<T>>& pool = free_list();
+    if (!pool.empty()) {
+      v_ = std::move(pool.back());
+      pool.pop_back();
+    }
+    if (v_.size() < n) v_.resize(n);
+  }
+  ~ReusedBuffer() { free_list().push_back(std::move(v_)); }
+  ReusedBuffer(const ReusedBuffer&) = delete;
+  ReusedBuffer& operator=(const ReusedBuffer&) = delete;
+  T* data() { return v_.data(); }
+  const T* data() const { return v_.data(); }
+
+ private:
+  static std::vector<std::vector<T>>& free_list() {
+    thread_local std::vector<std::vector<T>> pool;
+    return pool;
+  }
+  std::vector<T> v_;
+};
+
+// counts [H*W]: sum_k 2^k popcnt(in[pixel][k][:])
+void activation_counts(const BitConvShape& s, const uint64_t* in, int32_t* counts) {
   const int cw = bit_words(s.in_c);
   const int64_t pixels = int64_t(s.in_h) * s.in_w;
-  std::vector<int32_t> counts(static_cast<size_t>(pixels));
   static const ActCountFn count = best_variant(act_count_variants()).count;
   constexpr int64_t kChunk = 1024;
 #pragma omp parallel for schedule(static) if (pixels > 4096)
   for (int64_t p0 = 0; p0 < pixels; p0 += kChunk)
-    count(in, p0, std::min(pixels, p0 + kChunk), s.a_bits, cw, counts.data());
-  return counts;
+    count(in, p0, std::min(pixels, p0 + kChunk), s.a_bits, cw, counts);
 }
 
 constexpr uint64_t kLowNibbles = 0x0f0f0f0f0f0f0f0full;
@@ -353,10 +380,9 @@ void im2col_row(const BitConvShape& s, const uint64_t* in, const int32_t* act_co
 // (one plane per low/high half and word, the K planes of a pixel adjacent as in a pixel tile), so
 // the K words of consecutive pixels at one tap are contiguous: one copy fills a tile's l row.
 // halves = 1: the same re-layout unsplit, out [cw][pix][K].
-std::vector<uint64_t> split_input(const BitConvShape& s, const uint64_t* in, int halves) {
+void split_input(const BitConvShape& s, const uint64_t* in, int halves, uint64_t* out) {
   const int cw = bit_words(s.in_c), kb = s.a_bits;
   const int64_t pixels = int64_t(s.in_h) * s.in_w;
-  std::vector<uint64_t> out(size_t(pixels) * kb * halves * cw);
 #pragma omp parallel for schedule(static) if (pixels * kb * cw > 65536)
   for (int64_t p = 0; p < pixels; ++p)
     for (int k = 0; k < kb; ++k)
@@ -369,7 +395,6 @@ std::vector<uint64_t> split_input(const BitConvShape& s, const uint64_t* in, int
         out[size_t((i * pixels + p) * kb + k)] = x & kLowNibbles;
         out[size_t(((cw + i) * pixels + p) * kb + k)] = (x >> 4) & kLowNibbles;
       }
-  return out;
 }
 
 // im2col of output row oy straight into the pixel-tiled layout (BgemmVariant::pixel_tile) from
@@ -495,6 +520,25 @@ std::vector<uint64_t> prepare_weights(const BitConvShape& s, const uint64_t* w,
   return out;
 }
 
+// d[j] = src[j * stride] for j < n. A fixed stride (2, 4, 8) lets the compiler unroll and
+// pair the loads: the runtime-stride loop took half of a 64x64x128 layer's driver time.
+template <int S>
+void gather_stride_fixed(const uint64_t* src, int64_t n, uint64_t* d) {
+  for (int64_t j = 0; j < n; ++j) d[j] = src[j * S];
+}
+void gather_stride(const uint64_t* src, int64_t n, int stride, uint64_t* d) {
+  switch (stride) {
+    case 2:
+      return gather_stride_fixed<2>(src, n, d);
+    case 4:
+      return gather_stride_fixed<4>(src, n, d);
+    case 8:
+      return gather_stride_fixed<8>(src, n, d);
+    default:
+      for (int64_t j = 0; j < n; ++j) d[j] = src[j * stride];
+  }
+}
+
 // One bit conv's output rows, each computed on its own: the per-layer work (activation counts,
 // the input re-laid-out as the variant reads it) in the constructor, then row() for any row from
 // any thread with its own RowScratch. So a consumer's epilogue can compute this conv's row right
@@ -505,16 +549,29 @@ std::vector<uint64_t> prepare_weights(const BitConvShape& s, const uint64_t* w,
 class RowRunner {
  public:
   RowRunner(const BitConvShape& s, const uint64_t* in, const uint64_t* w, const BgemmVariant& v)
-      : s_(s), in_(in), w_(w), v_(v), act_count_(activation_counts(s, in)) {
-    lpe_ = variant_row_words(s, v);
-    halves_ = v.split_nibbles ? 2 : 1;
+      : s_(s),
+        in_(in),
+        w_(w),
+        v_(v),
+        act_count_(size_t(s.in_h) * s.in_w),
+        lpe_(variant_row_words(s, v)),
+        halves_(v.split_nibbles ? 2 : 1),
+        // Unsplit with one word per plane, [cw][pix][K] is the input's own layout: no copy.
+        split_(!v.direct && v.pixel_tile > 0 && (halves_ == 2 || bit_words(s.in_c) > 1)),
+        as_is_(s.pad == 0 && bit_words(s.in_c) == 1),
+        // direct variants: a zero-bordered copy, unless the input is its own re-layout (as_is_)
+        relaid_(split_ ? size_t(s.in_h) * s.in_w * s.a_bits * halves_ * bit_words(s.in_c)
+                : v.direct && !as_is_ ? size_t(bit_words(s.in_c)) * (s.in_h + 2 * s.pad) *
+                                            (s.in_w + 2 * s.pad) * s.a_bits
+                                      : 0),
+        padded_counts_(v.direct && !as_is_ ? size_t(s.in_h + 2 * s.pad) * (s.in_w + 2 * s.pad)
+                                           : 0) {
+    activation_counts(s, in, act_count_.data());
     if (v.direct) {
       prepare_direct();
       return;
     }
-    // Unsplit with one word per plane, [cw][pix][K] is the input's own layout: no copy.
-    if (v.pixel_tile > 0 && (halves_ == 2 || bit_words(s.in_c) > 1))
-      in_split_ = split_input(s, in, halves_);
+    if (split_) split_input(s, in, halves_, relaid_.data());
   }
 
   const BitConvShape& shape() const { return s_; }
@@ -537,7 +594,7 @@ class RowRunner {
     const int ow = s_.out_w(), oc = s_.out_c, kb = s_.a_bits;
     if (!v_.direct) {
       if (v_.pixel_tile > 0)
-        im2col_row_tiled_any(s_, in_split_.empty() ? in_ : in_split_.data(), act_count_.data(), oy,
+        im2col_row_tiled_any(s_, split_ ? relaid_.data() : in_, act_count_.data(), oy,
                              v_.pixel_tile, halves_, r);
       else
         im2col_row(s_, in_, act_count_.data(), oy, v_.split_nibbles, lpe_, r);
@@ -580,13 +637,11 @@ class RowRunner {
     const int64_t plane = int64_t(hp) * wp_;  // padded pixels
     const int wp = wp_;
     // Without padding and with one word per plane the input is its own re-layout: no copy.
-    const bool as_is = s.pad == 0 && cw == 1;
+    const bool as_is = as_is_;
     if (!as_is) {
-      // (not zero-initialised: the copy below writes every word, borders included)
-      padded_.reset(new uint64_t[size_t(cw) * plane * kb]);
-      padded_counts_.reset(new int32_t[size_t(plane)]);
-      uint64_t* padded = padded_.get();
-      int32_t* padded_counts = padded_counts_.get();
+      // (the copy below writes every word, borders included)
+      uint64_t* padded = relaid_.data();
+      int32_t* padded_counts = padded_counts_.data();
       const uint64_t* in = in_;
       const int32_t* act_count = act_count_.data();
 #pragma omp parallel for schedule(static) if (plane * kb * cw > 8192)
@@ -600,10 +655,10 @@ class RowRunner {
           continue;
         }
         const int64_t pix0 = int64_t(iy) * s.in_w;
-        for (int x = 0; x < wp; ++x) {
-          const int ix = x - s.pad;
-          padded_counts[size_t(q0 + x)] = ix >= 0 && ix < s.in_w ? act_count[size_t(pix0 + ix)] : 0;
-        }
+        int32_t* crow = padded_counts + q0;  // (a select per pixel took 2/3 of this copy)
+        std::memset(crow, 0, sizeof(int32_t) * s.pad);
+        std::memcpy(crow + s.pad, act_count + pix0, sizeof(int32_t) * s.in_w);
+        std::memset(crow + s.pad + s.in_w, 0, sizeof(int32_t) * s.pad);
         for (int i = 0; i < cw; ++i) {
           uint64_t* d = padded + (i * plane + q0) * kb;
           std::memset(d, 0, sizeof(uint64_t) * s.pad * kb);
@@ -613,13 +668,13 @@ class RowRunner {
             std::memcpy(d, in + pix0 * kb, sizeof(uint64_t) * s.in_w * kb);
             continue;
           }
-          for (int ix = 0; ix < s.in_w; ++ix)
-            for (int k = 0; k < kb; ++k) d[ix * kb + k] = in[((pix0 + ix) * kb + k) * cw + i];
+          // word i of each of the row's (pixel, plane) pairs: a stride-cw gather
+          gather_stride(in + pix0 * kb * cw + i, int64_t(s.in_w) * kb, cw, d);
         }
       }
     }
-    base_ = as_is ? in_ : padded_.get();
-    counts_ = as_is ? act_count_.data() : padded_counts_.get();
+    base_ = as_is ? in_ : relaid_.data();
+    counts_ = as_is ? act_count_.data() : padded_counts_.data();
     const int taps = s.taps();
     loff_.resize(size_t(taps) * cw);  // word offsets from a row's top-left, l = t*cw + i
     tap_off_.resize(size_t(taps));    // pixel offsets, for the counts
@@ -636,13 +691,13 @@ class RowRunner {
   const uint64_t* in_;
   const uint64_t* w_;
   const BgemmVariant& v_;
-  std::vector<int32_t> act_count_;
-  int lpe_ = 0, halves_ = 1;
-  std::vector<uint64_t> in_split_;  // pixel-tiled variants: the re-laid-out input
-  // direct variants
+  ReusedBuffer<int32_t> act_count_;  // [H*W]
+  int lpe_, halves_;
+  bool split_;  // pixel-tiled variants: the input re-laid-out (split_input) in relaid_
+  bool as_is_;  // direct variants: the input is its own re-layout
+  ReusedBuffer<uint64_t> relaid_;
+  ReusedBuffer<int32_t> padded_counts_;  // direct variants: [Hp*Wp]
   int wp_ = 0;
-  std::unique_ptr<uint64_t[]> padded_;
-  std::unique_ptr<int32_t[]> padded_counts_;
   const uint64_t* base_ = nullptr;
   const int32_t* counts_ = nullptr;
   std::vector<int64_t> loff_, tap_off_;
