@@ -7,10 +7,32 @@
 // Exact: integer counts.
 #include <immintrin.h>
 
+#include <cstddef>
+#include <utility>
+
 #include "kernels/bitconv.h"
 
 namespace bfcn {
 namespace {
+
+// Lane pairs of the 16-lane sequence [a, b] summed: lane t = seq[2t] + seq[2t+1].
+inline __m512i pair_sums(__m512i a, __m512i b, __m512i even, __m512i odd) {
+  return _mm512_add_epi64(_mm512_permutex2var_epi64(a, even, b),
+                          _mm512_permutex2var_epi64(a, odd, b));
+}
+
+// x[0..M) -> x[0] by levels of pair sums (written out at compile time: no loop annotations,
+// which GCC rejects once it has unrolled the outer level itself).
+template <int M>
+inline void sum_tree(__m512i* x, __m512i even, __m512i odd) {
+  if constexpr (M > 1) {
+    [&]<size_t... J>(std::index_sequence<J...>) {
+      ((x[J] = pair_sums(x[2 * J], x[2 * J + 1], even, odd)), ...);  // x[2J] is read first
+    }
+    (std::make_index_sequence<M / 2>{});
+    sum_tree<M / 2>(x, even, odd);
+  }
+}
 
 template <int N>
 int64_t count_8px(const uint64_t* in, int64_t p, int64_t p1, int cw, int32_t* counts) {
@@ -22,16 +44,13 @@ int64_t count_8px(const uint64_t* in, int64_t p, int64_t p1, int cw, int32_t* co
   const __m512i odd = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
   for (; p + 8 <= p1; p += 8) {
     __m512i x[N];
-#pragma GCC unroll 8
-    for (int j = 0; j < N; ++j)
-      x[j] = _mm512_maskz_sllv_epi64(
-          0xff, _mm512_popcnt_epi64(_mm512_loadu_si512(in + p * N + 8 * j)), shift);
-#pragma GCC unroll 8
-    for (int m = N; m > 1; m /= 2)
-#pragma GCC unroll 8
-      for (int j = 0; j < m / 2; ++j)
-        x[j] = _mm512_add_epi64(_mm512_permutex2var_epi64(x[2 * j], even, x[2 * j + 1]),
-                                _mm512_permutex2var_epi64(x[2 * j], odd, x[2 * j + 1]));
+    [&]<size_t... J>(std::index_sequence<J...>) {
+      ((x[J] = _mm512_maskz_sllv_epi64(
+            0xff, _mm512_popcnt_epi64(_mm512_loadu_si512(in + p * N + 8 * int(J))), shift)),
+       ...);
+    }
+    (std::make_index_sequence<N>{});
+    sum_tree<N>(x, even, odd);
     _mm512_mask_cvtepi64_storeu_epi32(counts + p, 0xff, x[0]);
   }
   return p;
