@@ -305,15 +305,11 @@ class ReusedBuffer {
   std::vector<T> v_;
 };
 
-// counts [H*W]: sum_k 2^k popcnt(in[pixel][k][:])
-void activation_counts(const BitConvShape& s, const uint64_t* in, int32_t* counts) {
-  const int cw = bit_words(s.in_c);
-  const int64_t pixels = int64_t(s.in_h) * s.in_w;
+// counts [p0, p1) of [H*W]: sum_k 2^k popcnt(in[pixel][k][:]), by the best count variant
+void activation_counts(const BitConvShape& s, const uint64_t* in, int64_t p0, int64_t p1,
+                       int32_t* counts) {
   static const ActCountFn count = best_variant(act_count_variants()).count;
-  constexpr int64_t kChunk = 1024;
-#pragma omp parallel for schedule(static) if (pixels > 4096)
-  for (int64_t p0 = 0; p0 < pixels; p0 += kChunk)
-    count(in, p0, std::min(pixels, p0 + kChunk), s.a_bits, cw, counts);
+  count(in, p0, p1, s.a_bits, bit_words(s.in_c), counts);
 }
 
 constexpr uint64_t kLowNibbles = 0x0f0f0f0f0f0f0f0full;
@@ -376,15 +372,15 @@ void im2col_row(const BitConvShape& s, const uint64_t* in, const int32_t* act_co
   }
 }
 
-// Nibble-split copy of the whole input, once per layer: in [pix][K][cw] -> out [2][cw][pix][K]
-// (one plane per low/high half and word, the K planes of a pixel adjacent as in a pixel tile), so
-// the K words of consecutive pixels at one tap are contiguous: one copy fills a tile's l row.
-// halves = 1: the same re-layout unsplit, out [cw][pix][K].
-void split_input(const BitConvShape& s, const uint64_t* in, int halves, uint64_t* out) {
+// Nibble-split copy of the input's pixels [p0, p1), once per layer: in [pix][K][cw] ->
+// out [2][cw][pix][K] (one plane per low/high half and word, the K planes of a pixel adjacent as
+// in a pixel tile), so the K words of consecutive pixels at one tap are contiguous: one copy fills
+// a tile's l row. halves = 1: the same re-layout unsplit, out [cw][pix][K].
+void split_input(const BitConvShape& s, const uint64_t* in, int halves, int64_t p0, int64_t p1,
+                 uint64_t* out) {
   const int cw = bit_words(s.in_c), kb = s.a_bits;
   const int64_t pixels = int64_t(s.in_h) * s.in_w;
-#pragma omp parallel for schedule(static) if (pixels * kb * cw > 65536)
-  for (int64_t p = 0; p < pixels; ++p)
+  for (int64_t p = p0; p < p1; ++p)
     for (int k = 0; k < kb; ++k)
       for (int i = 0; i < cw; ++i) {
         const uint64_t x = in[(p * kb + k) * cw + i];
@@ -539,10 +535,23 @@ void gather_stride(const uint64_t* src, int64_t n, int stride, uint64_t* d) {
   }
 }
 
+// Output rows [begin, end) of thread t of a team of T: the contiguous split `omp for
+// schedule(static)` makes, so the per-layer work a thread does (RowRunner::prepare) is for the
+// rows it then computes, and the next layer's thread t finds its rows in its own cache.
+struct RowBand {
+  int begin, end;
+};
+RowBand row_band(int n, int t, int T) {
+  const int q = n / T, r = n % T;
+  const int begin = t * q + std::min(t, r);
+  return {begin, begin + q + (t < r ? 1 : 0)};
+}
+
 // One bit conv's output rows, each computed on its own: the per-layer work (activation counts,
-// the input re-laid-out as the variant reads it) in the constructor, then row() for any row from
-// any thread with its own RowScratch. So a consumer's epilogue can compute this conv's row right
-// where it needs it (ResidualConv). w: prepared (prepare_weights).
+// the input re-laid-out as the variant reads it) in prepare(), shared out over a team's threads
+// by rows, then row() for any row from any thread with its own RowScratch. So a consumer's
+// epilogue can compute this conv's row right where it needs it (ResidualConv). w: prepared
+// (prepare_weights).
 // Direct variants (BgemmVariant::direct, implicit im2col): the input copied once into a
 // zero-bordered re-layout [cw][Hp*Wp][K] (its activation counts likewise [Hp*Wp]), then per
 // output row one kernel call that reads the patches in place through per-word offsets.
@@ -553,29 +562,84 @@ class RowRunner {
         in_(in),
         w_(w),
         v_(v),
-        act_count_(size_t(s.in_h) * s.in_w),
         lpe_(variant_row_words(s, v)),
         halves_(v.split_nibbles ? 2 : 1),
         // Unsplit with one word per plane, [cw][pix][K] is the input's own layout: no copy.
         split_(!v.direct && v.pixel_tile > 0 && (halves_ == 2 || bit_words(s.in_c) > 1)),
+        // Without padding and with one word per plane the input is its own re-layout: no copy.
         as_is_(s.pad == 0 && bit_words(s.in_c) == 1),
-        // direct variants: a zero-bordered copy, unless the input is its own re-layout (as_is_)
+        hp_(v.direct && !as_is_ ? s.in_h + 2 * s.pad : s.in_h),
+        wp_(v.direct && !as_is_ ? s.in_w + 2 * s.pad : s.in_w),
+        // [H*W], or the zero-bordered [Hp*Wp] of a direct variant's re-layout
+        counts_(size_t(hp_) * wp_),
         relaid_(split_ ? size_t(s.in_h) * s.in_w * s.a_bits * halves_ * bit_words(s.in_c)
-                : v.direct && !as_is_ ? size_t(bit_words(s.in_c)) * (s.in_h + 2 * s.pad) *
-                                            (s.in_w + 2 * s.pad) * s.a_bits
-                                      : 0),
-        padded_counts_(v.direct && !as_is_ ? size_t(s.in_h + 2 * s.pad) * (s.in_w + 2 * s.pad)
-                                           : 0) {
-    activation_counts(s, in, act_count_.data());
-    if (v.direct) {
-      prepare_direct();
-      return;
-    }
-    if (split_) split_input(s, in, halves_, relaid_.data());
+                : v.direct && !as_is_ ? size_t(bit_words(s.in_c)) * hp_ * wp_ * s.a_bits
+                                      : 0) {
+    if (!v.direct) return;
+    const int cw = bit_words(s.in_c), kb = s.a_bits;
+    const int64_t plane = int64_t(hp_) * wp_;  // (padded) pixels
+    base_ = as_is_ ? in_ : relaid_.data();
+    loff_.resize(size_t(s.taps()) * cw);  // word offsets from a row's top-left, l = t*cw + i
+    tap_off_.resize(size_t(s.taps()));    // pixel offsets, for the counts
+    for (int ky = 0; ky < s.kh; ++ky)
+      for (int kx = 0; kx < s.kw; ++kx) {
+        const int t = ky * s.kw + kx;
+        tap_off_[size_t(t)] = int64_t(ky) * s.dilation * wp_ + int64_t(kx) * s.dilation;
+        for (int i = 0; i < cw; ++i)
+          loff_[size_t(t * cw + i)] = (i * plane + tap_off_[size_t(t)]) * kb;
+      }
   }
 
   const BitConvShape& shape() const { return s_; }
   int32_t wmax() const { return (1 << s_.w_bits) - 1; }
+
+  // Thread t of T's share of the per-layer work: the input rows (padded rows for a re-layout)
+  // from its first output row's to the next thread's. Every share must be done (a barrier)
+  // before any row(): a row reads its neighbours' input rows too.
+  void prepare(int t, int T) {
+    const int oh = s_.out_h();
+    const auto first = [&](int u) {  // u's first (padded) input row
+      return u == 0 ? 0 : u == T ? hp_ : std::clamp(row_band(oh, u, T).begin * s_.stride, 0, hp_);
+    };
+    const int y0 = first(t), y1 = first(t + 1);
+    if (!v_.direct || as_is_) {  // rows of the input itself
+      activation_counts(s_, in_, int64_t(y0) * s_.in_w, int64_t(y1) * s_.in_w, counts_.data());
+      if (split_)
+        split_input(s_, in_, halves_, int64_t(y0) * s_.in_w, int64_t(y1) * s_.in_w, relaid_.data());
+      return;
+    }
+    const int cw = bit_words(s_.in_c), kb = s_.a_bits, pad = s_.pad;
+    const int64_t plane = int64_t(hp_) * wp_;
+    uint64_t* padded = relaid_.data();
+    for (int y = y0; y < y1; ++y) {  // (every word is written, borders included)
+      const int iy = y - pad;
+      const int64_t q0 = int64_t(y) * wp_;
+      int32_t* crow = counts_.data() + q0;
+      if (iy < 0 || iy >= s_.in_h) {  // a border row
+        for (int i = 0; i < cw; ++i)
+          std::memset(padded + (i * plane + q0) * kb, 0, sizeof(uint64_t) * wp_ * kb);
+        std::memset(crow, 0, sizeof(int32_t) * wp_);
+        continue;
+      }
+      const int64_t pix0 = int64_t(iy) * s_.in_w;
+      // the row's counts straight into the bordered map (counts index from the row's pixel 0)
+      std::memset(crow, 0, sizeof(int32_t) * pad);
+      activation_counts(s_, in_ + pix0 * kb * cw, 0, s_.in_w, crow + pad);
+      std::memset(crow + pad + s_.in_w, 0, sizeof(int32_t) * pad);
+      for (int i = 0; i < cw; ++i) {
+        uint64_t* d = padded + (i * plane + q0) * kb;
+        std::memset(d, 0, sizeof(uint64_t) * pad * kb);
+        std::memset(d + int64_t(pad + s_.in_w) * kb, 0, sizeof(uint64_t) * pad * kb);
+        d += int64_t(pad) * kb;
+        if (cw == 1) {  // [pix][K] rows are contiguous already
+          std::memcpy(d, in_ + pix0 * kb, sizeof(uint64_t) * s_.in_w * kb);
+          continue;
+        }
+        // word i of each of the row's (pixel, plane) pairs: a stride-cw gather
+        gather_stride(in_ + pix0 * kb * cw + i, int64_t(s_.in_w) * kb, cw, d);
+      }
+    }
+  }
 
   void init(RowScratch& r) const {
     const int ow = s_.out_w();
@@ -594,10 +658,10 @@ class RowRunner {
     const int ow = s_.out_w(), oc = s_.out_c, kb = s_.a_bits;
     if (!v_.direct) {
       if (v_.pixel_tile > 0)
-        im2col_row_tiled_any(s_, split_ ? relaid_.data() : in_, act_count_.data(), oy,
-                             v_.pixel_tile, halves_, r);
+        im2col_row_tiled_any(s_, split_ ? relaid_.data() : in_, counts_.data(), oy, v_.pixel_tile,
+                             halves_, r);
       else
-        im2col_row(s_, in_, act_count_.data(), oy, v_.split_nibbles, lpe_, r);
+        im2col_row(s_, in_, counts_.data(), oy, v_.split_nibbles, lpe_, r);
       v_.fn(r.patch.data(), ow, w_, oc, kb, s_.w_bits, lpe_, r.acc.data(), oc);
       return false;
     }
@@ -607,7 +671,7 @@ class RowRunner {
     int32_t* count = r.count.data();
     std::fill(count, count + ow, 0);
     for (int t = 0; t < s_.taps(); ++t) {
-      const int32_t* c = counts_ + row0 + tap_off_[size_t(t)];
+      const int32_t* c = counts_.data() + row0 + tap_off_[size_t(t)];
       if (s_.stride == 1)
         for (int ox = 0; ox < ow; ++ox) count[ox] += c[ox];
       else
@@ -629,94 +693,43 @@ class RowRunner {
   }
 
  private:
-  void prepare_direct() {
-    const BitConvShape& s = s_;
-    const int cw = bit_words(s.in_c), kb = s.a_bits;
-    const int hp = s.in_h + 2 * s.pad;
-    wp_ = s.in_w + 2 * s.pad;
-    const int64_t plane = int64_t(hp) * wp_;  // padded pixels
-    const int wp = wp_;
-    // Without padding and with one word per plane the input is its own re-layout: no copy.
-    const bool as_is = as_is_;
-    if (!as_is) {
-      // (the copy below writes every word, borders included)
-      uint64_t* padded = relaid_.data();
-      int32_t* padded_counts = padded_counts_.data();
-      const uint64_t* in = in_;
-      const int32_t* act_count = act_count_.data();
-#pragma omp parallel for schedule(static) if (plane * kb * cw > 8192)
-      for (int y = 0; y < hp; ++y) {
-        const int iy = y - s.pad;
-        const int64_t q0 = int64_t(y) * wp;
-        if (iy < 0 || iy >= s.in_h) {  // a border row
-          for (int i = 0; i < cw; ++i)
-            std::memset(padded + (i * plane + q0) * kb, 0, sizeof(uint64_t) * wp * kb);
-          std::memset(padded_counts + q0, 0, sizeof(int32_t) * wp);
-          continue;
-        }
-        const int64_t pix0 = int64_t(iy) * s.in_w;
-        int32_t* crow = padded_counts + q0;  // (a select per pixel took 2/3 of this copy)
-        std::memset(crow, 0, sizeof(int32_t) * s.pad);
-        std::memcpy(crow + s.pad, act_count + pix0, sizeof(int32_t) * s.in_w);
-        std::memset(crow + s.pad + s.in_w, 0, sizeof(int32_t) * s.pad);
-        for (int i = 0; i < cw; ++i) {
-          uint64_t* d = padded + (i * plane + q0) * kb;
-          std::memset(d, 0, sizeof(uint64_t) * s.pad * kb);
-          std::memset(d + int64_t(s.pad + s.in_w) * kb, 0, sizeof(uint64_t) * s.pad * kb);
-          d += int64_t(s.pad) * kb;
-          if (cw == 1) {  // [pix][K] rows are contiguous already
-            std::memcpy(d, in + pix0 * kb, sizeof(uint64_t) * s.in_w * kb);
-            continue;
-          }
-          // word i of each of the row's (pixel, plane) pairs: a stride-cw gather
-          gather_stride(in + pix0 * kb * cw + i, int64_t(s.in_w) * kb, cw, d);
-        }
-      }
-    }
-    base_ = as_is ? in_ : relaid_.data();
-    counts_ = as_is ? act_count_.data() : padded_counts_.data();
-    const int taps = s.taps();
-    loff_.resize(size_t(taps) * cw);  // word offsets from a row's top-left, l = t*cw + i
-    tap_off_.resize(size_t(taps));    // pixel offsets, for the counts
-    for (int ky = 0; ky < s.kh; ++ky)
-      for (int kx = 0; kx < s.kw; ++kx) {
-        const int t = ky * s.kw + kx;
-        tap_off_[size_t(t)] = int64_t(ky) * s.dilation * wp + int64_t(kx) * s.dilation;
-        for (int i = 0; i < cw; ++i)
-          loff_[size_t(t * cw + i)] = (i * plane + tap_off_[size_t(t)]) * kb;
-      }
-  }
-
   BitConvShape s_;
   const uint64_t* in_;
   const uint64_t* w_;
   const BgemmVariant& v_;
-  ReusedBuffer<int32_t> act_count_;  // [H*W]
   int lpe_, halves_;
-  bool split_;  // pixel-tiled variants: the input re-laid-out (split_input) in relaid_
-  bool as_is_;  // direct variants: the input is its own re-layout
+  bool split_;   // pixel-tiled variants: the input re-laid-out (split_input) in relaid_
+  bool as_is_;   // direct variants: the input is its own re-layout
+  int hp_, wp_;  // the rows and columns counts_ (and a direct re-layout) cover
+  ReusedBuffer<int32_t> counts_;
   ReusedBuffer<uint64_t> relaid_;
-  ReusedBuffer<int32_t> padded_counts_;  // direct variants: [Hp*Wp]
-  int wp_ = 0;
-  const uint64_t* base_ = nullptr;
-  const int32_t* counts_ = nullptr;
+  const uint64_t* base_ = nullptr;  // direct variants: the re-layout (or the input as is)
   std::vector<int64_t> loff_, tap_off_;
 };
 
 // row_fn(oy, acc, count) for every output row, in parallel: acc holds I = 2P - (2^M-1)S, or raw
 // P when raw_p (count then holds the per-pixel correction (2^M-1)S for the caller to apply).
 // fuse: the threshold epilogue (thr, neg, ldt, bits and out at the output's start) a direct
-// kernel may fuse; rows it finishes itself skip row_fn.
+// kernel may fuse; rows it finishes itself skip row_fn. also: a second runner whose rows row_fn
+// computes (ResidualConv), of the same output rows, prepared alongside.
+// One parallel region per conv: each thread prepares the input rows of its own output rows, a
+// barrier, then computes them. (With the counts and the re-layout in regions of their own, that
+// work took ~15 us per layer at 2 threads, no less than at 1, 5 % of the W1A2 bit layers, and
+// the small layers' counts ran on one thread.)
 template <class RowFn>
-void for_each_row(const RowRunner& runner, bool raw_p, const ThresholdEpilogue* fuse,
+void for_each_row(RowRunner& runner, RowRunner* also, bool raw_p, const ThresholdEpilogue* fuse,
                   RowFn&& row_fn) {
   const BitConvShape& s = runner.shape();
 #pragma omp parallel
   {
+    const int t = omp_get_thread_num(), team = omp_get_num_threads();
+    runner.prepare(t, team);
+    if (also) also->prepare(t, team);
+#pragma omp barrier
     RowScratch r;
     runner.init(r);
-#pragma omp for schedule(static)
-    for (int oy = 0; oy < s.out_h(); ++oy) {
+    const RowBand band = row_band(s.out_h(), t, team);
+    for (int oy = band.begin; oy < band.end; ++oy) {
       if (runner.row(oy, r, fuse)) continue;
       finish_row(oy, runner.wmax(), s.out_c, raw_p, r, row_fn);
     }
@@ -747,10 +760,10 @@ void bitconv_int32(const BitConvShape& s, const uint64_t* in, const uint64_t* w,
 void bitconv_int32(const BitConvShape& s, const uint64_t* in, const PreparedBitWeights& pw,
                    int32_t* out) {
   const int ow = s.out_w(), oc = s.out_c;
-  for_each_row(RowRunner(s, in, pw.w.data(), *pw.variant), false, nullptr,
-               [&](int oy, const int32_t* acc, const int32_t*) {
-                 std::memcpy(out + int64_t(oy) * ow * oc, acc, sizeof(int32_t) * size_t(ow) * oc);
-               });
+  RowRunner runner(s, in, pw.w.data(), *pw.variant);
+  for_each_row(runner, nullptr, false, nullptr, [&](int oy, const int32_t* acc, const int32_t*) {
+    std::memcpy(out + int64_t(oy) * ow * oc, acc, sizeof(int32_t) * size_t(ow) * oc);
+  });
 }
 
 void bitconv_forward(const BitConvShape& s, const uint64_t* in, const uint64_t* w,
@@ -815,8 +828,9 @@ void bitconv_forward(const BitConvShape& s, const uint64_t* in, const PreparedBi
     res_conv = std::make_unique<RowRunner>(d, rc->in, rc->weights->w.data(), *rc->weights->variant);
   }
   // raw P: both epilogues apply the correction themselves (no pass over acc)
+  RowRunner runner(s, in, w, v);
   for_each_row(
-      RowRunner(s, in, w, v), true, by_threshold ? &fuse : nullptr,
+      runner, res_conv.get(), true, by_threshold ? &fuse : nullptr,
       [&](int oy, const int32_t* acc, const int32_t* corr) {
         const int64_t row = int64_t(oy) * ow;
         if (by_threshold && !e.residual_packed) {

@@ -3,6 +3,8 @@
 // reference exactly on odd shapes (C not a multiple of 64, borders, strides, dilations, 1x1/3x3).
 #include "kernels/bitconv.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <bit>
 #include <catch2/catch.hpp>
@@ -824,6 +826,89 @@ TEST_CASE("integer thresholds give the float epilogue's level for every integer 
   int ldt = 0;
   const float bad_mul = INFINITY, ok_add = 0.5f;
   CHECK_FALSE(requant_thresholds(&bad_mul, &ok_add, 1, 2, bound, 0, &thr, &neg, &ldt));
+}
+
+TEST_CASE("every variant gives the same output on any team size", "[kernels][bitconv]") {
+  // Each thread prepares the input rows of its own output rows (counts, re-layout) before a
+  // barrier; a row band left unprepared or prepared twice differently shows up at some team size.
+  // Teams of 2, 3 and 8 on the sweep (5-8 output rows or fewer: 8 leaves threads without rows),
+  // and a conv with a packed residual and one with a residual conv, in the threshold epilogue.
+  // Before each run, another input of the same shape fills the reused buffers (an
+  // unprepared row would otherwise still hold this input's own re-layout from the run before).
+  const int saved = omp_get_max_threads();
+  const auto at_team = [&](int team, auto&& run) {
+    omp_set_num_threads(team);
+    auto out = run();
+    omp_set_num_threads(saved);
+    return out;
+  };
+  test::for_each_variant(bgemm_variants(), [&](const BgemmVariant& v) {
+    Rng rng(37);
+    for (const BitConvShape& s : sweep_shapes()) {
+      const Packed c = make_case(s, rng), other = make_case(s, rng);
+      const auto one = at_team(1, [&] { return run_int(s, c, v); });
+      for (int team : {2, 3, 8}) {
+        INFO(describe(s) << " team " << team);
+        run_int(s, other, v);
+        REQUIRE(at_team(team, [&] { return run_int(s, c, v); }) == one);
+      }
+    }
+    // conv2 of a downsampling block, 2-bit codes out, its residual packed or a 1x1/2 conv
+    BitConvShape d;
+    d.in_h = 13;
+    d.in_w = 9;
+    d.in_c = 70;
+    d.out_c = 65;
+    d.kh = d.kw = 1;
+    d.pad = 0;
+    d.stride = 2;
+    d.w_bits = 1;
+    d.a_bits = 2;
+    BitConvShape s = d;
+    s.in_h = d.out_h();
+    s.in_w = d.out_w();
+    s.in_c = s.out_c;
+    s.kh = s.kw = 3;
+    s.pad = 1;
+    s.stride = 1;
+    const Packed cd = make_case(d, rng), c = make_case(s, rng), other_d = make_case(d, rng),
+                 other = make_case(s, rng);
+    const RandomEpilogue re = random_epilogue(s, rng, -0.2f, 0.8f);
+    const PreparedBitWeights dw = prepare_bitconv_weights(d, cd.w.data(), v);
+    const int64_t pix = int64_t(s.out_h()) * s.out_w();
+    std::vector<uint64_t> res(size_t(pix) * 2 * bit_words(s.out_c));
+    for (uint64_t& x : res) x = rng.next_u64();
+    for (const bool conv_residual : {false, true}) {
+      const auto run = [&](const Packed& in, const Packed& in_d) {
+        ResidualConv rc;
+        rc.shape = d;
+        rc.in = in_d.in.data();
+        rc.weights = &dw;
+        rc.mul = re.mul.data();
+        rc.add = re.add.data();
+        std::vector<uint64_t> out(res.size(), 3);
+        BitConvEpilogue e;
+        e.mul = re.mul.data();
+        e.add = re.add.data();
+        e.out_packed = out.data();
+        e.out_bits = 2;
+        if (conv_residual) {
+          e.residual_conv = &rc;
+        } else {
+          e.residual_packed = res.data();
+          e.residual_bits = 2;
+        }
+        bitconv_forward(s, in.in.data(), c.w.data(), e, v);
+        return out;
+      };
+      const auto one = at_team(1, [&] { return run(c, cd); });
+      for (int team : {2, 3, 8}) {
+        INFO("residual conv " << conv_residual << " team " << team);
+        run(other, other_d);
+        REQUIRE(at_team(team, [&] { return run(c, cd); }) == one);
+      }
+    }
+  });
 }
 
 TEST_CASE("threshold epilogues of every variant equal the scalar one", "[kernels][bitconv]") {
