@@ -191,14 +191,23 @@ void run(const uint64_t* a, int npix, const uint64_t* w, int noc, int lp, int32_
   }
 }
 
+// The register tile of the implicit-im2col rows, vectors of 16 channels x pixels, measured on
+// Zen 5 (the W1A2, W1A1 and W2A2 networks at 512^2, 1 thread): W1A2 one vector x 8 pixels (16
+// accumulators; 2 x 4 spilled 4 of them and ran 3 % slower, 1 x 12 spilled and ran 50 %
+// slower); W1A1 2 x 8 (16; 2 x 4 ran 4 % slower); W2A2 one vector x 4 (12; with both, its 24
+// spilled, and 6 or 8 pixels ran slower). Others: as the pixel-tiled rows.
+template <int M, int K>
+constexpr int kDirectVecs = (M == 1 && K == 2) || (M == 2 && K >= 2) ? 1 : kVecs;
+template <int M, int K>
+constexpr int kDirectPixels = (M == 1 && K <= 2) ? 8 : kRegPixels<M, K>;
+
 // The implicit-im2col row (BgemmDirectFn), stride S; B > 0: the fused threshold epilogue (te)
 // into B planes, with a packed residual of RB bits (0: none).
-// W2A2 runs one 16-channel vector per tile (12 accumulators): with both, its 24 spilled.
 template <int M, int K, int S, int B, int RB>
 void run_direct(const uint64_t* a, const int64_t* loff, int npix, const uint64_t* w, int noc,
                 int lp, int32_t* out, int ldo, const ThresholdEpilogue* te) {
-  constexpr int kV = (M == 2 && K >= 2) ? 1 : kVecs;
-  constexpr int kP = kRegPixels<M, K>;
+  constexpr int kV = kDirectVecs<M, K>;
+  constexpr int kP = kDirectPixels<M, K>;
   const auto* a32 = reinterpret_cast<const uint32_t*>(a);
   const auto* w32 = reinterpret_cast<const uint32_t*>(w);
   const int64_t ws = int64_t(2) * lp * M * kBlock;  // in dwords
