@@ -139,6 +139,9 @@ void dequant_f32__avx2(const int32_t*, int, int32_t, const float*, const float*,
                        float*);
 void requant_pack__avx512(const int32_t*, int, int32_t, const float*, const float*, const float*,
                           int, uint64_t*);
+void requant_res_conv__avx2(const int32_t* p, int n, int32_t corr, const float* mul,
+                            const float* add, const int32_t* rp, int32_t rcorr, const float* rmul,
+                            const float* radd, int bits, uint64_t* out);
 void requant_res_conv__avx512(const int32_t* p, int n, int32_t corr, const float* mul,
                               const float* add, const int32_t* rp, int32_t rcorr, const float* rmul,
                               const float* radd, int bits, uint64_t* out);

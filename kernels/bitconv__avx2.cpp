@@ -4,6 +4,8 @@
 // the scalar 64-bit popcnt alternative, kept to measure which wins (docs/bench_runtime.md).
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include "kernels/bitconv.h"
 #include "kernels/bitconv_internal.h"
 #include "kernels/popcount_bytes__avx2.h"
@@ -140,66 +142,105 @@ void bgemm__avx2_nib(const uint64_t* a, int npix, const uint64_t* w, int noc, in
   run_planes<NibbleCount, 3>(a, npix, w, noc, k_bits, m_bits, lp, out, ldo);
 }
 
+namespace {
+
+// round-half-even(clip(v, 0, 1) * levels) of 8 lanes (NaN -> 0), bit k of each lane's level into
+// bits [b8, b8 + 8) of planes[k], k < bits.
+inline void or_levels8(__m256 v, __m256 levels, int bits, int b8, uint64_t* planes) {
+  v = _mm256_mul_ps(_mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), _mm256_set1_ps(1.0f)),
+                    levels);
+  const __m256i qi =
+      _mm256_cvtps_epi32(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  for (int k = 0; k < bits; ++k) {
+    const int mask = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_slli_epi32(qi, 31 - k)));
+    planes[k] |= uint64_t(unsigned(mask)) << b8;
+  }
+}
+
+// I*mul + add of 8 lanes, I = 2p - corr, in dequant_f32__ref's two roundings (the asm barrier
+// keeps GCC from contracting them into an FMA).
+inline __m256 affine8(const int32_t* p, __m256i vcorr, const float* mul, const float* add) {
+  const __m256i pv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  const __m256i iv = _mm256_sub_epi32(_mm256_add_epi32(pv, pv), vcorr);
+  __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(iv), _mm256_loadu_ps(mul));
+  asm("" : "+x"(v));
+  return _mm256_add_ps(v, _mm256_loadu_ps(add));
+}
+
+// The first n < 8 entries of src, zero-padded to 8 (a channel tail: zero lanes give level 0).
+template <class T>
+struct Tail8 {
+  alignas(32) T v[8] = {};
+  Tail8(const T* src, int n) { std::copy(src, src + n, v); }
+};
+
+}  // namespace
+
 void requant_pack__avx2(const int32_t* p, int n, int32_t corr, const float* mul, const float* add,
                         const float* res, int bits, uint64_t* out) {
   const int cw = (n + 63) / 64;
   const __m256i vcorr = _mm256_set1_epi32(corr);
-  const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
   const __m256 levels = _mm256_set1_ps(float((1 << bits) - 1));
   for (int wi = 0; wi < cw; ++wi) {
     uint64_t planes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     const int m = n - wi * 64 < 64 ? n - wi * 64 : 64;
     for (int b8 = 0; b8 < m; b8 += 8) {
       const int o = wi * 64 + b8;
-      // channel tail: the same vector arithmetic on zero-padded copies (zero lanes give q = 0)
-      alignas(32) int32_t pt[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      alignas(32) float mt[8] = {0, 0, 0, 0, 0, 0, 0, 0}, at[8] = {0, 0, 0, 0, 0, 0, 0, 0},
-                        rt[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      const int32_t* pp = p + o;
-      const float *mp = mul + o, *ap = add + o, *rp = res ? res + o : nullptr;
-      if (b8 + 8 > m) {
-        for (int i = 0; i < m - b8; ++i) {
-          pt[i] = p[o + i];
-          mt[i] = mul[o + i];
-          at[i] = add[o + i];
-          if (res) rt[i] = res[o + i];
-        }
-        pp = pt;
-        mp = mt;
-        ap = at;
-        if (res) rp = rt;
+      __m256 v;
+      if (b8 + 8 <= m) {
+        v = affine8(p + o, vcorr, mul + o, add + o);
+        if (res) v = _mm256_add_ps(v, _mm256_loadu_ps(res + o));
+      } else {  // the same vector arithmetic on zero-padded copies
+        const int t = m - b8;
+        v = affine8(Tail8(p + o, t).v, vcorr, Tail8(mul + o, t).v, Tail8(add + o, t).v);
+        if (res) v = _mm256_add_ps(v, _mm256_loadu_ps(Tail8(res + o, t).v));
       }
-      const __m256i pv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pp));
-      const __m256i iv = _mm256_sub_epi32(_mm256_add_epi32(pv, pv), vcorr);
-      __m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(iv), _mm256_loadu_ps(mp)),
-                               _mm256_loadu_ps(ap));
-      if (rp) v = _mm256_add_ps(v, _mm256_loadu_ps(rp));
-      v = _mm256_mul_ps(_mm256_min_ps(_mm256_max_ps(v, zero), one), levels);  // NaN -> 0
-      const __m256i qi =
-          _mm256_cvtps_epi32(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-      for (int k = 0; k < bits; ++k) {
-        const int mask = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_slli_epi32(qi, 31 - k)));
-        planes[k] |= uint64_t(unsigned(mask)) << b8;
+      or_levels8(v, levels, bits, b8, planes);
+    }
+    for (int k = 0; k < bits; ++k) out[k * cw + wi] = planes[k];
+  }
+}
+
+// RequantResConvFn 8 channels per step: both values by affine8 (the residual's is
+// dequant_f32__ref's), their sum, then the levels as requant_pack__avx2.
+void requant_res_conv__avx2(const int32_t* p, int n, int32_t corr, const float* mul,
+                            const float* add, const int32_t* rp, int32_t rcorr, const float* rmul,
+                            const float* radd, int bits, uint64_t* out) {
+  const int cw = (n + 63) / 64;
+  const __m256i vcorr = _mm256_set1_epi32(corr), vrcorr = _mm256_set1_epi32(rcorr);
+  const __m256 levels = _mm256_set1_ps(float((1 << bits) - 1));
+  for (int wi = 0; wi < cw; ++wi) {
+    uint64_t planes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const int m = n - wi * 64 < 64 ? n - wi * 64 : 64;
+    for (int b8 = 0; b8 < m; b8 += 8) {
+      const int o = wi * 64 + b8;
+      __m256 v;
+      if (b8 + 8 <= m) {
+        const __m256 r = affine8(rp + o, vrcorr, rmul + o, radd + o);
+        v = _mm256_add_ps(affine8(p + o, vcorr, mul + o, add + o), r);
+      } else {
+        const int t = m - b8;
+        const __m256 r =
+            affine8(Tail8(rp + o, t).v, vrcorr, Tail8(rmul + o, t).v, Tail8(radd + o, t).v);
+        v = _mm256_add_ps(
+            affine8(Tail8(p + o, t).v, vcorr, Tail8(mul + o, t).v, Tail8(add + o, t).v), r);
       }
+      or_levels8(v, levels, bits, b8, planes);
     }
     for (int k = 0; k < bits; ++k) out[k * cw + wi] = planes[k];
   }
 }
 
 // The float epilogue (DequantFn) 8 channels per step in dequant_f32__ref's order and roundings
-// (the asm barrier keeps GCC from contracting I*mul + add into an FMA); relu by a compare mask,
-// so NaN and -0 stay as they are. The channel tail goes to the scalar body.
+// (affine8); relu by a compare mask, so NaN and -0 stay as they are. The channel tail goes to the
+// scalar body.
 void dequant_f32__avx2(const int32_t* p, int n, int32_t corr, const float* mul, const float* add,
                        const float* res, bool relu, float* out) {
   const __m256i vcorr = _mm256_set1_epi32(corr);
   const __m256 zero = _mm256_setzero_ps();
   int o = 0;
   for (; o + 8 <= n; o += 8) {
-    const __m256i pv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + o));
-    const __m256i iv = _mm256_sub_epi32(_mm256_add_epi32(pv, pv), vcorr);
-    __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(iv), _mm256_loadu_ps(mul + o));
-    asm("" : "+x"(v));
-    v = _mm256_add_ps(v, _mm256_loadu_ps(add + o));
+    __m256 v = affine8(p + o, vcorr, mul + o, add + o);
     if (res) v = _mm256_add_ps(v, _mm256_loadu_ps(res + o));
     if (relu) v = _mm256_blendv_ps(v, zero, _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
     _mm256_storeu_ps(out + o, v);
