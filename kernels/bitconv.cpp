@@ -142,7 +142,7 @@ void dequant_f32__ref(const int32_t* p, int n, int32_t corr, const float* mul, c
   for (int o = 0; o < n; ++o) {
     float v = requant_value(2 * p[o] - corr, mul[o], add[o]);
     if (res) v += res[o];
-    out[o] = (relu && v < 0.0f) ? 0.0f : v;
+    out[o] = relu ? (v > 0.0f ? v : 0.0f) : v;
   }
 }
 
@@ -879,10 +879,6 @@ void bitconv_forward(const BitConvShape& s, const uint64_t* in, const PreparedBi
                       e.out_packed + (row + ox) * e.out_bits * cwo);
           else
             dequant(a, oc, corr[ox], e.mul, e.add, res, e.relu, e.out_f32 + (row + ox) * oc);
-        }
-        if (!packed && e.row_relu) {
-          float* y = e.out_f32 + row * oc;
-          for (int64_t i = 0; i < int64_t(ow) * oc; ++i) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
         }
       });
 }

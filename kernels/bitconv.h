@@ -38,7 +38,8 @@ using RequantFn = void (*)(const int32_t* p, int n, int32_t corr, const float* m
                            const float* add, const float* res, int bits, uint64_t* out);
 
 // The float epilogue of one output pixel: I = 2*p[o] - corr, v = I*mul[o] + add[o] (two roundings,
-// no FMA), then + res[o] when res is set, then 0 where relu and v < 0 (NaN stays NaN).
+// no FMA), then + res[o] when res is set, then with relu the training engine's ReLU v > 0 ? v : 0
+// (so NaN and -0 become +0: one MAXPS/VMAXPS with 0 as its second operand).
 using DequantFn = void (*)(const int32_t* p, int n, int32_t corr, const float* mul,
                            const float* add, const float* res, bool relu, float* out);
 
@@ -211,7 +212,8 @@ struct ResidualConv {
 
 // Output of bitconv_forward: float NHWC [OH*OW][OC] (out_f32) or packed [OH*OW][out_bits][cw(OC)].
 // value = I * mul[o] + add[o] (+ residual[p*OC+o] when residual is set);
-// relu clamps at 0 (float mode only); packed mode quantizes
+// relu: the engine's v > 0 ? v : 0 (float mode only, row by row in the conv's parallel rows);
+// packed mode quantizes
 // nearbyint(clip(value,0,1)*(2^out_bits-1)).
 struct BitConvEpilogue {
   const float* mul = nullptr;  // [OC], required
@@ -228,10 +230,6 @@ struct BitConvEpilogue {
   bool relu = false;
   uint64_t* out_packed = nullptr;
   int out_bits = 0;
-  // Float output only: the training engine's ReLU (v > 0 ? v : 0, so NaN and -0 become +0;
-  // `relu` above is DequantFn's), applied to each output row right after its epilogue, in the
-  // conv's parallel rows while the row is in cache.
-  bool row_relu = false;
   // Optional: the epilogue's integer thresholds computed once (make_requant_thresholds with the
   // same mul/add/bits/residual kind); without them a packed layer computes them per call.
   const struct RequantThresholds* thresholds = nullptr;

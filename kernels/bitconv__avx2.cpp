@@ -232,7 +232,8 @@ void requant_res_conv__avx2(const int32_t* p, int n, int32_t corr, const float* 
 }
 
 // The float epilogue (DequantFn) 8 channels per step in dequant_f32__ref's order and roundings
-// (affine8); relu by a compare mask, so NaN and -0 stay as they are. The channel tail goes to the
+// (affine8); relu as VMAXPS(v, 0), which returns its second operand for NaN and for -0, as the
+// reference's v > 0 ? v : 0. The channel tail goes to the
 // scalar body.
 void dequant_f32__avx2(const int32_t* p, int n, int32_t corr, const float* mul, const float* add,
                        const float* res, bool relu, float* out) {
@@ -242,7 +243,7 @@ void dequant_f32__avx2(const int32_t* p, int n, int32_t corr, const float* mul, 
   for (; o + 8 <= n; o += 8) {
     __m256 v = affine8(p + o, vcorr, mul + o, add + o);
     if (res) v = _mm256_add_ps(v, _mm256_loadu_ps(res + o));
-    if (relu) v = _mm256_blendv_ps(v, zero, _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+    if (relu) v = _mm256_max_ps(v, zero);
     _mm256_storeu_ps(out + o, v);
   }
   if (o < n)

@@ -348,7 +348,8 @@ void requant_res_conv__avx512(const int32_t* p, int n, int32_t corr, const float
 }
 
 // The float epilogue (DequantFn) 16 channels per step, in dequant_f32__ref's order and roundings
-// (epilogue_value); relu by a compare mask, so NaN stays NaN.
+// (epilogue_value); relu as MAXPS(v, 0), which returns its second operand for NaN and for -0,
+// as the reference's v > 0 ? v : 0.
 void dequant_f32__avx512(const int32_t* p, int n, int32_t corr, const float* mul, const float* add,
                          const float* res, bool relu, float* out) {
   const __m512i vcorr = _mm512_set1_epi32(corr);
@@ -357,7 +358,7 @@ void dequant_f32__avx512(const int32_t* p, int n, int32_t corr, const float* mul
   for (int o = 0; o < n; o += 16) {
     const __mmask16 k = n - o >= 16 ? all : __mmask16((1u << (n - o)) - 1);
     __m512 v = epilogue_value(p + o, vcorr, mul + o, add + o, res ? res + o : nullptr, k);
-    if (relu) v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), zero);
+    if (relu) v = _mm512_maskz_max_ps(all, v, zero);
     _mm512_mask_storeu_ps(out + o, k, v);
   }
 }

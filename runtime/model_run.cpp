@@ -526,9 +526,9 @@ class Execution {
       e.out_bits = L.out_bits;
       e.thresholds = layer_thresholds(L, s, e);
       bitconv_forward(s, x.p, prepared_weights(L, s, variant), e);
-    } else if (y.bits == 0) {  // the ReLU row by row, in the conv's parallel rows
+    } else if (y.bits == 0) {  // the ReLU in its epilogue, row by row
       e.out_f32 = y.f;
-      e.row_relu = L.relu;
+      e.relu = L.relu;
       bitconv_forward(s, x.p, prepared_weights(L, s, variant), e);
     } else {
       e.out_f32 = y.f;

@@ -633,7 +633,7 @@ TEST_CASE("every variant's float epilogue equals the reference bit for bit", "[k
     BFCN_SKIP_ISA("no SIMD bgemm variant runs on this CPU (has: " + cpu_features_string() + ")");
 }
 
-TEST_CASE("float epilogues keep NaN, -0 and the two roundings of the reference",
+TEST_CASE("float epilogues: the reference's two roundings, and NaN and -0 with and without ReLU",
           "[kernels][bitconv]") {
   Rng rng(23);
   int simd = 0;
@@ -652,9 +652,9 @@ TEST_CASE("float epilogues keep NaN, -0 and the two roundings of the reference",
             add[size_t(o)] = -float(2 * p[size_t(o)] - 7) * mul[size_t(o)];
             res[size_t(o)] = rng.uniform(-1.0f, 1.0f);
           }
-          add[0] = std::numeric_limits<float>::quiet_NaN();  // NaN passes through relu
+          add[0] = std::numeric_limits<float>::quiet_NaN();  // NaN: kept, or 0 after the ReLU
           if (n > 1) {
-            mul[1] = -0.0f;  // -0 * I + -0 = -0: relu keeps -0 (it is not < 0)
+            mul[1] = -0.0f;  // -0 * I + -0: a zero of either sign, +0 after the ReLU
             add[1] = -0.0f;
           }
           for (bool relu : {false, true})
@@ -663,6 +663,10 @@ TEST_CASE("float epilogues keep NaN, -0 and the two roundings of the reference",
               std::vector<float> want(static_cast<size_t>(n), 5.0f), got(want.size(), 6.0f);
               dequant_f32__ref(p.data(), n, 7, mul.data(), add.data(),
                                with_res ? res.data() : nullptr, relu, want.data());
+              // the reference's ReLU is the training engine's v > 0 ? v : 0
+              CHECK(std::isnan(want[0]) == !relu);
+              if (relu) CHECK(std::bit_cast<uint32_t>(want[0]) == 0u);
+              if (relu && n > 1) CHECK(std::bit_cast<uint32_t>(want[1]) == 0u);
               v.dequant(p.data(), n, 7, mul.data(), add.data(), with_res ? res.data() : nullptr,
                         relu, got.data());
               INFO("n " << n << " relu " << relu << " residual " << with_res);
