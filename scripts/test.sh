@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs dependencies, builds Release with warnings as errors, runs every
-# test with ctest, then builds the tests with ASan/UBSan and runs them again, then fuzzes the
+# test with ctest, then the runtime-only build and its tests under each BFCN_ISA level the CPU
+# supports, then builds the tests with ASan/UBSan and runs them again, then fuzzes the
 # parsers of untrusted input (scripts/fuzz.sh).
 # Exits non-zero on any failure.  Usage: scripts/test.sh [--no-sanitize]
 set -euo pipefail
@@ -35,6 +36,24 @@ cmake -S . -B build-runtime -DCMAKE_BUILD_TYPE=Release -DBFCN_WERROR=ON -DBFCN_R
       -DCMAKE_DISABLE_FIND_PACKAGE_OpenCV=ON >/dev/null
 cmake --build build-runtime -j "$JOBS"
 (cd build-runtime && OMP_NUM_THREADS=2 ctest --output-on-failure -j "$JOBS" --timeout 900)
+echo "== the runtime-only tests again with each kernel level forced (BFCN_ISA), every level this"
+echo "   CPU supports; a level it lacks is reported skipped (forcing it would be an error)"
+best_isa=$(build/bfcn --version | sed -n 's/.*best supported: \([a-z0-9]*\).*/\1/p')
+[ -n "$best_isa" ] || { echo "test.sh: could not read the best kernel level from bfcn --version"; exit 1; }
+isa_levels=(ref avx2 avx512 avx512vnni)
+supported=1
+for isa in "${isa_levels[@]}"; do
+  if [ "$supported" = 1 ]; then
+    echo "-- BFCN_ISA=$isa"
+    (cd build-runtime && BFCN_ISA=$isa OMP_NUM_THREADS=2 ctest --output-on-failure -j "$JOBS" \
+       --timeout 900)
+  else
+    echo "-- BFCN_ISA=$isa: skipped, this CPU's best level is $best_isa"
+    echo "runtime-only suite with BFCN_ISA=$isa | cpu feature | this CPU's best level is $best_isa" \
+      >>"$BFCN_SKIP_LOG"
+  fi
+  if [ "$isa" = "$best_isa" ]; then supported=0; fi
+done
 echo "== aarch64 cross build of the runtime (reference kernels) and its tests under qemu-aarch64"
 echo "   (scripts/test_aarch64.sh, docs/deploy.md)"
 JOBS=$JOBS scripts/test_aarch64.sh build-aarch64
