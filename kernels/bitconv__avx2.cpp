@@ -174,31 +174,35 @@ struct Tail8 {
   Tail8(const T* src, int n) { std::copy(src, src + n, v); }
 };
 
-}  // namespace
-
-void requant_pack__avx2(const int32_t* p, int n, int32_t corr, const float* mul, const float* add,
-                        const float* res, int bits, uint64_t* out) {
+// The packed epilogue's loop: per 64-channel word, value(o, t) for the 8 channels from o (t of
+// them valid, t = 8 but in the tail) into levels and bit planes, each word stored once.
+template <class ValueFn>
+inline void pack_levels8(int n, int bits, uint64_t* out, const ValueFn& value) {
   const int cw = (n + 63) / 64;
-  const __m256i vcorr = _mm256_set1_epi32(corr);
   const __m256 levels = _mm256_set1_ps(float((1 << bits) - 1));
   for (int wi = 0; wi < cw; ++wi) {
     uint64_t planes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     const int m = n - wi * 64 < 64 ? n - wi * 64 : 64;
-    for (int b8 = 0; b8 < m; b8 += 8) {
-      const int o = wi * 64 + b8;
-      __m256 v;
-      if (b8 + 8 <= m) {
-        v = affine8(p + o, vcorr, mul + o, add + o);
-        if (res) v = _mm256_add_ps(v, _mm256_loadu_ps(res + o));
-      } else {  // the same vector arithmetic on zero-padded copies
-        const int t = m - b8;
-        v = affine8(Tail8(p + o, t).v, vcorr, Tail8(mul + o, t).v, Tail8(add + o, t).v);
-        if (res) v = _mm256_add_ps(v, _mm256_loadu_ps(Tail8(res + o, t).v));
-      }
-      or_levels8(v, levels, bits, b8, planes);
-    }
+    for (int b8 = 0; b8 < m; b8 += 8)
+      or_levels8(value(wi * 64 + b8, std::min(8, m - b8)), levels, bits, b8, planes);
     for (int k = 0; k < bits; ++k) out[k * cw + wi] = planes[k];
   }
+}
+
+}  // namespace
+
+void requant_pack__avx2(const int32_t* p, int n, int32_t corr, const float* mul, const float* add,
+                        const float* res, int bits, uint64_t* out) {
+  const __m256i vcorr = _mm256_set1_epi32(corr);
+  pack_levels8(n, bits, out, [&](int o, int t) {
+    if (t == 8) {
+      const __m256 v = affine8(p + o, vcorr, mul + o, add + o);
+      return res ? _mm256_add_ps(v, _mm256_loadu_ps(res + o)) : v;
+    }
+    // the channel tail: the same vector arithmetic on zero-padded copies
+    const __m256 v = affine8(Tail8(p + o, t).v, vcorr, Tail8(mul + o, t).v, Tail8(add + o, t).v);
+    return res ? _mm256_add_ps(v, _mm256_loadu_ps(Tail8(res + o, t).v)) : v;
+  });
 }
 
 // RequantResConvFn 8 channels per step: both values by affine8 (the residual's is
@@ -206,29 +210,16 @@ void requant_pack__avx2(const int32_t* p, int n, int32_t corr, const float* mul,
 void requant_res_conv__avx2(const int32_t* p, int n, int32_t corr, const float* mul,
                             const float* add, const int32_t* rp, int32_t rcorr, const float* rmul,
                             const float* radd, int bits, uint64_t* out) {
-  const int cw = (n + 63) / 64;
   const __m256i vcorr = _mm256_set1_epi32(corr), vrcorr = _mm256_set1_epi32(rcorr);
-  const __m256 levels = _mm256_set1_ps(float((1 << bits) - 1));
-  for (int wi = 0; wi < cw; ++wi) {
-    uint64_t planes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    const int m = n - wi * 64 < 64 ? n - wi * 64 : 64;
-    for (int b8 = 0; b8 < m; b8 += 8) {
-      const int o = wi * 64 + b8;
-      __m256 v;
-      if (b8 + 8 <= m) {
-        const __m256 r = affine8(rp + o, vrcorr, rmul + o, radd + o);
-        v = _mm256_add_ps(affine8(p + o, vcorr, mul + o, add + o), r);
-      } else {
-        const int t = m - b8;
-        const __m256 r =
-            affine8(Tail8(rp + o, t).v, vrcorr, Tail8(rmul + o, t).v, Tail8(radd + o, t).v);
-        v = _mm256_add_ps(
-            affine8(Tail8(p + o, t).v, vcorr, Tail8(mul + o, t).v, Tail8(add + o, t).v), r);
-      }
-      or_levels8(v, levels, bits, b8, planes);
-    }
-    for (int k = 0; k < bits; ++k) out[k * cw + wi] = planes[k];
-  }
+  pack_levels8(n, bits, out, [&](int o, int t) {
+    if (t == 8)
+      return _mm256_add_ps(affine8(p + o, vcorr, mul + o, add + o),
+                           affine8(rp + o, vrcorr, rmul + o, radd + o));
+    const __m256 r =
+        affine8(Tail8(rp + o, t).v, vrcorr, Tail8(rmul + o, t).v, Tail8(radd + o, t).v);
+    return _mm256_add_ps(
+        affine8(Tail8(p + o, t).v, vcorr, Tail8(mul + o, t).v, Tail8(add + o, t).v), r);
+  });
 }
 
 // The float epilogue (DequantFn) 8 channels per step in dequant_f32__ref's order and roundings
